@@ -1,0 +1,185 @@
+//! Per-channel state: prefetch, publisher-confirm numbering, consumers, and the
+//! window of unacked deliveries indexed by delivery tag.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use super::ids::QueueId;
+use super::queue::Entry;
+
+/// A delivery waiting for its ack.
+#[derive(Debug)]
+pub struct Unacked {
+    pub queue: QueueId,
+    /// The consumer it went to; `None` for `get`.
+    pub consumer: Option<u32>,
+    pub entry: Entry,
+}
+
+/// Unacked deliveries by delivery tag. Tags increase by one per delivery and acks come
+/// mostly in order, so a deque offset by the oldest live tag gives O(1) ack and
+/// O(k) `multiple` acks, with no tree.
+#[derive(Debug, Default)]
+pub struct UnackedWindow {
+    /// Tag of `slots[0]`.
+    base: u64,
+    slots: VecDeque<Option<Unacked>>,
+    live: usize,
+}
+
+impl UnackedWindow {
+    pub fn new(first_tag: u64) -> Self {
+        UnackedWindow { base: first_tag, slots: VecDeque::new(), live: 0 }
+    }
+
+    /// Live (unacked) deliveries.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// Records a delivery with a tag above every earlier one. `noAck` deliveries take
+    /// tags too, as in RabbitMQ, so the tags skipped since the last push are empty slots.
+    pub fn push(&mut self, tag: u64, u: Unacked) {
+        if self.slots.is_empty() {
+            self.base = tag;
+        }
+        debug_assert!(tag >= self.base + self.slots.len() as u64);
+        while self.base + (self.slots.len() as u64) < tag {
+            self.slots.push_back(None);
+        }
+        self.slots.push_back(Some(u));
+        self.live += 1;
+    }
+
+    pub fn contains(&self, tag: u64) -> bool {
+        tag >= self.base && self.slots.get((tag - self.base) as usize).is_some_and(Option::is_some)
+    }
+
+    /// Takes one delivery by tag.
+    pub fn take(&mut self, tag: u64) -> Option<Unacked> {
+        if tag < self.base {
+            return None;
+        }
+        let u = self.slots.get_mut((tag - self.base) as usize)?.take()?;
+        self.live -= 1;
+        self.trim();
+        Some(u)
+    }
+
+    /// Takes every delivery with a tag up to and including `tag`, oldest first.
+    pub fn take_up_to(&mut self, tag: u64, out: &mut Vec<(u64, Unacked)>) {
+        while let Some(slot) = self.slots.front() {
+            if self.base > tag {
+                break;
+            }
+            let t = self.base;
+            let slot_taken = slot.is_some();
+            let u = self.slots.pop_front().flatten();
+            self.base += 1;
+            if slot_taken {
+                self.live -= 1;
+                out.push((t, u.expect("slot checked")));
+            }
+        }
+        self.trim();
+    }
+
+    /// Takes every delivery, oldest first.
+    pub fn take_all(&mut self, out: &mut Vec<(u64, Unacked)>) {
+        let last = self.base + self.slots.len() as u64;
+        self.take_up_to(last, out);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &Unacked)> {
+        let base = self.base;
+        self.slots.iter().enumerate().filter_map(move |(i, s)| s.as_ref().map(|u| (base + i as u64, u)))
+    }
+
+    /// Drops leading acked slots so memory follows the live deliveries.
+    fn trim(&mut self) {
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+    }
+}
+
+/// One channel of a connection.
+#[derive(Debug)]
+pub struct Channel {
+    /// Consumers of this channel by tag (few per channel: a list beats a map).
+    pub consumers: Vec<(Rc<str>, u32)>,
+    /// `prefetch(n, false)`: the limit given to consumers created after it.
+    pub consumer_prefetch: u32,
+    /// `prefetch(n, true)`: the limit for all consumers of the channel together.
+    pub channel_prefetch: u32,
+    /// Unacked deliveries to this channel's consumers (what `channel_prefetch` limits).
+    pub consumer_unacked: u32,
+    pub unacked: UnackedWindow,
+    pub next_delivery_tag: u64,
+    /// `Some(next sequence number)` once in confirm mode.
+    pub confirm_seq: Option<u64>,
+}
+
+impl Channel {
+    pub fn new() -> Self {
+        Channel {
+            consumers: Vec::new(),
+            consumer_prefetch: 0,
+            channel_prefetch: 0,
+            consumer_unacked: 0,
+            unacked: UnackedWindow::new(1),
+            next_delivery_tag: 1,
+            confirm_seq: None,
+        }
+    }
+
+    pub fn consumer(&self, tag: &str) -> Option<u32> {
+        self.consumers.iter().find(|(t, _)| &**t == tag).map(|(_, id)| *id)
+    }
+
+    pub fn has_capacity(&self) -> bool {
+        self.channel_prefetch == 0 || self.consumer_unacked < self.channel_prefetch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::message::Message;
+
+    fn unacked(seq: u64) -> Unacked {
+        Unacked {
+            queue: QueueId(1),
+            consumer: None,
+            entry: Entry {
+                seq,
+                message: Rc::new(Message::default()),
+                expires_at: None,
+                delivery_count: 0,
+                redelivered: false,
+                durable: false,
+                priority: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn window_takes_single_and_multiple_and_trims() {
+        let mut w = UnackedWindow::new(1);
+        for t in 1..=5 {
+            w.push(t, unacked(t));
+        }
+        assert_eq!(w.take(3).unwrap().entry.seq, 3);
+        assert!(w.take(3).is_none(), "a tag is taken once");
+        let mut out = Vec::new();
+        w.take_up_to(4, &mut out);
+        let tags: Vec<u64> = out.iter().map(|(t, _)| *t).collect();
+        assert_eq!(tags, [1, 2, 4]);
+        assert_eq!(w.len(), 1);
+        assert!(w.contains(5) && !w.contains(4) && !w.contains(0) && !w.contains(6));
+        assert!(w.take(5).is_some());
+        assert_eq!(w.len(), 0);
+        assert_eq!(w.slots.len(), 0, "acked slots are released");
+    }
+}

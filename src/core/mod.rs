@@ -1,0 +1,29 @@
+//! The broker core: a deterministic, sans-IO state machine with RabbitMQ 3.x
+//! classic-queue semantics. No I/O, no async, no clock reads: every command takes
+//! `now` (milliseconds since the Unix epoch) and side effects come out as [`Effect`]s.
+
+mod args;
+mod broker;
+mod channel;
+mod dead_letter;
+pub mod effect;
+pub mod error;
+pub mod exchange;
+mod fxhash;
+pub mod ids;
+pub mod message;
+pub mod names;
+mod queue;
+pub mod value;
+
+pub use args::{Overflow, QueueArgs};
+pub use broker::{
+    Broker, BrokerConfig, Consume, ExchangeDeclare, GetOk, Limits, QueueDeclare, QueueDeclareOk, QueueInfo,
+};
+pub use effect::{Confirm, Delivery, Effect, Returned, StoreDestination, StoreOp};
+pub use error::{AmqpError, ReplyCode, Result};
+pub use exchange::{ExchangeKind, Router, Routing};
+pub use ids::{ChannelRef, ConnId, Destination, ExchangeId, QueueId};
+pub use message::{Message, Properties};
+pub use queue::{DropReason, QueueCounters};
+pub use value::{FieldValue, Table};

@@ -1,0 +1,252 @@
+//! A queue's messages: the ready list (FIFO per priority, requeues back in their
+//! original position), delayed messages, and the counters the stats and invariants use.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
+
+use super::args::QueueArgs;
+use super::ids::ConnId;
+use super::message::Message;
+use super::value::Table;
+
+/// A message in a queue (ready, delayed, or unacked on a channel).
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// Position in the queue: increases with every message the queue takes.
+    pub seq: u64,
+    pub message: Rc<Message>,
+    /// Absolute expiry time (ms), from the queue's and the message's TTL.
+    pub expires_at: Option<u64>,
+    /// Returns so far (nack/reject with requeue, or a closed channel).
+    pub delivery_count: u32,
+    pub redelivered: bool,
+    /// Written to storage: persistent message in a durable queue.
+    pub durable: bool,
+    pub priority: u8,
+}
+
+impl Entry {
+    pub fn body_len(&self) -> usize {
+        self.message.body.len()
+    }
+}
+
+/// Ready messages, highest priority first, FIFO by `seq` within a priority.
+#[derive(Debug)]
+pub struct ReadyList {
+    /// One deque per priority level (index = priority); a single one without `x-max-priority`.
+    levels: Vec<VecDeque<Entry>>,
+    len: usize,
+    bytes: usize,
+}
+
+impl ReadyList {
+    pub fn new(max_priority: Option<u8>) -> Self {
+        let n = max_priority.map_or(1, |p| p as usize + 1);
+        ReadyList { levels: (0..n).map(|_| VecDeque::new()).collect(), len: 0, bytes: 0 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Body bytes of the ready messages.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn level(&self, priority: u8) -> usize {
+        (priority as usize).min(self.levels.len() - 1)
+    }
+
+    /// Appends a newly published message.
+    pub fn push_back(&mut self, e: Entry) {
+        let l = self.level(e.priority);
+        self.len += 1;
+        self.bytes += e.body_len();
+        self.levels[l].push_back(e);
+    }
+
+    /// Puts a message back at its original position (by `seq`), as RabbitMQ's classic
+    /// queues do with requeued messages.
+    pub fn requeue(&mut self, e: Entry) {
+        let l = self.level(e.priority);
+        self.len += 1;
+        self.bytes += e.body_len();
+        let level = &mut self.levels[l];
+        // Requeues usually belong at the front: check that before a binary search.
+        if level.front().is_none_or(|f| e.seq < f.seq) {
+            level.push_front(e);
+        } else {
+            let at = level.partition_point(|x| x.seq < e.seq);
+            level.insert(at, e);
+        }
+    }
+
+    fn head_level(&self) -> Option<usize> {
+        (0..self.levels.len()).rev().find(|&l| !self.levels[l].is_empty())
+    }
+
+    pub fn pop_front(&mut self) -> Option<Entry> {
+        let l = self.head_level()?;
+        let e = self.levels[l].pop_front()?;
+        self.len -= 1;
+        self.bytes -= e.body_len();
+        Some(e)
+    }
+
+    /// Removes the first expired message at the head of any priority level. RabbitMQ
+    /// expires messages only when they reach the head; each level is its own FIFO.
+    pub fn pop_expired(&mut self, now: u64) -> Option<Entry> {
+        let l = (0..self.levels.len())
+            .rev()
+            .find(|&l| self.levels[l].front().is_some_and(|e| e.expires_at.is_some_and(|t| t <= now)))?;
+        let e = self.levels[l].pop_front()?;
+        self.len -= 1;
+        self.bytes -= e.body_len();
+        Some(e)
+    }
+
+    /// The earliest expiry among the heads of the levels.
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.levels.iter().filter_map(|l| l.front().and_then(|e| e.expires_at)).min()
+    }
+
+    pub fn drain(&mut self) -> impl Iterator<Item = Entry> + '_ {
+        self.len = 0;
+        self.bytes = 0;
+        self.levels.iter_mut().rev().flat_map(|l| l.drain(..))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.levels.iter().rev().flat_map(|l| l.iter())
+    }
+}
+
+/// Why a message left a queue without being acked; the `reason` RabbitMQ writes in
+/// `x-death` for the dead-lettering ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    Rejected,
+    Expired,
+    MaxLen,
+    DeliveryLimit,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Rejected => "rejected",
+            DropReason::Expired => "expired",
+            DropReason::MaxLen => "maxlen",
+            DropReason::DeliveryLimit => "delivery_limit",
+        }
+    }
+}
+
+/// Where every message a queue took has gone: the invariant is that `enqueued` equals
+/// the sum of the rest plus what is ready, delayed and unacked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueCounters {
+    pub enqueued: u64,
+    pub delivered: u64,
+    pub redelivered: u64,
+    pub acked: u64,
+    /// Delivered with `noAck`: gone at delivery.
+    pub auto_acked: u64,
+    pub dead_lettered: u64,
+    /// Expired, rejected, dropped by overflow or delivery limit, with no dead-letter exchange.
+    pub discarded: u64,
+    pub purged: u64,
+}
+
+#[derive(Debug)]
+pub struct Queue {
+    pub name: Rc<str>,
+    pub durable: bool,
+    pub exclusive_owner: Option<ConnId>,
+    pub auto_delete: bool,
+    pub raw_args: Table,
+    pub args: QueueArgs,
+    pub ready: ReadyList,
+    /// Delayed messages by (ready time, seq).
+    pub delayed: BTreeMap<(u64, u64), Entry>,
+    pub unacked: usize,
+    /// Consumers in round-robin order.
+    pub consumers: Vec<u32>,
+    /// Where the next round-robin search starts.
+    pub cursor: usize,
+    /// Whether consumers have different `x-priority` values (else the first with room wins).
+    pub mixed_priorities: bool,
+    /// Auto-delete applies only to a queue that has had a consumer.
+    pub had_consumer: bool,
+    /// Last use for `x-expires`: declare, consume, get, a consumer leaving.
+    pub last_used: u64,
+    pub next_seq: u64,
+    pub counters: QueueCounters,
+}
+
+impl Queue {
+    pub fn take_seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+
+    /// Whether one more message would exceed `x-max-length` / `x-max-length-bytes`.
+    pub fn is_full_for(&self, body_len: usize) -> bool {
+        self.args.max_length.is_some_and(|m| self.ready.len() as u64 >= m)
+            || self.args.max_length_bytes.is_some_and(|m| (self.ready.bytes() + body_len) as u64 > m)
+    }
+
+    /// Whether the ready messages exceed a length limit now.
+    pub fn is_over_limit(&self) -> bool {
+        self.args.max_length.is_some_and(|m| self.ready.len() as u64 > m)
+            || self.args.max_length_bytes.is_some_and(|m| self.ready.bytes() as u64 > m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: u64, priority: u8) -> Entry {
+        Entry {
+            seq,
+            message: Rc::new(Message::new("", "q", vec![0u8; 3])),
+            expires_at: None,
+            delivery_count: 0,
+            redelivered: false,
+            durable: false,
+            priority,
+        }
+    }
+
+    #[test]
+    fn requeue_restores_original_position() {
+        let mut r = ReadyList::new(None);
+        for s in [1, 2, 3, 4] {
+            r.push_back(entry(s, 0));
+        }
+        let a = r.pop_front().unwrap();
+        let b = r.pop_front().unwrap();
+        r.requeue(b);
+        r.requeue(a);
+        let order: Vec<u64> = r.iter().map(|e| e.seq).collect();
+        assert_eq!(order, [1, 2, 3, 4]);
+        assert_eq!(r.bytes(), 12);
+    }
+
+    #[test]
+    fn higher_priority_first_and_fifo_within_priority() {
+        let mut r = ReadyList::new(Some(5));
+        r.push_back(entry(1, 0));
+        r.push_back(entry(2, 9)); // above max: treated as max
+        r.push_back(entry(3, 5));
+        r.push_back(entry(4, 2));
+        let order: Vec<u64> = std::iter::from_fn(|| r.pop_front()).map(|e| e.seq).collect();
+        assert_eq!(order, [2, 3, 4, 1]);
+    }
+}

@@ -1,0 +1,105 @@
+//! Tests shared by every browser context (a page, a dedicated worker): the core compiled
+//! to wasm, and the JS binding, exercised through wasm-bindgen.
+
+use js_sys::Reflect;
+use tabbit::api::Broker as JsBroker;
+use tabbit::core::*;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_test::*;
+
+fn prop(v: &JsValue, key: &str) -> JsValue {
+    Reflect::get(v, &key.into()).unwrap()
+}
+
+#[wasm_bindgen_test]
+fn version_matches_the_crate_version() {
+    assert_eq!(tabbit::api::version(), env!("CARGO_PKG_VERSION"));
+}
+
+#[wasm_bindgen_test]
+fn js_broker_declares_publishes_gets_and_acks() {
+    let mut b = JsBroker::new().unwrap();
+    let ok = b.assert_queue("jobs").unwrap();
+    assert_eq!(prop(&ok, "queue").as_string().as_deref(), Some("jobs"));
+    assert!(b.send_to_queue("jobs", b"first").unwrap());
+    assert!(b.send_to_queue("jobs", b"second").unwrap());
+    assert_eq!(b.message_count("jobs"), Some(2));
+    let msg = b.get("jobs").unwrap();
+    let content = js_sys::Uint8Array::new(&prop(&msg, "content")).to_vec();
+    assert_eq!(content, b"first");
+    assert_eq!(prop(&msg, "redelivered").as_bool(), Some(false));
+    b.ack(prop(&msg, "deliveryTag").as_f64().unwrap()).unwrap();
+    assert_eq!(b.message_count("jobs"), Some(1));
+    b.get("jobs").unwrap();
+    assert!(b.get("jobs").unwrap().is_null(), "an empty queue answers null");
+}
+
+#[wasm_bindgen_test]
+fn js_errors_are_errors_with_the_amqp_code() {
+    let mut b = JsBroker::new().unwrap();
+    let err = b.get("missing").unwrap_err();
+    assert!(err.is_instance_of::<js_sys::Error>());
+    assert_eq!(prop(&err, "code").as_f64(), Some(404.0));
+    let message = prop(&err, "message").as_string().unwrap();
+    assert!(message.contains("no queue 'missing'"), "{message}");
+}
+
+/// The same core that the native tests drive, here compiled to wasm: topic routing,
+/// prefetch, reject to a dead-letter exchange with `x-death`, TTL with `tick`.
+#[wasm_bindgen_test]
+fn core_routes_dead_letters_and_expires_in_wasm() {
+    let mut b = Broker::new(BrokerConfig { seed: 42, ..Default::default() });
+    let conn = b.connect();
+    let ch = b.open_channel(conn).unwrap();
+    let t0 = js_sys::Date::now() as u64;
+    let ex = |name: &str, kind: &str| ExchangeDeclare { name: name.into(), kind: kind.into(), ..Default::default() };
+    b.declare_exchange(ch, ex("logs", "topic"), t0).unwrap();
+    b.declare_exchange(ch, ex("dlx", "fanout"), t0).unwrap();
+    let mut args = Table::new();
+    args.insert("x-dead-letter-exchange".into(), "dlx".into());
+    args.insert("x-message-ttl".into(), FieldValue::Int(50));
+    b.declare_queue(ch, QueueDeclare { name: "errors".into(), arguments: args, ..Default::default() }, t0).unwrap();
+    b.declare_queue(ch, QueueDeclare { name: "dead".into(), ..Default::default() }, t0).unwrap();
+    b.bind_queue(ch, "errors", "logs", "*.error", Table::new(), t0).unwrap();
+    b.bind_queue(ch, "dead", "dlx", "", Table::new(), t0).unwrap();
+
+    b.prefetch(ch, 1, false, t0).unwrap();
+    b.consume(ch, Consume { queue: "errors".into(), ..Default::default() }, t0).unwrap();
+    for key in ["auth.error", "auth.info", "db.error"] {
+        b.publish(ch, Message::new("logs", key, key.as_bytes().to_vec()), false, t0).unwrap();
+    }
+    let delivered: Vec<Delivery> = b
+        .drain_effects()
+        .filter_map(|e| match e {
+            Effect::Deliver(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delivered.len(), 1, "prefetch 1");
+    assert_eq!(delivered[0].message.body, b"auth.error");
+    b.reject(ch, delivered[0].delivery_tag, false, t0).unwrap();
+    let next: Vec<Effect> = b.drain_effects().collect();
+    assert!(matches!(&next[..], [Effect::Deliver(d)] if d.message.body == b"db.error"));
+
+    let dead = b.get(ch, "dead", true, t0).unwrap().expect("the rejected message was dead-lettered");
+    let Some(FieldValue::Array(deaths)) = dead.delivery.message.properties.headers.get("x-death") else {
+        panic!("no x-death header");
+    };
+    let FieldValue::Table(first) = &deaths[0] else { panic!("x-death entry is not a table") };
+    assert_eq!(first.get("reason"), Some(&"rejected".into()));
+
+    // db.error is unacked, so it does not expire; once back in the queue, its TTL applies.
+    b.cancel(ch, &next_tag(&next), t0).unwrap();
+    b.recover(ch, t0).unwrap();
+    assert_eq!(b.tick(t0 + 100), None, "nothing left to wait for");
+    assert_eq!(b.queue_info("errors").unwrap().ready, 0);
+    assert_eq!(b.queue_info("dead").unwrap().ready, 1, "expired into the dead-letter queue");
+    b.check_invariants().unwrap();
+}
+
+fn next_tag(effects: &[Effect]) -> String {
+    match &effects[0] {
+        Effect::Deliver(d) => d.consumer_tag.as_deref().unwrap().to_owned(),
+        _ => unreachable!(),
+    }
+}
