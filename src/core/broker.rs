@@ -1162,11 +1162,8 @@ impl Broker {
         let c = self.channels.get_mut(&ch).ok_or_else(|| closed(ch))?;
         if global {
             c.channel_prefetch = count;
-            let queues: Vec<QueueId> =
-                c.consumers.iter().filter_map(|(_, id)| self.consumers.get(id).map(|c| c.queue)).collect();
-            for q in queues {
-                self.dispatch(q, now);
-            }
+            // A higher limit may let waiting messages through now.
+            self.dispatch_channel(ch, now);
         } else {
             c.consumer_prefetch = count;
         }

@@ -1,196 +1,439 @@
-//! Headers exchange: a binding's arguments are matched against a message's headers;
-//! the routing key is ignored. RabbitMQ's rules:
+//! Headers exchange: a message goes to the bindings whose arguments match its headers;
+//! the routing key is ignored. The rules follow RabbitMQ's rabbit_exchange_type_headers.erl:
 //!
-//! - `x-match` is `all` (the default: every argument must match), `any` (at least one),
-//!   `all-with-x` or `any-with-x`; any other value is refused when binding.
-//! - Arguments whose names start with `x-` take part only in the `-with-x` modes.
-//! - An argument with no value (void) matches when the header is present, whatever its value.
-//! - `all` with no arguments to match matches every message; `any` with none matches none.
-//! - Values are compared as values: the integer 1 equals the float 1.0 (JS numbers arrive
-//!   as floats; RabbitMQ compares numbers numerically too).
+//! - `x-match` is `all` (the default), `any`, `all-with-x` or `any-with-x`.
+//! - `x-match` itself never takes part in matching. Other arguments starting with `x-`
+//!   take part only with `all-with-x` and `any-with-x`.
+//! - An argument matches a header of the same name whose value is equal; a void argument
+//!   matches a header of that name with any value (presence only).
+//! - `all` matches when every argument that takes part matches, so a binding with none
+//!   matches every message; `any` when at least one does, so with none it matches nothing.
 
 use super::Routing;
 use crate::core::error::{AmqpError, Result};
 use crate::core::ids::Destination;
 use crate::core::value::{FieldValue, Table};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
-    All,
-    Any,
+#[derive(Debug, Default)]
+pub struct HeadersRouter {
+    bindings: Vec<HeadersBinding>,
 }
 
 #[derive(Debug)]
-struct Binding {
+struct HeadersBinding {
     dest: Destination,
-    mode: Mode,
-    /// The arguments that take part in matching (without `x-match`).
-    args: Table,
-    /// The binding's full arguments, to find it again on removal.
-    raw: Table,
+    match_any: bool,
+    /// The arguments that take part in matching, in key order.
+    patterns: Vec<(String, FieldValue)>,
 }
 
-#[derive(Debug, Default)]
-pub struct HeadersRouter {
-    bindings: Vec<Binding>,
-}
+impl HeadersBinding {
+    fn new(dest: Destination, args: &Table) -> Self {
+        let (match_any, with_x) = match args.get("x-match").and_then(FieldValue::as_str) {
+            Some("any") => (true, false),
+            Some("all-with-x") => (false, true),
+            Some("any-with-x") => (true, true),
+            // `validate_binding` refused any other value, so this is "all" or no x-match.
+            _ => (false, false),
+        };
+        let patterns = args
+            .iter()
+            .filter(|(key, _)| *key != "x-match" && (with_x || !key.starts_with("x-")))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        HeadersBinding { dest, match_any, patterns }
+    }
 
-fn parse_mode(args: &Table) -> Result<(Mode, bool)> {
-    match args.get("x-match") {
-        None => Ok((Mode::All, false)),
-        Some(FieldValue::Str(s)) if s == "all" => Ok((Mode::All, false)),
-        Some(FieldValue::Str(s)) if s == "any" => Ok((Mode::Any, false)),
-        Some(FieldValue::Str(s)) if s == "all-with-x" => Ok((Mode::All, true)),
-        Some(FieldValue::Str(s)) if s == "any-with-x" => Ok((Mode::Any, true)),
-        Some(other) => Err(AmqpError::precondition(format!(
-            "invalid x-match field value {other:?}: use one of 'all', 'any', 'all-with-x', 'any-with-x'"
-        ))),
+    fn matches(&self, headers: &Table) -> bool {
+        let mut matching = self.patterns.iter().map(|(key, pattern)| {
+            headers.get(key).is_some_and(|value| matches!(pattern, FieldValue::Void) || values_equal(pattern, value))
+        });
+        if self.match_any {
+            matching.any(|m| m)
+        } else {
+            matching.all(|m| m)
+        }
+    }
+
+    /// Whether `other` is a binding that routes exactly like this one. The routing key and
+    /// ignored `x-` arguments do not change routing, so any such binding may stand for
+    /// another on removal. Floats compare by bits here so that a NaN argument can be
+    /// removed.
+    fn routes_like(&self, other: &HeadersBinding) -> bool {
+        self.dest == other.dest
+            && self.match_any == other.match_any
+            && self.patterns.len() == other.patterns.len()
+            && self.patterns.iter().zip(&other.patterns).all(|((k1, v1), (k2, v2))| k1 == k2 && identical(v1, v2))
     }
 }
 
-fn same_value(a: &FieldValue, b: &FieldValue) -> bool {
+/// Header value equality as RabbitMQ's: it compares the values and not their AMQP types
+/// (Erlang `==`), so numbers compare by value across integer widths, floats and
+/// timestamps (JS numbers arrive as floats: a float 5.0 header matches an integer 5
+/// argument), and strings equal byte arrays of the same bytes. Arrays and tables compare
+/// their elements with their types, as RabbitMQ's nested values keep their type tags.
+fn values_equal(a: &FieldValue, b: &FieldValue) -> bool {
+    use FieldValue::*;
     match (a, b) {
-        (FieldValue::Int(i), FieldValue::Float(f)) | (FieldValue::Float(f), FieldValue::Int(i)) => *i as f64 == *f,
+        (Int(_) | Float(_) | Timestamp(_), Int(_) | Float(_) | Timestamp(_)) => numbers_equal(a, b),
+        (Str(_) | Bytes(_), Str(_) | Bytes(_)) => bytes(a) == bytes(b),
         _ => a == b,
     }
 }
 
-fn matches(b: &Binding, headers: &Table) -> bool {
-    let mut considered = b.args.iter().map(|(key, want)| match headers.get(key) {
-        None => false,
-        Some(_) if *want == FieldValue::Void => true,
-        Some(got) => same_value(want, got),
-    });
-    match b.mode {
-        Mode::All => considered.all(|m| m),
-        Mode::Any => considered.any(|m| m),
+fn numbers_equal(a: &FieldValue, b: &FieldValue) -> bool {
+    match (exact_integer(a), exact_integer(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => matches!((a, b), (FieldValue::Float(x), FieldValue::Float(y)) if x == y),
+    }
+}
+
+/// A number's integer value, if it has one: floats with no fractional part included.
+/// i128 holds every i64 and u64 (timestamps) exactly.
+fn exact_integer(v: &FieldValue) -> Option<i128> {
+    match *v {
+        FieldValue::Int(i) => Some(i.into()),
+        FieldValue::Timestamp(t) => Some(t.into()),
+        // Bounded so the cast is exact; larger floats equal no i64 or u64 anyway.
+        FieldValue::Float(f) if f.fract() == 0.0 && f.abs() < 2f64.powi(65) => Some(f as i128),
+        _ => None,
+    }
+}
+
+fn bytes(v: &FieldValue) -> &[u8] {
+    match v {
+        FieldValue::Str(s) => s.as_bytes(),
+        FieldValue::Bytes(b) => b,
+        _ => &[],
+    }
+}
+
+/// Structural equality that also holds between two NaNs of the same bits.
+fn identical(a: &FieldValue, b: &FieldValue) -> bool {
+    use FieldValue::*;
+    match (a, b) {
+        (Float(x), Float(y)) => x.to_bits() == y.to_bits(),
+        (Array(xs), Array(ys)) => xs.len() == ys.len() && xs.iter().zip(ys).all(|(x, y)| identical(x, y)),
+        (Table(xs), Table(ys)) => {
+            xs.len() == ys.len() && xs.iter().zip(ys).all(|((k1, v1), (k2, v2))| k1 == k2 && identical(v1, v2))
+        }
+        _ => a == b,
     }
 }
 
 impl Routing for HeadersRouter {
     fn validate_binding(&self, _key: &str, args: &Table) -> Result<()> {
-        parse_mode(args).map(|_| ())
+        const EXPECTED: &str = "x-match must be one of 'all', 'any', 'all-with-x', 'any-with-x'";
+        match args.get("x-match") {
+            None => Ok(()),
+            Some(FieldValue::Str(s)) if ["all", "any", "all-with-x", "any-with-x"].contains(&s.as_str()) => Ok(()),
+            Some(FieldValue::Str(other)) => Err(AmqpError::precondition(format!("{EXPECTED}; got '{other}'"))),
+            // RabbitMQ accepts only a string (longstr) here, not e.g. bytes spelling "all".
+            Some(other) => Err(AmqpError::precondition(format!(
+                "{EXPECTED} as a string; got a value of type {}",
+                other.type_name()
+            ))),
+        }
     }
 
     fn add_binding(&mut self, dest: Destination, _key: &str, args: &Table) {
-        let (mode, with_x) = parse_mode(args).expect("validated before adding");
-        let considered = args
-            .iter()
-            .filter(|(k, _)| *k != "x-match" && (with_x || !k.starts_with("x-")))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        self.bindings.push(Binding { dest, mode, args: considered, raw: args.clone() });
+        self.bindings.push(HeadersBinding::new(dest, args));
     }
 
     fn remove_binding(&mut self, dest: Destination, _key: &str, args: &Table) {
-        if let Some(i) = self.bindings.iter().position(|b| b.dest == dest && b.raw == *args) {
+        let removed = HeadersBinding::new(dest, args);
+        if let Some(i) = self.bindings.iter().position(|b| b.routes_like(&removed)) {
             self.bindings.swap_remove(i);
         }
     }
 
     fn route(&self, _routing_key: &str, headers: &Table, out: &mut Vec<Destination>) {
-        out.extend(self.bindings.iter().filter(|b| matches(b, headers)).map(|b| b.dest));
+        out.extend(self.bindings.iter().filter(|b| b.matches(headers)).map(|b| b.dest));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::error::ReplyCode;
     use crate::core::ids::QueueId;
 
-    fn t(pairs: &[(&str, FieldValue)]) -> Table {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    fn q(n: u32) -> Destination {
+        Destination::Queue(QueueId(n))
     }
 
-    fn routes(binding: &[(&str, FieldValue)], headers: &[(&str, FieldValue)]) -> bool {
-        let mut r = HeadersRouter::default();
-        let args = t(binding);
-        r.validate_binding("", &args).unwrap();
-        r.add_binding(Destination::Queue(QueueId(1)), "", &args);
-        let mut out = Vec::new();
-        r.route("ignored", &t(headers), &mut out);
-        !out.is_empty()
+    fn table(entries: &[(&str, FieldValue)]) -> Table {
+        entries.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
     }
 
     fn s(v: &str) -> FieldValue {
         FieldValue::Str(v.into())
     }
 
-    #[test]
-    fn all_needs_every_argument_and_is_the_default() {
-        let b = [("format", s("pdf")), ("type", s("report"))];
-        assert!(routes(&b, &[("format", s("pdf")), ("type", s("report")), ("extra", s("x"))]));
-        assert!(!routes(&b, &[("format", s("pdf"))]));
-        let mut explicit = b.to_vec();
-        explicit.push(("x-match", s("all")));
-        assert!(!routes(&explicit, &[("format", s("pdf")), ("type", s("log"))]));
+    /// A router with one binding to queue 1.
+    fn bound(args: &[(&str, FieldValue)]) -> HeadersRouter {
+        let args = table(args);
+        let mut r = HeadersRouter::default();
+        r.validate_binding("", &args).expect("valid binding");
+        r.add_binding(q(1), "", &args);
+        r
+    }
+
+    fn routes(r: &HeadersRouter, headers: &[(&str, FieldValue)]) -> bool {
+        let mut out = Vec::new();
+        r.route("ignored", &table(headers), &mut out);
+        out.contains(&q(1))
     }
 
     #[test]
-    fn any_needs_one_argument() {
-        let b = [("x-match", s("any")), ("format", s("pdf")), ("type", s("report"))];
-        assert!(routes(&b, &[("type", s("report"))]));
-        assert!(!routes(&b, &[("type", s("log")), ("other", s("pdf"))]));
+    fn all_is_the_default_and_needs_every_argument() {
+        let r = bound(&[("format", s("pdf")), ("type", s("report"))]);
+        assert!(routes(&r, &[("format", s("pdf")), ("type", s("report"))]));
+        assert!(routes(&r, &[("format", s("pdf")), ("type", s("report")), ("extra", s("x"))]));
+        assert!(!routes(&r, &[("format", s("pdf"))]), "a missing header fails all");
+        assert!(!routes(&r, &[("format", s("pdf")), ("type", s("log"))]), "a different value fails all");
+        assert!(!routes(&r, &[]));
     }
 
     #[test]
-    fn x_arguments_count_only_with_x() {
-        let plain = [("x-match", s("all")), ("x-tenant", s("a")), ("k", s("v"))];
-        assert!(routes(&plain, &[("k", s("v"))]), "x- arguments are ignored by all");
-        let with_x = [("x-match", s("all-with-x")), ("x-tenant", s("a")), ("k", s("v"))];
-        assert!(!routes(&with_x, &[("k", s("v"))]));
-        assert!(routes(&with_x, &[("k", s("v")), ("x-tenant", s("a"))]));
-        let any_x = [("x-match", s("any-with-x")), ("x-tenant", s("a"))];
-        assert!(routes(&any_x, &[("x-tenant", s("a"))]));
-        let any_plain = [("x-match", s("any")), ("x-tenant", s("a"))];
-        assert!(!routes(&any_plain, &[("x-tenant", s("a"))]), "any with nothing to match matches nothing");
+    fn explicit_all_behaves_as_the_default() {
+        let r = bound(&[("x-match", s("all")), ("a", FieldValue::Int(1)), ("b", FieldValue::Int(2))]);
+        assert!(routes(&r, &[("a", FieldValue::Int(1)), ("b", FieldValue::Int(2))]));
+        assert!(!routes(&r, &[("a", FieldValue::Int(1))]));
     }
 
     #[test]
-    fn all_with_no_arguments_matches_everything() {
-        assert!(routes(&[], &[]));
-        assert!(routes(&[("x-match", s("all"))], &[("a", s("b"))]));
+    fn any_needs_one_matching_argument() {
+        let r = bound(&[("x-match", s("any")), ("format", s("pdf")), ("type", s("report"))]);
+        assert!(routes(&r, &[("format", s("pdf"))]));
+        assert!(routes(&r, &[("type", s("report")), ("format", s("zip"))]));
+        assert!(!routes(&r, &[("format", s("zip")), ("type", s("log"))]));
+        assert!(!routes(&r, &[]));
+    }
+
+    /// rabbit_exchange_type_headers:headers_match/5 starts with "all matched" true and
+    /// "any matched" false, and returns them unchanged when no arguments take part.
+    #[test]
+    fn all_with_no_arguments_matches_every_message() {
+        let r = bound(&[]);
+        assert!(routes(&r, &[]));
+        assert!(routes(&r, &[("anything", s("at all"))]));
+        let r = bound(&[("x-match", s("all")), ("x-ignored", s("v"))]);
+        assert!(routes(&r, &[]), "ignored x- arguments leave no arguments to fail");
     }
 
     #[test]
-    fn void_argument_matches_presence() {
-        let b = [("flag", FieldValue::Void)];
-        assert!(routes(&b, &[("flag", s("anything"))]));
-        assert!(routes(&b, &[("flag", FieldValue::Int(0))]));
-        assert!(!routes(&b, &[("other", s("x"))]));
+    fn any_with_no_arguments_matches_nothing() {
+        let r = bound(&[("x-match", s("any"))]);
+        assert!(!routes(&r, &[]));
+        assert!(!routes(&r, &[("a", s("b"))]));
+        let r = bound(&[("x-match", s("any")), ("x-ignored", s("v"))]);
+        assert!(!routes(&r, &[("x-ignored", s("v"))]), "x- arguments do not count with plain any");
+    }
+
+    /// headers_match/5 skips binding arguments starting with "x-" unless x-match is
+    /// all-with-x or any-with-x.
+    #[test]
+    fn x_arguments_are_ignored_by_all_and_any() {
+        let r = bound(&[("x-match", s("all")), ("x-tenant", s("t1")), ("kind", s("k"))]);
+        assert!(routes(&r, &[("kind", s("k"))]));
+        assert!(routes(&r, &[("kind", s("k")), ("x-tenant", s("other"))]));
+        let r = bound(&[("x-match", s("any")), ("x-tenant", s("t1")), ("kind", s("k"))]);
+        assert!(!routes(&r, &[("x-tenant", s("t1"))]));
     }
 
     #[test]
-    fn values_compare_as_values_across_number_types_but_not_strings() {
-        assert!(routes(&[("n", FieldValue::Int(1))], &[("n", FieldValue::Float(1.0))]));
-        assert!(routes(&[("n", FieldValue::Float(2.0))], &[("n", FieldValue::Int(2))]));
-        assert!(!routes(&[("n", FieldValue::Int(1))], &[("n", FieldValue::Float(1.5))]));
-        assert!(!routes(&[("n", FieldValue::Int(1))], &[("n", s("1"))]));
-        assert!(!routes(&[("b", FieldValue::Bool(true))], &[("b", FieldValue::Int(1))]));
+    fn all_with_x_matches_x_arguments_too() {
+        let r = bound(&[("x-match", s("all-with-x")), ("x-tenant", s("t1")), ("kind", s("k"))]);
+        assert!(routes(&r, &[("kind", s("k")), ("x-tenant", s("t1"))]));
+        assert!(!routes(&r, &[("kind", s("k"))]));
+        assert!(!routes(&r, &[("kind", s("k")), ("x-tenant", s("t2"))]));
     }
 
     #[test]
-    fn invalid_x_match_is_refused_with_the_choices() {
+    fn any_with_x_matches_on_an_x_argument_alone() {
+        let r = bound(&[("x-match", s("any-with-x")), ("x-tenant", s("t1")), ("kind", s("k"))]);
+        assert!(routes(&r, &[("x-tenant", s("t1"))]));
+        assert!(routes(&r, &[("kind", s("k"))]));
+        assert!(!routes(&r, &[("x-tenant", s("t2")), ("kind", s("j"))]));
+    }
+
+    /// headers_match/5 always skips the x-match argument itself, even with *-with-x: a
+    /// message need not carry an x-match header.
+    #[test]
+    fn x_match_itself_never_takes_part() {
+        let r = bound(&[("x-match", s("all-with-x")), ("kind", s("k"))]);
+        assert!(routes(&r, &[("kind", s("k"))]));
+        let r = bound(&[("x-match", s("any-with-x"))]);
+        assert!(!routes(&r, &[("x-match", s("any-with-x"))]));
+    }
+
+    /// headers_match/5: a pattern field of type void matches on the presence of the
+    /// header alone, whatever its value.
+    #[test]
+    fn void_argument_matches_presence_only() {
+        let r = bound(&[("trace", FieldValue::Void)]);
+        assert!(routes(&r, &[("trace", s("anything"))]));
+        assert!(routes(&r, &[("trace", FieldValue::Int(0))]));
+        assert!(routes(&r, &[("trace", FieldValue::Void)]));
+        assert!(!routes(&r, &[("other", s("x"))]), "the header must be present");
+        let r = bound(&[("x-match", s("any")), ("trace", FieldValue::Void), ("kind", s("k"))]);
+        assert!(routes(&r, &[("trace", FieldValue::Bool(false))]));
+    }
+
+    #[test]
+    fn void_header_matches_only_a_void_argument() {
+        let r = bound(&[("flag", s(""))]);
+        assert!(!routes(&r, &[("flag", FieldValue::Void)]));
+    }
+
+    /// headers_match/5 compares values with Erlang's `==`, which ignores the AMQP type
+    /// tag and compares numbers by value: an integer 5 equals a float 5.0 (JS numbers
+    /// arrive as floats) and a timestamp 5.
+    #[test]
+    fn numbers_compare_by_value_across_types() {
+        let r = bound(&[("n", FieldValue::Int(5))]);
+        assert!(routes(&r, &[("n", FieldValue::Int(5))]));
+        assert!(routes(&r, &[("n", FieldValue::Float(5.0))]));
+        assert!(routes(&r, &[("n", FieldValue::Timestamp(5))]));
+        assert!(!routes(&r, &[("n", FieldValue::Float(5.5))]));
+        assert!(!routes(&r, &[("n", FieldValue::Int(6))]));
+        let r = bound(&[("n", FieldValue::Float(2.5))]);
+        assert!(routes(&r, &[("n", FieldValue::Float(2.5))]));
+        assert!(!routes(&r, &[("n", FieldValue::Int(2))]));
+        let r = bound(&[("n", FieldValue::Int(i64::MAX))]);
+        assert!(!routes(&r, &[("n", FieldValue::Float(i64::MAX as f64))]), "2^63 as a float is not i64::MAX");
+        let r = bound(&[("n", FieldValue::Int(-1))]);
+        assert!(!routes(&r, &[("n", FieldValue::Timestamp(u64::MAX))]));
+    }
+
+    #[test]
+    fn values_of_different_kinds_do_not_match() {
+        let r = bound(&[("n", FieldValue::Int(1))]);
+        assert!(!routes(&r, &[("n", s("1"))]));
+        assert!(!routes(&r, &[("n", FieldValue::Bool(true))]));
+        let r = bound(&[("b", FieldValue::Bool(true))]);
+        assert!(routes(&r, &[("b", FieldValue::Bool(true))]));
+        assert!(!routes(&r, &[("b", s("true"))]));
+        assert!(!routes(&r, &[("b", FieldValue::Bool(false))]));
+    }
+
+    /// Erlang holds both longstr and byte-array values as binaries, so `==` finds equal
+    /// bytes equal whatever the tag.
+    #[test]
+    fn strings_equal_byte_arrays_of_the_same_bytes() {
+        let r = bound(&[("k", s("abc"))]);
+        assert!(routes(&r, &[("k", FieldValue::Bytes(b"abc".to_vec()))]));
+        assert!(!routes(&r, &[("k", FieldValue::Bytes(b"abd".to_vec()))]));
+    }
+
+    /// Inside arrays and tables RabbitMQ's values keep their type tags, so `==` compares
+    /// the types there.
+    #[test]
+    fn nested_values_compare_with_their_types() {
+        let arr = |v: FieldValue| FieldValue::Array(vec![s("a"), v]);
+        let r = bound(&[("list", arr(FieldValue::Int(1)))]);
+        assert!(routes(&r, &[("list", arr(FieldValue::Int(1)))]));
+        assert!(!routes(&r, &[("list", arr(FieldValue::Int(2)))]));
+        assert!(!routes(&r, &[("list", arr(FieldValue::Float(1.0)))]));
+        let nested = FieldValue::Table(table(&[("x", s("y"))]));
+        let r = bound(&[("t", nested.clone())]);
+        assert!(routes(&r, &[("t", nested)]));
+        assert!(!routes(&r, &[("t", FieldValue::Table(table(&[("x", s("z"))])))]));
+    }
+
+    #[test]
+    fn routing_key_is_ignored() {
+        let r = bound(&[("a", s("1"))]);
+        let headers = table(&[("a", s("1"))]);
+        for key in ["", "anything", "a.b.#"] {
+            let mut out = Vec::new();
+            r.route(key, &headers, &mut out);
+            assert_eq!(out, [q(1)], "routing key {key:?}");
+        }
+    }
+
+    /// rabbit_exchange_type_headers:validate_binding/2 accepts the four longstr values and
+    /// a missing x-match; RabbitMQ turns its binding_invalid error into PRECONDITION_FAILED.
+    #[test]
+    fn validation_accepts_the_four_match_kinds_and_no_x_match() {
         let r = HeadersRouter::default();
-        for bad in [s("some"), FieldValue::Int(1)] {
-            let e = r.validate_binding("", &t(&[("x-match", bad)])).unwrap_err();
-            assert_eq!(e.code.code(), 406);
+        for kind in ["all", "any", "all-with-x", "any-with-x"] {
+            assert!(r.validate_binding("", &table(&[("x-match", s(kind))])).is_ok(), "{kind}");
+        }
+        assert!(r.validate_binding("", &table(&[("a", s("b"))])).is_ok());
+    }
+
+    #[test]
+    fn validation_refuses_other_x_match_strings() {
+        let r = HeadersRouter::default();
+        for bad in ["foo", "ALL", "", "all-with-X", " any"] {
+            let e = r.validate_binding("", &table(&[("x-match", s(bad))])).unwrap_err();
+            assert_eq!(e.code, ReplyCode::PreconditionFailed);
+            assert_eq!(
+                e.message,
+                format!("x-match must be one of 'all', 'any', 'all-with-x', 'any-with-x'; got '{bad}'")
+            );
+        }
+    }
+
+    /// validate_binding/2 refuses an x-match of any type but longstr, even bytes or void.
+    #[test]
+    fn validation_refuses_x_match_values_that_are_not_strings() {
+        let r = HeadersRouter::default();
+        for bad in [FieldValue::Int(1), FieldValue::Bytes(b"all".to_vec()), FieldValue::Void, FieldValue::Bool(true)] {
+            let type_name = bad.type_name();
+            let e = r.validate_binding("", &table(&[("x-match", bad)])).unwrap_err();
+            assert_eq!(e.code, ReplyCode::PreconditionFailed);
             assert!(e.message.contains("'all', 'any', 'all-with-x', 'any-with-x'"), "{}", e.message);
+            assert!(e.message.contains(type_name), "{}", e.message);
         }
     }
 
     #[test]
-    fn removal_takes_the_binding_with_the_same_arguments() {
+    fn several_bindings_route_independently() {
         let mut r = HeadersRouter::default();
-        let (a, b) = (t(&[("k", s("1"))]), t(&[("k", s("2"))]));
-        let d = Destination::Queue(QueueId(1));
-        r.add_binding(d, "", &a);
-        r.add_binding(d, "", &b);
-        r.remove_binding(d, "", &a);
+        r.add_binding(q(1), "", &table(&[("a", s("1"))]));
+        r.add_binding(q(2), "", &table(&[("x-match", s("any")), ("a", s("2")), ("b", s("2"))]));
+        r.add_binding(q(3), "", &table(&[]));
         let mut out = Vec::new();
-        r.route("", &t(&[("k", s("1"))]), &mut out);
-        assert!(out.is_empty());
-        r.route("", &t(&[("k", s("2"))]), &mut out);
-        assert_eq!(out, [d]);
+        r.route("", &table(&[("a", s("1")), ("b", s("2"))]), &mut out);
+        out.sort();
+        assert_eq!(out, [q(1), q(2), q(3)]);
+    }
+
+    #[test]
+    fn removal_removes_one_binding_with_those_arguments() {
+        let mut r = HeadersRouter::default();
+        let a1 = table(&[("a", s("1"))]);
+        let a2 = table(&[("a", s("2"))]);
+        r.add_binding(q(1), "k1", &a1);
+        r.add_binding(q(1), "k2", &a1);
+        r.add_binding(q(1), "", &a2);
+        r.add_binding(q(2), "", &a1);
+        r.remove_binding(q(1), "k1", &a1);
+        let route = |r: &HeadersRouter, headers: &Table| {
+            let mut out = Vec::new();
+            r.route("", headers, &mut out);
+            out.sort();
+            out
+        };
+        assert_eq!(route(&r, &a1), [q(1), q(2)], "the k2 binding still routes");
+        assert_eq!(route(&r, &a2), [q(1)]);
+        r.remove_binding(q(1), "k2", &a1);
+        assert_eq!(route(&r, &a1), [q(2)]);
+        assert_eq!(route(&r, &a2), [q(1)]);
+        r.remove_binding(q(1), "", &table(&[("a", s("3"))]));
+        assert_eq!(r.bindings.len(), 2, "removing a binding that does not exist changes nothing");
+    }
+
+    #[test]
+    fn a_binding_with_a_nan_argument_can_be_removed() {
+        let mut r = HeadersRouter::default();
+        let args = table(&[("n", FieldValue::Float(f64::NAN))]);
+        r.add_binding(q(1), "", &args);
+        assert!(!routes(&r, &[("n", FieldValue::Float(f64::NAN))]), "NaN equals nothing");
+        r.remove_binding(q(1), "", &args);
+        assert!(r.bindings.is_empty());
     }
 }
