@@ -302,3 +302,19 @@ fn durable_exchanges_and_bindings_between_durable_ends_are_stored() {
     assert!(matches!(&ops[0], StoreOp::DeleteBinding { .. }), "{ops:?}");
     assert!(matches!(&ops[1], StoreOp::DeleteQueue { name } if &**name == "dq"), "{ops:?}");
 }
+
+#[test]
+fn a_binding_with_a_nan_argument_is_one_binding_and_can_be_removed() {
+    let mut h = H::new();
+    let ch = h.channel();
+    h.exchange(ch, "hx", "headers").unwrap();
+    h.queue(ch, "q").unwrap();
+    let args = [("x-match", s("any")), ("n", FieldValue::Float(f64::NAN)), ("k", s("v"))];
+    h.bind_args(ch, "q", "hx", "", &args).unwrap();
+    h.bind_args(ch, "q", "hx", "", &args).unwrap(); // the same binding again: no second copy
+    h.run(|b, now| b.unbind_queue(ch, "q", "hx", "", table(&args), now)).unwrap();
+    let mut m = Message::new("hx", "", b"x".to_vec());
+    m.properties.headers = table(&[("k", s("v"))]);
+    h.publish_msg(ch, m, false).unwrap();
+    assert!(h.drain(ch, "q").is_empty(), "the binding is gone");
+}

@@ -18,7 +18,7 @@ use super::ids::{ChannelRef, ConnId, Destination, ExchangeId, QueueId};
 use super::message::Message;
 use super::names::{self, NameSource};
 use super::queue::{DropReason, Entry, Queue, QueueCounters, ReadyList};
-use super::value::{FieldValue, Table};
+use super::value::{same_table, FieldValue, Table};
 
 /// Bounds that keep one app from exhausting the page; each error names the limit.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -552,7 +552,7 @@ impl Broker {
         let ex = self.exchanges.get_mut(&source).expect("checked by caller");
         ex.router.validate_binding(key, &args)?;
         let tables = ex.bindings.entry((dest, key.to_owned())).or_default();
-        if tables.contains(&args) {
+        if tables.iter().any(|t| same_table(t, &args)) {
             return Ok(()); // binding twice is a no-op, as in AMQP
         }
         ex.router.add_binding(dest, key, &args);
@@ -569,7 +569,7 @@ impl Broker {
         let Some(ex) = self.exchanges.get_mut(&source) else { return };
         let k = (dest, key.to_owned());
         let Some(tables) = ex.bindings.get_mut(&k) else { return };
-        let Some(i) = tables.iter().position(|t| t == args) else { return };
+        let Some(i) = tables.iter().position(|t| same_table(t, args)) else { return };
         tables.swap_remove(i);
         if tables.is_empty() {
             ex.bindings.remove(&k);

@@ -67,6 +67,26 @@ impl FieldValue {
     }
 }
 
+/// Whether two tables are the same binding arguments: structural equality where floats
+/// compare bit for bit, so that a NaN argument still names its own binding.
+pub fn same_table(a: &Table, b: &Table) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|((ka, va), (kb, vb))| ka == kb && va.same(vb))
+}
+
+impl FieldValue {
+    /// Structural equality with floats compared bit for bit (`==` has NaN ≠ NaN).
+    pub fn same(&self, other: &FieldValue) -> bool {
+        match (self, other) {
+            (FieldValue::Float(a), FieldValue::Float(b)) => a.to_bits() == b.to_bits(),
+            (FieldValue::Array(a), FieldValue::Array(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same(y))
+            }
+            (FieldValue::Table(a), FieldValue::Table(b)) => same_table(a, b),
+            _ => self == other,
+        }
+    }
+}
+
 /// The approximate number of bytes a table takes.
 pub fn table_size(t: &Table) -> usize {
     t.iter().map(|(k, v)| k.len() + v.approx_size()).sum()
