@@ -63,7 +63,7 @@ impl HeadersBinding {
         self.dest == other.dest
             && self.match_any == other.match_any
             && self.patterns.len() == other.patterns.len()
-            && self.patterns.iter().zip(&other.patterns).all(|((k1, v1), (k2, v2))| k1 == k2 && identical(v1, v2))
+            && self.patterns.iter().zip(&other.patterns).all(|((k1, v1), (k2, v2))| k1 == k2 && v1.same(v2))
     }
 }
 
@@ -105,19 +105,6 @@ fn bytes(v: &FieldValue) -> &[u8] {
         FieldValue::Str(s) => s.as_bytes(),
         FieldValue::Bytes(b) => b,
         _ => &[],
-    }
-}
-
-/// Structural equality that also holds between two NaNs of the same bits.
-fn identical(a: &FieldValue, b: &FieldValue) -> bool {
-    use FieldValue::*;
-    match (a, b) {
-        (Float(x), Float(y)) => x.to_bits() == y.to_bits(),
-        (Array(xs), Array(ys)) => xs.len() == ys.len() && xs.iter().zip(ys).all(|(x, y)| identical(x, y)),
-        (Table(xs), Table(ys)) => {
-            xs.len() == ys.len() && xs.iter().zip(ys).all(|((k1, v1), (k2, v2))| k1 == k2 && identical(v1, v2))
-        }
-        _ => a == b,
     }
 }
 
