@@ -1,7 +1,6 @@
-//! tabbit: a message broker with RabbitMQ's semantics that runs inside the browser.
-//!
-//! - [`core`]: the sans-IO broker state machine (commands in, effects out; time is an argument).
-//! - `api` (wasm32 only): the JavaScript binding.
+//! Modules: [`core`], the sans-IO broker state machine (commands in, effects out; time is
+//! an argument); `api` (wasm32 only), the JavaScript binding.
+#![doc = include_str!("../README.md")]
 
 pub mod core;
 
