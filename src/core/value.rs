@@ -65,15 +65,7 @@ impl FieldValue {
             FieldValue::Table(t) => table_size(t),
         }
     }
-}
 
-/// Whether two tables are the same binding arguments: structural equality where floats
-/// compare bit for bit, so that a NaN argument still names its own binding.
-pub fn same_table(a: &Table, b: &Table) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|((ka, va), (kb, vb))| ka == kb && va.same(vb))
-}
-
-impl FieldValue {
     /// Structural equality with floats compared bit for bit (`==` has NaN ≠ NaN).
     pub fn same(&self, other: &FieldValue) -> bool {
         match (self, other) {
@@ -85,6 +77,12 @@ impl FieldValue {
             _ => self == other,
         }
     }
+}
+
+/// Whether two tables are the same binding arguments: structural equality where floats
+/// compare bit for bit, so that a NaN argument still names its own binding.
+pub fn same_table(a: &Table, b: &Table) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|((ka, va), (kb, vb))| ka == kb && va.same(vb))
 }
 
 /// The approximate number of bytes a table takes.
