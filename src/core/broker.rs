@@ -20,6 +20,9 @@ use super::names::{self, NameSource};
 use super::queue::{DropReason, Entry, Queue, QueueCounters, ReadyList};
 use super::value::{same_table, FieldValue, Table};
 
+mod recovery;
+pub use recovery::StoredMessage;
+
 /// Bounds that keep one app from exhausting the page; each error names the limit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -195,6 +198,8 @@ pub struct Broker {
     effects: VecDeque<Effect>,
     /// Reused by routing so that a publish does not allocate for its destinations.
     route_scratch: Vec<Destination>,
+    /// The channel that replays stored declarations while a reopened broker recovers.
+    recovery: Option<ChannelRef>,
 }
 
 const DEFAULT_EXCHANGE: ExchangeId = ExchangeId(0);
@@ -226,6 +231,7 @@ impl Broker {
             binding_total: 0,
             effects: VecDeque::new(),
             route_scratch: Vec::new(),
+            recovery: None,
         };
         for (name, kind) in [
             ("", ExchangeKind::Direct),
@@ -1367,6 +1373,9 @@ impl Broker {
                 c.unacked += 1;
                 channel.consumer_unacked += 1;
                 q.unacked += 1;
+                if let Some(op) = first_delivery(&q.name, &entry) {
+                    self.effects.push_back(Effect::Store(op));
+                }
                 channel.unacked.push(tag, Unacked { queue: qid, consumer: Some(cid), entry });
             }
             self.effects.push_back(Effect::Deliver(delivery));
@@ -1413,6 +1422,9 @@ impl Broker {
                 }
             } else {
                 q.unacked += 1;
+                if let Some(op) = first_delivery(&q.name, &entry) {
+                    b.effects.push_back(Effect::Store(op));
+                }
                 channel.unacked.push(tag, Unacked { queue: qid, consumer: None, entry });
             }
             Ok(Some(GetOk { delivery, message_count }))
@@ -1732,6 +1744,12 @@ impl Broker {
         }
         Ok(())
     }
+}
+
+/// The store op that marks a stored message as handed out, on its first delivery only:
+/// later ones are flagged `redelivered` already.
+fn first_delivery(queue: &Rc<str>, e: &Entry) -> Option<StoreOp> {
+    (e.durable && !e.redelivered).then(|| StoreOp::Delivered { queue: queue.clone(), seq: e.seq })
 }
 
 enum Enqueued {

@@ -113,6 +113,12 @@ pub enum StoreOp {
         queue: Rc<str>,
         seq: u64,
     },
+    /// A stored message went to a consumer (or `get`) for the first time, to be acked:
+    /// a reopened broker hands it out again flagged `redelivered`, as RabbitMQ does.
+    Delivered {
+        queue: Rc<str>,
+        seq: u64,
+    },
     /// The message came back to the queue; `delivery_count` returns so far.
     ReturnMessage {
         queue: Rc<str>,

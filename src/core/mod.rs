@@ -9,7 +9,7 @@ mod dead_letter;
 pub mod effect;
 pub mod error;
 pub mod exchange;
-mod fxhash;
+pub(crate) mod fxhash;
 pub mod ids;
 pub mod message;
 pub mod names;
@@ -19,6 +19,7 @@ pub mod value;
 pub use args::{Overflow, QueueArgs};
 pub use broker::{
     Broker, BrokerConfig, Consume, ExchangeDeclare, GetOk, Limits, QueueDeclare, QueueDeclareOk, QueueInfo,
+    StoredMessage,
 };
 pub use effect::{Confirm, Delivery, Effect, Returned, StoreDestination, StoreOp};
 pub use error::{AmqpError, ReplyCode, Result};

@@ -1,0 +1,792 @@
+//! The stored layout and its bookkeeping, sans-IO: [`Log`] turns the broker's
+//! [`StoreOp`]s into record writes, one [`Batch`] per event-loop turn (one transaction),
+//! and turns stored records back into a broker ([`Log::recover`], [`restore`]).
+//!
+//! Layout, one collection (IndexedDB object store) each:
+//! - `exchanges`, `queues`: one record per durable exchange / queue, keyed by name. A
+//!   queue record carries the queue's store id, new for every declaration, so that a
+//!   queue deleted and declared again never sees the old one's messages.
+//! - `bindings`: one record per binding between durable things, keyed by a number.
+//! - `segments`: the message log. Every turn appends segments of up to
+//!   [`SEGMENT_ENTRIES`] entries; an entry names a queue id, the message's position
+//!   (`seq`) in that queue, and a message body stored once per segment however many
+//!   queues it reached. A segment is deleted when none of its entries is live.
+//! - `acks`: per queue id, what left the queue as ranges of `seq` (everything below
+//!   `floor`, plus ranges above it), which stored messages were handed out, and the
+//!   delivery counts of returned ones. Rewritten whole when it changes: its size grows
+//!   with gaps between acks, not with the number of messages.
+//! - `meta`: `clock`, the time of the last write, from which `x-expires` leases restart.
+//!
+//! The ack record is the truth about what is live; segments carry bodies. So a segment
+//! whose deletion was lost is harmless, and so is an entry of a queue that is gone.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
+
+use super::codec::{DecodeError, Reader, Writer};
+use super::range_set::RangeSet;
+use crate::core::fxhash::FxMap;
+use crate::core::{Broker, Message, StoreDestination, StoreOp, StoredMessage, Table};
+
+/// Entries per segment, at most; a segment of ~100 messages writes 10–30× faster than
+/// one record per message (DESIGN.md's measurement).
+pub const SEGMENT_ENTRIES: usize = 256;
+/// Body bytes per segment before a new one starts.
+pub const SEGMENT_BYTES: usize = 256 << 10;
+
+/// One collection of records (an IndexedDB object store).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Collection {
+    Meta,
+    Exchanges,
+    Queues,
+    Bindings,
+    Segments,
+    Acks,
+}
+
+impl Collection {
+    pub const ALL: [Collection; 6] = [
+        Collection::Meta,
+        Collection::Exchanges,
+        Collection::Queues,
+        Collection::Bindings,
+        Collection::Segments,
+        Collection::Acks,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Collection::Meta => "meta",
+            Collection::Exchanges => "exchanges",
+            Collection::Queues => "queues",
+            Collection::Bindings => "bindings",
+            Collection::Segments => "segments",
+            Collection::Acks => "acks",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Collection> {
+        Collection::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+/// A record key: a name, or a number below 2^53 (IndexedDB keys are JS numbers).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Key {
+    Str(Rc<str>),
+    Num(u64),
+}
+
+/// One record write: `value: None` deletes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Write {
+    pub collection: Collection,
+    pub key: Key,
+    pub value: Option<Vec<u8>>,
+}
+
+impl Write {
+    fn put(collection: Collection, key: Key, value: Vec<u8>) -> Write {
+        Write { collection, key, value: Some(value) }
+    }
+    fn delete(collection: Collection, key: Key) -> Write {
+        Write { collection, key, value: None }
+    }
+}
+
+/// A stored record as loaded.
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub collection: Collection,
+    pub key: Key,
+    pub value: Vec<u8>,
+}
+
+/// What one transaction writes, and what to undo in the bookkeeping if it fails.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub writes: Vec<Write>,
+    /// Segments this batch writes.
+    segments: Vec<u64>,
+    /// Writes other than segments and ack records: written again if this batch fails.
+    retry: Vec<Write>,
+    /// Queues whose ack records this batch writes.
+    acks: Vec<Rc<str>>,
+}
+
+const META_CLOCK: &str = "clock";
+const SEGMENT_FORMAT: u8 = 1;
+const ACKS_FORMAT: u8 = 1;
+
+/// A run of one queue's positions stored in one segment.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    lo: u64,
+    hi: u64,
+    segment: u64,
+    /// Entries of this queue in the segment not yet removed.
+    live: u32,
+}
+
+#[derive(Debug)]
+struct QueueLog {
+    id: u64,
+    /// Every position below it has left the queue.
+    floor: u64,
+    removed: RangeSet,
+    delivered: RangeSet,
+    counts: BTreeMap<u64, u32>,
+    spans: VecDeque<Span>,
+    /// The highest position the store has heard of.
+    max_seq: u64,
+    dirty: bool,
+}
+
+impl QueueLog {
+    fn new(id: u64) -> Self {
+        QueueLog {
+            id,
+            floor: 1,
+            removed: RangeSet::new(),
+            delivered: RangeSet::new(),
+            counts: BTreeMap::new(),
+            spans: VecDeque::new(),
+            max_seq: 0,
+            dirty: false,
+        }
+    }
+
+    fn is_removed(&self, seq: u64) -> bool {
+        seq < self.floor || self.removed.contains(seq)
+    }
+
+    fn span_of(&mut self, seq: u64) -> Option<&mut Span> {
+        let i = self.spans.partition_point(|s| s.hi < seq);
+        self.spans.get_mut(i).filter(|s| s.lo <= seq)
+    }
+
+    /// Drops leading spans with nothing live, raises the floor past them and forgets
+    /// what is below it.
+    fn advance_floor(&mut self) {
+        while self.spans.front().is_some_and(|s| s.live == 0) {
+            self.spans.pop_front();
+        }
+        let floor = self.spans.front().map_or(self.max_seq + 1, |s| s.lo);
+        if floor > self.floor {
+            self.floor = floor;
+            self.removed.remove_below(floor);
+            self.delivered.remove_below(floor);
+            self.counts = self.counts.split_off(&floor);
+            self.dirty = true;
+        }
+    }
+
+    fn encode_acks(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u8(ACKS_FORMAT);
+        w.uvar(self.floor);
+        for set in [&self.removed, &self.delivered] {
+            w.uvar(set.ranges().len() as u64);
+            let mut prev = self.floor;
+            for &(a, b) in set.ranges() {
+                w.uvar(a - prev);
+                w.uvar(b - a);
+                prev = b;
+            }
+        }
+        w.uvar(self.counts.len() as u64);
+        for (&seq, &n) in &self.counts {
+            w.uvar(seq);
+            w.uvar(n as u64);
+        }
+        w.into_bytes()
+    }
+
+    fn decode_acks(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
+        let mut r = Reader::new(bytes);
+        if r.u8()? != ACKS_FORMAT {
+            return Err(DecodeError { what: "unknown ack record format", at: 0 });
+        }
+        self.floor = r.uvar()?.max(1);
+        let mut sets = [RangeSet::new(), RangeSet::new()];
+        for set in &mut sets {
+            let n = r.uvar()?;
+            let mut ranges = Vec::new();
+            let mut prev = self.floor;
+            for _ in 0..n {
+                let at = r.pos();
+                let bad = || DecodeError { what: "ack ranges out of order", at };
+                let a = prev.checked_add(r.uvar()?).ok_or_else(bad)?;
+                let b = a.checked_add(r.uvar()?).ok_or_else(bad)?;
+                ranges.push((a, b));
+                prev = b;
+            }
+            *set = RangeSet::from_ranges(ranges).ok_or(DecodeError { what: "ack ranges out of order", at: r.pos() })?;
+        }
+        let n = r.uvar()?;
+        for _ in 0..n {
+            let seq = r.uvar()?;
+            let count = u32::try_from(r.uvar()?).map_err(|_| DecodeError { what: "delivery count", at: r.pos() })?;
+            self.counts.insert(seq, count);
+        }
+        r.finish()?;
+        let [removed, delivered] = sets;
+        self.removed = removed;
+        self.delivered = delivered;
+        self.max_seq = self.max_seq.max(self.floor - 1).max(self.removed.max().unwrap_or(0));
+        Ok(())
+    }
+}
+
+/// The segment being filled in this turn.
+#[derive(Debug)]
+struct OpenSegment {
+    id: u64,
+    messages: Vec<Rc<Message>>,
+    entries: Vec<SegmentEntry>,
+    bytes: usize,
+}
+
+#[derive(Clone, Debug)]
+struct SegmentEntry {
+    queue: u64,
+    seq: u64,
+    message: usize,
+    expires_at: Option<u64>,
+    ready_at: Option<u64>,
+}
+
+impl OpenSegment {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(self.bytes + 64 * self.messages.len() + 16);
+        w.u8(SEGMENT_FORMAT);
+        w.uvar(self.messages.len() as u64);
+        for m in &self.messages {
+            w.message(m);
+        }
+        w.uvar(self.entries.len() as u64);
+        for e in &self.entries {
+            w.uvar(e.queue);
+            w.uvar(e.seq);
+            w.uvar(e.message as u64);
+            w.opt_uvar(e.expires_at);
+            w.opt_uvar(e.ready_at);
+        }
+        w.into_bytes()
+    }
+
+    fn decode(id: u64, bytes: &[u8]) -> Result<OpenSegment, DecodeError> {
+        let mut r = Reader::new(bytes);
+        if r.u8()? != SEGMENT_FORMAT {
+            return Err(DecodeError { what: "unknown segment format", at: 0 });
+        }
+        let n = r.uvar()?;
+        let mut messages = Vec::new();
+        for _ in 0..n {
+            messages.push(Rc::new(r.message()?));
+        }
+        let n = r.uvar()?;
+        let mut entries = Vec::new();
+        for _ in 0..n {
+            let (queue, seq, at) = (r.uvar()?, r.uvar()?, r.pos());
+            let message = r.uvar()? as usize;
+            if message >= messages.len() {
+                return Err(DecodeError { what: "segment entry names a missing message", at });
+            }
+            entries.push(SegmentEntry { queue, seq, message, expires_at: r.opt_uvar()?, ready_at: r.opt_uvar()? });
+        }
+        r.finish()?;
+        Ok(OpenSegment { id, messages, entries, bytes: bytes.len() })
+    }
+}
+
+/// The stored identity of a binding.
+type BindingKey = (Rc<str>, bool, Rc<str>, String, Vec<u8>);
+
+/// The store's bookkeeping: which records exist, where each stored message lives, and
+/// the writes of the current turn.
+#[derive(Debug, Default)]
+pub struct Log {
+    queues: FxMap<Rc<str>, QueueLog>,
+    bindings: FxMap<BindingKey, u64>,
+    next_binding: u64,
+    next_queue: u64,
+    /// Live entries of every written (or open) segment.
+    segments: FxMap<u64, u32>,
+    next_segment: u64,
+    open: Option<OpenSegment>,
+    sealed: Vec<OpenSegment>,
+    /// Writes of this turn other than segments and ack records, in order.
+    pending: Vec<Write>,
+}
+
+fn table_bytes(t: &Table) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.table(t);
+    w.into_bytes()
+}
+
+fn binding_key(source: &Rc<str>, destination: &StoreDestination, routing_key: &str, arguments: &Table) -> BindingKey {
+    let (to_queue, dest) = match destination {
+        StoreDestination::Queue(q) => (true, q.clone()),
+        StoreDestination::Exchange(e) => (false, e.clone()),
+    };
+    (source.clone(), to_queue, dest, routing_key.to_owned(), table_bytes(arguments))
+}
+
+impl Log {
+    pub fn new() -> Log {
+        Log { next_binding: 1, next_queue: 1, next_segment: 1, ..Default::default() }
+    }
+
+    /// Takes one op of the broker's, in order.
+    pub fn apply(&mut self, op: &StoreOp) {
+        match op {
+            StoreOp::PutExchange { name, kind, auto_delete, internal, arguments } => {
+                let mut w = Writer::new();
+                w.str(kind);
+                w.u8(*auto_delete as u8 | (*internal as u8) << 1);
+                w.table(arguments);
+                self.pending.push(Write::put(Collection::Exchanges, Key::Str(name.clone()), w.into_bytes()));
+            }
+            StoreOp::DeleteExchange { name } => {
+                self.pending.push(Write::delete(Collection::Exchanges, Key::Str(name.clone())));
+            }
+            StoreOp::PutQueue { name, auto_delete, arguments } => {
+                let id = self.next_queue;
+                self.next_queue += 1;
+                self.drop_queue(name);
+                self.queues.insert(name.clone(), QueueLog::new(id));
+                let mut w = Writer::new();
+                w.uvar(id);
+                w.bool(*auto_delete);
+                w.table(arguments);
+                self.pending.push(Write::put(Collection::Queues, Key::Str(name.clone()), w.into_bytes()));
+            }
+            StoreOp::DeleteQueue { name } => {
+                self.drop_queue(name);
+                self.pending.push(Write::delete(Collection::Queues, Key::Str(name.clone())));
+            }
+            StoreOp::PutBinding { source, destination, routing_key, arguments } => {
+                let key = binding_key(source, destination, routing_key, arguments);
+                if self.bindings.contains_key(&key) {
+                    return;
+                }
+                let id = self.next_binding;
+                self.next_binding += 1;
+                let mut w = Writer::new();
+                w.str(source);
+                w.bool(key.1);
+                w.str(&key.2);
+                w.str(routing_key);
+                w.table(arguments);
+                self.bindings.insert(key, id);
+                self.pending.push(Write::put(Collection::Bindings, Key::Num(id), w.into_bytes()));
+            }
+            StoreOp::DeleteBinding { source, destination, routing_key, arguments } => {
+                if let Some(id) = self.bindings.remove(&binding_key(source, destination, routing_key, arguments)) {
+                    self.pending.push(Write::delete(Collection::Bindings, Key::Num(id)));
+                }
+            }
+            StoreOp::PutMessage { queue, seq, message, expires_at, ready_at } => {
+                self.put_message(queue, *seq, message, *expires_at, *ready_at);
+            }
+            StoreOp::RemoveMessage { queue, seq } => self.remove_message(queue, *seq),
+            StoreOp::Delivered { queue, seq } => {
+                if let Some(q) = self.queues.get_mut(queue) {
+                    if !q.is_removed(*seq) {
+                        q.delivered.insert(*seq);
+                        q.dirty = true;
+                    }
+                }
+            }
+            StoreOp::ReturnMessage { queue, seq, delivery_count } => {
+                if let Some(q) = self.queues.get_mut(queue) {
+                    if !q.is_removed(*seq) {
+                        q.delivered.insert(*seq);
+                        q.counts.insert(*seq, *delivery_count);
+                        q.dirty = true;
+                    }
+                }
+            }
+        }
+    }
+
+    fn drop_queue(&mut self, name: &str) {
+        let Some(q) = self.queues.remove(name) else { return };
+        for span in q.spans {
+            self.release(span.segment, span.live);
+        }
+        self.pending.push(Write::delete(Collection::Acks, Key::Num(q.id)));
+    }
+
+    /// `n` entries of a segment are no longer live; a segment with none left goes.
+    fn release(&mut self, segment: u64, n: u32) {
+        let Some(live) = self.segments.get_mut(&segment) else { return };
+        *live -= n.min(*live);
+        if *live == 0 {
+            self.segments.remove(&segment);
+            // The open segment is simply not written; a sealed or written one is deleted.
+            if self.open.as_ref().is_none_or(|o| o.id != segment) {
+                self.pending.push(Write::delete(Collection::Segments, Key::Num(segment)));
+            }
+        }
+    }
+
+    fn put_message(
+        &mut self,
+        queue: &Rc<str>,
+        seq: u64,
+        message: &Rc<Message>,
+        expires_at: Option<u64>,
+        ready_at: Option<u64>,
+    ) {
+        let Some(q) = self.queues.get_mut(queue) else { return };
+        let full = self.open.as_ref().is_some_and(|o| o.entries.len() >= SEGMENT_ENTRIES || o.bytes >= SEGMENT_BYTES);
+        if full {
+            self.sealed.extend(self.open.take());
+        }
+        let open = self.open.get_or_insert_with(|| {
+            let id = self.next_segment;
+            self.next_segment += 1;
+            OpenSegment { id, messages: Vec::new(), entries: Vec::new(), bytes: 0 }
+        });
+        // A message routed to several queues comes as consecutive ops: store it once.
+        if !open.messages.last().is_some_and(|m| Rc::ptr_eq(m, message)) {
+            open.bytes += message.approx_size();
+            open.messages.push(message.clone());
+        }
+        let at = open.messages.len() - 1;
+        open.entries.push(SegmentEntry { queue: q.id, seq, message: at, expires_at, ready_at });
+        *self.segments.entry(open.id).or_default() += 1;
+        match q.spans.back_mut() {
+            Some(s) if s.segment == open.id => {
+                s.hi = s.hi.max(seq);
+                s.live += 1;
+            }
+            _ => q.spans.push_back(Span { lo: seq, hi: seq, segment: open.id, live: 1 }),
+        }
+        q.max_seq = q.max_seq.max(seq);
+    }
+
+    fn remove_message(&mut self, queue: &str, seq: u64) {
+        let Some(q) = self.queues.get_mut(queue) else { return };
+        if q.is_removed(seq) {
+            return;
+        }
+        q.removed.insert(seq);
+        q.max_seq = q.max_seq.max(seq);
+        q.dirty = true;
+        let segment = q.span_of(seq).map(|s| {
+            s.live -= 1;
+            s.segment
+        });
+        q.advance_floor();
+        if let Some(segment) = segment {
+            self.release(segment, 1);
+        }
+    }
+
+    /// Whether this turn has anything to write.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+            || self.open.is_some()
+            || !self.sealed.is_empty()
+            || self.queues.values().any(|q| q.dirty)
+    }
+
+    /// Everything this turn wrote, as one batch; `None` when there is nothing. `now`
+    /// goes in `meta.clock`.
+    pub fn take_batch(&mut self, now: u64) -> Option<Batch> {
+        if !self.has_pending() {
+            return None;
+        }
+        let mut batch = Batch::default();
+        self.sealed.extend(self.open.take());
+        let retry = std::mem::take(&mut self.pending);
+        batch.writes.extend(retry.iter().cloned());
+        for seg in std::mem::take(&mut self.sealed) {
+            if self.segments.contains_key(&seg.id) {
+                batch.writes.push(Write::put(Collection::Segments, Key::Num(seg.id), seg.encode()));
+                batch.segments.push(seg.id);
+            }
+        }
+        let mut dirty: Vec<(&Rc<str>, &mut QueueLog)> = self.queues.iter_mut().filter(|(_, q)| q.dirty).collect();
+        dirty.sort_by(|a, b| a.0.cmp(b.0));
+        for (name, q) in dirty {
+            q.dirty = false;
+            batch.writes.push(Write::put(Collection::Acks, Key::Num(q.id), q.encode_acks()));
+            batch.acks.push(name.clone());
+        }
+        let mut w = Writer::new();
+        w.uvar(now);
+        batch.writes.push(Write::put(Collection::Meta, Key::Str(META_CLOCK.into()), w.into_bytes()));
+        batch.retry = retry;
+        Some(batch)
+    }
+
+    /// The batch's transaction failed (e.g. storage is full): its messages are not
+    /// stored, so forget them; its other writes go again with the next batch.
+    pub fn batch_failed(&mut self, batch: Batch) {
+        for seg in &batch.segments {
+            self.segments.remove(seg);
+        }
+        for q in self.queues.values_mut() {
+            let before = q.spans.len();
+            q.spans.retain(|s| !batch.segments.contains(&s.segment));
+            if q.spans.len() != before {
+                q.advance_floor();
+            }
+        }
+        for name in &batch.acks {
+            if let Some(q) = self.queues.get_mut(name) {
+                q.dirty = true;
+            }
+        }
+        let mut retry = batch.retry;
+        retry.append(&mut self.pending);
+        self.pending = retry;
+    }
+
+    /// Builds the bookkeeping from stored records and says what to restore. Records that
+    /// do not decode are skipped and reported in [`Recovered::problems`].
+    pub fn recover(records: impl IntoIterator<Item = Record>) -> (Log, Recovered) {
+        let mut log = Log::new();
+        let mut out = Recovered::default();
+        let mut by_collection: BTreeMap<Collection, Vec<Record>> = BTreeMap::new();
+        for r in records {
+            by_collection.entry(r.collection).or_default().push(r);
+        }
+        let mut take = |c: Collection| {
+            let mut v = by_collection.remove(&c).unwrap_or_default();
+            v.sort_by(|a, b| a.key.cmp(&b.key));
+            v
+        };
+        let (meta, exchanges, queues) = (take(Collection::Meta), take(Collection::Exchanges), take(Collection::Queues));
+        let (bindings, segments, acks) = (take(Collection::Bindings), take(Collection::Segments), take(Collection::Acks));
+
+        for r in meta {
+            if r.key == Key::Str(META_CLOCK.into()) {
+                out.clock = Reader::new(&r.value).uvar().ok();
+            }
+        }
+        for r in exchanges {
+            let Key::Str(name) = &r.key else { continue };
+            let decoded = (|| {
+                let mut rd = Reader::new(&r.value);
+                let kind = rd.str()?.to_owned();
+                let flags = rd.u8()?;
+                let arguments = rd.table()?;
+                rd.finish()?;
+                Ok::<_, DecodeError>((kind, flags, arguments))
+            })();
+            match decoded {
+                Ok((kind, flags, arguments)) => out.exchanges.push(StoredExchange {
+                    name: name.clone(),
+                    kind,
+                    auto_delete: flags & 1 != 0,
+                    internal: flags & 2 != 0,
+                    arguments,
+                }),
+                Err(e) => out.problems.push(format!("exchange record '{name}' skipped: {e}")),
+            }
+        }
+        let mut names_by_id: FxMap<u64, Rc<str>> = FxMap::default();
+        for r in queues {
+            let Key::Str(name) = &r.key else { continue };
+            let decoded = (|| {
+                let mut rd = Reader::new(&r.value);
+                let (id, auto_delete, arguments) = (rd.uvar()?, rd.bool()?, rd.table()?);
+                rd.finish()?;
+                Ok::<_, DecodeError>((id, auto_delete, arguments))
+            })();
+            match decoded {
+                Ok((id, auto_delete, arguments)) => {
+                    log.next_queue = log.next_queue.max(id + 1);
+                    names_by_id.insert(id, name.clone());
+                    log.queues.insert(name.clone(), QueueLog::new(id));
+                    out.queues.push(StoredQueue {
+                        name: name.clone(),
+                        auto_delete,
+                        arguments,
+                        next_seq: 1,
+                        messages: Vec::new(),
+                    });
+                }
+                Err(e) => out.problems.push(format!("queue record '{name}' skipped with its messages: {e}")),
+            }
+        }
+        for r in acks {
+            let Key::Num(id) = r.key else { continue };
+            let Some(name) = names_by_id.get(&id) else {
+                log.pending.push(Write::delete(Collection::Acks, Key::Num(id)));
+                continue;
+            };
+            let q = log.queues.get_mut(name).expect("named by id");
+            if let Err(e) = q.decode_acks(&r.value) {
+                // Without it every stored message of the queue comes back: duplicates, not loss.
+                *q = QueueLog::new(id);
+                out.problems.push(format!("ack record of queue '{name}' skipped (acked messages may come back): {e}"));
+            }
+        }
+        for r in bindings {
+            let Key::Num(id) = r.key else { continue };
+            log.next_binding = log.next_binding.max(id + 1);
+            let decoded = (|| {
+                let mut rd = Reader::new(&r.value);
+                let source: Rc<str> = rd.str()?.into();
+                let to_queue = rd.bool()?;
+                let dest: Rc<str> = rd.str()?.into();
+                let routing_key = rd.str()?.to_owned();
+                let arguments = rd.table()?;
+                rd.finish()?;
+                Ok::<_, DecodeError>((source, to_queue, dest, routing_key, arguments))
+            })();
+            match decoded {
+                Ok((source, to_queue, dest, routing_key, arguments)) => {
+                    let destination =
+                        if to_queue { StoreDestination::Queue(dest) } else { StoreDestination::Exchange(dest) };
+                    log.bindings.insert(binding_key(&source, &destination, &routing_key, &arguments), id);
+                    out.bindings.push(StoredBinding { source, destination, routing_key, arguments });
+                }
+                Err(e) => out.problems.push(format!("binding record {id} skipped: {e}")),
+            }
+        }
+        let mut messages: FxMap<u64, Vec<StoredMessage>> = FxMap::default();
+        for r in segments {
+            let Key::Num(id) = r.key else { continue };
+            log.next_segment = log.next_segment.max(id + 1);
+            let seg = match OpenSegment::decode(id, &r.value) {
+                Ok(seg) => seg,
+                Err(e) => {
+                    out.problems.push(format!("segment {id} skipped, its messages are lost: {e}"));
+                    continue;
+                }
+            };
+            let mut live = 0;
+            for e in seg.entries {
+                let Some(q) = names_by_id.get(&e.queue).and_then(|n| log.queues.get_mut(n)) else { continue };
+                if q.is_removed(e.seq) {
+                    continue;
+                }
+                live += 1;
+                match q.spans.back_mut() {
+                    Some(s) if s.segment == id && e.seq > s.hi => {
+                        s.hi = e.seq;
+                        s.live += 1;
+                    }
+                    Some(s) if e.seq <= s.hi => {
+                        out.problems.push(format!("segment {id}: message {} out of order, skipped", e.seq));
+                        live -= 1;
+                        continue;
+                    }
+                    _ => q.spans.push_back(Span { lo: e.seq, hi: e.seq, segment: id, live: 1 }),
+                }
+                q.max_seq = q.max_seq.max(e.seq);
+                messages.entry(e.queue).or_default().push(StoredMessage {
+                    seq: e.seq,
+                    message: seg.messages[e.message].clone(),
+                    expires_at: e.expires_at,
+                    ready_at: e.ready_at,
+                    delivery_count: q.counts.get(&e.seq).copied().unwrap_or(0),
+                    delivered: q.delivered.contains(e.seq),
+                });
+            }
+            if live == 0 {
+                log.pending.push(Write::delete(Collection::Segments, Key::Num(id)));
+            } else {
+                log.segments.insert(id, live);
+            }
+        }
+        for sq in &mut out.queues {
+            let q = log.queues.get_mut(&sq.name).expect("recovered queue");
+            q.advance_floor();
+            sq.next_seq = q.max_seq.max(q.floor - 1) + 1;
+            sq.messages = messages.remove(&q.id).unwrap_or_default();
+        }
+        (log, out)
+    }
+}
+
+/// A durable exchange as stored.
+#[derive(Clone, Debug)]
+pub struct StoredExchange {
+    pub name: Rc<str>,
+    pub kind: String,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: Table,
+}
+
+/// A durable queue as stored, with its live messages in `seq` order.
+#[derive(Clone, Debug)]
+pub struct StoredQueue {
+    pub name: Rc<str>,
+    pub auto_delete: bool,
+    pub arguments: Table,
+    pub next_seq: u64,
+    pub messages: Vec<StoredMessage>,
+}
+
+/// A binding between durable things as stored.
+#[derive(Clone, Debug)]
+pub struct StoredBinding {
+    pub source: Rc<str>,
+    pub destination: StoreDestination,
+    pub routing_key: String,
+    pub arguments: Table,
+}
+
+/// What a store held, ready to go back into a broker.
+#[derive(Clone, Debug, Default)]
+pub struct Recovered {
+    pub exchanges: Vec<StoredExchange>,
+    pub queues: Vec<StoredQueue>,
+    pub bindings: Vec<StoredBinding>,
+    /// The time of the last write before the store was closed.
+    pub clock: Option<u64>,
+    /// Records that were skipped, each with why.
+    pub problems: Vec<String>,
+}
+
+impl Recovered {
+    pub fn message_count(&self) -> usize {
+        self.queues.iter().map(|q| q.messages.len()).sum()
+    }
+}
+
+/// Puts what a store held into a new broker, then runs its clock to `now`: messages
+/// whose TTL passed while it was closed expire (and are dead-lettered if so configured)
+/// and queues unused for their `x-expires` since the last write go. The store ops this
+/// produces are left in the broker's effects for the log. Returns what could not be
+/// restored, each with why.
+pub fn restore(broker: &mut Broker, recovered: Recovered, now: u64) -> Vec<String> {
+    let mut problems = recovered.problems;
+    let last_used = recovered.clock.unwrap_or(now).min(now);
+    for e in recovered.exchanges {
+        if let Err(err) = broker.restore_exchange(&e.name, &e.kind, e.auto_delete, e.internal, e.arguments, now) {
+            problems.push(format!("exchange '{}' not restored: {err}", e.name));
+        }
+    }
+    for q in recovered.queues {
+        let restored = broker.restore_queue(&q.name, q.auto_delete, q.arguments, q.next_seq, last_used, now);
+        if let Err(err) = restored {
+            problems.push(format!("queue '{}' not restored, {} messages lost: {err}", q.name, q.messages.len()));
+            continue;
+        }
+        for m in q.messages {
+            if let Err(err) = broker.restore_message(&q.name, m, now) {
+                problems.push(format!("a message of queue '{}' not restored: {err}", q.name));
+            }
+        }
+    }
+    for b in recovered.bindings {
+        if let Err(err) = broker.restore_binding(&b.source, &b.destination, &b.routing_key, b.arguments, now) {
+            problems.push(format!("binding from '{}' not restored: {err}", b.source));
+        }
+    }
+    broker.end_recovery(now);
+    broker.tick(now);
+    problems
+}

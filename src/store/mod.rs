@@ -1,0 +1,11 @@
+//! Durable state: the stored layout and its bookkeeping ([`log`], sans-IO, tested
+//! natively), the record codec, and the backends: memory here, IndexedDB in browsers
+//! and workers (`indexeddb`, wasm32 only).
+
+pub mod codec;
+pub mod log;
+pub mod memory;
+pub mod range_set;
+
+pub use log::{restore, Batch, Collection, Key, Log, Record, Recovered, Write};
+pub use memory::MemoryStore;

@@ -1,0 +1,393 @@
+//! The store's layout and recovery, natively: a broker writes through the log into a
+//! memory store, "crashes" (is dropped), and a new broker recovers from the records.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use common::*;
+use tabbit::core::*;
+use tabbit::store::{restore, Collection, Key, Log, MemoryStore};
+
+/// A store and its bookkeeping: what survives a crash is `store`, nothing else.
+struct Disk {
+    log: Log,
+    store: MemoryStore,
+}
+
+impl Disk {
+    fn new() -> Self {
+        Disk { log: Log::new(), store: MemoryStore::new() }
+    }
+
+    /// Ends a turn: the broker's store ops go into one batch, committed.
+    fn commit(&mut self, h: &mut H) {
+        for op in h.store_ops() {
+            self.log.apply(&op);
+        }
+        if let Some(batch) = self.log.take_batch(h.now) {
+            self.store.apply(&batch);
+        }
+    }
+
+    /// Ends a turn whose transaction fails (storage full): nothing of it is written.
+    fn fail(&mut self, h: &mut H) {
+        for op in h.store_ops() {
+            self.log.apply(&op);
+        }
+        if let Some(batch) = self.log.take_batch(h.now) {
+            self.log.batch_failed(batch);
+        }
+    }
+
+    /// A new broker from what the store holds, at `now`; its recovery writes committed.
+    fn reopen(&mut self, now: u64) -> (H, Vec<String>) {
+        let (log, recovered) = Log::recover(self.store.records());
+        self.log = log;
+        let mut h = H::new();
+        h.now = now;
+        let problems = restore(&mut h.b, recovered, now);
+        h.b.check_invariants().unwrap();
+        h.effects.extend(h.b.drain_effects());
+        self.commit(&mut h);
+        (h, problems)
+    }
+}
+
+fn persistent(queue: &str, body: &str) -> Message {
+    let mut m = Message::new("", queue, body.as_bytes().to_vec());
+    m.properties.persistent = true;
+    m
+}
+
+fn durable_queue(h: &mut H, ch: ChannelRef, name: &str, args: &[(&str, FieldValue)]) {
+    h.queue_with(ch, QueueDeclare { name: name.into(), durable: true, arguments: table(args), ..Default::default() })
+        .unwrap();
+}
+
+/// Gets every ready message with ack: (body, redelivered, x-delivery-count).
+fn drain_flags(h: &mut H, ch: ChannelRef, queue: &str) -> Vec<(String, bool, u32)> {
+    let mut out = Vec::new();
+    while let Some(g) = h.get(ch, queue, true).unwrap() {
+        out.push((body(&g.delivery.message), g.delivery.redelivered, g.delivery.delivery_count));
+    }
+    out
+}
+
+#[test]
+fn acked_messages_stay_gone_unacked_come_back_flagged_in_order() {
+    let mut disk = Disk::new();
+    let mut h = H::new();
+    let ch = h.channel();
+    durable_queue(&mut h, ch, "jobs", &[]);
+    for i in 1..=6 {
+        h.publish_msg(ch, persistent("jobs", &format!("m{i}")), false).unwrap();
+    }
+    h.publish(ch, "", "jobs", "transient").unwrap();
+    disk.commit(&mut h);
+    // m1 acked; m2 delivered and unacked; m3 returned twice and unacked; m4.. never delivered.
+    let g1 = h.get(ch, "jobs", false).unwrap().unwrap();
+    h.ack(ch, g1.delivery.delivery_tag, false).unwrap();
+    let _g2 = h.get(ch, "jobs", false).unwrap().unwrap();
+    for _ in 0..2 {
+        let g3 = h.get(ch, "jobs", false).unwrap().unwrap();
+        assert_eq!(body(&g3.delivery.message), "m3");
+        h.nack(ch, g3.delivery.delivery_tag, false, true).unwrap();
+    }
+    let _g3 = h.get(ch, "jobs", false).unwrap().unwrap();
+    disk.commit(&mut h);
+    drop(h); // the crash
+
+    let (mut h, problems) = disk.reopen(2_000_000);
+    assert!(problems.is_empty(), "{problems:?}");
+    let ch = h.channel();
+    let got = drain_flags(&mut h, ch, "jobs");
+    let want = [
+        ("m2", true, 0),
+        ("m3", true, 2),
+        ("m4", false, 0),
+        ("m5", false, 0),
+        ("m6", false, 0),
+    ];
+    let want: Vec<(String, bool, u32)> = want.iter().map(|(b, r, c)| (b.to_string(), *r, *c)).collect();
+    assert_eq!(got, want, "the transient message is gone, the acked one too");
+    disk.commit(&mut h);
+    assert_eq!(disk.store.count(Collection::Segments), 0, "a fully acked segment is deleted");
+
+    // New messages after recovery never reuse a stored position.
+    h.publish_msg(ch, persistent("jobs", "after"), false).unwrap();
+    disk.commit(&mut h);
+    let (mut h, _) = disk.reopen(2_000_001);
+    let ch = h.channel();
+    assert_eq!(drain_flags(&mut h, ch, "jobs"), [("after".to_string(), false, 0)]);
+}
+
+#[test]
+fn exchanges_bindings_and_priorities_survive() {
+    let mut disk = Disk::new();
+    let mut h = H::new();
+    let ch = h.channel();
+    h.exchange_with(ch, ExchangeDeclare { name: "logs".into(), kind: "topic".into(), durable: true, ..Default::default() })
+        .unwrap();
+    h.exchange_with(ch, ExchangeDeclare { name: "tmp".into(), kind: "fanout".into(), ..Default::default() }).unwrap();
+    durable_queue(&mut h, ch, "errors", &[("x-max-priority", int(5))]);
+    durable_queue(&mut h, ch, "all", &[]);
+    h.bind(ch, "errors", "logs", "*.error").unwrap();
+    h.bind(ch, "all", "logs", "#").unwrap();
+    h.bind(ch, "all", "tmp", "").unwrap();
+    for (key, prio, text) in [("a.error", 1, "low"), ("b.error", 5, "high"), ("c.info", 0, "info")] {
+        let mut m = Message::new("logs", key, text.as_bytes().to_vec());
+        m.properties.persistent = true;
+        m.properties.priority = Some(prio);
+        h.publish_msg(ch, m, false).unwrap();
+    }
+    disk.commit(&mut h);
+    assert_eq!(disk.store.count(Collection::Segments), 1, "one turn, one segment");
+    drop(h);
+
+    let (mut h, problems) = disk.reopen(1_000_001);
+    assert!(problems.is_empty(), "{problems:?}");
+    let ch = h.channel();
+    assert!(h.b.has_exchange("logs") && !h.b.has_exchange("tmp"), "only the durable exchange is back");
+    assert_eq!(h.drain(ch, "errors"), ["high", "low"], "priority order kept");
+    assert_eq!(h.drain(ch, "all"), ["low", "high", "info"]);
+    // The bindings route again.
+    let mut m = Message::new("logs", "z.error", b"again".to_vec());
+    m.properties.persistent = true;
+    h.publish_msg(ch, m, false).unwrap();
+    assert_eq!(h.drain(ch, "errors"), ["again"]);
+    assert_eq!(h.drain(ch, "all"), ["again"]);
+}
+
+#[test]
+fn ttl_that_passed_while_closed_expires_and_dead_letters() {
+    let mut disk = Disk::new();
+    let mut h = H::new();
+    let ch = h.channel();
+    h.exchange_with(ch, ExchangeDeclare { name: "dlx".into(), kind: "fanout".into(), durable: true, ..Default::default() })
+        .unwrap();
+    durable_queue(&mut h, ch, "dead", &[]);
+    h.bind(ch, "dead", "dlx", "").unwrap();
+    durable_queue(&mut h, ch, "short", &[("x-message-ttl", int(1000)), ("x-dead-letter-exchange", s("dlx"))]);
+    h.publish_msg(ch, persistent("short", "old"), false).unwrap();
+    disk.commit(&mut h);
+    h.advance(600);
+    h.publish_msg(ch, persistent("short", "young"), false).unwrap();
+    disk.commit(&mut h);
+    let closed_at = h.now;
+    drop(h);
+
+    let (mut h, _) = disk.reopen(closed_at + 500); // "old" is 1100 ms old, "young" 500
+    let ch = h.channel();
+    assert_eq!(h.drain(ch, "short"), ["young"]);
+    let dead = h.get(ch, "dead", true).unwrap().unwrap();
+    assert_eq!(body(&dead.delivery.message), "old");
+    assert!(dead.delivery.message.properties.headers.contains_key("x-death"));
+    disk.commit(&mut h);
+    // The dead-lettered copy is itself stored: it survives another reopen... once acked, gone.
+    let (mut h, _) = disk.reopen(closed_at + 600);
+    let ch = h.channel();
+    assert!(h.get(ch, "dead", true).unwrap().is_none(), "taken with noAck before the reopen");
+}
+
+#[test]
+fn queue_unused_for_its_expires_goes_at_reopen() {
+    let mut disk = Disk::new();
+    let mut h = H::new();
+    let ch = h.channel();
+    durable_queue(&mut h, ch, "lease", &[("x-expires", int(10_000))]);
+    durable_queue(&mut h, ch, "keep", &[]);
+    disk.commit(&mut h);
+    let t = h.now;
+    drop(h);
+    let (h, _) = disk.reopen(t + 5_000);
+    assert!(h.b.queue_info("lease").is_some(), "5 s of 10: still there");
+    drop(h);
+    let (mut h, _) = disk.reopen(t + 20_000);
+    assert!(h.b.queue_info("lease").is_none(), "unused since the last write, 20 s ago");
+    disk.commit(&mut h);
+    assert!(disk.store.records().iter().all(|r| r.key != Key::Str("lease".into())));
+}
+
+#[test]
+fn a_queue_deleted_and_declared_again_does_not_get_old_messages() {
+    let mut disk = Disk::new();
+    let mut h = H::new();
+    let ch = h.channel();
+    durable_queue(&mut h, ch, "q", &[]);
+    durable_queue(&mut h, ch, "other", &[]);
+    // One segment holds messages of both queues.
+    h.publish_msg(ch, persistent("q", "old"), false).unwrap();
+    h.publish_msg(ch, persistent("other", "keep"), false).unwrap();
+    disk.commit(&mut h);
+    h.run(|b, now| b.delete_queue(ch, "q", false, false, now)).unwrap();
+    durable_queue(&mut h, ch, "q", &[]);
+    h.publish_msg(ch, persistent("q", "new"), false).unwrap();
+    disk.commit(&mut h);
+    let (mut h, problems) = disk.reopen(1_000_001);
+    assert!(problems.is_empty(), "{problems:?}");
+    let ch = h.channel();
+    assert_eq!(h.drain(ch, "q"), ["new"]);
+    assert_eq!(h.drain(ch, "other"), ["keep"]);
+}
+
+#[test]
+fn a_failed_transaction_loses_its_messages_only_and_is_retried() {
+    let mut disk = Disk::new();
+    let mut h = H::new();
+    let ch = h.channel();
+    h.run(|b, _| b.confirm_select(ch)).unwrap();
+    durable_queue(&mut h, ch, "q", &[]);
+    h.publish_msg(ch, persistent("q", "a"), false).unwrap();
+    disk.commit(&mut h);
+    // This turn: ack "a", declare a queue, publish "b"; the transaction fails.
+    let g = h.get(ch, "q", false).unwrap().unwrap();
+    h.ack(ch, g.delivery.delivery_tag, false).unwrap();
+    durable_queue(&mut h, ch, "declared-in-failed-turn", &[]);
+    h.publish_msg(ch, persistent("q", "b"), false).unwrap();
+    disk.fail(&mut h);
+    // The broker goes on; "b" is still in memory (its confirm was nacked by the driver).
+    let g = h.get(ch, "q", false).unwrap().unwrap();
+    assert_eq!(body(&g.delivery.message), "b");
+    h.ack(ch, g.delivery.delivery_tag, false).unwrap();
+    h.publish_msg(ch, persistent("q", "c"), false).unwrap();
+    disk.commit(&mut h);
+
+    let (mut h, problems) = disk.reopen(1_000_001);
+    assert!(problems.is_empty(), "{problems:?}");
+    let ch = h.channel();
+    assert!(h.b.queue_info("declared-in-failed-turn").is_some(), "the failed turn's declaration was written again");
+    assert_eq!(h.drain(ch, "q"), ["c"], "the ack of the failed turn was written again, 'b' was never stored");
+    disk.commit(&mut h);
+    assert_eq!(disk.store.count(Collection::Segments), 0);
+}
+
+#[test]
+fn corrupt_records_are_skipped_and_reported() {
+    let mut disk = Disk::new();
+    let mut h = H::new();
+    let ch = h.channel();
+    durable_queue(&mut h, ch, "a", &[]);
+    h.publish_msg(ch, persistent("a", "one"), false).unwrap();
+    disk.commit(&mut h);
+    durable_queue(&mut h, ch, "b", &[]);
+    h.publish_msg(ch, persistent("b", "two"), false).unwrap();
+    disk.commit(&mut h);
+    let segs: Vec<Key> =
+        disk.store.records().into_iter().filter(|r| r.collection == Collection::Segments).map(|r| r.key).collect();
+    assert_eq!(segs.len(), 2);
+    disk.store.overwrite(Collection::Segments, segs[0].clone(), vec![1, 200, 200, 200]);
+    disk.store.overwrite(Collection::Acks, Key::Num(99), vec![0xff]);
+    disk.store.overwrite(Collection::Exchanges, Key::Str("junk".into()), b"\x05oops".to_vec());
+    let (mut h, problems) = disk.reopen(1_000_001);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems.iter().any(|p| p.contains("segment")), "{problems:?}");
+    assert!(problems.iter().any(|p| p.contains("junk")), "{problems:?}");
+    let ch = h.channel();
+    assert_eq!(h.drain(ch, "a"), Vec::<String>::new(), "its segment was corrupt");
+    assert_eq!(h.drain(ch, "b"), ["two"]);
+}
+
+/// A tiny deterministic generator for the random schedule below.
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Random publishes, gets, acks, requeues, failed transactions and crashes: after every
+/// crash the recovered queues hold exactly the stored messages not acked, in order.
+#[test]
+fn random_schedules_recover_exactly_what_was_committed() {
+    let seeds: u64 = std::env::var("STORE_SCHEDULES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    for seed in 1..=seeds {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut disk = Disk::new();
+        let mut h = H::new();
+        let mut ch = h.channel();
+        for q in ["q0", "q1"] {
+            durable_queue(&mut h, ch, q, &[]);
+        }
+        disk.commit(&mut h);
+        // What the store must hold: per queue, committed bodies not acked (in order).
+        let mut model: Vec<Vec<u32>> = vec![Vec::new(), Vec::new()];
+        // This turn's changes, applied to the model when the turn commits.
+        let mut turn_puts: Vec<(usize, u32)> = Vec::new();
+        let mut turn_acks: Vec<(usize, u32)> = Vec::new();
+        // Deliveries out, unacked: (tag, queue, body).
+        let mut out: Vec<(u64, usize, u32)> = Vec::new();
+        let mut next = 0u32;
+        for _step in 0..300 {
+            match rng.below(10) {
+                0..=3 => {
+                    let q = rng.below(2) as usize;
+                    next += 1;
+                    h.publish_msg(ch, persistent(["q0", "q1"][q], &next.to_string()), false).unwrap();
+                    turn_puts.push((q, next));
+                }
+                4 | 5 => {
+                    let q = rng.below(2) as usize;
+                    if let Some(g) = h.get(ch, ["q0", "q1"][q], false).unwrap() {
+                        out.push((g.delivery.delivery_tag, q, body(&g.delivery.message).parse().unwrap()));
+                    }
+                }
+                6 if !out.is_empty() => {
+                    let (tag, q, b) = out.remove(rng.below(out.len() as u64) as usize);
+                    if rng.below(3) == 0 {
+                        h.nack(ch, tag, false, true).unwrap();
+                    } else {
+                        h.ack(ch, tag, false).unwrap();
+                        turn_acks.push((q, b));
+                    }
+                }
+                7 => {
+                    if rng.below(4) == 0 {
+                        // Storage full: this turn's messages are not stored; its acks are
+                        // written with the next batch that commits, so they stay pending.
+                        disk.fail(&mut h);
+                        turn_puts.clear();
+                    } else {
+                        disk.commit(&mut h);
+                        for (q, b) in turn_puts.drain(..) {
+                            model[q].push(b);
+                        }
+                        for (q, b) in turn_acks.drain(..) {
+                            model[q].retain(|x| *x != b);
+                        }
+                    }
+                }
+                8 if rng.below(4) == 0 => {
+                    // Crash: whatever was not committed is gone.
+                    let now = h.now + 1;
+                    drop(h);
+                    let (h2, problems) = disk.reopen(now);
+                    assert!(problems.is_empty(), "seed {seed}: {problems:?}");
+                    h = h2;
+                    ch = h.channel();
+                    // Anything not yet written is lost: uncommitted puts; uncommitted acks
+                    // leave their messages in place.
+                    turn_puts.clear();
+                    turn_acks.clear();
+                    out.clear();
+                    for (q, name) in ["q0", "q1"].iter().enumerate() {
+                        let mut got: Vec<u32> = Vec::new();
+                        while let Some(g) = h.get(ch, name, false).unwrap() {
+                            got.push(body(&g.delivery.message).parse().unwrap());
+                        }
+                        let mut want = model[q].clone();
+                        want.sort_unstable();
+                        let mut sorted = got.clone();
+                        sorted.sort_unstable();
+                        assert_eq!(sorted, want, "seed {seed}: queue {name} after a crash");
+                        assert!(got.windows(2).all(|w| w[0] < w[1]), "seed {seed}: FIFO kept in {name}: {got:?}");
+                        h.run(|b, now| b.recover(ch, now)).unwrap();
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
