@@ -7,3 +7,5 @@ pub mod store;
 
 #[cfg(target_arch = "wasm32")]
 pub mod api;
+#[cfg(target_arch = "wasm32")]
+pub mod host;

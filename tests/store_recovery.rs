@@ -101,13 +101,7 @@ fn acked_messages_stay_gone_unacked_come_back_flagged_in_order() {
     assert!(problems.is_empty(), "{problems:?}");
     let ch = h.channel();
     let got = drain_flags(&mut h, ch, "jobs");
-    let want = [
-        ("m2", true, 0),
-        ("m3", true, 2),
-        ("m4", false, 0),
-        ("m5", false, 0),
-        ("m6", false, 0),
-    ];
+    let want = [("m2", true, 0), ("m3", true, 2), ("m4", false, 0), ("m5", false, 0), ("m6", false, 0)];
     let want: Vec<(String, bool, u32)> = want.iter().map(|(b, r, c)| (b.to_string(), *r, *c)).collect();
     assert_eq!(got, want, "the transient message is gone, the acked one too");
     disk.commit(&mut h);
@@ -126,8 +120,11 @@ fn exchanges_bindings_and_priorities_survive() {
     let mut disk = Disk::new();
     let mut h = H::new();
     let ch = h.channel();
-    h.exchange_with(ch, ExchangeDeclare { name: "logs".into(), kind: "topic".into(), durable: true, ..Default::default() })
-        .unwrap();
+    h.exchange_with(
+        ch,
+        ExchangeDeclare { name: "logs".into(), kind: "topic".into(), durable: true, ..Default::default() },
+    )
+    .unwrap();
     h.exchange_with(ch, ExchangeDeclare { name: "tmp".into(), kind: "fanout".into(), ..Default::default() }).unwrap();
     durable_queue(&mut h, ch, "errors", &[("x-max-priority", int(5))]);
     durable_queue(&mut h, ch, "all", &[]);
@@ -163,8 +160,11 @@ fn ttl_that_passed_while_closed_expires_and_dead_letters() {
     let mut disk = Disk::new();
     let mut h = H::new();
     let ch = h.channel();
-    h.exchange_with(ch, ExchangeDeclare { name: "dlx".into(), kind: "fanout".into(), durable: true, ..Default::default() })
-        .unwrap();
+    h.exchange_with(
+        ch,
+        ExchangeDeclare { name: "dlx".into(), kind: "fanout".into(), durable: true, ..Default::default() },
+    )
+    .unwrap();
     durable_queue(&mut h, ch, "dead", &[]);
     h.bind(ch, "dead", "dlx", "").unwrap();
     durable_queue(&mut h, ch, "short", &[("x-message-ttl", int(1000)), ("x-dead-letter-exchange", s("dlx"))]);

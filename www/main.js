@@ -29,19 +29,19 @@ if (typeof tabbit.Broker !== 'function') {
   const QUEUE = 'demo';
   const encoder = new TextEncoder();
   const decoder = new TextDecoder();
-  const broker = new tabbit.Broker();
+  const broker = await tabbit.Broker.open('demo');
   broker.assertQueue(QUEUE);
 
-  const publish = () => {
+  const publish = async () => {
     try {
-      broker.sendToQueue(QUEUE, encoder.encode(input.value));
+      await broker.sendToQueue(QUEUE, encoder.encode(input.value), { persistent: true });
       const msg = broker.get(QUEUE);
       if (msg === null) return show(`Queue '${QUEUE}' was empty.`, true);
-      broker.ack(msg.deliveryTag);
+      broker.ack(msg);
       const li = document.createElement('li');
       const tag = document.createElement('span');
       tag.className = 'tag';
-      tag.textContent = ` (delivery tag ${msg.deliveryTag})`;
+      tag.textContent = ` (delivery tag ${msg.fields.deliveryTag})`;
       li.append(decoder.decode(msg.content), tag);
       out.append(li);
       show(`Published, got and acked ${msg.content.length} bytes on queue '${QUEUE}'.`);
@@ -61,5 +61,5 @@ if (typeof tabbit.Broker !== 'function') {
     }
   });
   button.disabled = false;
-  show(`Ready: queue '${QUEUE}' declared.`);
+  show(`Ready: queue '${QUEUE}' declared (storage: ${broker.storage}).`);
 }

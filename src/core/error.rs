@@ -17,6 +17,9 @@ pub enum ReplyCode {
     PreconditionFailed = 406,
     /// 503: the request is malformed (e.g. an unknown exchange type).
     CommandInvalid = 503,
+    /// 506: the broker lacks a resource to complete the request (storage is full or
+    /// cannot be opened).
+    ResourceError = 506,
     /// 504: the channel is not open.
     ChannelError = 504,
     /// 530: the operation is not allowed (e.g. a broker limit would be exceeded).
@@ -39,6 +42,7 @@ impl ReplyCode {
             ReplyCode::ResourceLocked => "RESOURCE_LOCKED",
             ReplyCode::PreconditionFailed => "PRECONDITION_FAILED",
             ReplyCode::CommandInvalid => "COMMAND_INVALID",
+            ReplyCode::ResourceError => "RESOURCE_ERROR",
             ReplyCode::ChannelError => "CHANNEL_ERROR",
             ReplyCode::NotAllowed => "NOT_ALLOWED",
             ReplyCode::InternalError => "INTERNAL_ERROR",

@@ -564,7 +564,8 @@ impl Log {
             v
         };
         let (meta, exchanges, queues) = (take(Collection::Meta), take(Collection::Exchanges), take(Collection::Queues));
-        let (bindings, segments, acks) = (take(Collection::Bindings), take(Collection::Segments), take(Collection::Acks));
+        let (bindings, segments, acks) =
+            (take(Collection::Bindings), take(Collection::Segments), take(Collection::Acks));
 
         for r in meta {
             if r.key == Key::Str(META_CLOCK.into()) {

@@ -29,7 +29,11 @@ impl MemoryStore {
     pub fn records(&self) -> Vec<Record> {
         self.records
             .iter()
-            .map(|((collection, key), value)| Record { collection: *collection, key: key.clone(), value: value.clone() })
+            .map(|((collection, key), value)| Record {
+                collection: *collection,
+                key: key.clone(),
+                value: value.clone(),
+            })
             .collect()
     }
 

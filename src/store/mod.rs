@@ -9,3 +9,6 @@ pub mod range_set;
 
 pub use log::{restore, Batch, Collection, Key, Log, Record, Recovered, Write};
 pub use memory::MemoryStore;
+
+#[cfg(target_arch = "wasm32")]
+pub mod indexeddb;

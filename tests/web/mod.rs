@@ -7,7 +7,24 @@ use tabbit::core::*;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::*;
 
-fn prop(v: &JsValue, key: &str) -> JsValue {
+mod storage;
+
+/// A broker name no other test (or earlier run in this browser profile) has used.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", js_sys::Date::now(), (js_sys::Math::random() * 1e9) as u64)
+}
+
+/// Awaits a publish's confirm promise.
+pub async fn confirmed(p: js_sys::Promise) -> Result<JsValue, JsValue> {
+    wasm_bindgen_futures::JsFuture::from(p).await
+}
+
+/// A message's content as text.
+pub fn content(msg: &JsValue) -> String {
+    String::from_utf8(js_sys::Uint8Array::new(&prop(msg, "content")).to_vec()).unwrap()
+}
+
+pub fn prop(v: &JsValue, key: &str) -> JsValue {
     Reflect::get(v, &key.into()).unwrap()
 }
 
@@ -17,31 +34,43 @@ fn version_matches_the_crate_version() {
 }
 
 #[wasm_bindgen_test]
-fn js_broker_declares_publishes_gets_and_acks() {
-    let mut b = JsBroker::new().unwrap();
-    let ok = b.assert_queue("jobs").unwrap();
+async fn js_broker_declares_publishes_gets_and_acks() {
+    let mut b = JsBroker::open(Some(unique("basic")), Some("memory".into())).await.unwrap();
+    assert_eq!(b.storage(), "memory");
+    let ok = b.assert_queue("jobs", JsValue::UNDEFINED).unwrap();
     assert_eq!(prop(&ok, "queue").as_string().as_deref(), Some("jobs"));
-    assert!(b.send_to_queue("jobs", b"first").unwrap());
-    assert!(b.send_to_queue("jobs", b"second").unwrap());
+    confirmed(b.send_to_queue("jobs", js_sys::Uint8Array::from(&b"first"[..]).into(), JsValue::UNDEFINED))
+        .await
+        .unwrap();
+    confirmed(b.send_to_queue("jobs", "second".into(), JsValue::UNDEFINED)).await.unwrap();
     assert_eq!(b.message_count("jobs"), Some(2));
     let msg = b.get("jobs").unwrap();
-    let content = js_sys::Uint8Array::new(&prop(&msg, "content")).to_vec();
-    assert_eq!(content, b"first");
-    assert_eq!(prop(&msg, "redelivered").as_bool(), Some(false));
-    b.ack(prop(&msg, "deliveryTag").as_f64().unwrap()).unwrap();
+    assert_eq!(content(&msg), "first");
+    assert_eq!(prop(&prop(&msg, "fields"), "redelivered").as_bool(), Some(false));
+    b.ack(msg, None).unwrap();
     assert_eq!(b.message_count("jobs"), Some(1));
     b.get("jobs").unwrap();
     assert!(b.get("jobs").unwrap().is_null(), "an empty queue answers null");
 }
 
 #[wasm_bindgen_test]
-fn js_errors_are_errors_with_the_amqp_code() {
-    let mut b = JsBroker::new().unwrap();
+async fn js_errors_are_errors_with_the_amqp_code() {
+    let mut b = JsBroker::open(Some(unique("errors")), Some("memory".into())).await.unwrap();
     let err = b.get("missing").unwrap_err();
     assert!(err.is_instance_of::<js_sys::Error>());
     assert_eq!(prop(&err, "code").as_f64(), Some(404.0));
     let message = prop(&err, "message").as_string().unwrap();
     assert!(message.contains("no queue 'missing'"), "{message}");
+    // The channel the error closed is replaced: the broker goes on.
+    b.assert_queue("q", JsValue::UNDEFINED).unwrap();
+    let err = confirmed(b.send_to_queue("q", JsValue::from_f64(5.0), JsValue::UNDEFINED)).await.unwrap_err();
+    assert_eq!(prop(&err, "code").as_f64(), Some(406.0));
+    assert!(prop(&err, "message").as_string().unwrap().contains("Uint8Array or a string"));
+    let opts = js_sys::JSON::parse(r#"{"priority": 300}"#).unwrap();
+    let err = confirmed(b.send_to_queue("q", "x".into(), opts)).await.unwrap_err();
+    assert!(prop(&err, "message").as_string().unwrap().contains("'priority'"));
+    let err = JsBroker::open(None, Some("disk".into())).await.err().unwrap();
+    assert!(prop(&err, "message").as_string().unwrap().contains("use 'indexeddb' or 'memory'"));
 }
 
 /// The same core that the native tests drive, here compiled to wasm: topic routing,

@@ -1,0 +1,204 @@
+//! Conversions between JS values and the core's types, with errors that say what to change.
+
+use js_sys::{Array, Object, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use crate::core::{AmqpError, FieldValue, Message, Properties, Table};
+use crate::store::codec::MAX_DEPTH;
+
+pub type Result<T> = std::result::Result<T, AmqpError>;
+
+fn bad(what: &str, expected: &str) -> AmqpError {
+    AmqpError::precondition(format!("{what}: expected {expected}"))
+}
+
+pub fn get(obj: &JsValue, key: &str) -> JsValue {
+    if obj.is_object() {
+        Reflect::get(obj, &key.into()).unwrap_or(JsValue::UNDEFINED)
+    } else {
+        JsValue::UNDEFINED
+    }
+}
+
+pub fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
+    Reflect::set(obj, &key.into(), &value.into()).expect("setting a property of a plain object");
+}
+
+/// An optional option: `undefined` and `null` are absent.
+fn present(v: JsValue) -> Option<JsValue> {
+    (!v.is_undefined() && !v.is_null()).then_some(v)
+}
+
+pub fn opt_bool(opts: &JsValue, key: &str) -> Result<bool> {
+    match present(get(opts, key)) {
+        None => Ok(false),
+        Some(v) => v.as_bool().ok_or_else(|| bad(&format!("option '{key}'"), "true or false")),
+    }
+}
+
+pub fn opt_string(opts: &JsValue, key: &str) -> Result<Option<String>> {
+    present(get(opts, key))
+        .map(|v| v.as_string().ok_or_else(|| bad(&format!("option '{key}'"), "a string")))
+        .transpose()
+}
+
+pub fn opt_uint(opts: &JsValue, key: &str, max: f64) -> Result<Option<u64>> {
+    present(get(opts, key))
+        .map(|v| match v.as_f64() {
+            Some(n) if n >= 0.0 && n <= max && n.fract() == 0.0 => Ok(n as u64),
+            _ => Err(bad(&format!("option '{key}'"), &format!("a whole number from 0 to {max}"))),
+        })
+        .transpose()
+}
+
+/// A field table from a plain object (`arguments`, `headers`).
+pub fn table(v: &JsValue, what: &str) -> Result<Table> {
+    table_at(v, what, 1)
+}
+
+fn table_at(v: &JsValue, what: &str, depth: u32) -> Result<Table> {
+    let Some(v) = present(v.clone()) else { return Ok(Table::new()) };
+    if !v.is_object() || Array::is_array(&v) {
+        return Err(bad(what, "a plain object"));
+    }
+    let mut t = Table::new();
+    for entry in Object::entries(v.unchecked_ref()).iter() {
+        let pair: Array = entry.unchecked_into();
+        let key = pair.get(0).as_string().unwrap_or_default();
+        let value = field_value(&pair.get(1), &format!("{what}.{key}"), depth)?;
+        t.insert(key, value);
+    }
+    Ok(t)
+}
+
+fn field_value(v: &JsValue, what: &str, depth: u32) -> Result<FieldValue> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(FieldValue::Void);
+    }
+    if let Some(b) = v.as_bool() {
+        return Ok(FieldValue::Bool(b));
+    }
+    if let Some(n) = v.as_f64() {
+        let int = n.fract() == 0.0 && n.abs() <= 9_007_199_254_740_991.0;
+        return Ok(if int { FieldValue::Int(n as i64) } else { FieldValue::Float(n) });
+    }
+    if let Some(s) = v.as_string() {
+        return Ok(FieldValue::Str(s));
+    }
+    if let Some(bytes) = v.dyn_ref::<Uint8Array>() {
+        return Ok(FieldValue::Bytes(bytes.to_vec()));
+    }
+    if let Some(d) = v.dyn_ref::<js_sys::Date>() {
+        return Ok(FieldValue::Timestamp((d.get_time() / 1000.0).max(0.0) as u64));
+    }
+    if depth >= MAX_DEPTH {
+        return Err(bad(what, &format!("at most {MAX_DEPTH} levels of nested objects and arrays")));
+    }
+    if Array::is_array(v) {
+        let a: &Array = v.unchecked_ref();
+        return a.iter().map(|x| field_value(&x, what, depth + 1)).collect::<Result<_>>().map(FieldValue::Array);
+    }
+    if v.is_object() {
+        return table_at(v, what, depth + 1).map(FieldValue::Table);
+    }
+    Err(bad(what, "null, a boolean, a number, a string, a Uint8Array, a Date, an array or a plain object"))
+}
+
+pub fn field_to_js(v: &FieldValue) -> JsValue {
+    match v {
+        FieldValue::Void => JsValue::NULL,
+        FieldValue::Bool(b) => (*b).into(),
+        FieldValue::Int(i) => (*i as f64).into(),
+        FieldValue::Float(f) => (*f).into(),
+        FieldValue::Str(s) => s.into(),
+        FieldValue::Bytes(b) => Uint8Array::from(&b[..]).into(),
+        FieldValue::Timestamp(t) => (*t as f64).into(),
+        FieldValue::Array(a) => a.iter().map(field_to_js).collect::<Array>().into(),
+        FieldValue::Table(t) => table_to_js(t).into(),
+    }
+}
+
+pub fn table_to_js(t: &Table) -> Object {
+    let o = Object::new();
+    for (k, v) in t {
+        set(&o, k, field_to_js(v));
+    }
+    o
+}
+
+/// Message content: a `Uint8Array` (amqplib's `Buffer` is one) or a string (UTF-8).
+pub fn content(v: &JsValue) -> Result<Vec<u8>> {
+    if let Some(bytes) = v.dyn_ref::<Uint8Array>() {
+        Ok(bytes.to_vec())
+    } else if let Some(s) = v.as_string() {
+        Ok(s.into_bytes())
+    } else {
+        Err(bad("content", "a Uint8Array or a string"))
+    }
+}
+
+/// A message from `publish`'s arguments and amqplib's publish options.
+pub fn message(exchange: &str, routing_key: &str, content_value: &JsValue, opts: &JsValue) -> Result<Message> {
+    let expiration = match present(get(opts, "expiration")) {
+        None => None,
+        Some(v) => Some(match (v.as_string(), v.as_f64()) {
+            (Some(s), _) => s,
+            (None, Some(n)) if n >= 0.0 && n.fract() == 0.0 => (n as u64).to_string(),
+            _ => return Err(bad("option 'expiration'", "milliseconds as a string or a whole number")),
+        }),
+    };
+    let delivery_mode = opt_uint(opts, "deliveryMode", 2.0)?;
+    let properties = Properties {
+        content_type: opt_string(opts, "contentType")?,
+        content_encoding: opt_string(opts, "contentEncoding")?,
+        headers: table(&get(opts, "headers"), "option 'headers'")?,
+        persistent: opt_bool(opts, "persistent")? || delivery_mode == Some(2),
+        priority: opt_uint(opts, "priority", 255.0)?.map(|p| p as u8),
+        correlation_id: opt_string(opts, "correlationId")?,
+        reply_to: opt_string(opts, "replyTo")?,
+        expiration,
+        message_id: opt_string(opts, "messageId")?,
+        timestamp: opt_uint(opts, "timestamp", 9.0e15)?,
+        kind: opt_string(opts, "type")?,
+        user_id: opt_string(opts, "userId")?,
+        app_id: opt_string(opts, "appId")?,
+    };
+    Ok(Message {
+        exchange: exchange.to_owned(),
+        routing_key: routing_key.to_owned(),
+        properties,
+        body: content(content_value)?,
+    })
+}
+
+/// A message as amqplib hands it over: `{content, fields, properties}`.
+pub fn message_to_js(m: &Message, fields: Object, delivery_count: u32) -> JsValue {
+    let p = &m.properties;
+    let props = Object::new();
+    let opt = |o: &Object, k: &str, v: &Option<String>| set(o, k, v.as_deref().map_or(JsValue::UNDEFINED, Into::into));
+    opt(&props, "contentType", &p.content_type);
+    opt(&props, "contentEncoding", &p.content_encoding);
+    let headers = table_to_js(&p.headers);
+    if delivery_count > 0 {
+        set(&headers, "x-delivery-count", delivery_count as f64);
+    }
+    set(&props, "headers", headers);
+    set(&props, "deliveryMode", if p.persistent { 2.0 } else { 1.0 });
+    set(&props, "priority", p.priority.map_or(JsValue::UNDEFINED, |x| (x as f64).into()));
+    opt(&props, "correlationId", &p.correlation_id);
+    opt(&props, "replyTo", &p.reply_to);
+    opt(&props, "expiration", &p.expiration);
+    opt(&props, "messageId", &p.message_id);
+    set(&props, "timestamp", p.timestamp.map_or(JsValue::UNDEFINED, |x| (x as f64).into()));
+    opt(&props, "type", &p.kind);
+    opt(&props, "userId", &p.user_id);
+    opt(&props, "appId", &p.app_id);
+    set(&fields, "exchange", m.exchange.as_str());
+    set(&fields, "routingKey", m.routing_key.as_str());
+    let out = Object::new();
+    set(&out, "content", Uint8Array::from(&m.body[..]));
+    set(&out, "fields", fields);
+    set(&out, "properties", props);
+    out.into()
+}

@@ -1,0 +1,107 @@
+// IndexedDB glue for src/store/indexeddb.rs: promises over requests and transactions,
+// nothing else. The layout and every decision live in Rust.
+
+const VERSION = 1;
+
+/** Opens (creating or upgrading) database `name` with one object store per name. */
+function openRaw(name, stores) {
+  return new Promise((resolve, reject) => {
+    const factory = globalThis.indexedDB;
+    if (!factory) {
+      reject(new Error('IndexedDB is not available in this context'));
+      return;
+    }
+    let req;
+    try {
+      req = factory.open(name, VERSION);
+    } catch (e) {
+      reject(e);
+      return;
+    }
+    req.onupgradeneeded = () => {
+      const db = req.result;
+      for (const s of stores) if (!db.objectStoreNames.contains(s)) db.createObjectStore(s);
+    };
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+    // Another context holds an older version open: it closes on its versionchange event.
+    req.onblocked = () => {};
+  });
+}
+
+export class Db {
+  /** @returns {Promise<Db>} */
+  static async open(name, stores) {
+    const db = new Db(name, stores);
+    await db.reopen();
+    return db;
+  }
+
+  constructor(name, stores) {
+    this.name = name;
+    this.stores = stores;
+    this.db = null;
+  }
+
+  async reopen() {
+    this.db = await openRaw(this.name, this.stores);
+    // A newer version opened elsewhere: step aside now, reopen on the next write.
+    this.db.onversionchange = () => this.closeNow();
+    this.db.onclose = () => { this.db = null; };
+  }
+
+  closeNow() {
+    if (this.db) this.db.close();
+    this.db = null;
+  }
+
+  async handle() {
+    if (!this.db) await this.reopen();
+    return this.db;
+  }
+
+  /** Every record: [[storeName, keys, values], ...] from one read-only transaction. */
+  async loadAll() {
+    const db = await this.handle();
+    const tx = db.transaction(this.stores, 'readonly');
+    const reads = this.stores.map((s) => {
+      const store = tx.objectStore(s);
+      return Promise.all([request(store.getAllKeys()), request(store.getAll())]).then(([k, v]) => [s, k, v]);
+    });
+    return Promise.all(reads);
+  }
+
+  /**
+   * One read-write transaction: `writes` is a flat array [store, key, value, ...] where
+   * `value === undefined` deletes. Resolves on the transaction's `complete` event and
+   * rejects with the DOMException that aborted it (QuotaExceededError when storage is full).
+   */
+  async write(writes) {
+    const db = await this.handle();
+    const tx = db.transaction(this.stores, 'readwrite', { durability: 'default' });
+    const done = new Promise((resolve, reject) => {
+      tx.oncomplete = () => resolve();
+      tx.onabort = () => reject(tx.error || new DOMException('the transaction was aborted', 'AbortError'));
+    });
+    try {
+      for (let i = 0; i < writes.length; i += 3) {
+        const store = tx.objectStore(writes[i]);
+        if (writes[i + 2] === undefined) store.delete(writes[i + 1]);
+        else store.put(writes[i + 2], writes[i + 1]);
+      }
+      tx.commit?.();
+    } catch (e) {
+      try { tx.abort(); } catch { /* already finished */ }
+      done.catch(() => {});
+      throw e;
+    }
+    return done;
+  }
+}
+
+function request(req) {
+  return new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}

@@ -1,0 +1,120 @@
+//! The IndexedDB backend (wasm32): one database per broker name, one object store per
+//! [`Collection`], records as `Uint8Array`s. The JS glue (`indexeddb.js`) only wraps
+//! requests and transactions in promises; what to write is decided by [`super::Log`].
+//!
+//! Writes go through our own glue rather than `indexed_db_futures`: its `commit()`
+//! reports an aborted transaction without the `DOMException` that caused it, and the
+//! broker must tell a full disk (`QuotaExceededError`) from other failures.
+
+use js_sys::{Array, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+
+use super::log::{Batch, Collection, Key, Record};
+
+#[wasm_bindgen(module = "/src/store/indexeddb.js")]
+extern "C" {
+    type Db;
+    #[wasm_bindgen(static_method_of = Db, js_name = open, catch)]
+    async fn open_db(name: &str, stores: Array) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(method, js_name = loadAll, catch)]
+    async fn load_all(this: &Db) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(method, catch)]
+    async fn write(this: &Db, writes: Array) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(method, js_name = closeNow)]
+    fn close_now(this: &Db);
+}
+
+/// Why a store operation failed: the `DOMException` name (`QuotaExceededError`,
+/// `VersionError`, …) and its message.
+#[derive(Clone, Debug)]
+pub struct StoreError {
+    pub name: String,
+    pub message: String,
+}
+
+impl StoreError {
+    fn from_js(e: JsValue) -> StoreError {
+        let get = |k: &str| Reflect::get(&e, &k.into()).ok().and_then(|v| v.as_string());
+        StoreError {
+            name: get("name").unwrap_or_else(|| "Error".into()),
+            message: get("message").or_else(|| e.as_string()).unwrap_or_default(),
+        }
+    }
+
+    pub fn is_quota(&self) -> bool {
+        self.name == "QuotaExceededError"
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.name, self.message)
+    }
+}
+
+/// An open IndexedDB database of one broker.
+pub struct IndexedDb {
+    db: Db,
+}
+
+fn key_to_js(k: &Key) -> JsValue {
+    match k {
+        Key::Str(s) => JsValue::from_str(s),
+        Key::Num(n) => JsValue::from_f64(*n as f64),
+    }
+}
+
+impl IndexedDb {
+    /// Opens (creating or upgrading) the database `name`.
+    pub async fn open(name: &str) -> Result<IndexedDb, StoreError> {
+        let stores: Array = Collection::ALL.iter().map(|c| JsValue::from_str(c.name())).collect();
+        let db = Db::open_db(name, stores).await.map_err(StoreError::from_js)?;
+        Ok(IndexedDb { db: db.unchecked_into() })
+    }
+
+    /// Every record. A record that is not a `Uint8Array` under a string or whole-number
+    /// key (a foreign writer's) is skipped and reported.
+    pub async fn load(&self) -> Result<(Vec<Record>, Vec<String>), StoreError> {
+        let all: Array = self.db.load_all().await.map_err(StoreError::from_js)?.unchecked_into();
+        let (mut records, mut problems) = (Vec::new(), Vec::new());
+        for triple in all.iter() {
+            let triple: Array = triple.unchecked_into();
+            let Some(collection) = triple.get(0).as_string().and_then(|n| Collection::from_name(&n)) else { continue };
+            let keys: Array = triple.get(1).unchecked_into();
+            let values: Array = triple.get(2).unchecked_into();
+            for (k, v) in keys.iter().zip(values.iter()) {
+                let key = match (k.as_string(), k.as_f64()) {
+                    (Some(s), _) => Key::Str(s.into()),
+                    (None, Some(n)) if n >= 0.0 && n.fract() == 0.0 && n < 9.0e15 => Key::Num(n as u64),
+                    _ => {
+                        problems.push(format!("a record in '{}' with a foreign key was skipped", collection.name()));
+                        continue;
+                    }
+                };
+                match v.dyn_into::<Uint8Array>() {
+                    Ok(bytes) => records.push(Record { collection, key, value: bytes.to_vec() }),
+                    Err(_) => problems.push(format!(
+                        "record {key:?} in '{}' is not tabbit's (not bytes) and was skipped",
+                        collection.name()
+                    )),
+                }
+            }
+        }
+        Ok((records, problems))
+    }
+
+    /// Writes a batch in one transaction; resolves after its `complete` event.
+    pub async fn write(&self, batch: &Batch) -> Result<(), StoreError> {
+        let writes = Array::new();
+        for w in &batch.writes {
+            writes.push(&JsValue::from_str(w.collection.name()));
+            writes.push(&key_to_js(&w.key));
+            writes.push(&w.value.as_deref().map_or(JsValue::UNDEFINED, |v| Uint8Array::from(v).into()));
+        }
+        self.db.write(writes).await.map(|_| ()).map_err(StoreError::from_js)
+    }
+
+    pub fn close(&self) {
+        self.db.close_now();
+    }
+}

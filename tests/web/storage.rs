@@ -1,0 +1,212 @@
+//! The IndexedDB store through the JS binding: persistence across close and reopen,
+//! confirms after commit, acks kept, TTL while closed, foreign records.
+
+use js_sys::{Array, Promise};
+use tabbit::api::Broker as JsBroker;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+use super::{confirmed, content, prop, unique};
+
+#[wasm_bindgen(inline_js = r#"
+function open(name) {
+  return new Promise((ok, fail) => {
+    const r = indexedDB.open(name);
+    r.onsuccess = () => ok(r.result);
+    r.onerror = () => fail(r.error);
+  });
+}
+export async function countRecords(name, store) {
+  const db = await open(name);
+  try {
+    return await new Promise((ok, fail) => {
+      const r = db.transaction(store, 'readonly').objectStore(store).count();
+      r.onsuccess = () => ok(r.result);
+      r.onerror = () => fail(r.error);
+    });
+  } finally { db.close(); }
+}
+export async function putForeign(name, store, key, value) {
+  const db = await open(name);
+  try {
+    await new Promise((ok, fail) => {
+      const tx = db.transaction(store, 'readwrite');
+      tx.objectStore(store).put(value, key);
+      tx.oncomplete = () => ok();
+      tx.onabort = () => fail(tx.error);
+    });
+  } finally { db.close(); }
+}
+export function openDb(name) { return open(name); }
+export function countNow(db, store) {
+  return new Promise((ok, fail) => {
+    const r = db.transaction(store, 'readonly').objectStore(store).count();
+    r.onsuccess = () => ok(r.result);
+    r.onerror = () => fail(r.error);
+  });
+}
+export function sleep(ms) { return new Promise((ok) => setTimeout(ok, ms)); }
+"#)]
+extern "C" {
+    #[wasm_bindgen(js_name = countRecords)]
+    fn count_records(db: &str, store: &str) -> Promise;
+    #[wasm_bindgen(js_name = putForeign)]
+    fn put_foreign(db: &str, store: &str, key: JsValue, value: JsValue) -> Promise;
+    fn sleep(ms: f64) -> Promise;
+    #[wasm_bindgen(js_name = openDb)]
+    fn open_db(name: &str) -> Promise;
+    #[wasm_bindgen(js_name = countNow)]
+    fn count_now(db: &JsValue, store: &str) -> Promise;
+}
+
+async fn count(broker: &str, store: &str) -> u32 {
+    JsFuture::from(count_records(&format!("tabbit:{broker}"), store)).await.unwrap().as_f64().unwrap() as u32
+}
+
+fn persistent() -> JsValue {
+    js_sys::JSON::parse(r#"{"persistent": true}"#).unwrap()
+}
+
+fn json(s: &str) -> JsValue {
+    js_sys::JSON::parse(s).unwrap()
+}
+
+async fn open(name: &str) -> JsBroker {
+    JsBroker::open(Some(name.into()), Some("indexeddb".into())).await.unwrap()
+}
+
+/// Every ready message: (content, redelivered, x-delivery-count), acked.
+fn drain(b: &mut JsBroker, queue: &str) -> Vec<(String, bool, u32)> {
+    let mut out = Vec::new();
+    loop {
+        let m = b.get(queue).unwrap();
+        if m.is_null() {
+            return out;
+        }
+        let redelivered = prop(&prop(&m, "fields"), "redelivered").as_bool().unwrap();
+        let count = prop(&prop(&prop(&m, "properties"), "headers"), "x-delivery-count").as_f64().unwrap_or(0.0);
+        out.push((content(&m), redelivered, count as u32));
+        b.ack(m, None).unwrap();
+    }
+}
+
+fn owned(v: &[(&str, bool, u32)]) -> Vec<(String, bool, u32)> {
+    v.iter().map(|(s, r, c)| (s.to_string(), *r, *c)).collect()
+}
+
+#[wasm_bindgen_test]
+async fn durable_messages_survive_close_and_reopen_and_acks_stick() {
+    let name = unique("reopen");
+    let mut b = open(&name).await;
+    assert_eq!(b.storage(), "indexeddb");
+    b.assert_queue("jobs", JsValue::UNDEFINED).unwrap();
+    b.assert_queue("scratch", json(r#"{"durable": false}"#)).unwrap();
+    let mut confirms = Vec::new();
+    for i in 1..=5 {
+        confirms.push(b.send_to_queue("jobs", format!("m{i}").into(), persistent()));
+    }
+    confirms.push(b.send_to_queue("jobs", "transient".into(), JsValue::UNDEFINED));
+    confirms.push(b.send_to_queue("scratch", "gone".into(), persistent()));
+    for c in confirms {
+        confirmed(c).await.unwrap();
+    }
+    let m1 = b.get("jobs").unwrap();
+    b.ack(m1, None).unwrap();
+    let m2 = b.get("jobs").unwrap();
+    assert_eq!(content(&m2), "m2");
+    let m3 = b.get("jobs").unwrap();
+    b.nack(m3, None, Some(true)).unwrap();
+    JsFuture::from(b.flush()).await.unwrap();
+    b.close().await;
+    drop(b); // m2 was never acked: as if its tab had died
+
+    let mut b = open(&name).await;
+    assert_eq!(b.problems().length(), 0);
+    assert!(b.message_count("scratch").is_none(), "a transient queue is not stored");
+    assert_eq!(drain(&mut b, "jobs"), owned(&[("m2", true, 0), ("m3", true, 1), ("m4", false, 0), ("m5", false, 0)]));
+    JsFuture::from(b.flush()).await.unwrap();
+    assert_eq!(count(&name, "segments").await, 0, "every message acked: the segment is deleted");
+    b.close().await;
+    let mut b = open(&name).await;
+    assert_eq!(drain(&mut b, "jobs"), owned(&[]), "acked messages never come back");
+    b.close().await;
+}
+
+#[wasm_bindgen_test]
+async fn a_confirm_resolves_only_once_the_message_is_in_indexeddb() {
+    let name = unique("confirm");
+    let mut b = open(&name).await;
+    b.assert_queue("q", JsValue::UNDEFINED).unwrap();
+    JsFuture::from(b.flush()).await.unwrap();
+    let db = JsFuture::from(open_db(&format!("tabbit:{name}"))).await.unwrap();
+    let before = count_now(&db, "segments");
+    let confirm = b.send_to_queue("q", "payload".into(), persistent());
+    // A read transaction started before the write sees nothing...
+    assert_eq!(JsFuture::from(before).await.unwrap().as_f64(), Some(0.0));
+    js_sys::Reflect::get(&db, &"close".into()).unwrap().unchecked_into::<js_sys::Function>().call0(&db).unwrap();
+    confirmed(confirm).await.unwrap();
+    // ...and when the confirm resolves, the record is there.
+    assert_eq!(count(&name, "segments").await, 1);
+    // 200 publishes in one turn are one transaction: one or two segments, not 200 records.
+    let all: Array = (0..200).map(|i| b.send_to_queue("q", format!("{i}").into(), persistent())).collect();
+    JsFuture::from(Promise::all(&all)).await.unwrap();
+    assert!(count(&name, "segments").await <= 3);
+    b.close().await;
+}
+
+#[wasm_bindgen_test]
+async fn ttl_that_passes_while_closed_dead_letters_at_reopen() {
+    let name = unique("ttl");
+    let mut b = open(&name).await;
+    b.assert_exchange("dlx", "fanout", JsValue::UNDEFINED).unwrap();
+    b.assert_queue("dead", JsValue::UNDEFINED).unwrap();
+    b.bind_queue("dead", "dlx", "", JsValue::UNDEFINED).unwrap();
+    b.assert_queue("short", json(r#"{"messageTtl": 150, "deadLetterExchange": "dlx"}"#)).unwrap();
+    b.assert_queue("long", json(r#"{"messageTtl": 60000}"#)).unwrap();
+    confirmed(b.send_to_queue("short", "expires".into(), persistent())).await.unwrap();
+    confirmed(b.send_to_queue("long", "stays".into(), persistent())).await.unwrap();
+    b.close().await;
+    JsFuture::from(sleep(300.0)).await.unwrap();
+
+    let mut b = open(&name).await;
+    assert_eq!(b.message_count("short"), Some(0));
+    assert_eq!(drain(&mut b, "long"), owned(&[("stays", false, 0)]));
+    let dead = b.get("dead").unwrap();
+    assert_eq!(content(&dead), "expires");
+    let death = prop(&prop(&prop(&dead, "properties"), "headers"), "x-death");
+    assert_eq!(prop(&Array::from(&death).get(0), "reason").as_string().as_deref(), Some("expired"));
+    b.close().await;
+}
+
+#[wasm_bindgen_test]
+async fn memory_storage_keeps_nothing_across_reopen() {
+    let name = unique("memory");
+    let mut b = JsBroker::open(Some(name.clone()), Some("memory".into())).await.unwrap();
+    b.assert_queue("q", JsValue::UNDEFINED).unwrap();
+    confirmed(b.send_to_queue("q", "x".into(), persistent())).await.unwrap();
+    b.close().await;
+    let b = JsBroker::open(Some(name), Some("memory".into())).await.unwrap();
+    assert!(b.message_count("q").is_none());
+}
+
+#[wasm_bindgen_test]
+async fn foreign_and_corrupt_records_are_skipped_and_reported() {
+    let name = unique("foreign");
+    let mut b = open(&name).await;
+    b.assert_queue("q", JsValue::UNDEFINED).unwrap();
+    confirmed(b.send_to_queue("q", "kept".into(), persistent())).await.unwrap();
+    b.close().await;
+    let db = format!("tabbit:{name}");
+    JsFuture::from(put_foreign(&db, "segments", 9999.into(), "not bytes".into())).await.unwrap();
+    let junk = js_sys::Uint8Array::from(&[1u8, 0xff, 0xff][..]);
+    JsFuture::from(put_foreign(&db, "segments", 10000.into(), junk.into())).await.unwrap();
+    JsFuture::from(put_foreign(&db, "queues", "odd".into(), js_sys::Uint8Array::new_with_length(0).into()))
+        .await
+        .unwrap();
+    let mut b = open(&name).await;
+    let problems: Vec<String> = b.problems().iter().filter_map(|p| p.as_string()).collect();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert_eq!(drain(&mut b, "q"), owned(&[("kept", false, 0)]));
+    b.close().await;
+}
