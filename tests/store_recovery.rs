@@ -26,6 +26,33 @@ impl Disk {
         }
         if let Some(batch) = self.log.take_batch(h.now) {
             self.store.apply(&batch);
+            self.log.batch_committed(&batch);
+        }
+    }
+
+    /// Drops bodies beyond the first `keep` of every queue, for messages committed.
+    fn page_out(&mut self, h: &mut H, keep: usize) -> usize {
+        let log = &self.log;
+        h.b.queue_names().iter().map(|q| h.b.page_out(q, keep, |seq| log.is_committed(q, seq))).sum()
+    }
+
+    /// Pages in what the broker wants among the first `window` of each queue.
+    fn page_in(&mut self, h: &mut H, window: usize) {
+        let records = self.store.records();
+        for (queue, seqs) in h.b.page_in_wanted(window) {
+            let ids = self.log.segments_for(&queue, &seqs);
+            let segments: Vec<(u64, Vec<u8>)> = records
+                .iter()
+                .filter(|r| r.collection == Collection::Segments && ids.iter().any(|id| r.key == Key::Num(*id)))
+                .map(|r| match r.key {
+                    Key::Num(id) => (id, r.value.clone()),
+                    Key::Str(_) => unreachable!(),
+                })
+                .collect();
+            let found = self.log.messages_in(&queue, &seqs, &segments);
+            let lost: Vec<u64> = seqs.iter().copied().filter(|s| !found.iter().any(|f| f.0 == *s)).collect();
+            let now = h.now;
+            h.run(|b, _| b.page_in(&queue, found, &lost, now));
         }
     }
 
@@ -330,6 +357,7 @@ fn random_schedules_recover_exactly_what_was_committed() {
                 }
                 4 | 5 => {
                     let q = rng.below(2) as usize;
+                    disk.page_in(&mut h, 4);
                     if let Some(g) = h.get(ch, ["q0", "q1"][q], false).unwrap() {
                         out.push((g.delivery.delivery_tag, q, body(&g.delivery.message).parse().unwrap()));
                     }
@@ -351,6 +379,7 @@ fn random_schedules_recover_exactly_what_was_committed() {
                         turn_puts.clear();
                     } else {
                         disk.commit(&mut h);
+                        disk.page_out(&mut h, 3);
                         for (q, b) in turn_puts.drain(..) {
                             model[q].push(b);
                         }
@@ -374,7 +403,11 @@ fn random_schedules_recover_exactly_what_was_committed() {
                     out.clear();
                     for (q, name) in ["q0", "q1"].iter().enumerate() {
                         let mut got: Vec<u32> = Vec::new();
-                        while let Some(g) = h.get(ch, name, false).unwrap() {
+                        disk.page_out(&mut h, 2);
+                        while let Some(g) = {
+                            disk.page_in(&mut h, 4);
+                            h.get(ch, name, false).unwrap()
+                        } {
                             got.push(body(&g.delivery.message).parse().unwrap());
                         }
                         let mut want = model[q].clone();
@@ -390,4 +423,95 @@ fn random_schedules_recover_exactly_what_was_committed() {
             }
         }
     }
+}
+
+#[test]
+fn deep_queues_page_out_bodies_and_page_them_back_in_order() {
+    let mut disk = Disk::new();
+    let mut h = H::new();
+    let ch = h.channel();
+    durable_queue(&mut h, ch, "deep", &[]);
+    durable_queue(&mut h, ch, "prio", &[("x-max-priority", int(3))]);
+    for i in 0..1000 {
+        h.publish_msg(ch, persistent("deep", &i.to_string()), false).unwrap();
+        if i % 100 == 0 {
+            h.publish(ch, "", "deep", &format!("t{i}")).unwrap(); // transient: never paged
+        }
+    }
+    h.publish_msg(ch, persistent("prio", "p"), false).unwrap();
+    assert_eq!(disk.page_out(&mut h, 10), 0, "nothing is committed yet");
+    disk.commit(&mut h);
+    let dropped = disk.page_out(&mut h, 10);
+    assert_eq!(dropped, 1000 - 10 + 1, "all but the first 10 entries, less the transient ones");
+    assert_eq!(disk.page_out(&mut h, 10), 0, "considered once");
+    h.b.check_invariants().unwrap();
+    assert_eq!(h.info("deep").ready, 1010, "paged messages still count");
+    // Consume everything, paging in ahead of the head as the host does.
+    let mut got = Vec::new();
+    loop {
+        disk.page_in(&mut h, 64);
+        match h.get(ch, "deep", true).unwrap() {
+            Some(g) => got.push(body(&g.delivery.message)),
+            None => break,
+        }
+    }
+    let mut want: Vec<String> = Vec::new();
+    for i in 0..1000 {
+        want.push(i.to_string());
+        if i % 100 == 0 {
+            want.push(format!("t{i}"));
+        }
+    }
+    assert_eq!(got, want, "every message once, in order");
+    assert_eq!(h.drain(ch, "prio"), ["p"], "a priority queue does not page");
+}
+
+#[test]
+fn recovery_can_leave_deep_messages_paged_out() {
+    let mut disk = Disk::new();
+    let mut h = H::new();
+    let ch = h.channel();
+    durable_queue(&mut h, ch, "deep", &[]);
+    for i in 0..300 {
+        h.publish_msg(ch, persistent("deep", &i.to_string()), false).unwrap();
+    }
+    disk.commit(&mut h);
+    drop(h);
+    // Stream the segments as the host does, keeping the first 20 bodies only.
+    let (segs, rest): (Vec<_>, Vec<_>) =
+        disk.store.records().into_iter().partition(|r| r.collection == Collection::Segments);
+    let (mut log, meta) = Log::recover_meta(rest);
+    let mut h = H::new();
+    let now = h.now;
+    let mut problems = Vec::new();
+    let mut loaded = 0;
+    let mut restored = Vec::new();
+    for r in segs {
+        let Key::Num(id) = r.key else { unreachable!() };
+        log.recover_segment(id, &r.value, &mut problems, &mut |q, mut m| {
+            if loaded >= 20 {
+                m.message = None;
+            }
+            loaded += 1;
+            restored.push((q.clone(), m));
+        });
+    }
+    log.finish_recovery();
+    let mut recovered = meta;
+    for (q, m) in restored {
+        recovered.queues.iter_mut().find(|x| x.name == q).unwrap().messages.push(m);
+    }
+    assert!(restore(&mut h.b, recovered, now).is_empty());
+    disk.log = log;
+    h.b.check_invariants().unwrap();
+    let ch = h.channel();
+    let mut got = Vec::new();
+    loop {
+        disk.page_in(&mut h, 16);
+        match h.get(ch, "deep", true).unwrap() {
+            Some(g) => got.push(body(&g.delivery.message)),
+            None => break,
+        }
+    }
+    assert_eq!(got, (0..300).map(|i| i.to_string()).collect::<Vec<_>>());
 }

@@ -20,6 +20,7 @@ use super::names::{self, NameSource};
 use super::queue::{DropReason, Entry, Queue, QueueCounters, ReadyList};
 use super::value::{same_table, FieldValue, Table};
 
+mod paging;
 mod recovery;
 pub use recovery::StoredMessage;
 
@@ -801,6 +802,8 @@ impl Broker {
             cursor: 0,
             had_consumer: false,
             mixed_priorities: false,
+            paged: 0,
+            paged_through: 0,
             last_used: now,
             next_seq: 1,
             counters: QueueCounters::default(),
@@ -885,6 +888,7 @@ impl Broker {
             let id = b.queue_id(name)?;
             b.check_exclusive(id, ch.conn)?;
             let q = b.queues.get_mut(&id).expect("exists");
+            q.paged = 0;
             let mut removed: Vec<Entry> = q.ready.drain().collect();
             removed.extend(std::mem::take(&mut q.delayed).into_values());
             q.counters.purged += removed.len() as u64;
@@ -1062,7 +1066,8 @@ impl Broker {
         q.counters.enqueued += 1;
         let entry = Entry {
             seq,
-            message: message.clone(),
+            message: Some(message.clone()),
+            body_len: body_len as u32,
             expires_at,
             delivery_count: 0,
             redelivered: false,
@@ -1129,7 +1134,9 @@ impl Broker {
             self.store(StoreOp::RemoveMessage { queue: name.clone(), seq: entry.seq });
         }
         if let Some((dlx, dlrk)) = dl {
-            self.dead_letter(&name, &entry.message, reason, &dlx, dlrk.as_deref(), now);
+            if let Some(message) = &entry.message {
+                self.dead_letter(&name, message, reason, &dlx, dlrk.as_deref(), now);
+            }
         }
     }
 
@@ -1332,7 +1339,8 @@ impl Broker {
     fn dispatch(&mut self, qid: QueueId, now: u64) {
         let mut expired = Vec::new();
         while let Some(q) = self.queues.get(&qid) {
-            if q.ready.is_empty() || q.consumers.is_empty() {
+            // A paged-out head waits for the host to page it in (`page_in` dispatches).
+            if q.ready.is_empty() || q.consumers.is_empty() || q.head_paged() {
                 break;
             }
             let Some(i) = self.pick_consumer(q) else { break };
@@ -1361,7 +1369,7 @@ impl Broker {
                 delivery_count: entry.delivery_count,
                 queue: qid,
                 seq: entry.seq,
-                message: entry.message.clone(),
+                message: entry.loaded().clone(),
             };
             if c.no_ack {
                 q.counters.auto_acked += 1;
@@ -1397,6 +1405,12 @@ impl Broker {
             b.queues.get_mut(&qid).expect("exists").last_used = now;
             b.expire(qid, now);
             let q = b.queues.get_mut(&qid).expect("exists");
+            if q.head_paged() {
+                return Err(AmqpError::new(
+                    ReplyCode::InternalError,
+                    format!("the head of queue '{queue}' is paged out: page it in before get"),
+                ));
+            }
             let Some(entry) = q.ready.pop_front() else { return Ok(None) };
             q.counters.delivered += 1;
             q.counters.redelivered += entry.redelivered as u64;
@@ -1411,7 +1425,7 @@ impl Broker {
                 delivery_count: entry.delivery_count,
                 queue: qid,
                 seq: entry.seq,
-                message: entry.message.clone(),
+                message: entry.loaded().clone(),
             };
             let message_count = q.ready.len() as u32;
             if no_ack {
@@ -1644,7 +1658,7 @@ impl Broker {
     pub fn peek(&self, queue: &str, max: usize) -> Vec<Rc<Message>> {
         self.queue_ids
             .get(queue)
-            .map(|id| self.queues[id].ready.iter().take(max).map(|e| e.message.clone()).collect())
+            .map(|id| self.queues[id].ready.iter().take(max).filter_map(|e| e.message.clone()).collect())
             .unwrap_or_default()
     }
 
@@ -1712,6 +1726,10 @@ impl Broker {
                 if !seen.insert((*id, e.seq)) {
                     return Err(format!("queue {}: message {} is both delayed and elsewhere", q.name, e.seq));
                 }
+            }
+            let paged = q.ready.iter().filter(|e| e.message.is_none()).count();
+            if paged != q.paged || (paged > 0 && !q.can_page()) {
+                return Err(format!("queue {}: {paged} ready messages paged out, {} counted", q.name, q.paged));
             }
             let bytes: usize = q.ready.iter().map(Entry::body_len).sum();
             if bytes != q.ready.bytes() {

@@ -154,7 +154,8 @@ mod tests {
             consumer: None,
             entry: Entry {
                 seq,
-                message: Rc::new(Message::default()),
+                message: Some(Rc::new(Message::default())),
+                body_len: 0,
                 expires_at: None,
                 delivery_count: 0,
                 redelivered: false,

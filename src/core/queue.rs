@@ -14,7 +14,11 @@ use super::value::Table;
 pub struct Entry {
     /// Position in the queue: increases with every message the queue takes.
     pub seq: u64,
-    pub message: Rc<Message>,
+    /// `None` while paged out: the store holds it, and the host pages it back in
+    /// before the message reaches the head of its queue (see `Broker::page_out`).
+    pub message: Option<Rc<Message>>,
+    /// The body's length, kept while the message is paged out (for byte limits and stats).
+    pub body_len: u32,
     /// Absolute expiry time (ms), from the queue's and the message's TTL.
     pub expires_at: Option<u64>,
     /// Returns so far (nack/reject with requeue, or a closed channel).
@@ -27,7 +31,13 @@ pub struct Entry {
 
 impl Entry {
     pub fn body_len(&self) -> usize {
-        self.message.body.len()
+        self.body_len as usize
+    }
+
+    /// The message, which must be paged in: the broker only hands out, dead-letters or
+    /// returns messages at the head of a queue, and the head is never paged out.
+    pub fn loaded(&self) -> &Rc<Message> {
+        self.message.as_ref().expect("a message at the head of its queue is paged in")
     }
 }
 
@@ -97,12 +107,50 @@ impl ReadyList {
         Some(e)
     }
 
+    /// The message `pop_front` would take.
+    pub fn front(&self) -> Option<&Entry> {
+        self.head_level().and_then(|l| self.levels[l].front())
+    }
+
+    /// Whether the queue has one priority level: only those page (their order is `seq`).
+    pub fn is_single_level(&self) -> bool {
+        self.levels.len() == 1
+    }
+
+    /// The entries of a single-level list from the first with `seq >= from`, in order.
+    pub fn single_level_from(&mut self, from: u64) -> impl Iterator<Item = &mut Entry> {
+        let level = &mut self.levels[0];
+        let at = level.partition_point(|e| e.seq < from);
+        level.range_mut(at..)
+    }
+
+    /// Takes out the entry with this `seq`, if ready.
+    pub fn remove(&mut self, seq: u64) -> Option<Entry> {
+        let level = self.levels.iter_mut().find(|l| {
+            let at = l.partition_point(|e| e.seq < seq);
+            l.get(at).is_some_and(|e| e.seq == seq)
+        })?;
+        let at = level.partition_point(|e| e.seq < seq);
+        let e = level.remove(at)?;
+        self.len -= 1;
+        self.bytes -= e.body_len();
+        Some(e)
+    }
+
+    /// The entry with this `seq`, if ready.
+    pub fn get_mut(&mut self, seq: u64) -> Option<&mut Entry> {
+        self.levels.iter_mut().find_map(|level| {
+            let at = level.partition_point(|e| e.seq < seq);
+            level.get_mut(at).filter(|e| e.seq == seq)
+        })
+    }
+
     /// Removes the first expired message at the head of any priority level. RabbitMQ
     /// expires messages only when they reach the head; each level is its own FIFO.
     pub fn pop_expired(&mut self, now: u64) -> Option<Entry> {
-        let l = (0..self.levels.len())
-            .rev()
-            .find(|&l| self.levels[l].front().is_some_and(|e| e.expires_at.is_some_and(|t| t <= now)))?;
+        let l = (0..self.levels.len()).rev().find(|&l| {
+            self.levels[l].front().is_some_and(|e| e.message.is_some() && e.expires_at.is_some_and(|t| t <= now))
+        })?;
         let e = self.levels[l].pop_front()?;
         self.len -= 1;
         self.bytes -= e.body_len();
@@ -182,6 +230,10 @@ pub struct Queue {
     pub mixed_priorities: bool,
     /// Auto-delete applies only to a queue that has had a consumer.
     pub had_consumer: bool,
+    /// Ready messages whose bodies are paged out.
+    pub paged: usize,
+    /// Ready messages up to this `seq` have been considered for paging out.
+    pub paged_through: u64,
     /// Last use for `x-expires`: declare, consume, get, a consumer leaving.
     pub last_used: u64,
     pub next_seq: u64,
@@ -201,6 +253,21 @@ impl Queue {
             || self.args.max_length_bytes.is_some_and(|m| (self.ready.bytes() + body_len) as u64 > m)
     }
 
+    /// Whether this queue's ready messages may be paged out: a single priority level
+    /// (FIFO by `seq`) and no length limit (a bounded queue stays small, and drop-head
+    /// must see the message it drops).
+    pub fn can_page(&self) -> bool {
+        self.durable
+            && self.ready.is_single_level()
+            && self.args.max_length.is_none()
+            && self.args.max_length_bytes.is_none()
+    }
+
+    /// Whether the message at the head of the ready list is paged out.
+    pub fn head_paged(&self) -> bool {
+        self.ready.front().is_some_and(|e| e.message.is_none())
+    }
+
     /// Whether the ready messages exceed a length limit now.
     pub fn is_over_limit(&self) -> bool {
         self.args.max_length.is_some_and(|m| self.ready.len() as u64 > m)
@@ -215,7 +282,8 @@ mod tests {
     fn entry(seq: u64, priority: u8) -> Entry {
         Entry {
             seq,
-            message: Rc::new(Message::new("", "q", vec![0u8; 3])),
+            message: Some(Rc::new(Message::new("", "q", vec![0u8; 3]))),
+            body_len: 3,
             expires_at: None,
             delivery_count: 0,
             redelivered: false,

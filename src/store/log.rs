@@ -140,6 +140,8 @@ struct QueueLog {
     spans: VecDeque<Span>,
     /// The highest position the store has heard of.
     max_seq: u64,
+    /// The highest position written by a committed transaction.
+    committed_hi: u64,
     dirty: bool,
 }
 
@@ -153,6 +155,7 @@ impl QueueLog {
             counts: BTreeMap::new(),
             spans: VecDeque::new(),
             max_seq: 0,
+            committed_hi: 0,
             dirty: false,
         }
     }
@@ -319,6 +322,8 @@ pub struct Log {
     sealed: Vec<OpenSegment>,
     /// Writes of this turn other than segments and ack records, in order.
     pending: Vec<Write>,
+    /// Queue names by store id, while recovering.
+    names_by_id: FxMap<u64, Rc<str>>,
 }
 
 fn table_bytes(t: &Table) -> Vec<u8> {
@@ -552,6 +557,31 @@ impl Log {
     /// Builds the bookkeeping from stored records and says what to restore. Records that
     /// do not decode are skipped and reported in [`Recovered::problems`].
     pub fn recover(records: impl IntoIterator<Item = Record>) -> (Log, Recovered) {
+        let (segments, rest): (Vec<Record>, Vec<Record>) =
+            records.into_iter().partition(|r| r.collection == Collection::Segments);
+        let (mut log, mut out) = Log::recover_meta(rest);
+        let mut segments: Vec<(u64, Vec<u8>)> = segments
+            .into_iter()
+            .filter_map(|r| match r.key {
+                Key::Num(id) => Some((id, r.value)),
+                Key::Str(_) => None,
+            })
+            .collect();
+        segments.sort_by_key(|s| s.0);
+        let index: FxMap<Rc<str>, usize> = out.queues.iter().enumerate().map(|(i, q)| (q.name.clone(), i)).collect();
+        let mut problems = Vec::new();
+        for (id, bytes) in segments {
+            log.recover_segment(id, &bytes, &mut problems, &mut |queue, m| out.queues[index[queue]].messages.push(m));
+        }
+        out.problems.extend(problems);
+        log.finish_recovery();
+        (log, out)
+    }
+
+    /// Recovery, step 1 of 3 (steps 2 and 3 are [`Log::recover_segment`], for every
+    /// segment in key order, and [`Log::finish_recovery`]); in steps so that a large
+    /// store can stream its segments. Takes every record but segments.
+    pub fn recover_meta(records: impl IntoIterator<Item = Record>) -> (Log, Recovered) {
         let mut log = Log::new();
         let mut out = Recovered::default();
         let mut by_collection: BTreeMap<Collection, Vec<Record>> = BTreeMap::new();
@@ -564,8 +594,7 @@ impl Log {
             v
         };
         let (meta, exchanges, queues) = (take(Collection::Meta), take(Collection::Exchanges), take(Collection::Queues));
-        let (bindings, segments, acks) =
-            (take(Collection::Bindings), take(Collection::Segments), take(Collection::Acks));
+        let (bindings, acks) = (take(Collection::Bindings), take(Collection::Acks));
 
         for r in meta {
             if r.key == Key::Str(META_CLOCK.into()) {
@@ -593,7 +622,6 @@ impl Log {
                 Err(e) => out.problems.push(format!("exchange record '{name}' skipped: {e}")),
             }
         }
-        let mut names_by_id: FxMap<u64, Rc<str>> = FxMap::default();
         for r in queues {
             let Key::Str(name) = &r.key else { continue };
             let decoded = (|| {
@@ -605,7 +633,7 @@ impl Log {
             match decoded {
                 Ok((id, auto_delete, arguments)) => {
                     log.next_queue = log.next_queue.max(id + 1);
-                    names_by_id.insert(id, name.clone());
+                    log.names_by_id.insert(id, name.clone());
                     log.queues.insert(name.clone(), QueueLog::new(id));
                     out.queues.push(StoredQueue {
                         name: name.clone(),
@@ -620,7 +648,7 @@ impl Log {
         }
         for r in acks {
             let Key::Num(id) = r.key else { continue };
-            let Some(name) = names_by_id.get(&id) else {
+            let Some(name) = log.names_by_id.get(&id) else {
                 log.pending.push(Write::delete(Collection::Acks, Key::Num(id)));
                 continue;
             };
@@ -630,6 +658,10 @@ impl Log {
                 *q = QueueLog::new(id);
                 out.problems.push(format!("ack record of queue '{name}' skipped (acked messages may come back): {e}"));
             }
+        }
+        for q in &mut out.queues {
+            let ql = &log.queues[&q.name];
+            q.next_seq = ql.max_seq.max(ql.floor - 1) + 1;
         }
         for r in bindings {
             let Key::Num(id) = r.key else { continue };
@@ -654,59 +686,124 @@ impl Log {
                 Err(e) => out.problems.push(format!("binding record {id} skipped: {e}")),
             }
         }
-        let mut messages: FxMap<u64, Vec<StoredMessage>> = FxMap::default();
-        for r in segments {
-            let Key::Num(id) = r.key else { continue };
-            log.next_segment = log.next_segment.max(id + 1);
-            let seg = match OpenSegment::decode(id, &r.value) {
-                Ok(seg) => seg,
-                Err(e) => {
-                    out.problems.push(format!("segment {id} skipped, its messages are lost: {e}"));
+        (log, out)
+    }
+
+    /// Recovery, step 2: one segment, in key order. Each live message goes to `sink`
+    /// with its queue's name, in `seq` order per queue.
+    pub fn recover_segment(
+        &mut self,
+        id: u64,
+        bytes: &[u8],
+        problems: &mut Vec<String>,
+        sink: &mut dyn FnMut(&Rc<str>, StoredMessage),
+    ) {
+        self.next_segment = self.next_segment.max(id + 1);
+        let seg = match OpenSegment::decode(id, bytes) {
+            Ok(seg) => seg,
+            Err(e) => {
+                problems.push(format!("segment {id} skipped, its messages are lost: {e}"));
+                return;
+            }
+        };
+        let mut live = 0;
+        for e in seg.entries {
+            let Some(name) = self.names_by_id.get(&e.queue) else { continue };
+            let q = self.queues.get_mut(name).expect("named by id");
+            if q.is_removed(e.seq) {
+                continue;
+            }
+            match q.spans.back_mut() {
+                Some(s) if e.seq <= s.hi => {
+                    problems.push(format!("segment {id}: message {} of '{name}' out of order, skipped", e.seq));
                     continue;
                 }
-            };
-            let mut live = 0;
-            for e in seg.entries {
-                let Some(q) = names_by_id.get(&e.queue).and_then(|n| log.queues.get_mut(n)) else { continue };
-                if q.is_removed(e.seq) {
-                    continue;
+                Some(s) if s.segment == id => {
+                    s.hi = e.seq;
+                    s.live += 1;
                 }
-                live += 1;
-                match q.spans.back_mut() {
-                    Some(s) if s.segment == id && e.seq > s.hi => {
-                        s.hi = e.seq;
-                        s.live += 1;
-                    }
-                    Some(s) if e.seq <= s.hi => {
-                        out.problems.push(format!("segment {id}: message {} out of order, skipped", e.seq));
-                        live -= 1;
-                        continue;
-                    }
-                    _ => q.spans.push_back(Span { lo: e.seq, hi: e.seq, segment: id, live: 1 }),
-                }
-                q.max_seq = q.max_seq.max(e.seq);
-                messages.entry(e.queue).or_default().push(StoredMessage {
+                _ => q.spans.push_back(Span { lo: e.seq, hi: e.seq, segment: id, live: 1 }),
+            }
+            live += 1;
+            q.max_seq = q.max_seq.max(e.seq);
+            q.committed_hi = q.max_seq;
+            let message = seg.messages[e.message].clone();
+            sink(
+                name,
+                StoredMessage {
                     seq: e.seq,
-                    message: seg.messages[e.message].clone(),
+                    body_len: message.body.len() as u32,
+                    priority: message.properties.priority.unwrap_or(0),
+                    message: Some(message),
                     expires_at: e.expires_at,
                     ready_at: e.ready_at,
                     delivery_count: q.counts.get(&e.seq).copied().unwrap_or(0),
                     delivered: q.delivered.contains(e.seq),
-                });
-            }
-            if live == 0 {
-                log.pending.push(Write::delete(Collection::Segments, Key::Num(id)));
-            } else {
-                log.segments.insert(id, live);
-            }
+                },
+            );
         }
-        for sq in &mut out.queues {
-            let q = log.queues.get_mut(&sq.name).expect("recovered queue");
+        if live == 0 {
+            self.pending.push(Write::delete(Collection::Segments, Key::Num(id)));
+        } else {
+            self.segments.insert(id, live);
+        }
+    }
+
+    /// Recovery, step 3: leading spans with nothing live are forgotten.
+    pub fn finish_recovery(&mut self) {
+        for q in self.queues.values_mut() {
             q.advance_floor();
-            sq.next_seq = q.max_seq.max(q.floor - 1) + 1;
-            sq.messages = messages.remove(&q.id).unwrap_or_default();
         }
-        (log, out)
+        self.names_by_id.clear();
+    }
+
+    /// Whether the message at `seq` of `queue` is in a committed segment (so that its
+    /// body may be paged out of memory).
+    pub fn is_committed(&self, queue: &str, seq: u64) -> bool {
+        let Some(q) = self.queues.get(queue) else { return false };
+        if seq > q.committed_hi || q.is_removed(seq) {
+            return false;
+        }
+        let i = q.spans.partition_point(|s| s.hi < seq);
+        q.spans.get(i).is_some_and(|s| s.lo <= seq)
+    }
+
+    /// The batch's transaction completed: its messages may now be paged out.
+    pub fn batch_committed(&mut self, batch: &Batch) {
+        for q in self.queues.values_mut() {
+            if let Some(s) = q.spans.iter().rev().find(|s| batch.segments.contains(&s.segment)) {
+                q.committed_hi = q.committed_hi.max(s.hi);
+            }
+        }
+    }
+
+    /// The segments holding the given positions of `queue` (to page them in).
+    pub fn segments_for(&self, queue: &str, seqs: &[u64]) -> Vec<u64> {
+        let Some(q) = self.queues.get(queue) else { return Vec::new() };
+        let mut out: Vec<u64> = seqs
+            .iter()
+            .filter_map(|&seq| {
+                let i = q.spans.partition_point(|s| s.hi < seq);
+                q.spans.get(i).filter(|s| s.lo <= seq).map(|s| s.segment)
+            })
+            .collect();
+        out.dedup();
+        out
+    }
+
+    /// The messages at `seqs` of `queue` from segment records read back (to page in).
+    pub fn messages_in(&self, queue: &str, seqs: &[u64], segments: &[(u64, Vec<u8>)]) -> Vec<(u64, Rc<Message>)> {
+        let Some(q) = self.queues.get(queue) else { return Vec::new() };
+        let mut out = Vec::new();
+        for (id, bytes) in segments {
+            let Ok(seg) = OpenSegment::decode(*id, bytes) else { continue };
+            for e in &seg.entries {
+                if e.queue == q.id && seqs.binary_search(&e.seq).is_ok() {
+                    out.push((e.seq, seg.messages[e.message].clone()));
+                }
+            }
+        }
+        out
     }
 }
 

@@ -15,7 +15,10 @@ use crate::core::value::Table;
 #[derive(Clone, Debug)]
 pub struct StoredMessage {
     pub seq: u64,
-    pub message: Rc<Message>,
+    /// `None` when recovery leaves it paged out (only deep in a queue that can page).
+    pub message: Option<Rc<Message>>,
+    pub body_len: u32,
+    pub priority: u8,
     /// Absolute times in ms, as [`crate::core::StoreOp::PutMessage`] gave them.
     pub expires_at: Option<u64>,
     pub ready_at: Option<u64>,
@@ -109,15 +112,23 @@ impl Broker {
     /// dead-lettering and length limits apply at the next [`Broker::tick`].
     pub fn restore_message(&mut self, queue: &str, m: StoredMessage, now: u64) -> Result<()> {
         let q = self.queue_mut(queue)?;
-        let priority = m.message.properties.priority.unwrap_or(0);
+        let paged = m.message.is_none();
+        if paged && !q.can_page() {
+            return Err(AmqpError::new(
+                crate::core::ReplyCode::InternalError,
+                format!("queue '{queue}' cannot page: restore its messages with their bodies"),
+            ));
+        }
+        q.paged += paged as usize;
         let entry = Entry {
             seq: m.seq,
             message: m.message,
+            body_len: m.body_len,
+            priority: m.priority,
             expires_at: m.expires_at,
             delivery_count: m.delivery_count,
             redelivered: m.delivered || m.delivery_count > 0,
             durable: true,
-            priority,
         };
         q.next_seq = q.next_seq.max(m.seq + 1);
         q.counters.enqueued += 1;

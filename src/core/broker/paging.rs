@@ -1,0 +1,87 @@
+//! Paging: deep in a durable queue, persistent messages that the store holds keep only
+//! their place (seq, length, flags) in memory and drop their bodies. The host pages
+//! bodies back in before messages reach the head, so delivery, expiry and
+//! dead-lettering always see them. Queues with priorities or a length limit do not page.
+
+use std::rc::Rc;
+
+use super::{Broker, DropReason};
+use crate::core::message::Message;
+
+impl Broker {
+    /// Drops the bodies of ready messages of `queue` beyond its first `keep`, for those
+    /// the store holds (`stored(seq)`). Returns how many it dropped. Each message is
+    /// considered once, so repeated calls cost only what arrived since.
+    pub fn page_out(&mut self, queue: &str, keep: usize, stored: impl Fn(u64) -> bool) -> usize {
+        let Some(&id) = self.queue_ids.get(queue) else { return 0 };
+        let q = self.queues.get_mut(&id).expect("listed queue exists");
+        if !q.can_page() || q.ready.len() <= keep {
+            return 0;
+        }
+        // The first `keep` stay in memory: start past them, or past what was considered.
+        let start = q.ready.iter().nth(keep).map_or(u64::MAX, |e| e.seq).max(q.paged_through + 1);
+        let mut dropped = 0;
+        let mut through = q.paged_through;
+        for e in q.ready.single_level_from(start) {
+            if e.message.is_some() && e.durable {
+                if !stored(e.seq) {
+                    break; // not committed yet: this and later ones wait for the next call
+                }
+                e.message = None;
+                dropped += 1;
+            }
+            through = e.seq;
+        }
+        q.paged += dropped;
+        q.paged_through = through;
+        dropped
+    }
+
+    /// Queues with paged-out messages among their first `window` ready ones, with the
+    /// positions to page in, in order.
+    pub fn page_in_wanted(&self, window: usize) -> Vec<(Rc<str>, Vec<u64>)> {
+        let mut out: Vec<(Rc<str>, Vec<u64>)> = self
+            .queues
+            .values()
+            .filter(|q| q.paged > 0)
+            .filter_map(|q| {
+                let seqs: Vec<u64> =
+                    q.ready.iter().take(window).filter(|e| e.message.is_none()).map(|e| e.seq).collect();
+                (!seqs.is_empty()).then(|| (q.name.clone(), seqs))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Whether `get` on this queue must wait for a page-in.
+    pub fn head_paged(&self, queue: &str) -> bool {
+        self.queue_ids.get(queue).is_some_and(|id| self.queues[id].head_paged())
+    }
+
+    /// Gives paged-out messages their bodies back, then dispatches. Positions in
+    /// `lost` could not be read from the store: they leave the queue as discarded.
+    pub fn page_in(&mut self, queue: &str, messages: Vec<(u64, Rc<Message>)>, lost: &[u64], now: u64) {
+        let Some(&id) = self.queue_ids.get(queue) else { return };
+        let q = self.queues.get_mut(&id).expect("listed queue exists");
+        for (seq, m) in messages {
+            if let Some(e) = q.ready.get_mut(seq).filter(|e| e.message.is_none()) {
+                e.message = Some(m);
+                q.paged -= 1;
+            }
+        }
+        let mut gone = Vec::new();
+        for &seq in lost {
+            if q.ready.get_mut(seq).is_some_and(|e| e.message.is_none()) {
+                gone.push(seq);
+            }
+        }
+        let gone: Vec<_> = gone.into_iter().filter_map(|seq| q.ready.remove(seq)).collect();
+        q.paged -= gone.len();
+        for e in gone {
+            // No body to dead-letter: counted as discarded, its store record removed.
+            self.discard(id, e, DropReason::Expired, now);
+        }
+        self.dispatch(id, now);
+    }
+}
