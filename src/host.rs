@@ -14,9 +14,10 @@ use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 
+use crate::core::fxhash::{FxMap, FxSet};
 use crate::core::{AmqpError, Broker, BrokerConfig, ChannelRef, Confirm, Effect, ReplyCode};
 use crate::store::indexeddb::{IndexedDb, StoreError};
-use crate::store::{restore, Log};
+use crate::store::{finish_restore, restore_message, restore_topology, Log};
 
 #[wasm_bindgen]
 extern "C" {
@@ -62,6 +63,10 @@ struct Inner {
     timer: Option<(u64, JsValue)>,
     tick: Option<Closure<dyn FnMut()>>,
     confirm_sink: Option<ConfirmSink>,
+    /// Queues with a page-in under way.
+    paging_in: FxSet<Rc<str>>,
+    /// `get` calls waiting for their queue's head to be paged in.
+    head_waiters: Vec<(Rc<str>, Function)>,
     closed: bool,
 }
 
@@ -90,12 +95,53 @@ fn storage_error(e: &StoreError) -> AmqpError {
     }
 }
 
+/// Ready messages kept in memory at the head of a queue that pages; deeper ones keep
+/// only their place once the store holds them.
+const KEEP_LOADED: usize = 2048;
+/// How far from the head paged-out messages are paged back in.
+const PAGE_IN_WINDOW: usize = 1024;
+/// Segments read at a time while recovering.
+const RECOVERY_CHUNK: u32 = 64;
+
+/// Restores what the database holds into `core`, streaming the message log a chunk at a
+/// time and leaving messages deep in queues paged out.
+async fn recover(db: &IndexedDb, core: &mut Broker) -> Result<(Log, Vec<String>), StoreError> {
+    let now = now();
+    let (records, mut problems) = db.load_meta().await?;
+    let (mut log, mut recovered) = Log::recover_meta(records);
+    problems.extend(restore_topology(core, &mut recovered, now));
+    let mut loaded: FxMap<Rc<str>, usize> = FxMap::default();
+    let mut after = None;
+    loop {
+        let (segments, next) = db.segments_after(after, RECOVERY_CHUNK, &mut problems).await?;
+        let mut restore_problems = Vec::new();
+        for (id, bytes) in segments {
+            log.recover_segment(id, &bytes, &mut problems, &mut |queue, mut m| {
+                let n = loaded.entry(queue.clone()).or_default();
+                *n += 1;
+                if *n > KEEP_LOADED && core.can_page(queue) {
+                    m.message = None;
+                }
+                restore_message(core, queue, m, now, &mut restore_problems);
+            });
+        }
+        problems.append(&mut restore_problems);
+        match next {
+            Some(id) => after = Some(id),
+            None => break,
+        }
+    }
+    log.finish_recovery();
+    finish_restore(core, now);
+    Ok((log, problems))
+}
+
 impl Host {
     /// Opens broker `name`: with IndexedDB, loads and restores what it holds.
     pub async fn open(name: &str, storage: Storage) -> Result<Host, AmqpError> {
         let seed = (js_sys::Math::random() * 9.0e15) as u64;
         let mut core = Broker::new(BrokerConfig { seed, ..Default::default() });
-        let (mut log, mut db, mut problems) = (None, None, Vec::new());
+        let (mut log, mut db, mut problems): (Option<Log>, _, _) = (None, None, Vec::new());
         if storage == Storage::IndexedDb {
             let opened = IndexedDb::open(&format!("tabbit:{name}")).await.map_err(|e| {
                 AmqpError::new(
@@ -106,13 +152,10 @@ impl Host {
                     ),
                 )
             })?;
-            let (records, skipped) = opened.load().await.map_err(|e| {
+            let (l, p) = recover(&opened, &mut core).await.map_err(|e| {
                 AmqpError::new(ReplyCode::ResourceError, format!("cannot read broker '{name}' from IndexedDB ({e})"))
             })?;
-            problems = skipped;
-            let (l, recovered) = Log::recover(records);
-            problems.extend(restore(&mut core, recovered, now()));
-            log = Some(l);
+            (log, problems) = (Some(l), p);
             db = Some(Rc::new(opened));
         }
         let inner = Rc::new(RefCell::new(Inner {
@@ -125,6 +168,8 @@ impl Host {
             timer: None,
             tick: None,
             confirm_sink: None,
+            paging_in: FxSet::default(),
+            head_waiters: Vec::new(),
             closed: false,
         }));
         let weak = Rc::downgrade(&inner);
@@ -209,6 +254,80 @@ impl Host {
             Self::arm_timer(inner);
         }
         self.deliver_confirms(settled);
+        self.start_page_ins();
+    }
+
+    /// Starts reading back the bodies of paged-out messages near the head of each queue.
+    fn start_page_ins(&self) {
+        let wanted = {
+            let inner = self.inner.borrow();
+            if inner.db.is_none() || inner.closed {
+                return;
+            }
+            let mut w = inner.core.page_in_wanted(PAGE_IN_WINDOW);
+            w.retain(|(q, _)| !inner.paging_in.contains(q));
+            w
+        };
+        for (queue, seqs) in wanted {
+            self.inner.borrow_mut().paging_in.insert(queue.clone());
+            let host = self.clone();
+            spawn_local(async move { host.page_in(queue, seqs).await });
+        }
+    }
+
+    async fn page_in(&self, queue: Rc<str>, seqs: Vec<u64>) {
+        let (db, ids) = {
+            let inner = self.inner.borrow();
+            let Some(log) = &inner.log else { return };
+            (inner.db.clone(), log.segments_for(&queue, &seqs))
+        };
+        let read = match db {
+            Some(db) => db.segments(&ids).await,
+            None => Ok(Vec::new()),
+        };
+        let waiters = {
+            let mut inner = self.inner.borrow_mut();
+            inner.paging_in.remove(&queue);
+            match (read, &inner.log) {
+                (Ok(segments), Some(log)) => {
+                    let found = log.messages_in(&queue, &segments);
+                    // What the log no longer finds is gone for good (a corrupt or deleted segment).
+                    let lost: Vec<u64> =
+                        seqs.iter().copied().filter(|s| found.binary_search_by_key(s, |f| f.0).is_err()).collect();
+                    inner.core.page_in(&queue, found, &lost, now());
+                }
+                // A failed read is tried again by the next pump.
+                _ => {}
+            }
+            let (ready, waiting): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut inner.head_waiters).into_iter().partition(|(q, _)| !inner.core.head_paged(q));
+            inner.head_waiters = waiting;
+            ready
+        };
+        for (_, resolve) in waiters {
+            let _ = resolve.call0(&JsValue::NULL);
+        }
+        self.pump();
+    }
+
+    /// Resolves once the head of `queue` is in memory (at once if it is).
+    pub fn head_loaded(&self, queue: &str) -> Promise {
+        Promise::new(&mut |resolve, _reject| {
+            let mut inner = self.inner.borrow_mut();
+            if inner.core.head_paged(queue) {
+                inner.head_waiters.push((queue.into(), resolve));
+            } else {
+                let _ = resolve.call0(&JsValue::NULL);
+            }
+        })
+    }
+
+    /// Drops the bodies of committed messages deep in queues.
+    fn page_out(inner: &mut Inner) {
+        let Some(log) = &inner.log else { return };
+        for queue in inner.core.queue_names() {
+            inner.core.page_out(&queue, KEEP_LOADED, |seq| log.is_committed(&queue, seq));
+        }
     }
 
     fn deliver_confirms(&self, settled: Vec<(ChannelRef, u64, ConfirmResult)>) {
@@ -269,10 +388,14 @@ impl Host {
                 let mut inner = self.inner.borrow_mut();
                 // `flush()` calls that came while this batch was in flight wait for it too.
                 let late = inner.in_flight.take().unwrap_or_default();
-                if let (Err(_), Some(b)) = (&result, batch) {
-                    if let Some(log) = &mut inner.log {
-                        log.batch_failed(b);
+                if let (Some(log), Some(b)) = (&mut inner.log, batch) {
+                    match &result {
+                        Ok(()) => log.batch_committed(&b),
+                        Err(_) => log.batch_failed(b),
                     }
+                }
+                if result.is_ok() {
+                    Self::page_out(&mut inner);
                 }
                 let done = waiters.into_iter().chain(late);
                 self.settle_waiters(done, result.as_ref().err());

@@ -49,7 +49,7 @@ impl Disk {
                     Key::Str(_) => unreachable!(),
                 })
                 .collect();
-            let found = self.log.messages_in(&queue, &seqs, &segments);
+            let found = self.log.messages_in(&queue, &segments);
             let lost: Vec<u64> = seqs.iter().copied().filter(|s| !found.iter().any(|f| f.0 == *s)).collect();
             let now = h.now;
             h.run(|b, _| b.page_in(&queue, found, &lost, now));

@@ -52,6 +52,17 @@ fn delivery_tag(v: &JsValue) -> Result<u64, JsValue> {
     }
 }
 
+fn get_now(host: &Host, ch: ChannelRef, queue: &str) -> Result<JsValue, JsValue> {
+    let got = host.with(|core| core.get(ch, queue, false, now())).map_err(to_js)?;
+    let Some(g) = got else { return Ok(JsValue::FALSE) };
+    let d = &g.delivery;
+    let fields = Object::new();
+    set(&fields, "deliveryTag", d.delivery_tag as f64);
+    set(&fields, "redelivered", d.redelivered);
+    set(&fields, "messageCount", g.message_count);
+    Ok(convert::message_to_js(&d.message, fields, d.delivery_count))
+}
+
 #[wasm_bindgen]
 impl Broker {
     /// Opens broker `name` (default `'default'`) in this context. `storage` is
@@ -243,18 +254,25 @@ impl Broker {
         self.publish("", queue, content, options)
     }
 
-    /// `get(queue)` → `{content, fields, properties}` or `null` when the queue has no
-    /// ready message. The message waits for `ack` or `nack`.
-    pub fn get(&mut self, queue: &str) -> Result<JsValue, JsValue> {
-        let ch = self.channel()?;
-        let got = self.host.with(|core| core.get(ch, queue, false, now())).map_err(to_js)?;
-        let Some(g) = got else { return Ok(JsValue::NULL) };
-        let d = &g.delivery;
-        let fields = Object::new();
-        set(&fields, "deliveryTag", d.delivery_tag as f64);
-        set(&fields, "redelivered", d.redelivered);
-        set(&fields, "messageCount", g.message_count);
-        Ok(convert::message_to_js(&d.message, fields, d.delivery_count))
+    /// `get(queue)` → a promise of `{content, fields, properties}`, or `false` when the
+    /// queue has no ready message (as amqplib). The message waits for `ack` or `nack`.
+    pub fn get(&mut self, queue: String) -> Promise {
+        let ch = match self.channel() {
+            Ok(ch) => ch,
+            Err(e) => return Promise::reject(&e),
+        };
+        let host = self.host.clone();
+        if !host.read(|core| core.head_paged(&queue)) {
+            return match get_now(&host, ch, &queue) {
+                Ok(v) => Promise::resolve(&v),
+                Err(e) => Promise::reject(&e),
+            };
+        }
+        wasm_bindgen_futures::future_to_promise(async move {
+            // Deep in a long queue: wait for the store to give the head back.
+            wasm_bindgen_futures::JsFuture::from(host.head_loaded(&queue)).await?;
+            get_now(&host, ch, &queue)
+        })
     }
 
     /// `ack(message, allUpTo)`; the message from `get`, or its delivery tag.
@@ -296,6 +314,21 @@ impl Broker {
     #[wasm_bindgen(js_name = messageCount)]
     pub fn message_count(&self, queue: &str) -> Option<u32> {
         self.host.read(|core| core.queue_info(queue).map(|q| q.ready as u32))
+    }
+
+    /// A queue's state: `{ready, readyBytes, pagedOut, unacked, consumers, durable}`, or
+    /// `undefined` when there is no such queue.
+    #[wasm_bindgen(js_name = queueInfo)]
+    pub fn queue_info(&self, queue: &str) -> JsValue {
+        let Some(q) = self.host.read(|core| core.queue_info(queue)) else { return JsValue::UNDEFINED };
+        let out = Object::new();
+        set(&out, "ready", q.ready as f64);
+        set(&out, "readyBytes", q.ready_bytes as f64);
+        set(&out, "pagedOut", q.paged as f64);
+        set(&out, "unacked", q.unacked as f64);
+        set(&out, "consumers", q.consumers as f64);
+        set(&out, "durable", q.durable);
+        out.into()
     }
 
     /// Resolves when every write made so far has committed to storage.

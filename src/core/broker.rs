@@ -124,6 +124,8 @@ pub struct QueueInfo {
     pub arguments: Table,
     pub ready: usize,
     pub ready_bytes: usize,
+    /// Ready messages whose bodies are paged out to the store.
+    pub paged: usize,
     pub delayed: usize,
     pub unacked: usize,
     pub consumers: usize,
@@ -1626,6 +1628,7 @@ impl Broker {
             arguments: q.raw_args.clone(),
             ready: q.ready.len(),
             ready_bytes: q.ready.bytes(),
+            paged: q.paged,
             delayed: q.delayed.len(),
             unacked: q.unacked,
             consumers: q.consumers.len(),

@@ -60,15 +60,30 @@ export class Db {
     return this.db;
   }
 
-  /** Every record: [[storeName, keys, values], ...] from one read-only transaction. */
-  async loadAll() {
+  /** Every record of the named stores: [[storeName, keys, values], ...], one read-only transaction. */
+  async load(stores) {
     const db = await this.handle();
-    const tx = db.transaction(this.stores, 'readonly');
-    const reads = this.stores.map((s) => {
+    const tx = db.transaction(stores, 'readonly');
+    const reads = stores.map((s) => {
       const store = tx.objectStore(s);
       return Promise.all([request(store.getAllKeys()), request(store.getAll())]).then(([k, v]) => [s, k, v]);
     });
     return Promise.all(reads);
+  }
+
+  /** Up to `limit` records of `store` with keys above `after` (or from the first): [keys, values]. */
+  async loadRange(store, after, limit) {
+    const db = await this.handle();
+    const s = db.transaction(store, 'readonly').objectStore(store);
+    const range = after === undefined ? undefined : IDBKeyRange.lowerBound(after, true);
+    return Promise.all([request(s.getAllKeys(range, limit)), request(s.getAll(range, limit))]);
+  }
+
+  /** The records of `store` at `keys` (undefined where missing), one read-only transaction. */
+  async getMany(store, keys) {
+    const db = await this.handle();
+    const s = db.transaction(store, 'readonly').objectStore(store);
+    return Promise.all(keys.map((k) => request(s.get(k))));
   }
 
   /**

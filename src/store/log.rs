@@ -791,14 +791,16 @@ impl Log {
         out
     }
 
-    /// The messages at `seqs` of `queue` from segment records read back (to page in).
-    pub fn messages_in(&self, queue: &str, seqs: &[u64], segments: &[(u64, Vec<u8>)]) -> Vec<(u64, Rc<Message>)> {
+    /// The live messages of `queue` in segment records read back (to page in), in `seq`
+    /// order: every one of the queue's in those segments, since the broker will soon
+    /// want the neighbours of the ones it asked for.
+    pub fn messages_in(&self, queue: &str, segments: &[(u64, Vec<u8>)]) -> Vec<(u64, Rc<Message>)> {
         let Some(q) = self.queues.get(queue) else { return Vec::new() };
         let mut out = Vec::new();
         for (id, bytes) in segments {
             let Ok(seg) = OpenSegment::decode(*id, bytes) else { continue };
             for e in &seg.entries {
-                if e.queue == q.id && seqs.binary_search(&e.seq).is_ok() {
+                if e.queue == q.id && !q.is_removed(e.seq) {
                     out.push((e.seq, seg.messages[e.message].clone()));
                 }
             }
@@ -859,32 +861,55 @@ impl Recovered {
 /// and queues unused for their `x-expires` since the last write go. The store ops this
 /// produces are left in the broker's effects for the log. Returns what could not be
 /// restored, each with why.
-pub fn restore(broker: &mut Broker, recovered: Recovered, now: u64) -> Vec<String> {
-    let mut problems = recovered.problems;
+pub fn restore(broker: &mut Broker, mut recovered: Recovered, now: u64) -> Vec<String> {
+    let mut problems = restore_topology(broker, &mut recovered, now);
+    for q in recovered.queues {
+        for m in q.messages {
+            restore_message(broker, &q.name, m, now, &mut problems);
+        }
+    }
+    finish_restore(broker, now);
+    problems
+}
+
+/// Restoring in steps, for a store that streams its messages: exchanges, queues and
+/// bindings first (this takes them out of `recovered`, and its problems), then
+/// [`restore_message`] for each message, then [`finish_restore`].
+pub fn restore_topology(broker: &mut Broker, recovered: &mut Recovered, now: u64) -> Vec<String> {
+    let mut problems = std::mem::take(&mut recovered.problems);
     let last_used = recovered.clock.unwrap_or(now).min(now);
-    for e in recovered.exchanges {
+    for e in std::mem::take(&mut recovered.exchanges) {
         if let Err(err) = broker.restore_exchange(&e.name, &e.kind, e.auto_delete, e.internal, e.arguments, now) {
             problems.push(format!("exchange '{}' not restored: {err}", e.name));
         }
     }
-    for q in recovered.queues {
-        let restored = broker.restore_queue(&q.name, q.auto_delete, q.arguments, q.next_seq, last_used, now);
-        if let Err(err) = restored {
-            problems.push(format!("queue '{}' not restored, {} messages lost: {err}", q.name, q.messages.len()));
-            continue;
-        }
-        for m in q.messages {
-            if let Err(err) = broker.restore_message(&q.name, m, now) {
-                problems.push(format!("a message of queue '{}' not restored: {err}", q.name));
-            }
+    for q in &mut recovered.queues {
+        let args = std::mem::take(&mut q.arguments);
+        if let Err(err) = broker.restore_queue(&q.name, q.auto_delete, args, q.next_seq, last_used, now) {
+            problems.push(format!("queue '{}' not restored, its messages are lost: {err}", q.name));
         }
     }
-    for b in recovered.bindings {
+    for b in std::mem::take(&mut recovered.bindings) {
         if let Err(err) = broker.restore_binding(&b.source, &b.destination, &b.routing_key, b.arguments, now) {
             problems.push(format!("binding from '{}' not restored: {err}", b.source));
         }
     }
+    problems
+}
+
+/// Puts one stored message back; a message of a queue that could not be restored is
+/// reported once per queue.
+pub fn restore_message(broker: &mut Broker, queue: &str, m: StoredMessage, now: u64, problems: &mut Vec<String>) {
+    if let Err(err) = broker.restore_message(queue, m, now) {
+        let line = format!("messages of queue '{queue}' not restored: {err}");
+        if !problems.contains(&line) {
+            problems.push(line);
+        }
+    }
+}
+
+/// Ends restoring: closes the replay channel and runs the clock to `now`.
+pub fn finish_restore(broker: &mut Broker, now: u64) {
     broker.end_recovery(now);
     broker.tick(now);
-    problems
 }

@@ -7,7 +7,9 @@ pub mod log;
 pub mod memory;
 pub mod range_set;
 
-pub use log::{restore, Batch, Collection, Key, Log, Record, Recovered, Write};
+pub use log::{
+    finish_restore, restore, restore_message, restore_topology, Batch, Collection, Key, Log, Record, Recovered, Write,
+};
 pub use memory::MemoryStore;
 
 #[cfg(target_arch = "wasm32")]

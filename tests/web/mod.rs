@@ -19,6 +19,11 @@ pub async fn confirmed(p: js_sys::Promise) -> Result<JsValue, JsValue> {
     wasm_bindgen_futures::JsFuture::from(p).await
 }
 
+/// Awaits `get`: the message or `false`.
+pub async fn got(p: js_sys::Promise) -> JsValue {
+    wasm_bindgen_futures::JsFuture::from(p).await.unwrap()
+}
+
 /// A message's content as text.
 pub fn content(msg: &JsValue) -> String {
     String::from_utf8(js_sys::Uint8Array::new(&prop(msg, "content")).to_vec()).unwrap()
@@ -44,19 +49,19 @@ async fn js_broker_declares_publishes_gets_and_acks() {
         .unwrap();
     confirmed(b.send_to_queue("jobs", "second".into(), JsValue::UNDEFINED)).await.unwrap();
     assert_eq!(b.message_count("jobs"), Some(2));
-    let msg = b.get("jobs").unwrap();
+    let msg = got(b.get("jobs".into())).await;
     assert_eq!(content(&msg), "first");
     assert_eq!(prop(&prop(&msg, "fields"), "redelivered").as_bool(), Some(false));
     b.ack(msg, None).unwrap();
     assert_eq!(b.message_count("jobs"), Some(1));
-    b.get("jobs").unwrap();
-    assert!(b.get("jobs").unwrap().is_null(), "an empty queue answers null");
+    got(b.get("jobs".into())).await;
+    assert_eq!(got(b.get("jobs".into())).await, JsValue::FALSE, "an empty queue answers false, as amqplib");
 }
 
 #[wasm_bindgen_test]
 async fn js_errors_are_errors_with_the_amqp_code() {
     let mut b = JsBroker::open(Some(unique("errors")), Some("memory".into())).await.unwrap();
-    let err = b.get("missing").unwrap_err();
+    let err = confirmed(b.get("missing".into())).await.unwrap_err();
     assert!(err.is_instance_of::<js_sys::Error>());
     assert_eq!(prop(&err, "code").as_f64(), Some(404.0));
     let message = prop(&err, "message").as_string().unwrap();

@@ -7,7 +7,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
-use super::{confirmed, content, prop, unique};
+use super::{confirmed, content, got, prop, unique};
 
 #[wasm_bindgen(inline_js = r#"
 function open(name) {
@@ -77,11 +77,11 @@ async fn open(name: &str) -> JsBroker {
 }
 
 /// Every ready message: (content, redelivered, x-delivery-count), acked.
-fn drain(b: &mut JsBroker, queue: &str) -> Vec<(String, bool, u32)> {
+async fn drain(b: &mut JsBroker, queue: &str) -> Vec<(String, bool, u32)> {
     let mut out = Vec::new();
     loop {
-        let m = b.get(queue).unwrap();
-        if m.is_null() {
+        let m = got(b.get(queue.into())).await;
+        if m == JsValue::FALSE {
             return out;
         }
         let redelivered = prop(&prop(&m, "fields"), "redelivered").as_bool().unwrap();
@@ -111,11 +111,11 @@ async fn durable_messages_survive_close_and_reopen_and_acks_stick() {
     for c in confirms {
         confirmed(c).await.unwrap();
     }
-    let m1 = b.get("jobs").unwrap();
+    let m1 = got(b.get("jobs".into())).await;
     b.ack(m1, None).unwrap();
-    let m2 = b.get("jobs").unwrap();
+    let m2 = got(b.get("jobs".into())).await;
     assert_eq!(content(&m2), "m2");
-    let m3 = b.get("jobs").unwrap();
+    let m3 = got(b.get("jobs".into())).await;
     b.nack(m3, None, Some(true)).unwrap();
     JsFuture::from(b.flush()).await.unwrap();
     b.close().await;
@@ -124,12 +124,15 @@ async fn durable_messages_survive_close_and_reopen_and_acks_stick() {
     let mut b = open(&name).await;
     assert_eq!(b.problems().length(), 0);
     assert!(b.message_count("scratch").is_none(), "a transient queue is not stored");
-    assert_eq!(drain(&mut b, "jobs"), owned(&[("m2", true, 0), ("m3", true, 1), ("m4", false, 0), ("m5", false, 0)]));
+    assert_eq!(
+        drain(&mut b, "jobs").await,
+        owned(&[("m2", true, 0), ("m3", true, 1), ("m4", false, 0), ("m5", false, 0)])
+    );
     JsFuture::from(b.flush()).await.unwrap();
     assert_eq!(count(&name, "segments").await, 0, "every message acked: the segment is deleted");
     b.close().await;
     let mut b = open(&name).await;
-    assert_eq!(drain(&mut b, "jobs"), owned(&[]), "acked messages never come back");
+    assert_eq!(drain(&mut b, "jobs").await, owned(&[]), "acked messages never come back");
     b.close().await;
 }
 
@@ -171,8 +174,8 @@ async fn ttl_that_passes_while_closed_dead_letters_at_reopen() {
 
     let mut b = open(&name).await;
     assert_eq!(b.message_count("short"), Some(0));
-    assert_eq!(drain(&mut b, "long"), owned(&[("stays", false, 0)]));
-    let dead = b.get("dead").unwrap();
+    assert_eq!(drain(&mut b, "long").await, owned(&[("stays", false, 0)]));
+    let dead = got(b.get("dead".into())).await;
     assert_eq!(content(&dead), "expires");
     let death = prop(&prop(&prop(&dead, "properties"), "headers"), "x-death");
     assert_eq!(prop(&Array::from(&death).get(0), "reason").as_string().as_deref(), Some("expired"));
@@ -207,6 +210,33 @@ async fn foreign_and_corrupt_records_are_skipped_and_reported() {
     let mut b = open(&name).await;
     let problems: Vec<String> = b.problems().iter().filter_map(|p| p.as_string()).collect();
     assert_eq!(problems.len(), 3, "{problems:?}");
-    assert_eq!(drain(&mut b, "q"), owned(&[("kept", false, 0)]));
+    assert_eq!(drain(&mut b, "q").await, owned(&[("kept", false, 0)]));
+    b.close().await;
+}
+
+#[wasm_bindgen_test]
+async fn a_deep_queue_pages_bodies_out_and_back_in_order_across_reopen() {
+    let name = unique("paging");
+    let mut b = open(&name).await;
+    b.assert_queue("deep", JsValue::UNDEFINED).unwrap();
+    let n = 6000;
+    let all: Array = (0..n).map(|i| b.send_to_queue("deep", format!("{i}").into(), persistent())).collect();
+    JsFuture::from(Promise::all(&all)).await.unwrap();
+    let info = b.queue_info("deep");
+    let paged = prop(&info, "pagedOut").as_f64().unwrap() as u32;
+    assert!(paged >= n - 2048 - 512, "bodies deep in the queue are paged out: {paged}");
+    assert_eq!(prop(&info, "ready").as_f64(), Some(n as f64));
+    // Take half, then reopen: the rest comes back, paged again, and drains in order.
+    for i in 0..n / 2 {
+        let m = got(b.get("deep".into())).await;
+        assert_eq!(content(&m), i.to_string());
+        b.ack(m, None).unwrap();
+    }
+    b.close().await;
+    let mut b = open(&name).await;
+    assert!(prop(&b.queue_info("deep"), "pagedOut").as_f64().unwrap() > 0.0, "recovery leaves deep messages paged");
+    let rest = drain(&mut b, "deep").await;
+    let want: Vec<String> = (n / 2..n).map(|i| i.to_string()).collect();
+    assert_eq!(rest.into_iter().map(|m| m.0).collect::<Vec<_>>(), want);
     b.close().await;
 }

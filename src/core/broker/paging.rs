@@ -54,6 +54,11 @@ impl Broker {
         out
     }
 
+    /// Whether messages of this queue may be paged out (a single priority level, no length limit).
+    pub fn can_page(&self, queue: &str) -> bool {
+        self.queue_ids.get(queue).is_some_and(|id| self.queues[id].can_page())
+    }
+
     /// Whether `get` on this queue must wait for a page-in.
     pub fn head_paged(&self, queue: &str) -> bool {
         self.queue_ids.get(queue).is_some_and(|id| self.queues[id].head_paged())
