@@ -288,16 +288,13 @@ impl Host {
         let waiters = {
             let mut inner = self.inner.borrow_mut();
             inner.paging_in.remove(&queue);
-            match (read, &inner.log) {
-                (Ok(segments), Some(log)) => {
-                    let found = log.messages_in(&queue, &segments);
-                    // What the log no longer finds is gone for good (a corrupt or deleted segment).
-                    let lost: Vec<u64> =
-                        seqs.iter().copied().filter(|s| found.binary_search_by_key(s, |f| f.0).is_err()).collect();
-                    inner.core.page_in(&queue, found, &lost, now());
-                }
-                // A failed read is tried again by the next pump.
-                _ => {}
+            // A failed read is tried again by the next pump.
+            if let (Ok(segments), Some(log)) = (read, &inner.log) {
+                let found = log.messages_in(&queue, &segments);
+                // What the log no longer finds is gone for good (a corrupt or deleted segment).
+                let lost: Vec<u64> =
+                    seqs.iter().copied().filter(|s| found.binary_search_by_key(s, |f| f.0).is_err()).collect();
+                inner.core.page_in(&queue, found, &lost, now());
             }
             let (ready, waiting): (Vec<_>, Vec<_>) =
                 std::mem::take(&mut inner.head_waiters).into_iter().partition(|(q, _)| !inner.core.head_paged(q));

@@ -128,6 +128,9 @@ export async function crashPage(page, timeoutMs = 10_000) {
  * Sets the storage quota of `origin` (e.g. server.origin) to `bytes` (CDP
  * Storage.overrideQuotaForOrigin); `bytes` null/undefined removes the override. The override
  * holds for the whole browser context while `page` stays open (it lives with the CDP session).
+ * Lower it BEFORE the origin first opens IndexedDB: Chromium 156 keeps the quota it saw when it
+ * opened the origin's IndexedDB, so a quota lowered later does not bite. A raised quota (or the
+ * override removed) takes effect at once, also for writes that failed before.
  */
 export async function setQuota(page, origin, bytes) {
   const session = await cdpSession(page);
