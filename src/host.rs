@@ -16,8 +16,9 @@ use wasm_bindgen_futures::spawn_local;
 
 use crate::core::fxhash::{FxMap, FxSet};
 use crate::core::{AmqpError, Broker, BrokerConfig, ChannelRef, Confirm, Effect, ReplyCode};
+use crate::store::adapter::JsAdapter;
 use crate::store::indexeddb::{IndexedDb, StoreError};
-use crate::store::{finish_restore, restore_message, restore_topology, Log};
+use crate::store::{finish_restore, restore, restore_message, restore_topology, Log};
 
 #[wasm_bindgen]
 extern "C" {
@@ -32,11 +33,43 @@ pub fn now() -> u64 {
 }
 
 /// Where a broker keeps durable state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Storage {
     IndexedDb,
     /// Nothing survives the context: durable queues behave as transient ones.
     Memory,
+    /// A storage object the app hands in (see [`crate::store::adapter`]).
+    Adapter(JsValue),
+}
+
+impl Storage {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Storage::IndexedDb => "indexeddb",
+            Storage::Memory => "memory",
+            Storage::Adapter(_) => "adapter",
+        }
+    }
+}
+
+/// Where the records go.
+enum Backend {
+    IndexedDb(IndexedDb),
+    Adapter(JsAdapter),
+}
+
+impl Backend {
+    async fn write(&self, batch: &crate::store::Batch) -> Result<(), StoreError> {
+        match self {
+            Backend::IndexedDb(db) => db.write(batch).await,
+            Backend::Adapter(a) => a.write(batch).await,
+        }
+    }
+
+    /// Whether single segments can be read back, which paging needs.
+    fn pages(&self) -> bool {
+        matches!(self, Backend::IndexedDb(_))
+    }
 }
 
 /// Someone waiting for writes to commit: a publisher confirm, or `flush()`.
@@ -54,7 +87,7 @@ pub type ConfirmSink = Box<dyn FnMut(ChannelRef, u64, ConfirmResult)>;
 struct Inner {
     core: Broker,
     log: Option<Log>,
-    db: Option<Rc<IndexedDb>>,
+    db: Option<Rc<Backend>>,
     /// Waiters for the writes not yet in a batch.
     held: Vec<Waiter>,
     /// Waiters for the batch in flight.
@@ -74,7 +107,7 @@ struct Inner {
 #[derive(Clone)]
 pub struct Host {
     inner: Rc<RefCell<Inner>>,
-    storage: Storage,
+    storage: &'static str,
     problems: Rc<Vec<String>>,
 }
 
@@ -142,7 +175,17 @@ impl Host {
         let seed = (js_sys::Math::random() * 9.0e15) as u64;
         let mut core = Broker::new(BrokerConfig { seed, ..Default::default() });
         let (mut log, mut db, mut problems): (Option<Log>, _, _) = (None, None, Vec::new());
-        if storage == Storage::IndexedDb {
+        if let Storage::Adapter(obj) = &storage {
+            let failed =
+                |e: StoreError| AmqpError::new(ReplyCode::ResourceError, format!("storage adapter failed: {e}"));
+            let adapter = JsAdapter::new(obj.clone()).map_err(|e| AmqpError::precondition(e.message))?;
+            let (records, skipped) = adapter.load().await.map_err(failed)?;
+            let (l, recovered) = Log::recover(records);
+            problems = skipped;
+            problems.extend(restore(&mut core, recovered, now()));
+            (log, db) = (Some(l), Some(Rc::new(Backend::Adapter(adapter))));
+        }
+        if let Storage::IndexedDb = storage {
             let opened = IndexedDb::open(&format!("tabbit:{name}")).await.map_err(|e| {
                 AmqpError::new(
                     ReplyCode::ResourceError,
@@ -156,7 +199,7 @@ impl Host {
                 AmqpError::new(ReplyCode::ResourceError, format!("cannot read broker '{name}' from IndexedDB ({e})"))
             })?;
             (log, problems) = (Some(l), p);
-            db = Some(Rc::new(opened));
+            db = Some(Rc::new(Backend::IndexedDb(opened)));
         }
         let inner = Rc::new(RefCell::new(Inner {
             core,
@@ -173,6 +216,7 @@ impl Host {
             closed: false,
         }));
         let weak = Rc::downgrade(&inner);
+        let storage = storage.name();
         inner.borrow_mut().tick = Some(Closure::new(move || {
             if let Some(inner) = weak.upgrade() {
                 inner.borrow_mut().timer = None;
@@ -187,7 +231,8 @@ impl Host {
         Ok(host)
     }
 
-    pub fn storage(&self) -> Storage {
+    /// `'indexeddb'`, `'memory'` or `'adapter'`.
+    pub fn storage(&self) -> &'static str {
         self.storage
     }
 
@@ -281,9 +326,9 @@ impl Host {
             let Some(log) = &inner.log else { return };
             (inner.db.clone(), log.segments_for(&queue, &seqs))
         };
-        let read = match db {
-            Some(db) => db.segments(&ids).await,
-            None => Ok(Vec::new()),
+        let read = match db.as_deref() {
+            Some(Backend::IndexedDb(db)) => db.segments(&ids).await,
+            _ => Ok(Vec::new()),
         };
         let waiters = {
             let mut inner = self.inner.borrow_mut();
@@ -321,7 +366,10 @@ impl Host {
 
     /// Drops the bodies of committed messages deep in queues.
     fn page_out(inner: &mut Inner) {
-        let Some(log) = &inner.log else { return };
+        let (Some(log), Some(db)) = (&inner.log, &inner.db) else { return };
+        if !db.pages() {
+            return;
+        }
         for queue in inner.core.queue_names() {
             inner.core.page_out(&queue, KEEP_LOADED, |seq| log.is_committed(&queue, seq));
         }
@@ -452,7 +500,7 @@ impl Host {
         if let Some((_, id)) = inner.timer.take() {
             clear_timeout(&id);
         }
-        if let Some(db) = inner.db.take() {
+        if let Some(Backend::IndexedDb(db)) = inner.db.take().as_deref() {
             db.close();
         }
         inner.log = None;

@@ -66,21 +66,30 @@ fn get_now(host: &Host, ch: ChannelRef, queue: &str) -> Result<JsValue, JsValue>
 #[wasm_bindgen]
 impl Broker {
     /// Opens broker `name` (default `'default'`) in this context. `storage` is
-    /// `'indexeddb'` (the default where IndexedDB exists) or `'memory'`. With IndexedDB,
-    /// what the broker stored before (durable exchanges, queues, bindings, persistent
-    /// messages not acked) is back.
-    pub async fn open(name: Option<String>, storage: Option<String>) -> Result<Broker, JsValue> {
+    /// `'indexeddb'` (the default where IndexedDB exists), `'memory'` (the default
+    /// elsewhere: nothing survives the context), or a storage adapter object
+    /// `{ load(), write(writes) }` (see the README). With stored state, what the broker
+    /// stored before (durable exchanges, queues, bindings, persistent messages not
+    /// acked) is back.
+    pub async fn open(name: Option<String>, storage: JsValue) -> Result<Broker, JsValue> {
         let name = name.unwrap_or_else(|| "default".into());
         crate::core::names::check("broker name", &name).map_err(to_js)?;
         let has_idb = Reflect::get(&js_sys::global(), &"indexedDB".into()).is_ok_and(|v| v.is_object());
-        let storage = match storage.as_deref() {
-            None if has_idb => Storage::IndexedDb,
-            None | Some("memory") => Storage::Memory,
+        let storage = match storage.as_string().as_deref() {
+            _ if storage.is_undefined() || storage.is_null() => {
+                if has_idb {
+                    Storage::IndexedDb
+                } else {
+                    Storage::Memory
+                }
+            }
+            Some("memory") => Storage::Memory,
             Some("indexeddb") => Storage::IndexedDb,
-            Some(other) => {
-                return Err(to_js(AmqpError::precondition(format!(
-                    "unknown storage '{other}': use 'indexeddb' or 'memory'"
-                ))))
+            None if storage.is_object() => Storage::Adapter(storage),
+            _ => {
+                return Err(to_js(AmqpError::precondition(
+                    "unknown storage: use 'indexeddb', 'memory', or an adapter object { load(), write(writes) }",
+                )))
             }
         };
         let host = Host::open(&name, storage).await.map_err(to_js)?;
@@ -120,14 +129,10 @@ impl Broker {
         }
     }
 
-    /// `'indexeddb'` or `'memory'`.
+    /// `'indexeddb'`, `'memory'` or `'adapter'`.
     #[wasm_bindgen(getter)]
     pub fn storage(&self) -> String {
-        match self.host.storage() {
-            Storage::IndexedDb => "indexeddb",
-            Storage::Memory => "memory",
-        }
-        .into()
+        self.host.storage().into()
     }
 
     /// Stored records that recovery skipped (corrupt or foreign), each with why.

@@ -37,7 +37,7 @@ pub struct StoreError {
 }
 
 impl StoreError {
-    fn from_js(e: JsValue) -> StoreError {
+    pub(crate) fn from_js(e: JsValue) -> StoreError {
         let get = |k: &str| Reflect::get(&e, &k.into()).ok().and_then(|v| v.as_string());
         StoreError {
             name: get("name").unwrap_or_else(|| "Error".into()),

@@ -1,6 +1,7 @@
 //! Durable state: the stored layout and its bookkeeping ([`log`], sans-IO, tested
 //! natively), the record codec, and the backends: memory here, IndexedDB in browsers
-//! and workers (`indexeddb`, wasm32 only).
+//! and workers (`indexeddb`, wasm32 only), and a storage object the app hands in
+//! (`adapter`, wasm32 only).
 
 pub mod codec;
 pub mod log;
@@ -12,5 +13,7 @@ pub use log::{
 };
 pub use memory::MemoryStore;
 
+#[cfg(target_arch = "wasm32")]
+pub mod adapter;
 #[cfg(target_arch = "wasm32")]
 pub mod indexeddb;

@@ -40,7 +40,7 @@ fn version_matches_the_crate_version() {
 
 #[wasm_bindgen_test]
 async fn js_broker_declares_publishes_gets_and_acks() {
-    let mut b = JsBroker::open(Some(unique("basic")), Some("memory".into())).await.unwrap();
+    let mut b = JsBroker::open(Some(unique("basic")), JsValue::from("memory")).await.unwrap();
     assert_eq!(b.storage(), "memory");
     let ok = b.assert_queue("jobs", JsValue::UNDEFINED).unwrap();
     assert_eq!(prop(&ok, "queue").as_string().as_deref(), Some("jobs"));
@@ -60,7 +60,7 @@ async fn js_broker_declares_publishes_gets_and_acks() {
 
 #[wasm_bindgen_test]
 async fn js_errors_are_errors_with_the_amqp_code() {
-    let mut b = JsBroker::open(Some(unique("errors")), Some("memory".into())).await.unwrap();
+    let mut b = JsBroker::open(Some(unique("errors")), JsValue::from("memory")).await.unwrap();
     let err = confirmed(b.get("missing".into())).await.unwrap_err();
     assert!(err.is_instance_of::<js_sys::Error>());
     assert_eq!(prop(&err, "code").as_f64(), Some(404.0));
@@ -74,8 +74,8 @@ async fn js_errors_are_errors_with_the_amqp_code() {
     let opts = js_sys::JSON::parse(r#"{"priority": 300}"#).unwrap();
     let err = confirmed(b.send_to_queue("q", "x".into(), opts)).await.unwrap_err();
     assert!(prop(&err, "message").as_string().unwrap().contains("'priority'"));
-    let err = JsBroker::open(None, Some("disk".into())).await.err().unwrap();
-    assert!(prop(&err, "message").as_string().unwrap().contains("use 'indexeddb' or 'memory'"));
+    let err = JsBroker::open(None, JsValue::from("disk")).await.err().unwrap();
+    assert!(prop(&err, "message").as_string().unwrap().contains("use 'indexeddb', 'memory', or an adapter"));
 }
 
 /// The same core that the native tests drive, here compiled to wasm: topic routing,

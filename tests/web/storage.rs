@@ -46,6 +46,18 @@ export function countNow(db, store) {
     r.onerror = () => fail(r.error);
   });
 }
+export class MapAdapter {
+  constructor() { this.records = new Map(); this.failNext = false; this.writes = 0; }
+  async load() { return [...this.records.values()]; }
+  async write(writes) {
+    if (this.failNext) { this.failNext = false; throw new Error('disk on fire'); }
+    this.writes++;
+    for (const { store, key, value } of writes) {
+      const k = store + '\u0000' + typeof key + key;
+      if (value === undefined) this.records.delete(k); else this.records.set(k, [store, key, value.slice()]);
+    }
+  }
+}
 export function sleep(ms) { return new Promise((ok) => setTimeout(ok, ms)); }
 "#)]
 extern "C" {
@@ -54,6 +66,13 @@ extern "C" {
     #[wasm_bindgen(js_name = putForeign)]
     fn put_foreign(db: &str, store: &str, key: JsValue, value: JsValue) -> Promise;
     fn sleep(ms: f64) -> Promise;
+    type MapAdapter;
+    #[wasm_bindgen(constructor)]
+    fn new() -> MapAdapter;
+    #[wasm_bindgen(method, setter = failNext)]
+    fn set_fail_next(this: &MapAdapter, v: bool);
+    #[wasm_bindgen(method, getter)]
+    fn writes(this: &MapAdapter) -> f64;
     #[wasm_bindgen(js_name = openDb)]
     fn open_db(name: &str) -> Promise;
     #[wasm_bindgen(js_name = countNow)]
@@ -73,7 +92,7 @@ fn json(s: &str) -> JsValue {
 }
 
 async fn open(name: &str) -> JsBroker {
-    JsBroker::open(Some(name.into()), Some("indexeddb".into())).await.unwrap()
+    JsBroker::open(Some(name.into()), JsValue::from("indexeddb")).await.unwrap()
 }
 
 /// Every ready message: (content, redelivered, x-delivery-count), acked.
@@ -185,11 +204,11 @@ async fn ttl_that_passes_while_closed_dead_letters_at_reopen() {
 #[wasm_bindgen_test]
 async fn memory_storage_keeps_nothing_across_reopen() {
     let name = unique("memory");
-    let mut b = JsBroker::open(Some(name.clone()), Some("memory".into())).await.unwrap();
+    let mut b = JsBroker::open(Some(name.clone()), JsValue::from("memory")).await.unwrap();
     b.assert_queue("q", JsValue::UNDEFINED).unwrap();
     confirmed(b.send_to_queue("q", "x".into(), persistent())).await.unwrap();
     b.close().await;
-    let b = JsBroker::open(Some(name), Some("memory".into())).await.unwrap();
+    let b = JsBroker::open(Some(name), JsValue::from("memory")).await.unwrap();
     assert!(b.message_count("q").is_none());
 }
 
@@ -239,4 +258,26 @@ async fn a_deep_queue_pages_bodies_out_and_back_in_order_across_reopen() {
     let want: Vec<String> = (n / 2..n).map(|i| i.to_string()).collect();
     assert_eq!(rest.into_iter().map(|m| m.0).collect::<Vec<_>>(), want);
     b.close().await;
+}
+
+#[wasm_bindgen_test]
+async fn a_storage_adapter_object_keeps_the_broker_across_reopen() {
+    let adapter = MapAdapter::new();
+    let name = unique("adapter");
+    let mut b = JsBroker::open(Some(name.clone()), adapter.clone().into()).await.unwrap();
+    assert_eq!(b.storage(), "adapter");
+    b.assert_queue("q", JsValue::UNDEFINED).unwrap();
+    confirmed(b.send_to_queue("q", "kept".into(), persistent())).await.unwrap();
+    // A write the adapter refuses nacks the publishes it held, and the broker goes on.
+    adapter.set_fail_next(true);
+    let err = confirmed(b.send_to_queue("q", "refused".into(), persistent())).await.unwrap_err();
+    assert_eq!(prop(&err, "code").as_f64(), Some(506.0));
+    assert!(prop(&err, "message").as_string().unwrap().contains("disk on fire"));
+    confirmed(b.send_to_queue("q", "after".into(), persistent())).await.unwrap();
+    assert!(adapter.writes() >= 2.0);
+    b.close().await;
+    let mut b = JsBroker::open(Some(name), adapter.into()).await.unwrap();
+    assert_eq!(drain(&mut b, "q").await, owned(&[("kept", false, 0), ("after", false, 0)]));
+    let err = JsBroker::open(None, js_sys::Object::new().into()).await.err().unwrap();
+    assert!(prop(&err, "message").as_string().unwrap().contains("needs a 'load' method"));
 }
