@@ -120,6 +120,14 @@ fn storage_error(e: &StoreError) -> AmqpError {
                  or ask the browser for more space (navigator.storage.persist()), then publish again"
             ),
         )
+    } else if e.name == "VersionError" {
+        AmqpError::new(
+            ReplyCode::ResourceError,
+            format!(
+                "another tab or worker upgraded this broker's database to a newer format ({e}): \
+                 the message was not stored; reload this context to run the newer tabbit"
+            ),
+        )
     } else {
         AmqpError::new(
             ReplyCode::ResourceError,

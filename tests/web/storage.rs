@@ -58,6 +58,23 @@ export class MapAdapter {
     }
   }
 }
+// Resolves when the request succeeds; fails if it is still waiting 2 s after 'blocked'
+// (an open connection that never closes).
+function unblocked(r, what) {
+  return new Promise((ok, fail) => {
+    r.onsuccess = () => { if (r.result && r.result.close) r.result.close(); ok(); };
+    r.onerror = () => fail(r.error);
+    r.onblocked = () => setTimeout(() => fail(new Error(what + ' stayed blocked by an open connection')), 2000);
+  });
+}
+export function upgradeTo(name, version) {
+  const r = indexedDB.open(name, version);
+  r.onupgradeneeded = () => r.result.createObjectStore('added-by-v' + version);
+  return unblocked(r, 'upgrade');
+}
+export function deleteDb(name) {
+  return unblocked(indexedDB.deleteDatabase(name), 'delete');
+}
 export function sleep(ms) { return new Promise((ok) => setTimeout(ok, ms)); }
 "#)]
 extern "C" {
@@ -66,6 +83,10 @@ extern "C" {
     #[wasm_bindgen(js_name = putForeign)]
     fn put_foreign(db: &str, store: &str, key: JsValue, value: JsValue) -> Promise;
     fn sleep(ms: f64) -> Promise;
+    #[wasm_bindgen(js_name = upgradeTo)]
+    fn upgrade_to(name: &str, version: u32) -> Promise;
+    #[wasm_bindgen(js_name = deleteDb)]
+    fn delete_db(name: &str) -> Promise;
     type MapAdapter;
     #[wasm_bindgen(constructor)]
     fn new() -> MapAdapter;
@@ -264,7 +285,7 @@ async fn a_deep_queue_pages_bodies_out_and_back_in_order_across_reopen() {
 async fn a_storage_adapter_object_keeps_the_broker_across_reopen() {
     let adapter = MapAdapter::new();
     let name = unique("adapter");
-    let mut b = JsBroker::open(Some(name.clone()), adapter.clone().into()).await.unwrap();
+    let mut b = JsBroker::open(Some(name.clone()), adapter.clone()).await.unwrap();
     assert_eq!(b.storage(), "adapter");
     b.assert_queue("q", JsValue::UNDEFINED).unwrap();
     confirmed(b.send_to_queue("q", "kept".into(), persistent())).await.unwrap();
@@ -280,4 +301,26 @@ async fn a_storage_adapter_object_keeps_the_broker_across_reopen() {
     assert_eq!(drain(&mut b, "q").await, owned(&[("kept", false, 0), ("after", false, 0)]));
     let err = JsBroker::open(None, js_sys::Object::new().into()).await.err().unwrap();
     assert!(prop(&err, "message").as_string().unwrap().contains("needs a 'load' method"));
+}
+
+#[wasm_bindgen_test]
+async fn another_context_upgrading_or_deleting_the_database_is_not_blocked() {
+    let name = unique("versionchange");
+    let db = format!("tabbit:{name}");
+    let mut b = open(&name).await;
+    b.assert_queue("q", JsValue::UNDEFINED).unwrap();
+    confirmed(b.send_to_queue("q", "one".into(), persistent())).await.unwrap();
+    // Deleting the database: the broker steps aside, then writes into a new one.
+    JsFuture::from(delete_db(&db)).await.expect("not blocked by the open broker");
+    confirmed(b.send_to_queue("q", "two".into(), persistent())).await.unwrap();
+    assert_eq!(count(&name, "segments").await, 1, "written to the recreated database");
+    // A newer version elsewhere: not blocked either; this broker's writes then fail clearly.
+    JsFuture::from(upgrade_to(&db, 2)).await.expect("not blocked by the open broker");
+    let err = confirmed(b.send_to_queue("q", "three".into(), persistent())).await.unwrap_err();
+    assert_eq!(prop(&err, "code").as_f64(), Some(506.0));
+    let message = prop(&err, "message").as_string().unwrap();
+    assert!(message.contains("newer format"), "{message}");
+    // The broker still serves from memory.
+    assert_eq!(content(&got(b.get("q".into())).await), "one");
+    b.close().await;
 }
