@@ -317,9 +317,7 @@ impl Host {
             if inner.db.is_none() || inner.closed {
                 return;
             }
-            let mut w = inner.core.page_in_wanted(PAGE_IN_WINDOW);
-            w.retain(|(q, _)| !inner.paging_in.contains(q));
-            w
+            inner.core.page_in_wanted(PAGE_IN_WINDOW, |q| inner.paging_in.contains(q))
         };
         for (queue, seqs) in wanted {
             self.inner.borrow_mut().paging_in.insert(queue.clone());
@@ -444,7 +442,12 @@ impl Host {
                 if let (Some(log), Some(b)) = (&mut inner.log, batch) {
                     match &result {
                         Ok(()) => log.batch_committed(&b),
-                        Err(_) => log.batch_failed(b),
+                        Err(_) => {
+                            // Nacked to their publishers: take them back, so a retry is no duplicate.
+                            for (queue, seqs) in log.batch_failed(b) {
+                                inner.core.withdraw(&queue, &seqs);
+                            }
+                        }
                     }
                 }
                 if result.is_ok() {

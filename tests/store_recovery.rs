@@ -39,7 +39,7 @@ impl Disk {
     /// Pages in what the broker wants among the first `window` of each queue.
     fn page_in(&mut self, h: &mut H, window: usize) {
         let records = self.store.records();
-        for (queue, seqs) in h.b.page_in_wanted(window) {
+        for (queue, seqs) in h.b.page_in_wanted(window, |_| false) {
             let ids = self.log.segments_for(&queue, &seqs);
             let segments: Vec<(u64, Vec<u8>)> = records
                 .iter()
@@ -62,7 +62,10 @@ impl Disk {
             self.log.apply(&op);
         }
         if let Some(batch) = self.log.take_batch(h.now) {
-            self.log.batch_failed(batch);
+            for (queue, seqs) in self.log.batch_failed(batch) {
+                h.b.withdraw(&queue, &seqs);
+            }
+            h.b.check_invariants().unwrap();
         }
     }
 
@@ -272,10 +275,8 @@ fn a_failed_transaction_loses_its_messages_only_and_is_retried() {
     durable_queue(&mut h, ch, "declared-in-failed-turn", &[]);
     h.publish_msg(ch, persistent("q", "b"), false).unwrap();
     disk.fail(&mut h);
-    // The broker goes on; "b" is still in memory (its confirm was nacked by the driver).
-    let g = h.get(ch, "q", false).unwrap().unwrap();
-    assert_eq!(body(&g.delivery.message), "b");
-    h.ack(ch, g.delivery.delivery_tag, false).unwrap();
+    // The broker goes on; "b" was withdrawn (its publisher got a nack, and may send it again).
+    assert!(h.get(ch, "q", false).unwrap().is_none());
     h.publish_msg(ch, persistent("q", "c"), false).unwrap();
     disk.commit(&mut h);
 

@@ -35,8 +35,8 @@ if (typeof tabbit.Broker !== 'function') {
   const publish = async () => {
     try {
       await broker.sendToQueue(QUEUE, encoder.encode(input.value), { persistent: true });
-      const msg = broker.get(QUEUE);
-      if (msg === null) return show(`Queue '${QUEUE}' was empty.`, true);
+      const msg = await broker.get(QUEUE);
+      if (!msg) return show(`Queue '${QUEUE}' was empty.`, true);
       broker.ack(msg);
       const li = document.createElement('li');
       const tag = document.createElement('span');

@@ -13,16 +13,21 @@ fn bad(what: &str, expected: &str) -> AmqpError {
     AmqpError::precondition(format!("{what}: expected {expected}"))
 }
 
+/// A property name as a JS string, converted once per name (`intern`).
+fn name(key: &str) -> JsValue {
+    JsValue::from_str(wasm_bindgen::intern(key))
+}
+
 pub fn get(obj: &JsValue, key: &str) -> JsValue {
     if obj.is_object() {
-        Reflect::get(obj, &key.into()).unwrap_or(JsValue::UNDEFINED)
+        Reflect::get(obj, &name(key)).unwrap_or(JsValue::UNDEFINED)
     } else {
         JsValue::UNDEFINED
     }
 }
 
 pub fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
-    Reflect::set(obj, &key.into(), &value.into()).expect("setting a property of a plain object");
+    Reflect::set(obj, &name(key), &value.into()).expect("setting a property of a plain object");
 }
 
 /// An optional option: `undefined` and `null` are absent.
@@ -122,7 +127,8 @@ pub fn field_to_js(v: &FieldValue) -> JsValue {
 pub fn table_to_js(t: &Table) -> Object {
     let o = Object::new();
     for (k, v) in t {
-        set(&o, k, field_to_js(v));
+        // Not interned: header names are the app's data, any number of them.
+        let _ = Reflect::set(&o, &JsValue::from_str(k), &field_to_js(v));
     }
     o
 }
@@ -172,33 +178,72 @@ pub fn message(exchange: &str, routing_key: &str, content_value: &JsValue, opts:
     })
 }
 
-/// A message as amqplib hands it over: `{content, fields, properties}`.
-pub fn message_to_js(m: &Message, fields: Object, delivery_count: u32) -> JsValue {
+#[wasm_bindgen(module = "/src/api/message.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = makeMessage)]
+    #[allow(clippy::too_many_arguments)]
+    fn make_message(
+        content: Uint8Array,
+        consumer_tag: Option<&str>,
+        delivery_tag: f64,
+        redelivered: bool,
+        message_count: Option<u32>,
+        exchange: &str,
+        routing_key: &str,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+        headers: Object,
+        delivery_mode: u8,
+        priority: Option<u8>,
+        correlation_id: Option<&str>,
+        reply_to: Option<&str>,
+        expiration: Option<&str>,
+        message_id: Option<&str>,
+        timestamp: Option<f64>,
+        kind: Option<&str>,
+        user_id: Option<&str>,
+        app_id: Option<&str>,
+    ) -> JsValue;
+}
+
+/// Where a delivered message came from, for its `fields`.
+pub struct DeliveryFields<'a> {
+    pub consumer_tag: Option<&'a str>,
+    pub delivery_tag: u64,
+    pub redelivered: bool,
+    /// `get` only: ready messages left.
+    pub message_count: Option<u32>,
+    pub delivery_count: u32,
+}
+
+/// A message as amqplib hands it over: `{content, fields, properties}`. A message that
+/// came back before carries `x-delivery-count` in its headers.
+pub fn message_to_js(m: &Message, f: DeliveryFields) -> JsValue {
     let p = &m.properties;
-    let props = Object::new();
-    let opt = |o: &Object, k: &str, v: &Option<String>| set(o, k, v.as_deref().map_or(JsValue::UNDEFINED, Into::into));
-    opt(&props, "contentType", &p.content_type);
-    opt(&props, "contentEncoding", &p.content_encoding);
     let headers = table_to_js(&p.headers);
-    if delivery_count > 0 {
-        set(&headers, "x-delivery-count", delivery_count as f64);
+    if f.delivery_count > 0 {
+        set(&headers, "x-delivery-count", f.delivery_count as f64);
     }
-    set(&props, "headers", headers);
-    set(&props, "deliveryMode", if p.persistent { 2.0 } else { 1.0 });
-    set(&props, "priority", p.priority.map_or(JsValue::UNDEFINED, |x| (x as f64).into()));
-    opt(&props, "correlationId", &p.correlation_id);
-    opt(&props, "replyTo", &p.reply_to);
-    opt(&props, "expiration", &p.expiration);
-    opt(&props, "messageId", &p.message_id);
-    set(&props, "timestamp", p.timestamp.map_or(JsValue::UNDEFINED, |x| (x as f64).into()));
-    opt(&props, "type", &p.kind);
-    opt(&props, "userId", &p.user_id);
-    opt(&props, "appId", &p.app_id);
-    set(&fields, "exchange", m.exchange.as_str());
-    set(&fields, "routingKey", m.routing_key.as_str());
-    let out = Object::new();
-    set(&out, "content", Uint8Array::from(&m.body[..]));
-    set(&out, "fields", fields);
-    set(&out, "properties", props);
-    out.into()
+    make_message(
+        Uint8Array::from(&m.body[..]),
+        f.consumer_tag,
+        f.delivery_tag as f64,
+        f.redelivered,
+        f.message_count,
+        &m.exchange,
+        &m.routing_key,
+        p.content_type.as_deref(),
+        p.content_encoding.as_deref(),
+        headers,
+        if p.persistent { 2 } else { 1 },
+        p.priority,
+        p.correlation_id.as_deref(),
+        p.reply_to.as_deref(),
+        p.expiration.as_deref(),
+        p.message_id.as_deref(),
+        p.timestamp.map(|t| t as f64),
+        p.kind.as_deref(),
+        p.user_id.as_deref(),
+        p.app_id.as_deref(),
+    )
 }

@@ -56,11 +56,14 @@ fn get_now(host: &Host, ch: ChannelRef, queue: &str) -> Result<JsValue, JsValue>
     let got = host.with(|core| core.get(ch, queue, false, now())).map_err(to_js)?;
     let Some(g) = got else { return Ok(JsValue::FALSE) };
     let d = &g.delivery;
-    let fields = Object::new();
-    set(&fields, "deliveryTag", d.delivery_tag as f64);
-    set(&fields, "redelivered", d.redelivered);
-    set(&fields, "messageCount", g.message_count);
-    Ok(convert::message_to_js(&d.message, fields, d.delivery_count))
+    let fields = convert::DeliveryFields {
+        consumer_tag: None,
+        delivery_tag: d.delivery_tag,
+        redelivered: d.redelivered,
+        message_count: Some(g.message_count),
+        delivery_count: d.delivery_count,
+    };
+    Ok(convert::message_to_js(&d.message, fields))
 }
 
 #[wasm_bindgen]

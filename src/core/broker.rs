@@ -806,6 +806,7 @@ impl Broker {
             mixed_priorities: false,
             paged: 0,
             paged_through: 0,
+            paged_from: u64::MAX,
             last_used: now,
             next_seq: 1,
             counters: QueueCounters::default(),
@@ -891,6 +892,7 @@ impl Broker {
             b.check_exclusive(id, ch.conn)?;
             let q = b.queues.get_mut(&id).expect("exists");
             q.paged = 0;
+            q.paged_from = u64::MAX;
             let mut removed: Vec<Entry> = q.ready.drain().collect();
             removed.extend(std::mem::take(&mut q.delayed).into_values());
             q.counters.purged += removed.len() as u64;
@@ -1731,6 +1733,9 @@ impl Broker {
                 }
             }
             let paged = q.ready.iter().filter(|e| e.message.is_none()).count();
+            if q.ready.iter().any(|e| e.message.is_none() && e.seq < q.paged_from) {
+                return Err(format!("queue {}: a message before paged_from {} is paged out", q.name, q.paged_from));
+            }
             if paged != q.paged || (paged > 0 && !q.can_page()) {
                 return Err(format!("queue {}: {paged} ready messages paged out, {} counted", q.name, q.paged));
             }

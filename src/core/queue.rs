@@ -137,6 +137,11 @@ impl ReadyList {
         Some(e)
     }
 
+    /// How many ready entries of a single-level list come before `seq`.
+    pub fn position_of(&self, seq: u64) -> usize {
+        self.levels[0].partition_point(|e| e.seq < seq)
+    }
+
     /// The entry with this `seq`, if ready.
     pub fn get_mut(&mut self, seq: u64) -> Option<&mut Entry> {
         self.levels.iter_mut().find_map(|level| {
@@ -234,6 +239,8 @@ pub struct Queue {
     pub paged: usize,
     /// Ready messages up to this `seq` have been considered for paging out.
     pub paged_through: u64,
+    /// No paged-out message comes before this `seq`.
+    pub paged_from: u64,
     /// Last use for `x-expires`: declare, consume, get, a consumer leaving.
     pub last_used: u64,
     pub next_seq: u64,

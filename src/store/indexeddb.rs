@@ -52,7 +52,10 @@ impl StoreError {
 
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.name, self.message)
+        match self.message.as_str() {
+            "" => f.write_str(&self.name),
+            m => write!(f, "{}: {m}", self.name),
+        }
     }
 }
 

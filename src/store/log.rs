@@ -113,6 +113,8 @@ pub struct Batch {
     retry: Vec<Write>,
     /// Queues whose ack records this batch writes.
     acks: Vec<Rc<str>>,
+    /// The messages its segments hold: (queue store id, seq).
+    messages: Vec<(u64, u64)>,
 }
 
 const META_CLOCK: &str = "clock";
@@ -515,6 +517,7 @@ impl Log {
             if self.segments.contains_key(&seg.id) {
                 batch.writes.push(Write::put(Collection::Segments, Key::Num(seg.id), seg.encode()));
                 batch.segments.push(seg.id);
+                batch.messages.extend(seg.entries.iter().map(|e| (e.queue, e.seq)));
             }
         }
         let mut dirty: Vec<(&Rc<str>, &mut QueueLog)> = self.queues.iter_mut().filter(|(_, q)| q.dirty).collect();
@@ -532,8 +535,17 @@ impl Log {
     }
 
     /// The batch's transaction failed (e.g. storage is full): its messages are not
-    /// stored, so forget them; its other writes go again with the next batch.
-    pub fn batch_failed(&mut self, batch: Batch) {
+    /// stored, so forget them; its other writes go again with the next batch. Returns
+    /// the messages it held, by queue name, so that the broker can withdraw them.
+    pub fn batch_failed(&mut self, batch: Batch) -> Vec<(Rc<str>, Vec<u64>)> {
+        let mut lost: Vec<(Rc<str>, Vec<u64>)> = Vec::new();
+        for (name, q) in &self.queues {
+            let seqs: Vec<u64> = batch.messages.iter().filter(|m| m.0 == q.id).map(|m| m.1).collect();
+            if !seqs.is_empty() {
+                lost.push((name.clone(), seqs));
+            }
+        }
+        lost.sort_by(|a, b| a.0.cmp(&b.0));
         for seg in &batch.segments {
             self.segments.remove(seg);
         }
@@ -552,6 +564,7 @@ impl Log {
         let mut retry = batch.retry;
         retry.append(&mut self.pending);
         self.pending = retry;
+        lost
     }
 
     /// Builds the bookkeeping from stored records and says what to restore. Records that

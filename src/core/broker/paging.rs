@@ -28,6 +28,7 @@ impl Broker {
                     break; // not committed yet: this and later ones wait for the next call
                 }
                 e.message = None;
+                q.paged_from = q.paged_from.min(e.seq);
                 dropped += 1;
             }
             through = e.seq;
@@ -38,12 +39,13 @@ impl Broker {
     }
 
     /// Queues with paged-out messages among their first `window` ready ones, with the
-    /// positions to page in, in order.
-    pub fn page_in_wanted(&self, window: usize) -> Vec<(Rc<str>, Vec<u64>)> {
+    /// positions to page in, in order. Cheap when there are none: the host asks after
+    /// every command. Queues for which `skip` is true (a page-in under way) are left out.
+    pub fn page_in_wanted(&self, window: usize, skip: impl Fn(&str) -> bool) -> Vec<(Rc<str>, Vec<u64>)> {
         let mut out: Vec<(Rc<str>, Vec<u64>)> = self
             .queues
             .values()
-            .filter(|q| q.paged > 0)
+            .filter(|q| q.paged > 0 && q.ready.position_of(q.paged_from) < window && !skip(&q.name))
             .filter_map(|q| {
                 let seqs: Vec<u64> =
                     q.ready.iter().take(window).filter(|e| e.message.is_none()).map(|e| e.seq).collect();
@@ -52,6 +54,26 @@ impl Broker {
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+
+    /// Takes back messages the store failed to write (their publishers were nacked):
+    /// those still ready or delayed leave the queue, counted as discarded, so that a
+    /// publisher that sends again makes no duplicate. One a consumer already has stays
+    /// with it.
+    pub fn withdraw(&mut self, queue: &str, seqs: &[u64]) -> usize {
+        let Some(&id) = self.queue_ids.get(queue) else { return 0 };
+        let q = self.queues.get_mut(&id).expect("listed queue exists");
+        let mut n = 0;
+        for &seq in seqs {
+            let ready = q.ready.remove(seq).is_some();
+            let delayed = !ready && {
+                let key = q.delayed.iter().find(|(_, e)| e.seq == seq).map(|(k, _)| *k);
+                key.and_then(|k| q.delayed.remove(&k)).is_some()
+            };
+            n += (ready || delayed) as usize;
+        }
+        q.counters.discarded += n as u64;
+        n
     }
 
     /// Whether messages of this queue may be paged out (a single priority level, no length limit).
@@ -83,6 +105,12 @@ impl Broker {
         }
         let gone: Vec<_> = gone.into_iter().filter_map(|seq| q.ready.remove(seq)).collect();
         q.paged -= gone.len();
+        // The first paged-out message is now further on: find it (each step once).
+        let from = q.paged_from;
+        q.paged_from = match q.paged {
+            0 => u64::MAX,
+            _ => q.ready.single_level_from(from).find(|e| e.message.is_none()).map_or(u64::MAX, |e| e.seq),
+        };
         for e in gone {
             // No body to dead-letter: counted as discarded, its store record removed.
             self.discard(id, e, DropReason::Expired, now);

@@ -120,6 +120,9 @@ impl Broker {
             ));
         }
         q.paged += paged as usize;
+        if paged {
+            q.paged_from = q.paged_from.min(m.seq);
+        }
         let entry = Entry {
             seq: m.seq,
             message: m.message,
