@@ -36,25 +36,30 @@ fn present(v: JsValue) -> Option<JsValue> {
 }
 
 pub fn opt_bool(opts: &JsValue, key: &str) -> Result<bool> {
-    match present(get(opts, key)) {
-        None => Ok(false),
-        Some(v) => v.as_bool().ok_or_else(|| bad(&format!("option '{key}'"), "true or false")),
-    }
+    present(get(opts, key)).map_or(Ok(false), |v| bool_value(&v, key))
 }
 
 pub fn opt_string(opts: &JsValue, key: &str) -> Result<Option<String>> {
-    present(get(opts, key))
-        .map(|v| v.as_string().ok_or_else(|| bad(&format!("option '{key}'"), "a string")))
-        .transpose()
+    present(get(opts, key)).map(|v| string_value(&v, key)).transpose()
 }
 
 pub fn opt_uint(opts: &JsValue, key: &str, max: f64) -> Result<Option<u64>> {
-    present(get(opts, key))
-        .map(|v| match v.as_f64() {
-            Some(n) if n >= 0.0 && n <= max && n.fract() == 0.0 => Ok(n as u64),
-            _ => Err(bad(&format!("option '{key}'"), &format!("a whole number from 0 to {max}"))),
-        })
-        .transpose()
+    present(get(opts, key)).map(|v| uint_value(&v, key, max)).transpose()
+}
+
+fn bool_value(v: &JsValue, key: &str) -> Result<bool> {
+    v.as_bool().ok_or_else(|| bad(&format!("option '{key}'"), "true or false"))
+}
+
+fn string_value(v: &JsValue, key: &str) -> Result<String> {
+    v.as_string().ok_or_else(|| bad(&format!("option '{key}'"), "a string"))
+}
+
+fn uint_value(v: &JsValue, key: &str, max: f64) -> Result<u64> {
+    match v.as_f64() {
+        Some(n) if n >= 0.0 && n <= max && n.fract() == 0.0 => Ok(n as u64),
+        _ => Err(bad(&format!("option '{key}'"), &format!("a whole number from 0 to {max}"))),
+    }
 }
 
 /// A field table from a plain object (`arguments`, `headers`).
@@ -144,38 +149,64 @@ pub fn content(v: &JsValue) -> Result<Vec<u8>> {
     }
 }
 
-/// A message from `publish`'s arguments and amqplib's publish options.
-pub fn message(exchange: &str, routing_key: &str, content_value: &JsValue, opts: &JsValue) -> Result<Message> {
-    let expiration = match present(get(opts, "expiration")) {
-        None => None,
-        Some(v) => Some(match (v.as_string(), v.as_f64()) {
-            (Some(s), _) => s,
-            (None, Some(n)) if n >= 0.0 && n.fract() == 0.0 => (n as u64).to_string(),
-            _ => return Err(bad("option 'expiration'", "milliseconds as a string or a whole number")),
-        }),
-    };
-    let delivery_mode = opt_uint(opts, "deliveryMode", 2.0)?;
-    let properties = Properties {
-        content_type: opt_string(opts, "contentType")?,
-        content_encoding: opt_string(opts, "contentEncoding")?,
-        headers: table(&get(opts, "headers"), "option 'headers'")?,
-        persistent: opt_bool(opts, "persistent")? || delivery_mode == Some(2),
-        priority: opt_uint(opts, "priority", 255.0)?.map(|p| p as u8),
-        correlation_id: opt_string(opts, "correlationId")?,
-        reply_to: opt_string(opts, "replyTo")?,
-        expiration,
-        message_id: opt_string(opts, "messageId")?,
-        timestamp: opt_uint(opts, "timestamp", 9.0e15)?,
-        kind: opt_string(opts, "type")?,
-        user_id: opt_string(opts, "userId")?,
-        app_id: opt_string(opts, "appId")?,
-    };
-    Ok(Message {
+/// A message from `publish`'s arguments and amqplib's publish options, and whether it
+/// is `mandatory`. Only the options given are read (one pass over the object's own
+/// keys); an unknown or unsupported one is an error that names it.
+pub fn message(exchange: &str, routing_key: &str, content_value: &JsValue, opts: &JsValue) -> Result<(Message, bool)> {
+    let mut p = Properties::default();
+    let mut mandatory = false;
+    if opts.is_object() {
+        for entry in Object::entries(opts.unchecked_ref()).iter() {
+            let pair: Array = entry.unchecked_into();
+            let (key, v) = (pair.get(0).as_string().unwrap_or_default(), pair.get(1));
+            if v.is_undefined() || v.is_null() {
+                continue;
+            }
+            let k = key.as_str();
+            match k {
+                "persistent" => p.persistent |= bool_value(&v, k)?,
+                "deliveryMode" => p.persistent |= uint_value(&v, k, 2.0)? == 2,
+                "mandatory" => mandatory = bool_value(&v, k)?,
+                "contentType" => p.content_type = Some(string_value(&v, k)?),
+                "contentEncoding" => p.content_encoding = Some(string_value(&v, k)?),
+                "headers" => p.headers = table(&v, "option 'headers'")?,
+                "priority" => p.priority = Some(uint_value(&v, k, 255.0)? as u8),
+                "correlationId" => p.correlation_id = Some(string_value(&v, k)?),
+                "replyTo" => p.reply_to = Some(string_value(&v, k)?),
+                "messageId" => p.message_id = Some(string_value(&v, k)?),
+                "timestamp" => p.timestamp = Some(uint_value(&v, k, 9.0e15)?),
+                "type" => p.kind = Some(string_value(&v, k)?),
+                "userId" => p.user_id = Some(string_value(&v, k)?),
+                "appId" => p.app_id = Some(string_value(&v, k)?),
+                "expiration" => {
+                    p.expiration = Some(match (v.as_string(), v.as_f64()) {
+                        (Some(s), _) => s,
+                        (None, Some(n)) if n >= 0.0 && n.fract() == 0.0 => (n as u64).to_string(),
+                        _ => return Err(bad("option 'expiration'", "milliseconds as a string or a whole number")),
+                    })
+                }
+                "CC" | "BCC" | "immediate" => {
+                    return Err(AmqpError::precondition(format!(
+                        "publish option '{k}' is not supported by tabbit: bind the queues to the exchange instead"
+                    )))
+                }
+                _ => {
+                    return Err(AmqpError::precondition(format!(
+                        "unknown publish option '{k}': use persistent, mandatory, expiration, priority, headers, \
+                         messageId, correlationId, replyTo, contentType, contentEncoding, timestamp, type, userId, \
+                         appId or deliveryMode"
+                    )))
+                }
+            }
+        }
+    }
+    let message = Message {
         exchange: exchange.to_owned(),
         routing_key: routing_key.to_owned(),
-        properties,
+        properties: p,
         body: content(content_value)?,
-    })
+    };
+    Ok((message, mandatory))
 }
 
 #[wasm_bindgen(module = "/src/api/message.js")]

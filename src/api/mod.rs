@@ -237,13 +237,12 @@ impl Broker {
         opts: &JsValue,
     ) -> Result<Promise, JsValue> {
         let ch = self.channel()?;
-        let message = convert::message(exchange, key, content, opts).map_err(to_js)?;
+        let (message, mandatory) = convert::message(exchange, key, content, opts).map_err(to_js)?;
         let seq = self.next_seq;
         let confirms = self.confirms.clone();
         let promise = Promise::new(&mut |resolve, reject| {
             confirms.borrow_mut().insert((ch, seq), (resolve, reject));
         });
-        let mandatory = opt_bool(opts, "mandatory").map_err(to_js)?;
         match self.host.with(|core| core.publish(ch, message, mandatory, now())) {
             Ok(()) => {
                 self.next_seq += 1;

@@ -74,6 +74,9 @@ async fn js_errors_are_errors_with_the_amqp_code() {
     let opts = js_sys::JSON::parse(r#"{"priority": 300}"#).unwrap();
     let err = confirmed(b.send_to_queue("q", "x".into(), opts)).await.unwrap_err();
     assert!(prop(&err, "message").as_string().unwrap().contains("'priority'"));
+    let opts = js_sys::JSON::parse(r#"{"persistant": true}"#).unwrap();
+    let err = confirmed(b.send_to_queue("q", "x".into(), opts)).await.unwrap_err();
+    assert!(prop(&err, "message").as_string().unwrap().contains("unknown publish option 'persistant'"));
     let err = JsBroker::open(None, JsValue::from("disk")).await.err().unwrap();
     assert!(prop(&err, "message").as_string().unwrap().contains("use 'indexeddb', 'memory', or an adapter"));
 }
