@@ -16,8 +16,8 @@ use js_sys::{Array, Function, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use super::indexeddb::StoreError;
-use super::log::{Batch, Collection, Key, Record};
+use super::indexeddb::{key_from_js, key_to_js, StoreError};
+use super::log::{Batch, Collection, Record};
 
 pub struct JsAdapter {
     obj: JsValue,
@@ -27,13 +27,6 @@ pub struct JsAdapter {
 
 fn err(message: impl Into<String>) -> StoreError {
     StoreError { name: "AdapterError".into(), message: message.into() }
-}
-
-fn key_to_js(k: &Key) -> JsValue {
-    match k {
-        Key::Str(s) => JsValue::from_str(s),
-        Key::Num(n) => JsValue::from_f64(*n as f64),
-    }
 }
 
 impl JsAdapter {
@@ -64,11 +57,7 @@ impl JsAdapter {
         for entry in all.iter() {
             let entry = Array::from(&entry);
             let collection = entry.get(0).as_string().and_then(|s| Collection::from_name(&s));
-            let key = match (entry.get(1).as_string(), entry.get(1).as_f64()) {
-                (Some(s), _) => Some(Key::Str(s.into())),
-                (None, Some(n)) if n >= 0.0 && n.fract() == 0.0 && n < 9.0e15 => Some(Key::Num(n as u64)),
-                _ => None,
-            };
+            let key = key_from_js(&entry.get(1));
             match (collection, key, entry.get(2).dyn_into::<Uint8Array>()) {
                 (Some(collection), Some(key), Ok(v)) => records.push(Record { collection, key, value: v.to_vec() }),
                 _ => problems

@@ -64,22 +64,27 @@ pub struct IndexedDb {
     db: Db,
 }
 
-fn key_to_js(k: &Key) -> JsValue {
+pub(crate) fn key_to_js(k: &Key) -> JsValue {
     match k {
         Key::Str(s) => JsValue::from_str(s),
         Key::Num(n) => JsValue::from_f64(*n as f64),
     }
 }
 
+/// A record key from JS: a string, or a whole number below 2^53.
+pub(crate) fn key_from_js(k: &JsValue) -> Option<Key> {
+    match (k.as_string(), k.as_f64()) {
+        (Some(s), _) => Some(Key::Str(s.into())),
+        (None, Some(n)) if n >= 0.0 && n.fract() == 0.0 && n < 9.0e15 => Some(Key::Num(n as u64)),
+        _ => None,
+    }
+}
+
 /// A loaded record's key and bytes, or `None` (reported) when it is not tabbit's.
 fn record(collection: Collection, k: &JsValue, v: JsValue, problems: &mut Vec<String>) -> Option<(Key, Vec<u8>)> {
-    let key = match (k.as_string(), k.as_f64()) {
-        (Some(s), _) => Key::Str(s.into()),
-        (None, Some(n)) if n >= 0.0 && n.fract() == 0.0 && n < 9.0e15 => Key::Num(n as u64),
-        _ => {
-            problems.push(format!("a record in '{}' with a foreign key was skipped", collection.name()));
-            return None;
-        }
+    let Some(key) = key_from_js(k) else {
+        problems.push(format!("a record in '{}' with a foreign key was skipped", collection.name()));
+        return None;
     };
     match v.dyn_into::<Uint8Array>() {
         Ok(bytes) => Some((key, bytes.to_vec())),
