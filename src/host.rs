@@ -376,9 +376,7 @@ impl Host {
         if !db.pages() {
             return;
         }
-        for queue in inner.core.queue_names() {
-            inner.core.page_out(&queue, KEEP_LOADED, |seq| log.is_committed(&queue, seq));
-        }
+        inner.core.page_out_all(KEEP_LOADED, |queue, seq| log.is_committed(queue, seq));
     }
 
     fn deliver_confirms(&self, settled: Vec<(ChannelRef, u64, ConfirmResult)>) {

@@ -33,7 +33,7 @@ impl Disk {
     /// Drops bodies beyond the first `keep` of every queue, for messages committed.
     fn page_out(&mut self, h: &mut H, keep: usize) -> usize {
         let log = &self.log;
-        h.b.queue_names().iter().map(|q| h.b.page_out(q, keep, |seq| log.is_committed(q, seq))).sum()
+        h.b.page_out_all(keep, |q, seq| log.is_committed(q, seq))
     }
 
     /// Pages in what the broker wants among the first `window` of each queue.

@@ -15,7 +15,7 @@ pub struct Entry {
     /// Position in the queue: increases with every message the queue takes.
     pub seq: u64,
     /// `None` while paged out: the store holds it, and the host pages it back in
-    /// before the message reaches the head of its queue (see `Broker::page_out`).
+    /// before the message reaches the head of its queue (see `Broker::page_out_all`).
     pub message: Option<Rc<Message>>,
     /// The body's length, kept while the message is paged out (for byte limits and stats).
     pub body_len: u32,
@@ -135,6 +135,11 @@ impl ReadyList {
         self.len -= 1;
         self.bytes -= e.body_len();
         Some(e)
+    }
+
+    /// The `n`th entry of a single-level list.
+    pub fn single_level_nth(&self, n: usize) -> Option<&Entry> {
+        self.levels[0].get(n)
     }
 
     /// How many ready entries of a single-level list come before `seq`.

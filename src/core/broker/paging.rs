@@ -5,36 +5,20 @@
 
 use std::rc::Rc;
 
-use super::{Broker, DropReason};
+use super::{Broker, DropReason, Queue};
 use crate::core::message::Message;
 
 impl Broker {
-    /// Drops the bodies of ready messages of `queue` beyond its first `keep`, for those
-    /// the store holds (`stored(seq)`). Returns how many it dropped. Each message is
-    /// considered once, so repeated calls cost only what arrived since.
-    pub fn page_out(&mut self, queue: &str, keep: usize, stored: impl Fn(u64) -> bool) -> usize {
-        let Some(&id) = self.queue_ids.get(queue) else { return 0 };
-        let q = self.queues.get_mut(&id).expect("listed queue exists");
-        if !q.can_page() || q.ready.len() <= keep {
-            return 0;
-        }
-        // The first `keep` stay in memory: start past them, or past what was considered.
-        let start = q.ready.iter().nth(keep).map_or(u64::MAX, |e| e.seq).max(q.paged_through + 1);
+    /// Drops the bodies of ready messages beyond the first `keep` of each queue that can
+    /// page, for those the store holds (`stored(queue, seq)`). Returns how many it
+    /// dropped. Each message is considered once, so repeated calls cost only what
+    /// arrived since.
+    pub fn page_out_all(&mut self, keep: usize, stored: impl Fn(&str, u64) -> bool) -> usize {
         let mut dropped = 0;
-        let mut through = q.paged_through;
-        for e in q.ready.single_level_from(start) {
-            if e.message.is_some() && e.durable {
-                if !stored(e.seq) {
-                    break; // not committed yet: this and later ones wait for the next call
-                }
-                e.message = None;
-                q.paged_from = q.paged_from.min(e.seq);
-                dropped += 1;
-            }
-            through = e.seq;
+        for q in self.queues.values_mut().filter(|q| q.ready.len() > keep) {
+            let name = q.name.clone();
+            dropped += page_out_queue(q, keep, |seq| stored(&name, seq));
         }
-        q.paged += dropped;
-        q.paged_through = through;
         dropped
     }
 
@@ -117,4 +101,29 @@ impl Broker {
         }
         self.dispatch(id, now);
     }
+}
+
+/// Pages out one queue: see [`Broker::page_out_all`].
+fn page_out_queue(q: &mut Queue, keep: usize, stored: impl Fn(u64) -> bool) -> usize {
+    if !q.can_page() || q.ready.len() <= keep {
+        return 0;
+    }
+    // The first `keep` stay in memory: start past them, or past what was considered.
+    let start = q.ready.single_level_nth(keep).map_or(u64::MAX, |e| e.seq).max(q.paged_through + 1);
+    let mut dropped = 0;
+    let mut through = q.paged_through;
+    for e in q.ready.single_level_from(start) {
+        if e.message.is_some() && e.durable {
+            if !stored(e.seq) {
+                break; // not committed yet: this and later ones wait for the next call
+            }
+            e.message = None;
+            q.paged_from = q.paged_from.min(e.seq);
+            dropped += 1;
+        }
+        through = e.seq;
+    }
+    q.paged += dropped;
+    q.paged_through = through;
+    dropped
 }
