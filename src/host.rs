@@ -8,6 +8,7 @@
 //! per batch, not per message.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 use js_sys::{Function, Promise};
@@ -15,7 +16,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 
 use crate::core::fxhash::{FxMap, FxSet};
-use crate::core::{AmqpError, Broker, BrokerConfig, ChannelRef, Confirm, Effect, ReplyCode};
+use crate::core::{AmqpError, Broker, BrokerConfig, ChannelRef, Confirm, Delivery, Effect, ReplyCode, Returned};
 use crate::store::adapter::JsAdapter;
 use crate::store::indexeddb::{IndexedDb, StoreError};
 use crate::store::{finish_restore, restore, restore_message, restore_topology, Log};
@@ -43,6 +44,23 @@ pub enum Storage {
 }
 
 impl Storage {
+    /// From `connect()`'s `storage` option: `'indexeddb'`, `'memory'`, an adapter object,
+    /// or nothing (IndexedDB where it exists, else memory).
+    pub fn from_js(v: &JsValue) -> Result<Storage, AmqpError> {
+        if v.is_undefined() || v.is_null() {
+            let has_idb = js_sys::Reflect::get(&js_sys::global(), &"indexedDB".into()).is_ok_and(|v| v.is_object());
+            return Ok(if has_idb { Storage::IndexedDb } else { Storage::Memory });
+        }
+        match v.as_string().as_deref() {
+            Some("memory") => Ok(Storage::Memory),
+            Some("indexeddb") => Ok(Storage::IndexedDb),
+            None if v.is_object() => Ok(Storage::Adapter(v.clone())),
+            _ => Err(AmqpError::precondition(
+                "unknown storage: use 'indexeddb', 'memory', or an adapter object { load(), write(writes) }",
+            )),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Storage::IndexedDb => "indexeddb",
@@ -81,8 +99,32 @@ enum Waiter {
 /// How a confirm ends: `Ok` for an ack, `Err` with why for a nack.
 pub type ConfirmResult = Result<(), AmqpError>;
 
-/// Called with each settled confirm of a channel, in order.
-pub type ConfirmSink = Box<dyn FnMut(ChannelRef, u64, ConfirmResult)>;
+/// What the host tells the binding, in the order it happened.
+pub enum Event {
+    /// A publish on a confirm channel is settled.
+    Confirm {
+        channel: ChannelRef,
+        seq: u64,
+        result: ConfirmResult,
+    },
+    Deliver(Delivery),
+    /// A mandatory message no queue took.
+    Return(Returned),
+    /// The broker cancelled a consumer (its queue was deleted).
+    ConsumerCancelled {
+        channel: ChannelRef,
+        consumer_tag: Rc<str>,
+    },
+    /// A channel error closed a channel.
+    ChannelClosed {
+        channel: ChannelRef,
+        error: AmqpError,
+    },
+}
+
+/// Where events go. It may call back into the host: events it causes are queued and
+/// handed over after the current one, so each consumer sees its messages in order.
+pub type EventSink = Box<dyn FnMut(Event)>;
 
 struct Inner {
     core: Broker,
@@ -95,7 +137,10 @@ struct Inner {
     flush_scheduled: bool,
     timer: Option<(u64, JsValue)>,
     tick: Option<Closure<dyn FnMut()>>,
-    confirm_sink: Option<ConfirmSink>,
+    sink: Option<EventSink>,
+    events: VecDeque<Event>,
+    /// An event is being handed over: nested pumps only queue theirs.
+    dispatching: bool,
     /// Queues with a page-in under way.
     paging_in: FxSet<Rc<str>>,
     /// `get` calls waiting for their queue's head to be paged in.
@@ -218,7 +263,9 @@ impl Host {
             flush_scheduled: false,
             timer: None,
             tick: None,
-            confirm_sink: None,
+            sink: None,
+            events: VecDeque::new(),
+            dispatching: false,
             paging_in: FxSet::default(),
             head_waiters: Vec::new(),
             closed: false,
@@ -249,9 +296,9 @@ impl Host {
         &self.problems
     }
 
-    /// Where settled confirms go.
-    pub fn on_confirm(&self, sink: ConfirmSink) {
-        self.inner.borrow_mut().confirm_sink = Some(sink);
+    /// Where events go.
+    pub fn on_event(&self, sink: EventSink) {
+        self.inner.borrow_mut().sink = Some(sink);
     }
 
     /// Runs a command on the core, then handles the effects it produced.
@@ -268,34 +315,39 @@ impl Host {
 
     /// Handles effects: store ops to the log, confirms settled or held for the commit.
     fn pump(&self) {
-        let mut settled: Vec<(ChannelRef, u64, ConfirmResult)> = Vec::new();
         {
             let mut guard = self.inner.borrow_mut();
             let inner = &mut *guard;
             while let Some(effect) = inner.core.poll_effect() {
-                match effect {
+                let event = match effect {
                     Effect::Store(op) => {
                         if let Some(log) = &mut inner.log {
                             log.apply(&op);
                         }
+                        continue;
                     }
                     Effect::Confirm(Confirm { channel, seq, ack, durable }) => {
-                        if !ack {
-                            let e = AmqpError::new(
+                        if ack && durable && inner.log.is_some() {
+                            inner.held.push(Waiter::Confirm { channel, seq });
+                            continue;
+                        }
+                        let result = match ack {
+                            true => Ok(()),
+                            false => Err(AmqpError::new(
                                 ReplyCode::ResourceError,
                                 "a queue refused the message (x-overflow reject-publish: it is full); consume or purge it",
-                            );
-                            settled.push((channel, seq, Err(e)));
-                        } else if durable && inner.log.is_some() {
-                            inner.held.push(Waiter::Confirm { channel, seq });
-                        } else {
-                            settled.push((channel, seq, Ok(())));
-                        }
+                            )),
+                        };
+                        Event::Confirm { channel, seq, result }
                     }
-                    // No consumers or mandatory publishes in this binding yet.
-                    Effect::Deliver(_) | Effect::Return(_) | Effect::ConsumerCancelled { .. } => {}
-                    Effect::ChannelClosed { .. } => {}
-                }
+                    Effect::Deliver(d) => Event::Deliver(d),
+                    Effect::Return(r) => Event::Return(r),
+                    Effect::ConsumerCancelled { channel, consumer_tag } => {
+                        Event::ConsumerCancelled { channel, consumer_tag }
+                    }
+                    Effect::ChannelClosed { channel, error } => Event::ChannelClosed { channel, error },
+                };
+                inner.events.push_back(event);
             }
             let wants_flush = inner.log.as_ref().is_some_and(Log::has_pending) || !inner.held.is_empty();
             if wants_flush && !inner.flush_scheduled && inner.in_flight.is_none() {
@@ -306,8 +358,35 @@ impl Host {
             }
             Self::arm_timer(inner);
         }
-        self.deliver_confirms(settled);
+        self.dispatch_events();
         self.start_page_ins();
+    }
+
+    /// Hands queued events to the sink, outside any borrow; a nested call (from inside
+    /// the sink) leaves its events to the outer loop, which keeps them in order.
+    fn dispatch_events(&self) {
+        let mut sink = {
+            let mut inner = self.inner.borrow_mut();
+            if inner.dispatching || inner.events.is_empty() {
+                return;
+            }
+            let Some(sink) = inner.sink.take() else {
+                inner.events.clear();
+                return;
+            };
+            inner.dispatching = true;
+            sink
+        };
+        loop {
+            let event = self.inner.borrow_mut().events.pop_front();
+            match event {
+                Some(e) => sink(e),
+                None => break,
+            }
+        }
+        let mut inner = self.inner.borrow_mut();
+        inner.sink = Some(sink);
+        inner.dispatching = false;
     }
 
     /// Starts reading back the bodies of paged-out messages near the head of each queue.
@@ -379,22 +458,6 @@ impl Host {
         inner.core.page_out_all(KEEP_LOADED, |queue, seq| log.is_committed(queue, seq));
     }
 
-    fn deliver_confirms(&self, settled: Vec<(ChannelRef, u64, ConfirmResult)>) {
-        if settled.is_empty() {
-            return;
-        }
-        let sink = self.inner.borrow_mut().confirm_sink.take();
-        if let Some(mut sink) = sink {
-            for (ch, seq, r) in settled {
-                sink(ch, seq, r);
-            }
-            let mut inner = self.inner.borrow_mut();
-            if inner.confirm_sink.is_none() {
-                inner.confirm_sink = Some(sink);
-            }
-        }
-    }
-
     fn arm_timer(inner: &mut Inner) {
         let Some(deadline) = inner.core.next_deadline() else { return };
         if inner.closed || inner.timer.as_ref().is_some_and(|(t, _)| *t <= deadline) {
@@ -452,24 +515,24 @@ impl Host {
                     Self::page_out(&mut inner);
                 }
                 let done = waiters.into_iter().chain(late);
-                self.settle_waiters(done, result.as_ref().err());
+                Self::settle_waiters(&mut inner, done, result.as_ref().err());
                 inner.log.as_ref().is_some_and(Log::has_pending) || !inner.held.is_empty()
             };
+            self.dispatch_events();
             if !more {
                 return;
             }
         }
     }
 
-    fn settle_waiters(&self, waiters: impl Iterator<Item = Waiter>, error: Option<&StoreError>) {
-        let mut settled = Vec::new();
+    fn settle_waiters(inner: &mut Inner, waiters: impl Iterator<Item = Waiter>, error: Option<&StoreError>) {
         for w in waiters {
             let result = match error {
                 None => Ok(()),
                 Some(e) => Err(storage_error(e)),
             };
             match w {
-                Waiter::Confirm { channel, seq } => settled.push((channel, seq, result)),
+                Waiter::Confirm { channel, seq } => inner.events.push_back(Event::Confirm { channel, seq, result }),
                 Waiter::Flush(resolve, reject) => {
                     let _ = match result {
                         Ok(()) => resolve.call0(&JsValue::NULL),
@@ -478,12 +541,6 @@ impl Host {
                 }
             }
         }
-        if settled.is_empty() {
-            return;
-        }
-        // The sink may call back into the broker: run it without the borrow, in a microtask.
-        let host = self.clone();
-        spawn_local(async move { host.deliver_confirms(settled) });
     }
 
     /// Resolves when every write made so far has committed; rejects if one failed.

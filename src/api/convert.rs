@@ -4,7 +4,7 @@ use js_sys::{Array, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::core::{AmqpError, FieldValue, Message, Properties, Table};
+use crate::core::{AmqpError, Consume, ExchangeDeclare, FieldValue, Message, Properties, QueueDeclare, Table};
 use crate::store::codec::MAX_DEPTH;
 
 pub type Result<T> = std::result::Result<T, AmqpError>;
@@ -60,6 +60,78 @@ fn uint_value(v: &JsValue, key: &str, max: f64) -> Result<u64> {
         Some(n) if n >= 0.0 && n <= max && n.fract() == 0.0 => Ok(n as u64),
         _ => Err(bad(&format!("option '{key}'"), &format!("a whole number from 0 to {max}"))),
     }
+}
+
+/// `assertQueue`'s options, as amqplib's: `durable` (default true), `exclusive`,
+/// `autoDelete`, `arguments`, and the shorthands `messageTtl`, `expires`,
+/// `deadLetterExchange`, `deadLetterRoutingKey`, `maxLength`, `maxPriority`.
+pub fn queue_declare(name: &str, options: &JsValue, passive: bool) -> Result<QueueDeclare> {
+    let mut arguments = table(&get(options, "arguments"), "option 'arguments'")?;
+    for (key, arg) in [
+        ("messageTtl", "x-message-ttl"),
+        ("expires", "x-expires"),
+        ("maxLength", "x-max-length"),
+        ("maxPriority", "x-max-priority"),
+    ] {
+        if let Some(n) = opt_uint(options, key, 9.0e15)? {
+            arguments.insert(arg.into(), FieldValue::Int(n as i64));
+        }
+    }
+    for (key, arg) in
+        [("deadLetterExchange", "x-dead-letter-exchange"), ("deadLetterRoutingKey", "x-dead-letter-routing-key")]
+    {
+        if let Some(s) = opt_string(options, key)? {
+            arguments.insert(arg.into(), FieldValue::Str(s));
+        }
+    }
+    Ok(QueueDeclare {
+        name: name.to_owned(),
+        passive,
+        durable: present(get(options, "durable")).map_or(Ok(true), |v| bool_value(&v, "durable"))?,
+        exclusive: opt_bool(options, "exclusive")?,
+        auto_delete: opt_bool(options, "autoDelete")?,
+        arguments,
+    })
+}
+
+/// `assertExchange`'s options: `durable` (default true), `internal`, `autoDelete`,
+/// `alternateExchange`, `arguments`.
+pub fn exchange_declare(name: &str, kind: &str, options: &JsValue, passive: bool) -> Result<ExchangeDeclare> {
+    let mut arguments = table(&get(options, "arguments"), "option 'arguments'")?;
+    if let Some(ae) = opt_string(options, "alternateExchange")? {
+        arguments.insert("alternate-exchange".into(), FieldValue::Str(ae));
+    }
+    Ok(ExchangeDeclare {
+        name: name.to_owned(),
+        kind: kind.to_owned(),
+        passive,
+        durable: present(get(options, "durable")).map_or(Ok(true), |v| bool_value(&v, "durable"))?,
+        auto_delete: opt_bool(options, "autoDelete")?,
+        internal: opt_bool(options, "internal")?,
+        arguments,
+    })
+}
+
+/// `consume`'s options: `consumerTag`, `noAck`, `exclusive`, `priority`, `arguments`
+/// (`noLocal` is accepted and means nothing: a connection never sees its own
+/// publishes as "local" in RabbitMQ either).
+pub fn consume(queue: &str, options: &JsValue) -> Result<Consume> {
+    let mut arguments = table(&get(options, "arguments"), "option 'arguments'")?;
+    if let Some(v) = present(get(options, "priority")) {
+        match v.as_f64() {
+            Some(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => {
+                arguments.insert("x-priority".into(), FieldValue::Int(n as i64));
+            }
+            _ => return Err(bad("option 'priority'", "a whole number")),
+        }
+    }
+    Ok(Consume {
+        queue: queue.to_owned(),
+        consumer_tag: opt_string(options, "consumerTag")?.unwrap_or_default(),
+        no_ack: opt_bool(options, "noAck")?,
+        exclusive: opt_bool(options, "exclusive")?,
+        arguments,
+    })
 }
 
 /// A field table from a plain object (`arguments`, `headers`).
@@ -211,16 +283,31 @@ pub fn message(exchange: &str, routing_key: &str, content_value: &JsValue, opts:
 
 #[wasm_bindgen(module = "/src/api/message.js")]
 extern "C" {
+    #[wasm_bindgen(js_name = reportUncaught)]
+    pub fn report_uncaught(e: &JsValue);
+    #[wasm_bindgen(js_name = consumeFields)]
+    fn consume_fields(
+        consumer_tag: &str,
+        delivery_tag: f64,
+        redelivered: bool,
+        exchange: &str,
+        routing_key: &str,
+    ) -> JsValue;
+    #[wasm_bindgen(js_name = getFields)]
+    fn get_fields(
+        delivery_tag: f64,
+        redelivered: bool,
+        exchange: &str,
+        routing_key: &str,
+        message_count: u32,
+    ) -> JsValue;
+    #[wasm_bindgen(js_name = returnFields)]
+    fn return_fields(reply_code: u16, reply_text: &str, exchange: &str, routing_key: &str) -> JsValue;
     #[wasm_bindgen(js_name = makeMessage)]
     #[allow(clippy::too_many_arguments)]
     fn make_message(
         content: Uint8Array,
-        consumer_tag: Option<&str>,
-        delivery_tag: f64,
-        redelivered: bool,
-        message_count: Option<u32>,
-        exchange: &str,
-        routing_key: &str,
+        fields: JsValue,
         content_type: Option<&str>,
         content_encoding: Option<&str>,
         headers: Object,
@@ -237,32 +324,34 @@ extern "C" {
     ) -> JsValue;
 }
 
-/// Where a delivered message came from, for its `fields`.
-pub struct DeliveryFields<'a> {
-    pub consumer_tag: Option<&'a str>,
-    pub delivery_tag: u64,
-    pub redelivered: bool,
-    /// `get` only: ready messages left.
-    pub message_count: Option<u32>,
-    pub delivery_count: u32,
+/// How a message reached the app, for its `fields` (amqplib's shapes).
+pub enum Fields<'a> {
+    Consume { consumer_tag: &'a str, delivery_tag: u64, redelivered: bool },
+    Get { delivery_tag: u64, redelivered: bool, message_count: u32 },
+    Return { reply_code: u16, reply_text: &'a str },
 }
 
 /// A message as amqplib hands it over: `{content, fields, properties}`. A message that
-/// came back before carries `x-delivery-count` in its headers.
-pub fn message_to_js(m: &Message, f: DeliveryFields) -> JsValue {
+/// came back before (`delivery_count` > 0) carries `x-delivery-count` in its headers.
+pub fn message_to_js(m: &Message, fields: Fields, delivery_count: u32) -> JsValue {
+    let (ex, rk) = (m.exchange.as_str(), m.routing_key.as_str());
+    let fields = match fields {
+        Fields::Consume { consumer_tag, delivery_tag, redelivered } => {
+            consume_fields(consumer_tag, delivery_tag as f64, redelivered, ex, rk)
+        }
+        Fields::Get { delivery_tag, redelivered, message_count } => {
+            get_fields(delivery_tag as f64, redelivered, ex, rk, message_count)
+        }
+        Fields::Return { reply_code, reply_text } => return_fields(reply_code, reply_text, ex, rk),
+    };
     let p = &m.properties;
     let headers = table_to_js(&p.headers);
-    if f.delivery_count > 0 {
-        set(&headers, "x-delivery-count", f.delivery_count as f64);
+    if delivery_count > 0 {
+        set(&headers, "x-delivery-count", delivery_count as f64);
     }
     make_message(
         Uint8Array::from(&m.body[..]),
-        f.consumer_tag,
-        f.delivery_tag as f64,
-        f.redelivered,
-        f.message_count,
-        &m.exchange,
-        &m.routing_key,
+        fields,
         p.content_type.as_deref(),
         p.content_encoding.as_deref(),
         headers,

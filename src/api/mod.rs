@@ -3,7 +3,10 @@
 //! For now a `Broker` class with one confirm channel and amqplib's method names and
 //! option names; the amqplib-compatible `connect()` API is built on the same host.
 
+mod channel;
 mod convert;
+
+pub use channel::{RawBroker, RawChannel, RawConnection};
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -13,7 +16,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::core::fxhash::FxMap;
 use crate::core::{AmqpError, ChannelRef, ExchangeDeclare, FieldValue, QueueDeclare};
-use crate::host::{now, Host, Storage};
+use crate::host::{now, Event, Host, Storage};
 use convert::{get, opt_bool, opt_string, opt_uint, set, table};
 
 /// The package version, as built.
@@ -56,14 +59,12 @@ fn get_now(host: &Host, ch: ChannelRef, queue: &str) -> Result<JsValue, JsValue>
     let got = host.with(|core| core.get(ch, queue, false, now())).map_err(to_js)?;
     let Some(g) = got else { return Ok(JsValue::FALSE) };
     let d = &g.delivery;
-    let fields = convert::DeliveryFields {
-        consumer_tag: None,
+    let fields = convert::Fields::Get {
         delivery_tag: d.delivery_tag,
         redelivered: d.redelivered,
-        message_count: Some(g.message_count),
-        delivery_count: d.delivery_count,
+        message_count: g.message_count,
     };
-    Ok(convert::message_to_js(&d.message, fields))
+    Ok(convert::message_to_js(&d.message, fields, d.delivery_count))
 }
 
 #[wasm_bindgen]
@@ -98,8 +99,9 @@ impl Broker {
         let host = Host::open(&name, storage).await.map_err(to_js)?;
         let confirms: Resolvers = Rc::default();
         let sink = confirms.clone();
-        host.on_confirm(Box::new(move |ch, seq, result| {
-            let Some((resolve, reject)) = sink.borrow_mut().remove(&(ch, seq)) else { return };
+        host.on_event(Box::new(move |event| {
+            let Event::Confirm { channel, seq, result } = event else { return };
+            let Some((resolve, reject)) = sink.borrow_mut().remove(&(channel, seq)) else { return };
             let _ = match result {
                 Ok(()) => resolve.call0(&JsValue::NULL),
                 Err(e) => reject.call1(&JsValue::NULL, &to_js(e)),

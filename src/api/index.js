@@ -1,0 +1,380 @@
+// tabbit's main module: amqplib's API over the broker compiled to wasm. `connect()` loads
+// the wasm on first use. The classes here only turn the binding's answers into promises
+// and events; every decision is in Rust (src/api/channel.rs and below).
+import init, { RawBroker, version as wasmVersion } from './tabbit.js';
+
+let loading;
+
+/** Loads the wasm once: `wasm` (bytes or a WebAssembly.Module) if given, else the file beside this module. */
+function load(wasm) {
+  loading ??= (async () => {
+    let source = wasm;
+    if (source === undefined && typeof process === 'object' && process.versions?.node && !globalThis.Deno) {
+      // Node's fetch cannot read file: URLs.
+      const { readFile } = await import('node:fs/promises');
+      source = await readFile(new URL('./tabbit_bg.wasm', import.meta.url));
+    }
+    await init(source === undefined ? undefined : { module_or_path: source });
+  })();
+  loading.catch(() => (loading = undefined));
+  return loading;
+}
+
+/** The package version. */
+export async function version() {
+  await load();
+  return wasmVersion();
+}
+
+function failed(message, code) {
+  const e = new Error(message);
+  e.code = code;
+  return e;
+}
+
+/** A small EventEmitter: on/once/off/emit, as amqplib's objects are emitters. */
+class Emitter {
+  #listeners = new Map();
+
+  on(name, fn) {
+    const list = this.#listeners.get(name) ?? [];
+    list.push(fn);
+    this.#listeners.set(name, list);
+    return this;
+  }
+
+  once(name, fn) {
+    const wrapper = (...args) => {
+      this.off(name, wrapper);
+      fn(...args);
+    };
+    wrapper.listener = fn;
+    return this.on(name, wrapper);
+  }
+
+  off(name, fn) {
+    const list = this.#listeners.get(name);
+    if (list) {
+      const i = list.findIndex((f) => f === fn || f.listener === fn);
+      if (i >= 0) list.splice(i, 1);
+    }
+    return this;
+  }
+
+  addListener(name, fn) {
+    return this.on(name, fn);
+  }
+
+  removeListener(name, fn) {
+    return this.off(name, fn);
+  }
+
+  listenerCount(name) {
+    return this.#listeners.get(name)?.length ?? 0;
+  }
+
+  emit(name, ...args) {
+    const list = this.#listeners.get(name);
+    if (!list?.length) {
+      // As an EventEmitter does, an 'error' nobody listens to is not silent.
+      if (name === 'error') report(args[0]);
+      return false;
+    }
+    for (const fn of [...list]) {
+      try {
+        fn(...args);
+      } catch (e) {
+        report(e);
+      }
+    }
+    return true;
+  }
+}
+
+function report(e) {
+  if (typeof globalThis.reportError === 'function') globalThis.reportError(e);
+  else setTimeout(() => { throw e; });
+}
+
+/** Runs a binding call as a promise: a thrown error becomes a rejection. */
+function promise(fn) {
+  try {
+    return Promise.resolve(fn());
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
+/** Brokers open in this context, by name: every connect() to a name shares one. */
+const brokers = new Map();
+
+/**
+ * Connects to broker `name` (default 'default') of this origin. `storage`: 'indexeddb' (the
+ * default where IndexedDB exists), 'memory', or an adapter `{ load(), write(writes) }`.
+ * `wasm`: the module's bytes or a WebAssembly.Module, for runtimes that cannot fetch it.
+ */
+export async function connect(options = {}) {
+  if (typeof options !== 'object' || options === null) {
+    throw failed(
+      "connect() takes options such as { name: 'app' }, not a URL: tabbit runs in this page, not on a server",
+      406,
+    );
+  }
+  const { name = 'default', storage, wasm } = options;
+  if (typeof name !== 'string') throw failed("connect(): 'name' must be a string", 406);
+  await load(wasm);
+  let entry = brokers.get(name);
+  if (!entry) {
+    entry = { broker: RawBroker.open(name, storage), storage, connections: 0 };
+    brokers.set(name, entry);
+    entry.broker.catch(() => brokers.delete(name));
+  } else if (storage !== undefined && storage !== entry.storage) {
+    throw failed(
+      `broker '${name}' is open already with other storage in this context: connect with the same storage, or close it first`,
+      406,
+    );
+  }
+  const broker = await entry.broker;
+  entry.connections += 1;
+  return new Connection(broker, () => {
+    entry.connections -= 1;
+    if (entry.connections > 0) return Promise.resolve();
+    brokers.delete(name);
+    return broker.close();
+  });
+}
+
+/** A connection to a broker: amqplib's Connection. Events: 'close', 'error'. */
+export class Connection extends Emitter {
+  #broker;
+  #raw;
+  #release;
+  #channels = new Set();
+  #closed = false;
+
+  constructor(broker, release) {
+    super();
+    this.#broker = broker;
+    this.#raw = broker.connect();
+    this.#release = release;
+  }
+
+  /** 'indexeddb', 'memory' or 'adapter'. */
+  get storage() {
+    return this.#broker.storage;
+  }
+
+  /** Stored records that recovery skipped, each with why. */
+  get problems() {
+    return this.#broker.problems;
+  }
+
+  #open(Kind, confirm) {
+    if (this.#closed) return Promise.reject(failed('connection is closed: connect again', 504));
+    return promise(() => {
+      const ch = new Kind(this.#raw, confirm);
+      this.#channels.add(ch);
+      ch.once('close', () => this.#channels.delete(ch));
+      return ch;
+    });
+  }
+
+  createChannel() {
+    return this.#open(Channel, false);
+  }
+
+  createConfirmChannel() {
+    return this.#open(ConfirmChannel, true);
+  }
+
+  /** Closes the connection: its channels close (unacked messages go back), its exclusive queues go. */
+  async close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#raw.close();
+    await this.#release();
+    this.emit('close');
+  }
+
+  /** Resolves when every write made so far is stored. */
+  flush() {
+    return this.#broker.flush();
+  }
+
+  /** The broker's queues with their counts and counters, for a management view. */
+  async stats() {
+    return this.#broker.stats();
+  }
+}
+
+/** amqplib's Channel. Events: 'return' (mandatory messages no queue took), 'error', 'close'. */
+export class Channel extends Emitter {
+  #raw;
+  #closed = false;
+
+  constructor(connection, confirm) {
+    super();
+    this.#raw = connection.createChannel(confirm, (name, arg) => {
+      if (name === 'close') this.#closed = true;
+      this.emit(name, arg);
+    });
+  }
+
+  get raw() {
+    return this.#raw;
+  }
+
+  /** Runs a call whose channel error is reported by the 'error' event, as amqplib's are. */
+  #settle(fn) {
+    try {
+      fn();
+    } catch (e) {
+      if (!this.#closed) throw e; // a bad argument: the channel is fine
+    }
+  }
+
+  assertQueue(queue, options) {
+    return promise(() => this.#raw.assertQueue(queue ?? '', options));
+  }
+  checkQueue(queue) {
+    return promise(() => this.#raw.checkQueue(queue));
+  }
+  deleteQueue(queue, options) {
+    return promise(() => this.#raw.deleteQueue(queue, options));
+  }
+  purgeQueue(queue) {
+    return promise(() => this.#raw.purgeQueue(queue));
+  }
+  bindQueue(queue, source, pattern, args) {
+    return promise(() => (this.#raw.bindQueue(queue, source, pattern ?? '', args), {}));
+  }
+  unbindQueue(queue, source, pattern, args) {
+    return promise(() => (this.#raw.unbindQueue(queue, source, pattern ?? '', args), {}));
+  }
+  assertExchange(exchange, type, options) {
+    return promise(() => this.#raw.assertExchange(exchange, type, options));
+  }
+  checkExchange(exchange) {
+    return promise(() => (this.#raw.checkExchange(exchange), {}));
+  }
+  deleteExchange(exchange, options) {
+    return promise(() => (this.#raw.deleteExchange(exchange, options), {}));
+  }
+  bindExchange(destination, source, pattern, args) {
+    return promise(() => (this.#raw.bindExchange(destination, source, pattern ?? '', args), {}));
+  }
+  unbindExchange(destination, source, pattern, args) {
+    return promise(() => (this.#raw.unbindExchange(destination, source, pattern ?? '', args), {}));
+  }
+
+  /** Publishes; returns true (there is no write buffer to fill). */
+  publish(exchange, routingKey, content, options) {
+    return this.#raw.publish(exchange, routingKey, content, options, undefined);
+  }
+
+  sendToQueue(queue, content, options) {
+    return this.publish('', queue, content, options);
+  }
+
+  /**
+   * consume(queue, callback, options) → {consumerTag}. Beyond amqplib: `options.signal`, an
+   * AbortSignal that cancels the consumer.
+   */
+  consume(queue, callback, options = {}) {
+    const { signal, ...rest } = options ?? {};
+    if (signal?.aborted) return Promise.reject(signal.reason ?? failed('aborted', 406));
+    return promise(() => {
+      const consumerTag = this.#raw.consume(queue, callback, rest);
+      signal?.addEventListener('abort', () => this.cancel(consumerTag).catch(() => {}), { once: true });
+      return { consumerTag };
+    });
+  }
+
+  cancel(consumerTag) {
+    return promise(() => this.#raw.cancel(consumerTag));
+  }
+
+  get(queue, options) {
+    return this.#raw.get(queue, options);
+  }
+
+  ack(message, allUpTo) {
+    this.#settle(() => this.#raw.ack(message, allUpTo));
+  }
+  ackAll() {
+    this.#settle(() => this.#raw.ackAll());
+  }
+  nack(message, allUpTo, requeue) {
+    this.#settle(() => this.#raw.nack(message, allUpTo, requeue));
+  }
+  nackAll(requeue) {
+    this.#settle(() => this.#raw.nackAll(requeue));
+  }
+  reject(message, requeue) {
+    this.#settle(() => this.#raw.reject(message, requeue));
+  }
+
+  prefetch(count, global) {
+    return promise(() => (this.#raw.prefetch(count, global), {}));
+  }
+
+  recover() {
+    return promise(() => (this.#raw.recover(), {}));
+  }
+
+  close() {
+    if (this.#closed) return Promise.resolve();
+    return promise(() => this.#raw.close());
+  }
+
+  /**
+   * Beyond amqplib: the queue's messages as an async iterator (a consumer under the hood;
+   * ack each message unless `noAck`). Ends when `options.signal` aborts, the consumer is
+   * cancelled, or the loop exits (which cancels it).
+   */
+  async *messages(queue, options = {}) {
+    const { signal, ...rest } = options ?? {};
+    const buffer = [];
+    let wake;
+    let done = false;
+    const stop = () => {
+      done = true;
+      wake?.();
+    };
+    const { consumerTag } = await this.consume(queue, (m) => (m === null ? stop() : (buffer.push(m), wake?.())), rest);
+    signal?.addEventListener('abort', stop, { once: true });
+    this.once('close', stop);
+    try {
+      while (true) {
+        if (buffer.length) {
+          yield buffer.shift();
+        } else if (done || signal?.aborted) {
+          return;
+        } else {
+          await new Promise((ok) => (wake = ok));
+          wake = undefined;
+        }
+      }
+    } finally {
+      this.off('close', stop);
+      signal?.removeEventListener('abort', stop);
+      if (!this.#closed) await this.cancel(consumerTag).catch(() => {});
+    }
+  }
+}
+
+/** amqplib's ConfirmChannel: publish takes a callback `(err, ok)`; waitForConfirms(). */
+export class ConfirmChannel extends Channel {
+  publish(exchange, routingKey, content, options, callback) {
+    const cb = callback && ((err) => (err ? callback(err) : callback(null, {})));
+    return this.raw.publish(exchange, routingKey, content, options, cb);
+  }
+
+  sendToQueue(queue, content, options, callback) {
+    return this.publish('', queue, content, options, callback);
+  }
+
+  waitForConfirms() {
+    return this.raw.waitForConfirms();
+  }
+}
