@@ -1,13 +1,97 @@
 //! Tests shared by every browser context (a page, a dedicated worker): the core compiled
 //! to wasm, and the JS binding, exercised through wasm-bindgen.
 
-use js_sys::Reflect;
-use tabbit::api::Broker as JsBroker;
+use js_sys::{Function, Promise, Reflect};
+use tabbit::api::{RawBroker, RawChannel, RawConnection};
 use tabbit::core::*;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::*;
 
+mod channel;
 mod storage;
+
+/// A broker, a connection and a confirm channel through the package's binding, with
+/// the few calls the storage tests need as promises.
+pub struct JsBroker {
+    pub broker: RawBroker,
+    pub conn: RawConnection,
+    pub ch: RawChannel,
+}
+
+impl JsBroker {
+    pub async fn open(name: Option<String>, storage: JsValue) -> Result<JsBroker, JsValue> {
+        let broker = RawBroker::open(name.unwrap_or_else(|| "default".into()), storage).await?;
+        let conn = broker.connect();
+        let ch = conn.create_channel(true, Function::new_no_args(""))?;
+        Ok(JsBroker { broker, conn, ch })
+    }
+
+    pub fn storage(&self) -> String {
+        self.broker.storage()
+    }
+
+    pub fn problems(&self) -> js_sys::Array {
+        self.broker.problems()
+    }
+
+    pub fn assert_queue(&self, name: &str, options: JsValue) -> Result<JsValue, JsValue> {
+        self.ch.assert_queue(name, options)
+    }
+
+    pub fn assert_exchange(&self, name: &str, kind: &str, options: JsValue) -> Result<JsValue, JsValue> {
+        self.ch.assert_exchange(name, kind, options)
+    }
+
+    pub fn bind_queue(&self, queue: &str, source: &str, pattern: &str, args: JsValue) -> Result<(), JsValue> {
+        self.ch.bind_queue(queue, source, pattern, args)
+    }
+
+    /// Publishes on the confirm channel: a promise of the confirm (an error for a nack or
+    /// a bad argument).
+    pub fn send_to_queue(&self, queue: &str, content: JsValue, options: JsValue) -> Promise {
+        let ch = &self.ch;
+        Promise::new(&mut |resolve, reject| {
+            let cb = Function::new_with_args("resolve, reject, err", "err ? reject(err) : resolve()");
+            let cb: Function = cb.bind2(&JsValue::NULL, &resolve, &reject).unchecked_into();
+            if let Err(e) = ch.publish("", queue, content.clone(), options.clone(), Some(cb)) {
+                let _ = reject.call1(&JsValue::NULL, &e);
+            }
+        })
+    }
+
+    pub fn get(&self, queue: String) -> Promise {
+        self.ch.get(queue, JsValue::UNDEFINED)
+    }
+
+    pub fn ack(&self, message: JsValue, all_up_to: Option<bool>) -> Result<(), JsValue> {
+        self.ch.ack(message, all_up_to)
+    }
+
+    pub fn nack(&self, message: JsValue, all_up_to: Option<bool>, requeue: Option<bool>) -> Result<(), JsValue> {
+        self.ch.nack(message, all_up_to, requeue)
+    }
+
+    /// The queue's entry in `stats()`, or `undefined`.
+    pub fn queue_info(&self, queue: &str) -> JsValue {
+        let queues = js_sys::Array::from(&prop(&self.broker.stats(), "queues"));
+        queues.iter().find(|q| prop(q, "name").as_string().as_deref() == Some(queue)).unwrap_or(JsValue::UNDEFINED)
+    }
+
+    /// Ready messages, or `None` without such a queue.
+    pub fn message_count(&self, queue: &str) -> Option<u32> {
+        let q = self.queue_info(queue);
+        (!q.is_undefined()).then(|| prop(&q, "ready").as_f64().unwrap() as u32)
+    }
+
+    pub fn flush(&self) -> Promise {
+        self.broker.flush()
+    }
+
+    pub async fn close(&self) {
+        self.conn.close();
+        self.broker.close().await;
+    }
+}
 
 /// A broker name no other test (or earlier run in this browser profile) has used.
 pub fn unique(prefix: &str) -> String {
@@ -40,7 +124,7 @@ fn version_matches_the_crate_version() {
 
 #[wasm_bindgen_test]
 async fn js_broker_declares_publishes_gets_and_acks() {
-    let mut b = JsBroker::open(Some(unique("basic")), JsValue::from("memory")).await.unwrap();
+    let b = JsBroker::open(Some(unique("basic")), JsValue::from("memory")).await.unwrap();
     assert_eq!(b.storage(), "memory");
     let ok = b.assert_queue("jobs", JsValue::UNDEFINED).unwrap();
     assert_eq!(prop(&ok, "queue").as_string().as_deref(), Some("jobs"));
@@ -66,7 +150,10 @@ async fn js_errors_are_errors_with_the_amqp_code() {
     assert_eq!(prop(&err, "code").as_f64(), Some(404.0));
     let message = prop(&err, "message").as_string().unwrap();
     assert!(message.contains("no queue 'missing'"), "{message}");
-    // The channel the error closed is replaced: the broker goes on.
+    // The error closed the channel, as in AMQP; a new one goes on.
+    let err = b.assert_queue("q", JsValue::UNDEFINED).unwrap_err();
+    assert_eq!(prop(&err, "code").as_f64(), Some(504.0));
+    b.ch = b.conn.create_channel(true, Function::new_no_args("")).unwrap();
     b.assert_queue("q", JsValue::UNDEFINED).unwrap();
     let err = confirmed(b.send_to_queue("q", JsValue::from_f64(5.0), JsValue::UNDEFINED)).await.unwrap_err();
     assert_eq!(prop(&err, "code").as_f64(), Some(406.0));
@@ -77,6 +164,8 @@ async fn js_errors_are_errors_with_the_amqp_code() {
     let opts = js_sys::JSON::parse(r#"{"persistant": true}"#).unwrap();
     let err = confirmed(b.send_to_queue("q", "x".into(), opts)).await.unwrap_err();
     assert!(prop(&err, "message").as_string().unwrap().contains("unknown publish option 'persistant'"));
+    // Bad arguments throw without closing the channel.
+    b.assert_queue("q", JsValue::UNDEFINED).unwrap();
     let err = JsBroker::open(None, JsValue::from("disk")).await.err().unwrap();
     assert!(prop(&err, "message").as_string().unwrap().contains("use 'indexeddb', 'memory', or an adapter"));
 }

@@ -1,8 +1,8 @@
 //! The IndexedDB store through the JS binding: persistence across close and reopen,
 //! confirms after commit, acks kept, TTL while closed, foreign records.
 
+use super::JsBroker;
 use js_sys::{Array, Promise};
-use tabbit::api::Broker as JsBroker;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
@@ -117,7 +117,7 @@ async fn open(name: &str) -> JsBroker {
 }
 
 /// Every ready message: (content, redelivered, x-delivery-count), acked.
-async fn drain(b: &mut JsBroker, queue: &str) -> Vec<(String, bool, u32)> {
+async fn drain(b: &JsBroker, queue: &str) -> Vec<(String, bool, u32)> {
     let mut out = Vec::new();
     loop {
         let m = got(b.get(queue.into())).await;
@@ -138,7 +138,7 @@ fn owned(v: &[(&str, bool, u32)]) -> Vec<(String, bool, u32)> {
 #[wasm_bindgen_test]
 async fn durable_messages_survive_close_and_reopen_and_acks_stick() {
     let name = unique("reopen");
-    let mut b = open(&name).await;
+    let b = open(&name).await;
     assert_eq!(b.storage(), "indexeddb");
     b.assert_queue("jobs", JsValue::UNDEFINED).unwrap();
     b.assert_queue("scratch", json(r#"{"durable": false}"#)).unwrap();
@@ -158,28 +158,26 @@ async fn durable_messages_survive_close_and_reopen_and_acks_stick() {
     let m3 = got(b.get("jobs".into())).await;
     b.nack(m3, None, Some(true)).unwrap();
     JsFuture::from(b.flush()).await.unwrap();
-    b.close().await;
-    drop(b); // m2 was never acked: as if its tab had died
+    // m2 is never acked and its connection never closed: as if its tab had died.
+    b.broker.close().await;
+    drop(b);
 
-    let mut b = open(&name).await;
+    let b = open(&name).await;
     assert_eq!(b.problems().length(), 0);
     assert!(b.message_count("scratch").is_none(), "a transient queue is not stored");
-    assert_eq!(
-        drain(&mut b, "jobs").await,
-        owned(&[("m2", true, 0), ("m3", true, 1), ("m4", false, 0), ("m5", false, 0)])
-    );
+    assert_eq!(drain(&b, "jobs").await, owned(&[("m2", true, 0), ("m3", true, 1), ("m4", false, 0), ("m5", false, 0)]));
     JsFuture::from(b.flush()).await.unwrap();
     assert_eq!(count(&name, "segments").await, 0, "every message acked: the segment is deleted");
     b.close().await;
-    let mut b = open(&name).await;
-    assert_eq!(drain(&mut b, "jobs").await, owned(&[]), "acked messages never come back");
+    let b = open(&name).await;
+    assert_eq!(drain(&b, "jobs").await, owned(&[]), "acked messages never come back");
     b.close().await;
 }
 
 #[wasm_bindgen_test]
 async fn a_confirm_resolves_only_once_the_message_is_in_indexeddb() {
     let name = unique("confirm");
-    let mut b = open(&name).await;
+    let b = open(&name).await;
     b.assert_queue("q", JsValue::UNDEFINED).unwrap();
     JsFuture::from(b.flush()).await.unwrap();
     let db = JsFuture::from(open_db(&format!("tabbit:{name}"))).await.unwrap();
@@ -201,7 +199,7 @@ async fn a_confirm_resolves_only_once_the_message_is_in_indexeddb() {
 #[wasm_bindgen_test]
 async fn ttl_that_passes_while_closed_dead_letters_at_reopen() {
     let name = unique("ttl");
-    let mut b = open(&name).await;
+    let b = open(&name).await;
     b.assert_exchange("dlx", "fanout", JsValue::UNDEFINED).unwrap();
     b.assert_queue("dead", JsValue::UNDEFINED).unwrap();
     b.bind_queue("dead", "dlx", "", JsValue::UNDEFINED).unwrap();
@@ -212,9 +210,9 @@ async fn ttl_that_passes_while_closed_dead_letters_at_reopen() {
     b.close().await;
     JsFuture::from(sleep(300.0)).await.unwrap();
 
-    let mut b = open(&name).await;
+    let b = open(&name).await;
     assert_eq!(b.message_count("short"), Some(0));
-    assert_eq!(drain(&mut b, "long").await, owned(&[("stays", false, 0)]));
+    assert_eq!(drain(&b, "long").await, owned(&[("stays", false, 0)]));
     let dead = got(b.get("dead".into())).await;
     assert_eq!(content(&dead), "expires");
     let death = prop(&prop(&prop(&dead, "properties"), "headers"), "x-death");
@@ -225,7 +223,7 @@ async fn ttl_that_passes_while_closed_dead_letters_at_reopen() {
 #[wasm_bindgen_test]
 async fn memory_storage_keeps_nothing_across_reopen() {
     let name = unique("memory");
-    let mut b = JsBroker::open(Some(name.clone()), JsValue::from("memory")).await.unwrap();
+    let b = JsBroker::open(Some(name.clone()), JsValue::from("memory")).await.unwrap();
     b.assert_queue("q", JsValue::UNDEFINED).unwrap();
     confirmed(b.send_to_queue("q", "x".into(), persistent())).await.unwrap();
     b.close().await;
@@ -236,7 +234,7 @@ async fn memory_storage_keeps_nothing_across_reopen() {
 #[wasm_bindgen_test]
 async fn foreign_and_corrupt_records_are_skipped_and_reported() {
     let name = unique("foreign");
-    let mut b = open(&name).await;
+    let b = open(&name).await;
     b.assert_queue("q", JsValue::UNDEFINED).unwrap();
     confirmed(b.send_to_queue("q", "kept".into(), persistent())).await.unwrap();
     b.close().await;
@@ -247,17 +245,17 @@ async fn foreign_and_corrupt_records_are_skipped_and_reported() {
     JsFuture::from(put_foreign(&db, "queues", "odd".into(), js_sys::Uint8Array::new_with_length(0).into()))
         .await
         .unwrap();
-    let mut b = open(&name).await;
+    let b = open(&name).await;
     let problems: Vec<String> = b.problems().iter().filter_map(|p| p.as_string()).collect();
     assert_eq!(problems.len(), 3, "{problems:?}");
-    assert_eq!(drain(&mut b, "q").await, owned(&[("kept", false, 0)]));
+    assert_eq!(drain(&b, "q").await, owned(&[("kept", false, 0)]));
     b.close().await;
 }
 
 #[wasm_bindgen_test]
 async fn a_deep_queue_pages_bodies_out_and_back_in_order_across_reopen() {
     let name = unique("paging");
-    let mut b = open(&name).await;
+    let b = open(&name).await;
     b.assert_queue("deep", JsValue::UNDEFINED).unwrap();
     let n = 6000;
     let all: Array = (0..n).map(|i| b.send_to_queue("deep", format!("{i}").into(), persistent())).collect();
@@ -273,9 +271,9 @@ async fn a_deep_queue_pages_bodies_out_and_back_in_order_across_reopen() {
         b.ack(m, None).unwrap();
     }
     b.close().await;
-    let mut b = open(&name).await;
+    let b = open(&name).await;
     assert!(prop(&b.queue_info("deep"), "pagedOut").as_f64().unwrap() > 0.0, "recovery leaves deep messages paged");
-    let rest = drain(&mut b, "deep").await;
+    let rest = drain(&b, "deep").await;
     let want: Vec<String> = (n / 2..n).map(|i| i.to_string()).collect();
     assert_eq!(rest.into_iter().map(|m| m.0).collect::<Vec<_>>(), want);
     b.close().await;
@@ -285,7 +283,7 @@ async fn a_deep_queue_pages_bodies_out_and_back_in_order_across_reopen() {
 async fn a_storage_adapter_object_keeps_the_broker_across_reopen() {
     let adapter = MapAdapter::new();
     let name = unique("adapter");
-    let mut b = JsBroker::open(Some(name.clone()), adapter.clone()).await.unwrap();
+    let b = JsBroker::open(Some(name.clone()), adapter.clone()).await.unwrap();
     assert_eq!(b.storage(), "adapter");
     b.assert_queue("q", JsValue::UNDEFINED).unwrap();
     confirmed(b.send_to_queue("q", "kept".into(), persistent())).await.unwrap();
@@ -297,8 +295,8 @@ async fn a_storage_adapter_object_keeps_the_broker_across_reopen() {
     confirmed(b.send_to_queue("q", "after".into(), persistent())).await.unwrap();
     assert!(adapter.writes() >= 2.0);
     b.close().await;
-    let mut b = JsBroker::open(Some(name), adapter.into()).await.unwrap();
-    assert_eq!(drain(&mut b, "q").await, owned(&[("kept", false, 0), ("after", false, 0)]));
+    let b = JsBroker::open(Some(name), adapter.into()).await.unwrap();
+    assert_eq!(drain(&b, "q").await, owned(&[("kept", false, 0), ("after", false, 0)]));
     let err = JsBroker::open(None, js_sys::Object::new().into()).await.err().unwrap();
     assert!(prop(&err, "message").as_string().unwrap().contains("needs a 'load' method"));
 }
@@ -307,7 +305,7 @@ async fn a_storage_adapter_object_keeps_the_broker_across_reopen() {
 async fn another_context_upgrading_or_deleting_the_database_is_not_blocked() {
     let name = unique("versionchange");
     let db = format!("tabbit:{name}");
-    let mut b = open(&name).await;
+    let b = open(&name).await;
     b.assert_queue("q", JsValue::UNDEFINED).unwrap();
     confirmed(b.send_to_queue("q", "one".into(), persistent())).await.unwrap();
     // Deleting the database: the broker steps aside, then writes into a new one.
