@@ -3,9 +3,9 @@
 // one table (also written as JSON to bench/results.json):
 //   (a)  raw IndexedDB, one record per message, 100 messages per transaction (the baseline);
 //   (a') raw IndexedDB, one record holding 100 messages per transaction (for context);
-//   (b)  tabbit persistent publish with confirms into a durable queue, window of 1,000 unconfirmed;
+//   (b)  tabbit persistent publish on a confirm channel into a durable queue, window of 1,000 unconfirmed;
 //   (c)  tabbit get + ack of those messages until the queue is empty, then flush();
-//   (d)  reopen with 100,000 persistent messages queued: Broker.open until a first get returns;
+//   (d)  reopen with 100,000 persistent messages queued: connect() until a first get returns;
 //   (e)  memory with N persistent messages queued: wasm linear memory + JS heap (after a GC).
 // Throughputs are medians of --reps rounds (fresh database each), rounds interleaved so that the
 // machine's noise hits every row alike; ratios are to (a) of the same run and message size.
@@ -45,7 +45,7 @@ const config = {
   memoryN: option('--memory-n', quick ? 0 : 1_000_000),
   profile: flag('--profile'),
 };
-const PROFILING_PKG = '/target/bench-pkg-profiling/tabbit.js';
+const PROFILING_PKG = '/target/bench-pkg-profiling/index.js'; // the main module, beside its glue
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);

@@ -3,21 +3,34 @@
 // statistics, memory readings and reporting. Every function returns plain numbers (ms, counts, bytes).
 //
 //   const w = await import('/bench/workloads.js');
-//   await w.load();                                   // or w.load('/target/bench-pkg-profiling/tabbit.js')
+//   await w.load();                                   // or w.load('/target/bench-pkg-profiling/index.js')
 //   await w.idbWrite({ n: 20000, size: 100 });        // → {ms}
-//   await w.publish({ n: 20000, size: 100 });         // → {ms}; the broker stays open for drain/reopen
+//   await w.publish({ n: 20000, size: 100 });         // → {ms}; the connection stays open for drain/reopen
 //   await w.drain();                                  // → {ms, got}
-//   await w.finish();                                 // closes the broker and deletes its database
+//   await w.finish();                                 // closes the connection and deletes its database
+// tabbit is used through its package API (the main module, pkg/index.js): connect(), a confirm channel.
 
-let tabbit; // the package module
-let wasm; // its wasm exports (memory)
-let current = null; // {name, broker} of the last publish()
+let tabbit; // the package's main module
+let wasm; // the wasm exports (memory)
+let current = null; // {name, conn, ch} of the last publish()
 
-/** Imports and initialises the package. */
-export async function load(pkg = '/pkg/tabbit.js') {
+/**
+ * Imports the package's main module `pkg` (connect() loads the wasm), and the wasm-bindgen glue
+ * beside it for the wasm's memory: the glue's init, called again, answers the instance it made.
+ */
+export async function load(pkg = '/pkg/index.js') {
   tabbit = await import(pkg);
-  wasm = await tabbit.default();
-  return { version: tabbit.version(), userAgent: navigator.userAgent };
+  const version = await tabbit.version(); // loads the wasm
+  const glue = await import(new URL('tabbit.js', new URL(pkg, location.href)).href);
+  wasm = await glue.default();
+  return { version, userAgent: navigator.userAgent };
+}
+
+/** A fresh connection to broker `name` on IndexedDB, with a confirm channel. */
+async function open(name) {
+  const conn = await tabbit.connect({ name, storage: 'indexeddb' });
+  const ch = await conn.createConfirmChannel();
+  return { conn, ch };
 }
 
 let unique = 0;
@@ -79,75 +92,90 @@ export async function idbWrite({ n, size, perTx = 100, window = 1000, segment = 
   return { ms };
 }
 
-/** Closes the open broker, if any, and deletes its database. */
+/** Closes the open connection, if any (the last one to its broker closes its storage), and deletes its database. */
 export async function finish() {
   if (!current) return;
-  const { name, broker } = current;
+  const { name, conn } = current;
   current = null;
-  if (broker) await broker.close();
+  if (conn) await conn.close();
   await deleteDb(`tabbit:${name}`);
 }
 
 /**
- * tabbit: opens a fresh broker on IndexedDB, declares durable queue 'q' and publishes `n`
- * persistent messages of `size` bytes with at most `window` unconfirmed; timed until the last
- * confirm. The broker stays open (for drain, reopen, memory readings) until finish().
+ * tabbit: connects to a fresh broker on IndexedDB, declares durable queue 'q' and publishes `n`
+ * persistent messages of `size` bytes on a confirm channel with at most `window` unconfirmed;
+ * timed until the last confirm. The connection stays open (for drain, reopen, memory readings)
+ * until finish().
  */
 export async function publish({ n, size, window = 1000 }) {
   await finish();
   const name = uniqueName('tabbit');
-  const broker = await tabbit.Broker.open(name, 'indexeddb');
-  current = { name, broker };
-  broker.assertQueue('q', { durable: true });
+  const { conn, ch } = await open(name);
+  current = { name, conn, ch };
+  await ch.assertQueue('q', { durable: true });
   const body = payload(size);
   const options = { persistent: true };
-  const ring = new Array(window); // confirms not yet awaited, by publish number modulo window
+  let unconfirmed = 0;
+  let failure = null;
+  let wake = null; // resolves the publishing loop's wait for a confirm
+  const confirmed = (err) => {
+    unconfirmed--;
+    if (err) failure ??= err;
+    if (wake) {
+      const w = wake;
+      wake = null;
+      w();
+    }
+  };
   const t0 = performance.now();
   for (let i = 0; i < n; i++) {
-    const slot = i % window;
-    if (ring[slot]) await ring[slot];
-    ring[slot] = broker.sendToQueue('q', body, options);
+    while (unconfirmed >= window) await new Promise((ok) => (wake = ok));
+    if (failure) throw failure;
+    unconfirmed++;
+    ch.sendToQueue('q', body, options, confirmed);
   }
-  await Promise.all(ring);
+  await ch.waitForConfirms(); // rejects if one was nacked
+  if (failure) throw failure;
   return { ms: performance.now() - t0 };
 }
 
-/** tabbit: get + ack until queue 'q' of the open broker is empty, then flush; timed to the end of the flush. */
+/** tabbit: get + ack until queue 'q' of the open connection is empty, then flush; timed to the end of the flush. */
 export async function drain() {
-  const { broker } = current;
-  await broker.flush();
+  const { conn, ch } = current;
+  await conn.flush();
   let got = 0;
   const t0 = performance.now();
   for (;;) {
-    const m = await broker.get('q'); // works whether get returns a message or a promise of one
+    const m = await ch.get('q');
     if (!m) break;
-    broker.ack(m);
+    ch.ack(m);
     got++;
   }
-  await broker.flush();
+  await conn.flush();
   return { ms: performance.now() - t0, got };
 }
 
 /**
- * tabbit: closes the open broker, then `reps` times opens it again and times Broker.open until
- * the first get returns a message (not acked, so every reopen finds the same queue).
+ * tabbit: closes the open connection (its broker and storage close with it), then `reps` times
+ * connects again and times connect() + createConfirmChannel() until the first get returns a
+ * message (not acked, so every reopen finds the same queue).
  */
 export async function reopen({ reps }) {
-  const { name, broker } = current;
-  await broker.close();
-  current.broker = null;
+  const { name, conn } = current;
+  await conn.close();
+  current.conn = null;
   const times = [];
   let messageCount = 0;
   for (let r = 0; r < reps; r++) {
     const t0 = performance.now();
-    const b = await tabbit.Broker.open(name, 'indexeddb');
-    const m = await b.get('q');
+    const { conn: c, ch } = await open(name);
+    const m = await ch.get('q');
     times.push(performance.now() - t0);
     if (!m) throw new Error('reopen: the queue came back empty');
-    messageCount = b.messageCount('q') + 1;
-    await b.close();
+    messageCount = (await ch.checkQueue('q')).messageCount + 1;
+    await c.close();
   }
-  current.broker = null; // closed; finish() deletes the database
+  current.conn = null; // closed; finish() deletes the database
   return { times, messageCount };
 }
 

@@ -6,11 +6,11 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BLANK, ROOT, TEST_TIMEOUT, crashPage, launchBrowser, openPage, setQuota, startServer } from './browser.mjs';
 
-test('harness: the page loads /pkg/tabbit.js and version() is the crate version', { timeout: TEST_TIMEOUT }, async (t) => {
+test('harness: the page loads /pkg/index.js and version() is the crate version', { timeout: TEST_TIMEOUT }, async (t) => {
   const cargo = await readFile(join(ROOT, 'Cargo.toml'), 'utf8');
   const version = cargo.match(/^\[package\][^[]*?^version\s*=\s*"([^"]+)"/ms)?.[1];
-  await readFile(join(ROOT, 'pkg', 'tabbit_bg.wasm')).catch(() => {
-    throw new Error('pkg/ is not built: run wasm-pack build --target web --release --out-dir pkg');
+  await Promise.all(['tabbit_bg.wasm', 'index.js'].map((f) => readFile(join(ROOT, 'pkg', f)))).catch(() => {
+    throw new Error('pkg/ is not built: run scripts/build-pkg');
   });
   const server = await startServer();
   t.after(() => server.close());
@@ -19,9 +19,8 @@ test('harness: the page loads /pkg/tabbit.js and version() is the crate version'
 
   const { page, errors } = await openPage(browser.context, server.url + BLANK);
   const shown = await page.evaluate(async () => {
-    const { default: init, version } = await import('/pkg/tabbit.js');
-    await init();
-    return version();
+    const { version } = await import('/pkg/index.js'); // loads the wasm on first use
+    return await version();
   });
   assert.equal(shown, version);
   assert.deepEqual(errors, []);

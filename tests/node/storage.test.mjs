@@ -3,7 +3,8 @@
 // (server on a free port) and its own profile directory, and checks the publisher-confirm
 // contract: a confirmed message survives, an acked one (once flush() resolved) does not, none
 // comes back twice, and a delivered-but-unacked one comes back with redelivered = true.
-// API as amqplib's channel: get(queue) is awaited and answers a message or false.
+// API: the package's main module (/pkg/index.js), amqplib's: connect() loads the wasm, a confirm
+// channel's sendToQueue takes a callback (err) => ..., get(queue) answers a message or false.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -35,23 +36,41 @@ async function setup(t) {
 }
 
 /**
+ * Opens `url` in `context` (openPage) and defines two helpers in the page:
+ *   sent(ch, q, content, opts): a promise per message, that resolves on its confirm and rejects
+ *     with the nack's Error;
+ *   queueStats(conn, q): the queue's entry in conn.stats() ({ready, readyBytes, pagedOut,
+ *     unacked, consumers, durable, ...}), or undefined when there is no such queue (unlike
+ *     checkQueue, which would reject with 404 and close the channel).
+ */
+async function openTestPage(context, url) {
+  const opened = await openPage(context, url);
+  await opened.page.evaluate(() => {
+    window.sent = (ch, q, content, opts) =>
+      new Promise((ok, fail) => ch.sendToQueue(q, content, opts, (err) => (err ? fail(err) : ok())));
+    window.queueStats = async (conn, q) => (await conn.stats()).queues.find((x) => x.name === q);
+  });
+  return opened;
+}
+
+/**
  * In a fresh page: opens broker `name` from IndexedDB, takes every ready message of `queue` with
  * get() (acking each), flushes, closes. Checks that recovery skipped no stored record and the
  * queue is there; answers what came back, in order: {count, messages: [{id, redelivered, text, length}]}.
  */
 async function drain(context, url, name, queue) {
-  const { page, errors } = await openPage(context, url);
+  const { page, errors } = await openTestPage(context, url);
   const result = await page.evaluate(
     async ({ name, queue }) => {
-      const { default: init, Broker } = await import('/pkg/tabbit.js');
-      await init();
-      const broker = await Broker.open(name, 'indexeddb');
-      const storage = broker.storage;
-      const problems = Array.from(broker.problems ?? []); // stored records recovery skipped
-      const count = broker.messageCount(queue);
+      const { connect } = await import('/pkg/index.js');
+      const conn = await connect({ name, storage: 'indexeddb' });
+      const ch = await conn.createConfirmChannel();
+      const storage = conn.storage;
+      const problems = Array.from(conn.problems ?? []); // stored records recovery skipped
+      const count = (await queueStats(conn, queue))?.ready;
       const messages = [];
       if (count !== undefined) {
-        for (let m; (m = await broker.get(queue)); ) {
+        for (let m; (m = await ch.get(queue)); ) {
           const text = new TextDecoder().decode(m.content.subarray(0, 32));
           messages.push({
             id: m.properties.messageId,
@@ -59,12 +78,12 @@ async function drain(context, url, name, queue) {
             text,
             length: m.content.length,
           });
-          broker.ack(m);
+          ch.ack(m);
         }
-        await broker.flush();
+        await conn.flush();
       }
-      const after = broker.messageCount(queue);
-      await broker.close();
+      const after = (await queueStats(conn, queue))?.ready;
+      await conn.close();
       return { storage, problems, count, messages, after };
     },
     { name, queue },
@@ -94,7 +113,7 @@ test('storage: a tab that crashes mid-publish loses no confirmed message and res
   const name = `crash-${randomUUID()}`;
 
   // What Node knows for sure when it crashes the tab. The publishing loop in the page reports
-  // each id whose sendToQueue resolved ('confirmed'), in batches, one batch in flight at a time,
+  // each id whose confirm came ('confirmed'), in batches, one batch in flight at a time,
   // and waits while more than BACKLOG confirms are not yet taken in by Node, so that a slow Node
   // (a loaded CI machine) still crashes the tab mid-publish; a report lost in the crash only
   // makes the check weaker. Node itself runs the consume rounds, with
@@ -112,7 +131,7 @@ test('storage: a tab that crashes mid-publish loses no confirmed message and res
   const failures = [];
   let finished = false;
 
-  const { page: a, errors: errorsA } = await openPage(browser.context, url);
+  const { page: a, errors: errorsA } = await openTestPage(browser.context, url);
   await a.exposeFunction('reportConfirmed', (ids) => {
     for (const id of ids) seen.confirmed.add(id);
   });
@@ -123,11 +142,11 @@ test('storage: a tab that crashes mid-publish loses no confirmed message and res
   });
   await a.evaluate(
     async ({ name, TOTAL, WINDOW, BACKLOG }) => {
-      const { default: init, Broker } = await import('/pkg/tabbit.js');
-      await init();
-      const broker = await Broker.open(name, 'indexeddb');
-      if (broker.storage !== 'indexeddb') throw new Error(`storage is ${broker.storage}`);
-      broker.assertQueue('jobs', { durable: true });
+      const { connect } = await import('/pkg/index.js');
+      const conn = await connect({ name, storage: 'indexeddb' });
+      const ch = await conn.createConfirmChannel();
+      if (conn.storage !== 'indexeddb') throw new Error(`storage is ${conn.storage}`);
+      await ch.assertQueue('jobs', { durable: true });
       let buffer = []; // confirmed ids not sent to Node yet
       let sending = null; // the batch on its way to Node (resolves when Node took it in)
       let backlog = 0; // confirmed ids that Node has not taken in yet
@@ -149,18 +168,18 @@ test('storage: a tab that crashes mid-publish loses no confirmed message and res
       window.consumeRound = async (flush) => {
         const round = { got: [], acked: [], held: [] };
         for (let k = 0; k < 5; k++) {
-          const m = await broker.get('jobs');
+          const m = await ch.get('jobs');
           if (!m) break;
           const id = m.properties.messageId;
           round.got.push(id);
           if (k === 4) {
             round.held.push(id);
           } else {
-            broker.ack(m);
+            ch.ack(m);
             round.acked.push(id);
           }
         }
-        if (flush) await broker.flush();
+        if (flush) await conn.flush();
         return round;
       };
       const filler = 'x'.repeat(100);
@@ -169,8 +188,7 @@ test('storage: a tab that crashes mid-publish loses no confirmed message and res
         const inflight = new Set();
         for (let i = 0; i < TOTAL; i++) {
           const id = String(i);
-          const p = broker
-            .sendToQueue('jobs', encoder.encode(`job ${id} ${filler}`), { persistent: true, messageId: id })
+          const p = sent(ch, 'jobs', encoder.encode(`job ${id} ${filler}`), { persistent: true, messageId: id })
             .then(
               () => confirmed(id),
               (e) => reportEvent('nacked', `${id}: ${e?.message ?? e}`),
@@ -256,20 +274,20 @@ test('storage: a tab that crashes mid-publish loses no confirmed message and res
 test('storage: a full quota nacks persistent publishes with an Error, and the broker keeps serving', { timeout: TEST_TIMEOUT }, async (t) => {
   // Checked on Chromium 156: under a 1 MB override a fresh origin's IndexedDB refuses the 15th
   // 64 KB write, under 3 MB the 47th (QuotaExceededError); usage counts the whole origin.
-  // Broker.open and the queue declaration must fit, so not much smaller than that.
+  // connect() and the queue declaration must fit, so not much smaller than that.
   const QUOTA = 3 << 20;
   const SIZE = 64 * 1024;
   const MAX = 400; // 25 MB: the quota must bite long before
   const { server, browser, url } = await setup(t);
   const name = `quota-${randomUUID()}`;
 
-  const { page, errors } = await openPage(browser.context, url);
+  const { page, errors } = await openTestPage(browser.context, url);
   await setQuota(page, server.origin, QUOTA); // before the origin's first IndexedDB use: see setQuota
   await page.evaluate(async (name) => {
-    const { default: init, Broker } = await import('/pkg/tabbit.js');
-    await init();
-    window.broker = await Broker.open(name, 'indexeddb');
-    window.broker.assertQueue('big', { durable: true });
+    const { connect } = await import('/pkg/index.js');
+    window.conn = await connect({ name, storage: 'indexeddb' });
+    window.ch = await conn.createConfirmChannel();
+    await ch.assertQueue('big', { durable: true });
     // 64 KB of incompressible bytes that start with `${id}:`.
     window.body = (id) => {
       const b = new Uint8Array(64 * 1024);
@@ -284,7 +302,7 @@ test('storage: a full quota nacks persistent publishes with an Error, and the br
     for (let i = 0; i < MAX; i++) {
       const id = `p${i}`;
       try {
-        await broker.sendToQueue('big', body(id), { persistent: true, messageId: id });
+        await sent(ch, 'big', body(id), { persistent: true, messageId: id });
         confirmed.push(id);
       } catch (e) {
         return {
@@ -304,15 +322,15 @@ test('storage: a full quota nacks persistent publishes with an Error, and the br
 
   // The confirmed messages are all there (and only they); hand them back with nack(requeue).
   const held = await page.evaluate(async () => {
-    const count = broker.messageCount('big');
+    const count = (await ch.checkQueue('big')).messageCount;
     const got = [];
-    for (let m; (m = await broker.get('big')); ) got.push(m);
+    for (let m; (m = await ch.get('big')); ) got.push(m);
     const out = got.map((m) => ({
       id: m.properties.messageId,
       ok: m.content.length === 64 * 1024 && new TextDecoder().decode(m.content.subarray(0, 8)).startsWith(`${m.properties.messageId}:`),
     }));
-    for (const m of got) broker.nack(m, false, true);
-    return { count, out, after: broker.messageCount('big') };
+    for (const m of got) ch.nack(m, false, true);
+    return { count, out, after: (await ch.checkQueue('big')).messageCount };
   });
   const gettable = held.out.map((m) => m.id);
   assert.ok(
@@ -327,11 +345,11 @@ test('storage: a full quota nacks persistent publishes with an Error, and the br
 
   // Transient messages to a non-durable queue do not touch storage: they still flow.
   const transient = await page.evaluate(async () => {
-    broker.assertQueue('mem', { durable: false });
-    await broker.sendToQueue('mem', 'still here', { persistent: false, messageId: 't1' });
-    const m = await broker.get('mem');
-    broker.ack(m);
-    return { text: new TextDecoder().decode(m.content), id: m.properties.messageId, next: await broker.get('mem') };
+    await ch.assertQueue('mem', { durable: false });
+    await sent(ch, 'mem', 'still here', { persistent: false, messageId: 't1' });
+    const m = await ch.get('mem');
+    ch.ack(m);
+    return { text: new TextDecoder().decode(m.content), id: m.properties.messageId, next: await ch.get('mem') };
   });
   assert.deepEqual(transient, { text: 'still here', id: 't1', next: false }, 'get() on an empty queue: false');
 
@@ -342,14 +360,14 @@ test('storage: a full quota nacks persistent publishes with an Error, and the br
     const results = [];
     for (const id of ids) {
       try {
-        await broker.sendToQueue('big', body(id), { persistent: true, messageId: id });
+        await sent(ch, 'big', body(id), { persistent: true, messageId: id });
         results.push([id, 'confirmed']);
       } catch (e) {
         results.push([id, `rejected: ${e?.message ?? e}`]);
       }
     }
-    await broker.flush();
-    await broker.close();
+    await conn.flush();
+    await conn.close();
     return results;
   });
   assert.deepEqual(after, ['q0', 'q1', 'q2', 'q3', 'q4'].map((id) => [id, 'confirmed']), 'publishes after raising the quota');
@@ -384,27 +402,25 @@ test('storage: confirmed messages survive a browser restart', { timeout: TEST_TI
   const url = server.url + BLANK;
   const name = `restart-${randomUUID()}`;
 
-  const { page, errors } = await openPage(browser.context, url);
+  const { page, errors } = await openTestPage(browser.context, url);
   const before = await page.evaluate(
     async ({ name, N }) => {
-      const { default: init, Broker } = await import('/pkg/tabbit.js');
-      await init();
-      const broker = await Broker.open(name, 'indexeddb');
-      broker.assertQueue('keep', { durable: true });
+      const { connect } = await import('/pkg/index.js');
+      const conn = await connect({ name, storage: 'indexeddb' });
+      const ch = await conn.createConfirmChannel();
+      await ch.assertQueue('keep', { durable: true });
       const ids = Array.from({ length: N }, (_, i) => `r${i}`);
-      await Promise.all(
-        ids.map((id) => broker.sendToQueue('keep', `message ${id}`, { persistent: true, messageId: id })),
-      );
+      await Promise.all(ids.map((id) => sent(ch, 'keep', `message ${id}`, { persistent: true, messageId: id })));
       // Deliver the first one and leave it unacked when the browser goes.
-      const m = await broker.get('keep');
-      await broker.flush();
-      return { storage: broker.storage, held: m.properties.messageId, count: broker.messageCount('keep') };
+      const m = await ch.get('keep');
+      await conn.flush();
+      return { storage: conn.storage, held: m.properties.messageId, count: (await ch.checkQueue('keep')).messageCount };
     },
     { name, N },
   );
   assert.deepEqual(before, { storage: 'indexeddb', held: 'r0', count: N - 1 });
   assert.deepEqual(errors, []);
-  await browser.close(); // the broker is never closed: the browser just goes away
+  await browser.close(); // the connection is never closed: the browser just goes away
 
   browser = await launchBrowser({ userDataDir: dir });
   const { messages } = await drain(browser.context, url, name, 'keep');
