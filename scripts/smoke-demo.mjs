@@ -1,7 +1,7 @@
 // Smoke test of the demo as `scripts/demo` serves it: serves the repository, loads /www/ in headless
 // Chromium (through the shared scaffold of tests/node/browser.mjs) and checks that the page shows
 // the crate's version, opens its broker and publishes, gets and acks a message, with no error in
-// the page. Needs pkg/ from `wasm-pack build --target web --release --out-dir pkg` (scripts/test
+// the page. Needs pkg/ from `scripts/build-pkg` (scripts/test
 // builds it first). This would have caught Debian's wasm-opt 108 breaking the optimized package
 // (see scripts/setup).
 import { test } from 'node:test';
@@ -15,7 +15,7 @@ test('the demo page loads the wasm package, opens its broker and round-trips a m
   const version = cargo.match(/^\[package\][^[]*?^version\s*=\s*"([^"]+)"/ms)?.[1];
   assert.ok(version, 'version in Cargo.toml');
   await readFile(join(ROOT, 'pkg', 'tabbit_bg.wasm')).catch(() => {
-    throw new Error('pkg/ is not built: run wasm-pack build --target web --release --out-dir pkg');
+    throw new Error('pkg/ is not built: run scripts/build-pkg');
   });
 
   const server = await startServer();

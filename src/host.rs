@@ -29,6 +29,14 @@ extern "C" {
     fn clear_timeout(id: &JsValue);
 }
 
+/// Resolves after `ms` milliseconds (a timer: other tasks run meanwhile).
+async fn sleep(ms: f64) {
+    let timer = Promise::new(&mut |resolve, _| {
+        set_timeout(&resolve, ms);
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(timer).await;
+}
+
 pub fn now() -> u64 {
     js_sys::Date::now() as u64
 }
@@ -145,6 +153,8 @@ struct Inner {
     paging_in: FxSet<Rc<str>>,
     /// `get` calls waiting for their queue's head to be paged in.
     head_waiters: Vec<(Rc<str>, Function)>,
+    /// How long to wait before writing again after a failed transaction (ms).
+    retry_delay: f64,
     closed: bool,
 }
 
@@ -186,6 +196,9 @@ fn storage_error(e: &StoreError) -> AmqpError {
 const KEEP_LOADED: usize = 2048;
 /// How far from the head paged-out messages are paged back in.
 const PAGE_IN_WINDOW: usize = 1024;
+/// Backoff between attempts after a failed transaction, doubling up to the maximum.
+const MIN_RETRY_DELAY_MS: f64 = 20.0;
+const MAX_RETRY_DELAY_MS: f64 = 1000.0;
 /// Segments read at a time while recovering.
 const RECOVERY_CHUNK: u32 = 64;
 
@@ -268,6 +281,7 @@ impl Host {
             dispatching: false,
             paging_in: FxSet::default(),
             head_waiters: Vec::new(),
+            retry_delay: MIN_RETRY_DELAY_MS,
             closed: false,
         }));
         let weak = Rc::downgrade(&inner);
@@ -439,14 +453,17 @@ impl Host {
 
     /// Resolves once the head of `queue` is in memory (at once if it is).
     pub fn head_loaded(&self, queue: &str) -> Promise {
-        Promise::new(&mut |resolve, _reject| {
+        let promise = Promise::new(&mut |resolve, _reject| {
             let mut inner = self.inner.borrow_mut();
             if inner.core.head_paged(queue) {
                 inner.head_waiters.push((queue.into(), resolve));
             } else {
                 let _ = resolve.call0(&JsValue::NULL);
             }
-        })
+        });
+        // A page-in for it is under way, or starts now (a read that failed is tried again).
+        self.start_page_ins();
+        promise
     }
 
     /// Drops the bodies of committed messages deep in queues.
@@ -496,6 +513,15 @@ impl Host {
                 Some(b) => db.write(b).await,
                 None => Ok(()),
             };
+            if result.is_err() {
+                // Storage refused (full, upgraded elsewhere): try again later, not in a tight
+                // loop. Commands meanwhile gather into the next batch, as during any write.
+                let delay = self.inner.borrow().retry_delay;
+                sleep(delay).await;
+                self.inner.borrow_mut().retry_delay = (delay * 2.0).min(MAX_RETRY_DELAY_MS);
+            } else {
+                self.inner.borrow_mut().retry_delay = MIN_RETRY_DELAY_MS;
+            }
             let more = {
                 let mut inner = self.inner.borrow_mut();
                 // `flush()` calls that came while this batch was in flight wait for it too.

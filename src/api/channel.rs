@@ -49,9 +49,13 @@ impl Handlers {
             }
             let _ = match w.nacked {
                 false => w.resolve.call0(&JsValue::NULL),
-                true => {
-                    w.reject.call1(&JsValue::NULL, &js_error("a message published before waitForConfirms was nacked"))
-                }
+                true => w.reject.call1(
+                    &JsValue::NULL,
+                    &to_js(AmqpError::new(
+                        ReplyCode::ResourceError,
+                        "a message published before waitForConfirms was nacked: its publish callback has the reason",
+                    )),
+                ),
             };
             false
         });
@@ -67,10 +71,6 @@ impl Handlers {
             let _ = w.reject.call1(&JsValue::NULL, error);
         }
     }
-}
-
-fn js_error(message: &str) -> JsValue {
-    js_sys::Error::new(message).into()
 }
 
 type Routes = Rc<RefCell<FxMap<ChannelRef, Handlers>>>;
@@ -319,6 +319,20 @@ impl RawChannel {
         self.host.with(|core| f(core, ch, now())).map_err(to_js)
     }
 
+    /// For the calls that answer nothing (publish, ack, nack, reject): on a closed channel
+    /// they throw; a channel error they cause closes the channel and reaches the app as
+    /// its `error` and `close` events (and failed confirms), as in amqplib.
+    fn run_or_event(
+        &self,
+        f: impl FnOnce(&mut crate::core::Broker, ChannelRef, u64) -> crate::core::Result<()>,
+    ) -> R<()> {
+        if !self.host.read(|core| core.has_channel(self.ch)) {
+            return Err(to_js(AmqpError::new(ReplyCode::ChannelError, "channel is closed: open a new one")));
+        }
+        let _ = self.run(f);
+        Ok(())
+    }
+
     #[wasm_bindgen(js_name = assertQueue)]
     pub fn assert_queue(&self, name: &str, options: JsValue) -> R<JsValue> {
         self.declare_queue(name, &options, false)
@@ -411,23 +425,16 @@ impl RawChannel {
         let (message, mandatory) = convert::message(exchange, routing_key, &content, &options).map_err(to_js)?;
         let seq = self.next_seq.get();
         if self.confirm {
-            let mut routes = self.routes.borrow_mut();
-            let Some(h) = routes.get_mut(&self.ch) else {
-                return Err(to_js(AmqpError::new(ReplyCode::ChannelError, "channel is closed: open a new one")));
-            };
-            h.outstanding.insert(seq);
-            if let Some(cb) = callback {
-                h.callbacks.insert(seq, cb);
+            if let Some(h) = self.routes.borrow_mut().get_mut(&self.ch) {
+                h.outstanding.insert(seq);
+                if let Some(cb) = callback {
+                    h.callbacks.insert(seq, cb);
+                }
             }
         }
-        match self.run(|core, ch, now| core.publish(ch, message, mandatory, now)) {
-            Ok(()) => {
-                self.next_seq.set(seq + self.confirm as u64);
-                Ok(true)
-            }
-            // The channel is closed, and its handlers told (`error`, `close`, callbacks).
-            Err(_) => Ok(true),
-        }
+        self.run_or_event(|core, ch, now| core.publish(ch, message, mandatory, now))?;
+        self.next_seq.set(seq + self.confirm as u64);
+        Ok(true)
     }
 
     /// Resolves once every message published so far is confirmed; rejects if one was
@@ -503,32 +510,32 @@ impl RawChannel {
     /// `ack(message, allUpTo)`.
     pub fn ack(&self, message: JsValue, all_up_to: Option<bool>) -> R<()> {
         let tag = delivery_tag(&message)?;
-        self.run(|core, ch, now| core.ack(ch, tag, all_up_to.unwrap_or(false), now))
+        self.run_or_event(|core, ch, now| core.ack(ch, tag, all_up_to.unwrap_or(false), now))
     }
 
     /// `ackAll()`.
     #[wasm_bindgen(js_name = ackAll)]
     pub fn ack_all(&self) -> R<()> {
-        self.run(|core, ch, now| core.ack(ch, 0, true, now))
+        self.run_or_event(|core, ch, now| core.ack(ch, 0, true, now))
     }
 
     /// `nack(message, allUpTo, requeue)`; `requeue` defaults to true, as in amqplib.
     pub fn nack(&self, message: JsValue, all_up_to: Option<bool>, requeue: Option<bool>) -> R<()> {
         let tag = delivery_tag(&message)?;
         let (multiple, requeue) = (all_up_to.unwrap_or(false), requeue.unwrap_or(true));
-        self.run(|core, ch, now| core.nack(ch, tag, multiple, requeue, now))
+        self.run_or_event(|core, ch, now| core.nack(ch, tag, multiple, requeue, now))
     }
 
     /// `nackAll(requeue)`.
     #[wasm_bindgen(js_name = nackAll)]
     pub fn nack_all(&self, requeue: Option<bool>) -> R<()> {
-        self.run(|core, ch, now| core.nack(ch, 0, true, requeue.unwrap_or(true), now))
+        self.run_or_event(|core, ch, now| core.nack(ch, 0, true, requeue.unwrap_or(true), now))
     }
 
     /// `reject(message, requeue)`.
     pub fn reject(&self, message: JsValue, requeue: Option<bool>) -> R<()> {
         let tag = delivery_tag(&message)?;
-        self.run(|core, ch, now| core.reject(ch, tag, requeue.unwrap_or(true), now))
+        self.run_or_event(|core, ch, now| core.reject(ch, tag, requeue.unwrap_or(true), now))
     }
 
     /// `prefetch(count, global)`.

@@ -10,11 +10,22 @@ function load(wasm) {
   loading ??= (async () => {
     let source = wasm;
     if (source === undefined && typeof process === 'object' && process.versions?.node && !globalThis.Deno) {
-      // Node's fetch cannot read file: URLs.
-      const { readFile } = await import('node:fs/promises');
+      // Node's fetch cannot read file: URLs. The specifier is a variable, and marked, so that
+      // bundlers leave this Node-only import alone (Vite warns about, webpack fails on, a
+      // `node:` import in code for the browser).
+      const fsModule = 'node:fs/promises';
+      const { readFile } = await import(/* @vite-ignore */ /* webpackIgnore: true */ fsModule);
       source = await readFile(new URL('./tabbit_bg.wasm', import.meta.url));
     }
-    await init(source === undefined ? undefined : { module_or_path: source });
+    try {
+      await init(source === undefined ? undefined : { module_or_path: source });
+    } catch (e) {
+      throw failed(
+        `could not load tabbit's wasm (${e?.message ?? e}); where the file beside the package cannot be ` +
+          'fetched (Cloudflare Workers, some bundlers), pass it: connect({ wasm }) with its bytes or a WebAssembly.Module',
+        506,
+      );
+    }
   })();
   loading.catch(() => (loading = undefined));
   return loading;
@@ -207,6 +218,9 @@ export class Connection extends Emitter {
   }
 }
 
+/** The binding under a channel: for this module's classes only. */
+const RAW = Symbol('tabbit.raw');
+
 /** amqplib's Channel. Events: 'return' (mandatory messages no queue took), 'error', 'close'. */
 export class Channel extends Emitter {
   #raw;
@@ -218,19 +232,7 @@ export class Channel extends Emitter {
       if (name === 'close') this.#closed = true;
       this.emit(name, arg);
     });
-  }
-
-  get raw() {
-    return this.#raw;
-  }
-
-  /** Runs a call whose channel error is reported by the 'error' event, as amqplib's are. */
-  #settle(fn) {
-    try {
-      fn();
-    } catch (e) {
-      if (!this.#closed) throw e; // a bad argument: the channel is fine
-    }
+    this[RAW] = this.#raw;
   }
 
   assertQueue(queue, options) {
@@ -299,19 +301,19 @@ export class Channel extends Emitter {
   }
 
   ack(message, allUpTo) {
-    this.#settle(() => this.#raw.ack(message, allUpTo));
+    this.#raw.ack(message, allUpTo);
   }
   ackAll() {
-    this.#settle(() => this.#raw.ackAll());
+    this.#raw.ackAll();
   }
   nack(message, allUpTo, requeue) {
-    this.#settle(() => this.#raw.nack(message, allUpTo, requeue));
+    this.#raw.nack(message, allUpTo, requeue);
   }
   nackAll(requeue) {
-    this.#settle(() => this.#raw.nackAll(requeue));
+    this.#raw.nackAll(requeue);
   }
   reject(message, requeue) {
-    this.#settle(() => this.#raw.reject(message, requeue));
+    this.#raw.reject(message, requeue);
   }
 
   prefetch(count, global) {
@@ -367,7 +369,7 @@ export class Channel extends Emitter {
 export class ConfirmChannel extends Channel {
   publish(exchange, routingKey, content, options, callback) {
     const cb = callback && ((err) => (err ? callback(err) : callback(null, {})));
-    return this.raw.publish(exchange, routingKey, content, options, cb);
+    return this[RAW].publish(exchange, routingKey, content, options, cb);
   }
 
   sendToQueue(queue, content, options, callback) {
@@ -375,6 +377,9 @@ export class ConfirmChannel extends Channel {
   }
 
   waitForConfirms() {
-    return this.raw.waitForConfirms();
+    return this[RAW].waitForConfirms();
   }
 }
+
+/** For `import amqp from 'tabbit'; amqp.connect(…)`, as with amqplib. */
+export default { connect, version, Connection, Channel, ConfirmChannel };

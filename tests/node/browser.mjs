@@ -7,14 +7,13 @@
 //   const { context, close } = await launchBrowser();          // or launchBrowser({ userDataDir })
 //   const { page, errors } = await openPage(context, server.url + BLANK);
 //   const v = await page.evaluate(async () => {
-//     const { default: init, version } = await import('/pkg/tabbit.js');
-//     await init();
-//     return version();
+//     const { version } = await import('/pkg/index.js');   // the package's main module
+//     return await version();
 //   });
 //   assert.deepEqual(errors, []);                              // no console error, exception, rejection
 //   await close(); await server.close();
 //
-// Needs pkg/ (wasm-pack build --target web --release --out-dir pkg) and /usr/bin/chromium
+// Needs pkg/ (scripts/build-pkg) and /usr/bin/chromium
 // (scripts/setup installs it; CHROMIUM=/path overrides). playwright-core never downloads a browser.
 import { chromium } from 'playwright-core';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -25,7 +24,7 @@ import { serve } from '../../scripts/serve.mjs';
 
 /** The repository root (what startServer serves). */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-/** Path of the blank test page, relative to the server's url: navigate here, then import /pkg/tabbit.js. */
+/** Path of the blank test page, relative to the server's url: navigate here, then import /pkg/index.js. */
 export const BLANK = 'tests/node/blank.html';
 
 /** The `timeout` option every browser test gives node:test: `test(name, { timeout: TEST_TIMEOUT }, fn)`. */

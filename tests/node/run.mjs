@@ -8,7 +8,7 @@
 // Nothing hangs CI: each test file is bounded by FILE_TIMEOUT_MS (default 10 min; node 20 applies
 // --test-timeout to a file as a whole), each test by its own `timeout` option (TEST_TIMEOUT from
 // browser.mjs, 120 s), and the whole run by RUN_TIMEOUT_MS (default 20 min).
-// Needs pkg/ (wasm-pack build --target web --release --out-dir pkg) and tests/node_modules
+// Needs pkg/ (scripts/build-pkg) and tests/node_modules
 // (npm ci in tests/, which scripts/setup does).
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';

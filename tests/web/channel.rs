@@ -3,28 +3,14 @@
 //! consumer cancelled by the broker.
 
 use js_sys::{Array, Function, Promise};
-use tabbit::api::{RawBroker, RawChannel};
+use tabbit::api::RawBroker;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
 use super::{content, prop, unique};
 
-#[wasm_bindgen(inline_js = r#"
-export function recorder() {
-  const events = [];
-  const fn = (name, arg) => events.push([name, arg]);
-  fn.events = events;
-  return fn;
-}
-export function collector() {
-  const got = [];
-  const fn = (m) => got.push(m);
-  fn.got = got;
-  return fn;
-}
-export function tick() { return new Promise((ok) => setTimeout(ok, 0)); }
-"#)]
+#[wasm_bindgen(module = "/tests/web/helpers.js")]
 extern "C" {
     fn recorder() -> Function;
     fn collector() -> Function;
@@ -128,11 +114,7 @@ async fn confirms_reach_their_callbacks() {
     broker.close().await;
 }
 
-#[wasm_bindgen(inline_js = r#"
-export function failingStorage() {
-  return { async load() { return []; }, async write() { throw new Error('disk on fire'); } };
-}
-"#)]
+#[wasm_bindgen(module = "/tests/web/helpers.js")]
 extern "C" {
     #[wasm_bindgen(js_name = failingStorage)]
     fn failing_storage() -> JsValue;
@@ -189,6 +171,16 @@ async fn a_channel_error_emits_error_then_close_and_fails_pending_confirms() {
     assert_eq!(prop(&got(&cb)[0], "code").as_f64(), Some(404.0), "its confirm callback failed too");
     let err = ch.assert_queue("q", JsValue::UNDEFINED).unwrap_err();
     assert_eq!(prop(&err, "code").as_f64(), Some(504.0), "a closed channel refuses commands");
+    let err = ch.publish("", "q", "x".into(), JsValue::UNDEFINED, None).unwrap_err();
+    assert_eq!(prop(&err, "code").as_f64(), Some(504.0), "and publishes");
+    // An ack of a tag the channel never gave is a channel error too: an event, not a throw.
+    let emit3 = recorder();
+    let third = conn.create_channel(false, emit3.clone()).unwrap();
+    third.ack(json(r#"{"fields": {"deliveryTag": 99}}"#), None).unwrap();
+    let ev = events(&emit3);
+    assert_eq!(ev.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["error", "close"]);
+    assert_eq!(prop(&ev[0].1, "code").as_f64(), Some(406.0));
+    assert!(third.ack(JsValue::from_f64(1.5), None).is_err(), "a bad argument throws");
     // Other channels of the connection are unaffected.
     let other = conn.create_channel(false, recorder()).unwrap();
     other.assert_queue("q", JsValue::UNDEFINED).unwrap();

@@ -1,0 +1,706 @@
+// Types of tabbit's main module (src/api/index.js, shipped as pkg/index.js): amqplib's API
+// (the shapes of @types/amqplib) over a broker that runs in this JS context. Hand-written:
+// keep in step with src/api/index.js, src/api/channel.rs and src/api/convert.rs.
+//
+// Errors. Every error tabbit raises is an `Error` with the AMQP reply `code` (see
+// `TabbitError`), and a message that says what to change. Two kinds:
+// - a bad argument (a wrong type, an unknown publish option) throws or rejects with 406
+//   PRECONDITION_FAILED, and the channel stays open;
+// - a refusal by the broker (no such queue, an inequivalent redeclaration, an unknown
+//   delivery tag...) is a channel error, as in AMQP: the call's promise rejects (if it has
+//   one), and the channel emits 'error' then 'close' and is unusable: open a new one.
+//   Listen to 'error': one nobody listens to is reported as uncaught, as EventEmitter does.
+
+// ---- errors ----------------------------------------------------------------------------------
+
+/**
+ * The AMQP reply codes tabbit's errors carry:
+ * - 403 ACCESS_REFUSED: a name starting with `amq.` (reserved), an operation on the default
+ *   exchange `''` or a built-in one, publishing to an internal exchange, or a consumer
+ *   conflicting with an exclusive one.
+ * - 404 NOT_FOUND: no such queue or exchange: declare it first.
+ * - 405 RESOURCE_LOCKED: the queue is exclusive to another connection, or exists and is not
+ *   exclusive when declared `exclusive`.
+ * - 406 PRECONDITION_FAILED: a bad argument or option, an inequivalent redeclaration, an
+ *   unknown delivery tag, `ifUnused`/`ifEmpty` not met, a broker limit reached.
+ * - 503 COMMAND_INVALID: an unknown exchange type.
+ * - 504 CHANNEL_ERROR: the channel or connection is closed.
+ * - 506 RESOURCE_ERROR: storage is full or cannot be opened; a publish that was not stored.
+ * - 530 NOT_ALLOWED: a consumer tag in use on the channel, too many channels.
+ * - 541 INTERNAL_ERROR: a bug in tabbit; please report it.
+ */
+export type ReplyCode = 403 | 404 | 405 | 406 | 503 | 504 | 506 | 530 | 541;
+
+/**
+ * An error from tabbit: an `Error` with the AMQP reply `code` (`ReplyCode`), for example
+ * `{code: 404, message: "NOT_FOUND - no queue 'jobs': declare it first with assertQueue"}`.
+ * Not a class: test `code`, not `instanceof`. Errors that do not come from the broker have
+ * no `code`: the wasm failing to load, an adapter's own rejection, an AbortSignal's reason.
+ */
+export interface TabbitError extends Error {
+  code: ReplyCode | number;
+}
+
+// ---- field tables ----------------------------------------------------------------------------
+
+/**
+ * A value in a field table (`headers`, `arguments`). Integers within 2^53 are stored as
+ * integers, other numbers as floats; a `Date` becomes an AMQP timestamp (whole seconds);
+ * `null` and `undefined` become void. Nesting is limited to a few levels (406 beyond).
+ */
+export type FieldValue =
+  | null
+  | undefined
+  | boolean
+  | number
+  | string
+  | Uint8Array
+  | Date
+  | FieldValue[]
+  | FieldTable;
+
+/** A field table given to tabbit: a plain object of `FieldValue`s. */
+export interface FieldTable {
+  [key: string]: FieldValue;
+}
+
+/** Queue arguments: the `x-` ones tabbit acts on (a wrong type or range is 406), and any other. */
+export interface QueueArguments extends FieldTable {
+  /** Milliseconds a message may stay in the queue (0 to 2^32-1). */
+  'x-message-ttl'?: number;
+  /** Milliseconds without use after which the queue is deleted (1 to 2^32-1). */
+  'x-expires'?: number;
+  /** Most ready messages; then `x-overflow` decides. */
+  'x-max-length'?: number;
+  /** Most ready bytes of bodies; then `x-overflow` decides. */
+  'x-max-length-bytes'?: number;
+  /** What a full queue does: drop (dead-letter) its head (the default), or refuse the publish (a nack, 506). */
+  'x-overflow'?: 'drop-head' | 'reject-publish' | 'reject-publish-dlx';
+  'x-dead-letter-exchange'?: string;
+  /** Needs `x-dead-letter-exchange` too. */
+  'x-dead-letter-routing-key'?: string;
+  /** 1 to 255: a priority queue. */
+  'x-max-priority'?: number;
+  'x-single-active-consumer'?: boolean;
+  /** Deliveries after which a message that keeps coming back is dead-lettered (`delivery_limit`). */
+  'x-delivery-limit'?: number;
+  /** Only `'classic'`. */
+  'x-queue-type'?: 'classic';
+}
+
+/** Exchange arguments. */
+export interface ExchangeArguments extends FieldTable {
+  /** Where messages this exchange cannot route go. */
+  'alternate-exchange'?: string;
+}
+
+/** Binding arguments (`bindQueue`, `bindExchange`): for a headers exchange, the headers to match. */
+export interface BindingArguments extends FieldTable {
+  /** Headers exchange: match all the headers (the default) or any; `-with-x` also compares `x-` headers. */
+  'x-match'?: 'all' | 'any' | 'all-with-x' | 'any-with-x';
+}
+
+/** Consumer arguments. */
+export interface ConsumeArguments extends FieldTable {
+  /** The consumer's priority (as the `priority` option). */
+  'x-priority'?: number;
+}
+
+/** Headers given to `publish`. */
+export interface PublishHeaders extends FieldTable {
+  /** tabbit's delayed delivery: the message waits this many milliseconds in its queues before it is ready. */
+  'x-delay'?: number;
+}
+
+// ---- options ---------------------------------------------------------------------------------
+
+export declare namespace Options {
+  /** `connect()`'s options. */
+  interface Connect {
+    /** The broker's name (default `'default'`); with IndexedDB, its database is `tabbit:<name>`. Every connect() to a name in this context shares one broker. */
+    name?: string;
+    /**
+     * Where durable things are stored: `'indexeddb'` (the default where IndexedDB exists),
+     * `'memory'` (the default elsewhere: nothing survives the context), or a `StorageAdapter`.
+     * A broker already open in this context with other storage: 406. IndexedDB missing or
+     * failing to open: 506 (tabbit never falls back to memory by itself).
+     */
+    storage?: 'indexeddb' | 'memory' | StorageAdapter;
+    /**
+     * The wasm, for runtimes that cannot fetch the file beside the module: its bytes, a
+     * `WebAssembly.Module`, a URL or a `Response`. Used by the first connect() only.
+     */
+    wasm?: WasmSource | Promise<WasmSource>;
+  }
+
+  /** `assertQueue`'s options (the shorthands set the `x-` arguments). */
+  interface AssertQueue {
+    /** Survives a restart of the broker (with persistent messages stored). Default `true`. */
+    durable?: boolean;
+    /** Only this connection may use the queue, and it goes when the connection closes. Default `false`. */
+    exclusive?: boolean;
+    /** Deleted when its last consumer cancels (once it had one). Default `false`. */
+    autoDelete?: boolean;
+    arguments?: QueueArguments;
+    /** `x-message-ttl`: milliseconds. */
+    messageTtl?: number;
+    /** `x-expires`: milliseconds unused before the queue is deleted. */
+    expires?: number;
+    /** `x-dead-letter-exchange`. */
+    deadLetterExchange?: string;
+    /** `x-dead-letter-routing-key`. */
+    deadLetterRoutingKey?: string;
+    /** `x-max-length`. */
+    maxLength?: number;
+    /** `x-max-priority` (1 to 255). */
+    maxPriority?: number;
+  }
+
+  /** `assertExchange`'s options. */
+  interface AssertExchange {
+    /** Default `true`. */
+    durable?: boolean;
+    /** Only other exchanges may publish to it (publishing to it: 403). Default `false`. */
+    internal?: boolean;
+    /** Deleted when its last binding goes. Default `false`. */
+    autoDelete?: boolean;
+    /** `alternate-exchange`: where messages it cannot route go. */
+    alternateExchange?: string;
+    arguments?: ExchangeArguments;
+  }
+
+  /**
+   * `publish`'s and `sendToQueue`'s options, amqplib's. Any other key (among them amqplib's
+   * `CC`, `BCC` and `immediate`, which tabbit does not support) throws 406 naming it.
+   */
+  interface Publish {
+    /** Stored with a durable queue, surviving a restart. Same as `deliveryMode: 2`. */
+    persistent?: boolean;
+    /** 2 is persistent, 1 (or 0) is not. */
+    deliveryMode?: number;
+    /** Return the message (the channel's 'return' event) if no queue takes it. */
+    mandatory?: boolean;
+    /** Milliseconds the message may wait in a queue, as a decimal string or a whole number. */
+    expiration?: string | number;
+    /** 0 to 255; only a queue with `maxPriority` orders by it. */
+    priority?: number;
+    headers?: PublishHeaders;
+    messageId?: string;
+    correlationId?: string;
+    replyTo?: string;
+    contentType?: string;
+    contentEncoding?: string;
+    /** A whole number, carried as given (AMQP's is seconds). */
+    timestamp?: number;
+    type?: string;
+    userId?: string;
+    appId?: string;
+    /** Not supported by tabbit (406): bind the queues to the exchange instead. */
+    CC?: never;
+    /** Not supported by tabbit (406): bind the queues to the exchange instead. */
+    BCC?: never;
+    /** Not supported by tabbit (406). */
+    immediate?: never;
+  }
+
+  /** `consume`'s (and `messages`') options. */
+  interface Consume {
+    /** The consumer's tag; default: one generated (`amq.ctag-…`). A tag in use on the channel: 530. */
+    consumerTag?: string;
+    /** Messages count as acked when delivered: do not ack them. Default `false`. */
+    noAck?: boolean;
+    /** The only consumer of the queue (another consumer on it: 403). Default `false`. */
+    exclusive?: boolean;
+    /** The consumer's priority (`x-priority`): higher ones get messages first. */
+    priority?: number;
+    arguments?: ConsumeArguments;
+    /** Accepted and ignored, as RabbitMQ does. */
+    noLocal?: boolean;
+    /** Beyond amqplib: aborting it cancels the consumer. Already aborted: rejects with its reason. */
+    signal?: AbortSignal;
+  }
+
+  /** `get`'s options. */
+  interface Get {
+    /** The message counts as acked at once. Default `false`. */
+    noAck?: boolean;
+  }
+
+  /** `deleteQueue`'s options. */
+  interface DeleteQueue {
+    /** Only if it has no consumers (else 406). */
+    ifUnused?: boolean;
+    /** Only if it has no ready messages (else 406). */
+    ifEmpty?: boolean;
+  }
+
+  /** `deleteExchange`'s options. */
+  interface DeleteExchange {
+    /** Only if it has no bindings (else 406). */
+    ifUnused?: boolean;
+  }
+}
+
+/** What `connect({wasm})` accepts: what the wasm-bindgen loader takes. */
+export type WasmSource = RequestInfo | URL | Response | BufferSource | WebAssembly.Module;
+
+// ---- replies ---------------------------------------------------------------------------------
+
+export declare namespace Replies {
+  /** Nothing, as amqplib's: `{}`. */
+  // eslint-disable-next-line @typescript-eslint/no-empty-interface
+  interface Empty {}
+
+  interface AssertQueue {
+    /** The queue's name: the generated `amq.gen-…` one when declared with `''`. */
+    queue: string;
+    /** Its ready messages. */
+    messageCount: number;
+    consumerCount: number;
+  }
+
+  interface PurgeQueue {
+    /** The ready messages purged. */
+    messageCount: number;
+  }
+
+  interface DeleteQueue {
+    /** The ready messages deleted with the queue. */
+    messageCount: number;
+  }
+
+  interface AssertExchange {
+    exchange: string;
+  }
+
+  interface Consume {
+    consumerTag: string;
+  }
+}
+
+// ---- messages --------------------------------------------------------------------------------
+
+/** `x-death`: one entry per (queue, reason) a message was dead-lettered from, most recent first. */
+export interface XDeath {
+  /** How many times for this (queue, reason). */
+  count: number;
+  reason: 'rejected' | 'expired' | 'maxlen' | 'delivery_limit';
+  queue: string;
+  /** When, in seconds since the epoch. */
+  time: number;
+  exchange: string;
+  'routing-keys': string[];
+  'original-expiration'?: string;
+}
+
+/** The headers of a message handed to the app. Values come back as numbers, strings, booleans, `null`, `Uint8Array`s, arrays and objects (a `Date` as seconds). */
+export interface MessagePropertyHeaders {
+  /** On a message that was delivered before and came back (nack, a closed channel, a restart): how many times. */
+  'x-delivery-count'?: number;
+  'x-death'?: XDeath[];
+  'x-first-death-reason'?: XDeath['reason'];
+  'x-first-death-queue'?: string;
+  'x-first-death-exchange'?: string;
+  'x-last-death-reason'?: XDeath['reason'];
+  'x-last-death-queue'?: string;
+  'x-last-death-exchange'?: string;
+  [key: string]: any;
+}
+
+/** A message's properties, as published (`Options.Publish`); those not set are `undefined`. */
+export interface MessageProperties {
+  contentType: string | undefined;
+  contentEncoding: string | undefined;
+  /** Always an object (empty when none were set). */
+  headers: MessagePropertyHeaders;
+  /** 2 persistent, 1 not: always set. */
+  deliveryMode: 1 | 2;
+  priority: number | undefined;
+  correlationId: string | undefined;
+  replyTo: string | undefined;
+  /** Milliseconds, as a decimal string (a number given to publish comes back as a string). */
+  expiration: string | undefined;
+  messageId: string | undefined;
+  timestamp: number | undefined;
+  type: string | undefined;
+  userId: string | undefined;
+  appId: string | undefined;
+}
+
+export interface CommonMessageFields {
+  /** What `ack`/`nack`/`reject` name the message by, on this channel. */
+  deliveryTag: number;
+  /** It was delivered before (and not acked). */
+  redelivered: boolean;
+  /** The exchange it was published to (`''` the default exchange). */
+  exchange: string;
+  routingKey: string;
+}
+
+export interface MessageFields extends CommonMessageFields {
+  consumerTag?: string;
+  messageCount?: number;
+}
+
+export interface ConsumeMessageFields extends CommonMessageFields {
+  consumerTag: string;
+}
+
+export interface GetMessageFields extends CommonMessageFields {
+  /** Ready messages left in the queue. */
+  messageCount: number;
+}
+
+/** A message delivered to this channel (by `consume`, `messages` or `get`): ack it unless `noAck`. */
+export interface Message {
+  /** The body, as bytes (a string published comes back as its UTF-8). */
+  content: Uint8Array;
+  fields: MessageFields;
+  properties: MessageProperties;
+}
+
+/** A message from `consume` or `messages`. */
+export interface ConsumeMessage extends Message {
+  fields: ConsumeMessageFields;
+}
+
+/** A message from `get`. */
+export interface GetMessage extends Message {
+  fields: GetMessageFields;
+}
+
+export interface ReturnMessageFields {
+  /** 312 NO_ROUTE. */
+  replyCode: number;
+  /** `'NO_ROUTE'`. */
+  replyText: string;
+  exchange: string;
+  routingKey: string;
+}
+
+/** A `mandatory` message no queue took, given back by the channel's 'return' event. It was not delivered: nothing to ack. */
+export interface ReturnMessage {
+  content: Uint8Array;
+  fields: ReturnMessageFields;
+  properties: MessageProperties;
+}
+
+/** Message content given to `publish`: bytes (Node's `Buffer` is a `Uint8Array`), or a string, sent as UTF-8. Anything else throws 406. */
+export type Content = Uint8Array | string;
+
+// ---- storage ---------------------------------------------------------------------------------
+
+/** A stored record: `[store, key, value]`. */
+export type StorageRecord = [store: string, key: string | number, value: Uint8Array];
+
+/** One write of a batch: `value` `undefined` deletes the record. */
+export interface StorageWrite {
+  /** One of `'segments'`, `'acks'`, `'queues'`, `'exchanges'`, `'bindings'`, `'meta'`. */
+  store: string;
+  /** A string or a non-negative whole number. */
+  key: string | number;
+  value: Uint8Array | undefined;
+}
+
+/**
+ * Storage for runtimes without IndexedDB (workerd, Deno, Node): any object with these two
+ * methods, passed as `connect({storage})`. Records are opaque bytes: keep them as they are.
+ * The broker never awaits two writes at once. Queues do not page out to an adapter.
+ */
+export interface StorageAdapter {
+  /**
+   * Every record written so far (after all completed writes). Entries that are not
+   * `[string, key, Uint8Array]` are skipped and listed in `Connection.problems`.
+   */
+  load(): Iterable<StorageRecord> | Promise<Iterable<StorageRecord>>;
+  /**
+   * Applies one batch atomically, resolving only once it is durable. Reject to fail the
+   * batch: its publishes are nacked (506) and withdrawn, and nothing of it may have been applied.
+   */
+  write(writes: StorageWrite[]): Promise<void> | void;
+}
+
+// ---- stats -----------------------------------------------------------------------------------
+
+/** One queue in `BrokerStats`. Counters count since the broker opened. */
+export interface QueueStats {
+  name: string;
+  durable: boolean;
+  exclusive: boolean;
+  autoDelete: boolean;
+  arguments: { [key: string]: any };
+  /** Messages waiting to be delivered. */
+  ready: number;
+  /** Bytes of their bodies. */
+  readyBytes: number;
+  /** Of the ready ones, those whose body is in storage only (deep durable queues). */
+  pagedOut: number;
+  /** Delivered, not yet acked. */
+  unacked: number;
+  consumers: number;
+  published: number;
+  delivered: number;
+  redelivered: number;
+  /** Acked, by the app or at delivery (`noAck`). */
+  acked: number;
+  deadLettered: number;
+  /** Dropped without dead-lettering, or purged. */
+  discarded: number;
+}
+
+/** `Connection.stats()`: the broker's queues, for a management view. */
+export interface BrokerStats {
+  queues: QueueStats[];
+  storage: StorageKind;
+}
+
+/** The storage a broker uses. */
+export type StorageKind = 'indexeddb' | 'memory' | 'adapter';
+
+// ---- events ----------------------------------------------------------------------------------
+
+type Listener = (...args: any[]) => void;
+
+/** The on/once/off of amqplib's EventEmitters (not exported by the module). */
+declare class Emitter<Events extends { [K in keyof Events]: Listener }> {
+  on<K extends keyof Events>(event: K, listener: Events[K]): this;
+  addListener<K extends keyof Events>(event: K, listener: Events[K]): this;
+  /** Runs `listener` on the next `event` only. */
+  once<K extends keyof Events>(event: K, listener: Events[K]): this;
+  /** Removes `listener` (also one added with `once`). */
+  off<K extends keyof Events>(event: K, listener: Events[K]): this;
+  removeListener<K extends keyof Events>(event: K, listener: Events[K]): this;
+  listenerCount<K extends keyof Events>(event: K): number;
+  /** Calls the listeners (tabbit emits its events itself); an 'error' with none is reported as uncaught. */
+  emit<K extends keyof Events>(event: K, ...args: Parameters<Events[K]>): boolean;
+}
+
+export interface ConnectionEvents {
+  /** The connection closed (`close()`). */
+  close: () => void;
+  error: (err: TabbitError) => void;
+}
+
+export interface ChannelEvents {
+  /** A `mandatory` message no queue took. */
+  return: (message: ReturnMessage) => void;
+  /** A channel error closed the channel ('close' follows). */
+  error: (err: TabbitError) => void;
+  /** The channel closed: by `close()`, its connection closing, or a channel error. */
+  close: () => void;
+}
+
+// ---- the API ---------------------------------------------------------------------------------
+
+/**
+ * Connects to broker `name` of this context (opening it, and loading the wasm, on first use).
+ * Rejects with 406 for options that are not an object (tabbit takes no URL: it runs in this
+ * page, not on a server) or a broker open already with other storage, and with 506 when
+ * storage cannot be opened.
+ */
+export function connect(options?: Options.Connect): Promise<Connection>;
+
+/** The package version (loads the wasm if needed). */
+export function version(): Promise<string>;
+
+/** A connection to a broker: amqplib's Connection. Events: 'close', 'error'. */
+export class Connection extends Emitter<ConnectionEvents> {
+  private constructor();
+
+  /** Which storage the broker uses. */
+  readonly storage: StorageKind;
+
+  /** Stored records that recovery skipped (corrupt or foreign), each with why. */
+  readonly problems: string[];
+
+  /** A new channel. Rejects with 504 once the connection is closed, 530 at the channel limit. */
+  createChannel(): Promise<Channel>;
+
+  /** A new channel in confirm mode: each publish is confirmed (stored, for a persistent message to a durable queue) or refused. */
+  createConfirmChannel(): Promise<ConfirmChannel>;
+
+  /**
+   * Closes the connection: its channels close (their unacked messages go back to their
+   * queues), its exclusive queues are deleted. The last connection to a broker waits for
+   * pending writes and closes its storage. Closing again does nothing.
+   */
+  close(): Promise<void>;
+
+  /** Resolves when every write made so far is stored (acks are stored with the next commit). */
+  flush(): Promise<void>;
+
+  /** The broker's queues with their counts and counters. */
+  stats(): Promise<BrokerStats>;
+}
+
+/**
+ * amqplib's Channel. Events: 'return' (mandatory messages no queue took), 'error' (a
+ * channel error; 'close' follows), 'close'. Once closed, calls that return a promise reject
+ * with 504; `ack`, `nack` and `reject` do nothing.
+ */
+export class Channel extends Emitter<ChannelEvents> {
+  protected constructor();
+
+  /**
+   * Declares a queue, or checks that an existing one is declared alike (else 406; 405 if it
+   * is another connection's exclusive queue). `queue` `''` or omitted: the broker names it
+   * (`amq.gen-…`). Names starting with `amq.` are reserved (403).
+   */
+  assertQueue(queue?: string, options?: Options.AssertQueue): Promise<Replies.AssertQueue>;
+
+  /** The queue's counts, if it exists (else 404, closing the channel). */
+  checkQueue(queue: string): Promise<Replies.AssertQueue>;
+
+  /**
+   * Deletes a queue: its consumers are cancelled (their callbacks get `null`), its ready
+   * messages dropped. A queue that does not exist: `{messageCount: 0}`.
+   */
+  deleteQueue(queue: string, options?: Options.DeleteQueue): Promise<Replies.DeleteQueue>;
+
+  /** Drops the queue's ready messages (not the unacked ones). No such queue: 404. */
+  purgeQueue(queue: string): Promise<Replies.PurgeQueue>;
+
+  /**
+   * Routes messages from exchange `source` to `queue` by `pattern` (a routing key, a topic
+   * pattern with `*` and `#`, ignored by fanout; headers exchanges match `args`).
+   * No such queue or exchange: 404; the default exchange: 403.
+   */
+  bindQueue(queue: string, source: string, pattern?: string, args?: BindingArguments): Promise<Replies.Empty>;
+
+  /** Removes a binding (one that does not exist: succeeds). */
+  unbindQueue(queue: string, source: string, pattern?: string, args?: BindingArguments): Promise<Replies.Empty>;
+
+  /**
+   * Declares an exchange of `type` `'direct'`, `'fanout'`, `'topic'` or `'headers'` (any
+   * other: 503), or checks that an existing one is declared alike (else 406).
+   */
+  assertExchange(
+    exchange: string,
+    type: 'direct' | 'fanout' | 'topic' | 'headers',
+    options?: Options.AssertExchange,
+  ): Promise<Replies.AssertExchange>;
+
+  /** Succeeds if the exchange exists (else 404, closing the channel). */
+  checkExchange(exchange: string): Promise<Replies.Empty>;
+
+  /** Deletes an exchange and its bindings (one that does not exist: succeeds). Built-in ones: 403. */
+  deleteExchange(exchange: string, options?: Options.DeleteExchange): Promise<Replies.Empty>;
+
+  /** Messages routed by `source` also go through `destination`. */
+  bindExchange(destination: string, source: string, pattern?: string, args?: BindingArguments): Promise<Replies.Empty>;
+
+  unbindExchange(destination: string, source: string, pattern?: string, args?: BindingArguments): Promise<Replies.Empty>;
+
+  /**
+   * Publishes a message to `exchange` (`''`: the default exchange, which routes to the queue
+   * named `routingKey`). Returns `true` (there is no write buffer to fill). A bad argument
+   * (content neither bytes nor a string, an unknown option) throws 406 and the channel stays
+   * open; a refusal (no such exchange 404, an internal one 403, a bad `expiration` 406)
+   * closes the channel with an 'error' event. On a closed channel, throws 504.
+   */
+  publish(exchange: string, routingKey: string, content: Content, options?: Options.Publish): boolean;
+
+  /** `publish('', queue, content, options)`. */
+  sendToQueue(queue: string, content: Content, options?: Options.Publish): boolean;
+
+  /**
+   * Starts a consumer: `onMessage` runs for each message, and with `null` if the broker
+   * cancels the consumer (its queue was deleted). Ack each message unless `noAck`. An
+   * exception in `onMessage` is reported as uncaught and does not stop the consumer.
+   * No such queue: 404; another connection's exclusive queue: 405.
+   */
+  consume(
+    queue: string,
+    onMessage: (message: ConsumeMessage | null) => void,
+    options?: Options.Consume,
+  ): Promise<Replies.Consume>;
+
+  /** Stops a consumer; its unacked messages stay with the channel. An unknown tag: succeeds. */
+  cancel(consumerTag: string): Promise<Replies.Consume>;
+
+  /** Takes one ready message from the queue, or `false` when there is none. No such queue: 404. */
+  get(queue: string, options?: Options.Get): Promise<GetMessage | false>;
+
+  /**
+   * Acknowledges a message this channel delivered (or its `fields.deliveryTag`); with
+   * `allUpTo`, every one up to it. Not a message: throws 406. A tag unknown to the channel
+   * (acked already, from another channel): 406 closes the channel ('error' event).
+   */
+  ack(message: Message | number, allUpTo?: boolean): void;
+
+  /** Acknowledges every outstanding message of the channel. */
+  ackAll(): void;
+
+  /**
+   * Rejects a message (with `allUpTo`, every one up to it): `requeue` (default `true`) puts it
+   * back in its queue, else it is dead-lettered (reason `rejected`) or dropped. Errors as `ack`.
+   */
+  nack(message: Message | number, allUpTo?: boolean, requeue?: boolean): void;
+
+  /** `nack` of every outstanding message. */
+  nackAll(requeue?: boolean): void;
+
+  /** `nack` of one message; `requeue` defaults to `true`. */
+  reject(message: Message | number, requeue?: boolean): void;
+
+  /**
+   * At most `count` (0 to 65535, 0 unlimited; else 406) unacked messages per consumer started
+   * after this call, or with `global` for the channel's consumers together.
+   */
+  prefetch(count: number, global?: boolean): Promise<Replies.Empty>;
+
+  /** Every unacked message of the channel goes back to its queue, to be delivered again. */
+  recover(): Promise<Replies.Empty>;
+
+  /**
+   * Closes the channel: its consumers stop, its unacked messages go back to their queues,
+   * and on a confirm channel pending publishes fail (504). Closing again does nothing.
+   */
+  close(): Promise<void>;
+
+  /**
+   * Beyond amqplib: the queue's messages as an async iterator over a consumer (started on
+   * the first `next()`, where a consume error such as 404 is thrown). Ack each message
+   * unless `noAck`. Ends when `options.signal` aborts, the consumer is cancelled by the
+   * broker, the channel closes, or the loop exits (which cancels the consumer).
+   */
+  messages(queue: string, options?: Options.Consume): AsyncGenerator<ConsumeMessage, void, undefined>;
+}
+
+/** amqplib's ConfirmChannel: each publish is confirmed or refused, by its callback and `waitForConfirms`. */
+export class ConfirmChannel extends Channel {
+  /**
+   * As `Channel.publish`; then `callback(null, {})` once the broker confirmed the message
+   * (stored, for a persistent message to a durable queue), or `callback(err)` if it was
+   * refused: 506 (not stored, a full queue with `reject-publish`), 504 (the channel closed
+   * first) or the channel error that closed the channel. Throws 504 on a closed channel.
+   */
+  publish(
+    exchange: string,
+    routingKey: string,
+    content: Content,
+    options?: Options.Publish,
+    callback?: (err: TabbitError | null, ok?: Replies.Empty) => void,
+  ): boolean;
+
+  /** `publish('', queue, content, options, callback)`. */
+  sendToQueue(
+    queue: string,
+    content: Content,
+    options?: Options.Publish,
+    callback?: (err: TabbitError | null, ok?: Replies.Empty) => void,
+  ): boolean;
+
+  /** Resolves once every message published so far is confirmed; rejects if one was refused or the channel closed first. */
+  waitForConfirms(): Promise<void>;
+}
+
+/** For `import amqp from 'tabbit'; amqp.connect(…)`, as with amqplib. */
+declare const tabbit: {
+  connect: typeof connect;
+  version: typeof version;
+  Connection: typeof Connection;
+  Channel: typeof Channel;
+  ConfirmChannel: typeof ConfirmChannel;
+};
+export default tabbit;

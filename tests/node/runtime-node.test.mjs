@@ -1,0 +1,134 @@
+// The npm package (pkg/, as scripts/build-pkg builds it) in Node: imported through its
+// package.json entry point, connect() loads the wasm itself and the shared scenario
+// (tests/runtimes/scenario.mjs: a work queue with prefetch and acks, a topic exchange, publisher
+// confirms) runs on memory storage; and a storage adapter object (README, "Storage adapters")
+// keeps a durable queue's persistent messages across close and reconnect in this process.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { PKG, needPackage } from '../runtimes/helpers.mjs';
+import { EXPECTED, scenario } from '../runtimes/scenario.mjs';
+
+const TIMEOUT = 60_000;
+
+/** The package's main module, found as a bundler or Node would: package.json's exports['.']. */
+async function importPackage() {
+  await needPackage();
+  const manifest = JSON.parse(await readFile(join(PKG, 'package.json'), 'utf8'));
+  assert.equal(manifest.type, 'module');
+  const entry = manifest.exports?.['.']?.default ?? manifest.exports?.['.'] ?? manifest.main;
+  assert.equal(typeof entry, 'string', 'package.json names no entry point');
+  return import(pathToFileURL(join(PKG, entry)).href);
+}
+
+test('runtime node: the package publishes and consumes on memory storage', { timeout: TIMEOUT }, async () => {
+  const tabbit = await importPackage();
+  assert.equal(typeof tabbit.connect, 'function');
+  const cargo = await readFile(new URL('../../Cargo.toml', import.meta.url), 'utf8');
+  assert.equal(await tabbit.version(), cargo.match(/^\[package\][^[]*?^version\s*=\s*"([^"]+)"/ms)?.[1]);
+  const result = await scenario(tabbit.connect);
+  assert.deepEqual(result, { storage: 'memory', ...EXPECTED });
+});
+
+/** The README's example adapter, over a Map (records copied in and out, as a store would). */
+function mapStorage() {
+  const records = new Map();
+  const stats = { loads: 0, writes: 0, inFlight: 0, maxInFlight: 0 };
+  return {
+    records,
+    stats,
+    async load() {
+      stats.loads += 1;
+      return [...records.values()].map(([store, key, value]) => [store, key, value.slice()]);
+    },
+    async write(writes) {
+      stats.writes += 1;
+      stats.inFlight += 1;
+      stats.maxInFlight = Math.max(stats.maxInFlight, stats.inFlight);
+      await new Promise((ok) => setTimeout(ok, 1)); // durable only a little later, as a disk
+      for (const { store, key, value } of writes) {
+        assert.equal(typeof store, 'string');
+        assert.ok(typeof key === 'string' || (Number.isInteger(key) && key >= 0), `bad key ${key}`);
+        const k = `${store}/${typeof key}/${key}`;
+        if (value === undefined) records.delete(k);
+        else {
+          assert.ok(value instanceof Uint8Array, 'a record value is a Uint8Array');
+          records.set(k, [store, key, value.slice()]);
+        }
+      }
+      stats.inFlight -= 1;
+    },
+  };
+}
+
+const text = (m) => new TextDecoder().decode(m.content);
+
+test('runtime node: a storage adapter keeps a durable queue across close and reconnect', { timeout: TIMEOUT }, async () => {
+  const { connect } = await importPackage();
+  const storage = mapStorage();
+  const name = 'runtime-node-adapter';
+
+  // First life: a durable queue with persistent and transient messages, a transient queue,
+  // one message acked and one delivered but not acked when the connection closes.
+  let conn = await connect({ name, storage });
+  assert.equal(conn.storage, 'adapter');
+  let ch = await conn.createConfirmChannel();
+  await ch.assertQueue('keep', { durable: true });
+  await ch.assertQueue('scratch', { durable: false });
+  await ch.assertExchange('jobs', 'direct', { durable: true });
+  await ch.bindQueue('keep', 'jobs', 'job');
+  for (let i = 0; i < 5; i++) ch.publish('jobs', 'job', `p${i}`, { persistent: true, messageId: `p${i}` });
+  ch.sendToQueue('keep', 'transient', { persistent: false });
+  ch.sendToQueue('scratch', 'gone', { persistent: true });
+  await ch.waitForConfirms();
+  const first = await ch.get('keep');
+  assert.equal(text(first), 'p0');
+  ch.ack(first);
+  const second = await ch.get('keep');
+  assert.equal(text(second), 'p1');
+  assert.equal(second.fields.redelivered, false);
+  await conn.flush(); // the ack of p0 is stored
+  await conn.close(); // p1 goes back, unacked
+  assert.ok(storage.records.size > 0, 'the adapter holds records');
+  assert.ok(storage.stats.writes > 0);
+  assert.equal(storage.stats.maxInFlight, 1, 'the broker never awaits two writes at once');
+
+  // Second life on the same records: the durable queue, exchange and binding, and exactly the
+  // persistent messages not acked, in order, p1 marked as redelivered.
+  conn = await connect({ name, storage });
+  assert.deepEqual([...conn.problems], [], 'records recovery skipped');
+  ch = await conn.createConfirmChannel();
+  assert.equal((await ch.checkQueue('keep')).messageCount, 4);
+  const channelErrors = [];
+  ch.on('error', (e) => channelErrors.push(e.code)); // as amqplib's: unheard, it would be thrown
+  await assert.rejects(ch.checkQueue('scratch'), (e) => e.code === 404, 'a transient queue does not survive');
+  assert.deepEqual(channelErrors, [404], 'the failed check closed the channel, as in AMQP');
+  ch = await conn.createConfirmChannel();
+  const back = [];
+  for (let m; (m = await ch.get('keep')); ) {
+    back.push({ text: text(m), id: m.properties.messageId, redelivered: m.fields.redelivered });
+    ch.ack(m);
+  }
+  assert.deepEqual(back, [
+    { text: 'p1', id: 'p1', redelivered: true },
+    { text: 'p2', id: 'p2', redelivered: false },
+    { text: 'p3', id: 'p3', redelivered: false },
+    { text: 'p4', id: 'p4', redelivered: false },
+  ]);
+  // The binding came back too: a publish through the exchange reaches the queue.
+  ch.publish('jobs', 'job', 'p5', { persistent: true });
+  await ch.waitForConfirms();
+  await conn.flush();
+  await conn.close();
+
+  // Third life: only p5 is left.
+  conn = await connect({ name, storage });
+  ch = await conn.createChannel();
+  const last = await ch.get('keep', { noAck: true });
+  assert.equal(text(last), 'p5');
+  assert.equal(await ch.get('keep'), false);
+  await conn.close();
+  assert.equal(storage.stats.loads, 3);
+});

@@ -1,0 +1,280 @@
+// A program using the whole of tabbit's API as an amqplib user would, type-checked (never run)
+// against src/api/index.d.ts by tests/node/types.test.mjs. The `@ts-expect-error` lines prove
+// that wrong usage is rejected: tsc fails if one of them compiles.
+// @ts-expect-error: the module's emitter base class is not exported
+import { Emitter } from 'tabbit';
+import {
+  connect,
+  version,
+  Channel,
+  ConfirmChannel,
+  Connection,
+  type BrokerStats,
+  type ConsumeMessage,
+  type GetMessage,
+  type Message,
+  type Options,
+  type Replies,
+  type ReturnMessage,
+  type StorageAdapter,
+  type StorageRecord,
+  type TabbitError,
+} from 'tabbit';
+
+void Emitter;
+
+const text = new TextDecoder();
+const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+/** A storage adapter over a Map, as a worker without IndexedDB would pass one. */
+function mapStorage(): StorageAdapter {
+  const records = new Map<string, StorageRecord>();
+  return {
+    async load() {
+      return [...records.values()];
+    },
+    async write(writes) {
+      for (const { store, key, value } of writes) {
+        const k = `${store}/${typeof key}/${key}`;
+        if (value === undefined) records.delete(k);
+        else records.set(k, [store, key, value.slice()]);
+      }
+    },
+  };
+}
+
+function isTabbitError(e: unknown): e is TabbitError {
+  return e instanceof Error && typeof (e as Partial<TabbitError>).code === 'number';
+}
+
+/** A work queue: prefetch 1, ack when done, nack (dead-letter) on failure. */
+async function worker(ch: Channel): Promise<Replies.Consume> {
+  await ch.assertExchange('jobs.dlx', 'fanout');
+  const failed = await ch.assertQueue('jobs.failed');
+  await ch.bindQueue(failed.queue, 'jobs.dlx', '');
+  const q: Replies.AssertQueue = await ch.assertQueue('jobs', {
+    durable: true,
+    deadLetterExchange: 'jobs.dlx',
+    messageTtl: 60_000,
+    maxLength: 10_000,
+    arguments: { 'x-overflow': 'reject-publish', 'x-delivery-limit': 5 },
+  });
+  console.log(`${q.queue}: ${q.messageCount} waiting, ${q.consumerCount} consumers`);
+  await ch.prefetch(1);
+  return ch.consume(
+    'jobs',
+    async (msg) => {
+      if (msg === null) return console.log('the broker cancelled the consumer');
+      const { consumerTag, deliveryTag, redelivered } = msg.fields;
+      const tries: number = msg.properties.headers['x-delivery-count'] ?? 0;
+      console.log(consumerTag, deliveryTag, redelivered, tries, text.decode(msg.content));
+      try {
+        await new Promise((ok) => setTimeout(ok, 10));
+        ch.ack(msg);
+      } catch {
+        ch.nack(msg, false, false);
+      }
+    },
+    { noAck: false, consumerTag: 'worker-1', priority: 5, arguments: { 'x-priority': 5 } },
+  );
+}
+
+/** A topic exchange and a server-named exclusive queue. */
+async function logs(ch: Channel): Promise<void> {
+  const { exchange } = await ch.assertExchange('logs', 'topic', { durable: false, autoDelete: false });
+  const { queue } = await ch.assertQueue('', { exclusive: true, autoDelete: true });
+  await ch.bindQueue(queue, exchange, 'app.*.error');
+  await ch.bindQueue(queue, exchange, '#.audit');
+  await ch.consume(queue, (msg) => msg && console.log(msg.fields.routingKey, text.decode(msg.content)), { noAck: true });
+  ch.publish(exchange, 'app.db.error', 'disk full', { contentType: 'text/plain', timestamp: Date.now() });
+  ch.publish(exchange, 'user.audit', bytes('{"login":"ann"}'), { contentType: 'application/json', expiration: 5000 });
+  await ch.unbindQueue(queue, exchange, '#.audit');
+
+  // Headers exchange, exchange-to-exchange bindings.
+  await ch.assertExchange('reports', 'headers', { alternateExchange: 'logs', internal: false });
+  await ch.bindQueue(queue, 'reports', '', { 'x-match': 'any', format: 'pdf', year: 2024 });
+  await ch.assertExchange('all', 'fanout', { arguments: { 'alternate-exchange': 'logs' } });
+  await ch.bindExchange('reports', 'all', '');
+  await ch.unbindExchange('reports', 'all', '');
+  await ch.checkExchange('reports');
+  await ch.deleteExchange('all', { ifUnused: true });
+}
+
+/** Confirms: per-message callbacks (both styles) and waitForConfirms. */
+async function confirmed(conn: Connection): Promise<void> {
+  const ch: ConfirmChannel = await conn.createConfirmChannel();
+  const sent: boolean = ch.sendToQueue('jobs', 'resize photo 42', { persistent: true, messageId: 'p42' }, (err) => {
+    if (err) console.error(`not stored (${err.code}): ${err.message}`);
+  });
+  console.log(sent);
+  // `ok` is `{}` once confirmed, undefined with an error.
+  ch.publish('', 'jobs', bytes('x'), { deliveryMode: 2, priority: 1 }, (err, ok?: Replies.Empty) => {
+    console.log(err?.code, ok);
+  });
+  ch.publish('', 'jobs', 'no callback', { headers: { 'x-delay': 1000, attempt: 1, sent: new Date(), tags: ['a', 'b'] } });
+  try {
+    await ch.waitForConfirms();
+  } catch (e) {
+    if (isTabbitError(e) && e.code === 506) console.error('storage is full');
+    else throw e;
+  }
+  await ch.close();
+}
+
+/** mandatory + 'return', get() with its false, and the events. */
+async function returns(ch: Channel): Promise<GetMessage | undefined> {
+  const onReturn = (msg: ReturnMessage) => {
+    const { replyCode, replyText, exchange, routingKey } = msg.fields;
+    console.log(replyCode, replyText, exchange, routingKey, text.decode(msg.content));
+  };
+  ch.on('return', onReturn);
+  ch.once('error', (err) => console.error(err.code, err.message)).on('close', () => console.log('closed'));
+  ch.publish('', 'nobody-listens', 'lost?', { mandatory: true, replyTo: 'answers', correlationId: 'c1' });
+  ch.off('return', onReturn);
+  console.log(ch.listenerCount('error'));
+
+  const msg = await ch.get('jobs', { noAck: false });
+  if (msg === false) return undefined;
+  const left: number = msg.fields.messageCount;
+  const p = msg.properties;
+  const persistent: boolean = p.deliveryMode === 2;
+  const ttl: string | undefined = p.expiration;
+  console.log(left, persistent, ttl, p.contentType?.toUpperCase(), p.headers['x-death']?.[0]?.reason);
+  ch.reject(msg, true);
+  return msg;
+}
+
+/** for await over a consumer, stopped by an AbortController. */
+async function stream(ch: Channel): Promise<number> {
+  const stop = new AbortController();
+  setTimeout(() => stop.abort(), 1000);
+  let n = 0;
+  for await (const msg of ch.messages('jobs', { signal: stop.signal, exclusive: false })) {
+    const m: ConsumeMessage = msg;
+    ch.ack(m.fields.deliveryTag);
+    if (++n === 100) break;
+  }
+  const it: AsyncIterableIterator<ConsumeMessage> = ch.messages('jobs', { noAck: true });
+  await it.return?.();
+  // consume() with a signal too.
+  const c = new AbortController();
+  const { consumerTag } = await ch.consume('jobs', (m) => m && ch.ack(m), { signal: c.signal });
+  c.abort();
+  await ch.cancel(consumerTag);
+  return n;
+}
+
+/** Acknowledgement helpers typed as amqplib code types them. */
+function settle(ch: Channel, msg: Message, ok: boolean): void {
+  if (ok) ch.ack(msg, false);
+  else ch.nack(msg, false, true);
+}
+
+async function main(): Promise<void> {
+  console.log(await version());
+  const options: Options.Connect = { name: 'app', storage: mapStorage() };
+  const conn = await connect(options);
+  conn.on('close', () => console.log('connection closed')).on('error', (err) => console.error(err.code));
+  console.log(conn.storage, conn.problems.length);
+  const memory = await connect({ name: 'scratch', storage: 'memory' });
+  const other = await connect();
+
+  const ch = await conn.createChannel();
+  console.log(ch instanceof Channel, ch instanceof ConfirmChannel);
+  const { consumerTag } = await worker(ch);
+  await logs(await memory.createChannel());
+  await confirmed(conn);
+  const got = await returns(await conn.createChannel());
+  if (got) settle(ch, got, true);
+  console.log(await stream(await conn.createChannel()));
+  await ch.cancel(consumerTag);
+
+  try {
+    await ch.checkQueue('missing');
+  } catch (e) {
+    if (isTabbitError(e) && e.code === 404) console.log('no such queue');
+  }
+  const purged: Replies.PurgeQueue = await ch.purgeQueue('jobs');
+  const deleted: Replies.DeleteQueue = await (await conn.createChannel()).deleteQueue('jobs.failed', {
+    ifUnused: true,
+    ifEmpty: false,
+  });
+  console.log(purged.messageCount, deleted.messageCount);
+  await ch.recover();
+  ch.ackAll();
+  ch.nackAll(false);
+
+  const stats: BrokerStats = await conn.stats();
+  for (const q of stats.queues) console.log(q.name, q.ready, q.unacked, q.published, q.acked, q.deadLettered);
+  await conn.flush();
+  await ch.close();
+  await Promise.all([conn.close(), memory.close(), other.close()]);
+}
+
+// ---- wrong usage, rejected ------------------------------------------------------------------
+
+async function wrong(conn: Connection, ch: Channel, cch: ConfirmChannel, returned: ReturnMessage): Promise<void> {
+  // @ts-expect-error: content is bytes or a string
+  ch.publish('logs', 'a.b', 42);
+  // @ts-expect-error: content is bytes or a string, not an object
+  ch.sendToQueue('jobs', { id: 1 });
+  // @ts-expect-error: an unknown publish option (a typo of persistent)
+  ch.sendToQueue('jobs', 'x', { persistant: true });
+  // @ts-expect-error: tabbit does not support CC
+  ch.publish('', 'jobs', 'x', { CC: ['other'] });
+  // @ts-expect-error: expiration is milliseconds, not a Date
+  ch.publish('', 'jobs', 'x', { expiration: new Date() });
+  // @ts-expect-error: an unknown consume option
+  await ch.consume('jobs', () => {}, { noack: true });
+  // @ts-expect-error: an unknown queue option
+  await ch.assertQueue('jobs', { ttl: 1000 });
+  // @ts-expect-error: x-overflow takes one of three strings
+  await ch.assertQueue('jobs', { arguments: { 'x-overflow': 'drop-tail' } });
+  // @ts-expect-error: a header value cannot be a function
+  ch.publish('', 'jobs', 'x', { headers: { f: () => 1 } });
+  // @ts-expect-error: an unknown exchange type
+  await ch.assertExchange('delayed', 'x-delayed-message');
+
+  const msg = await ch.get('jobs');
+  // @ts-expect-error: get() answers false when the queue is empty: check it first
+  console.log(msg.content);
+  // @ts-expect-error: ack takes no promise
+  ch.ack(ch.get('jobs'));
+  // @ts-expect-error: a returned message was never delivered: there is nothing to ack
+  ch.ack(returned);
+  // @ts-expect-error: ack returns nothing to await on
+  const acked: Promise<void> = ch.ack(1);
+
+  // @ts-expect-error: no such event
+  ch.on('message', () => {});
+  // @ts-expect-error: 'return' gives a message, not an error
+  ch.on('return', (err: TabbitError) => console.log(err.code));
+  // @ts-expect-error: publish returns a boolean, not a promise
+  await ch.publish('', 'jobs', 'x').then(() => {});
+  // @ts-expect-error: only a confirm channel has waitForConfirms
+  await ch.waitForConfirms();
+  // @ts-expect-error: a plain channel's publish takes no callback
+  ch.sendToQueue('jobs', 'x', {}, () => {});
+  // @ts-expect-error: the callback's error is an error or null, not a string
+  cch.sendToQueue('jobs', 'x', {}, (err: string) => console.log(err));
+  // @ts-expect-error: channels come from createChannel
+  new Channel();
+  // @ts-expect-error: connections come from connect()
+  new Connection();
+
+  // @ts-expect-error: tabbit runs in this page: connect() takes options, not a URL
+  await connect('amqp://localhost');
+  // @ts-expect-error: unknown storage
+  await connect({ storage: 'localStorage' });
+  // @ts-expect-error: an adapter needs write() too
+  await connect({ storage: { load: async () => [] } });
+  // @ts-expect-error: storage is read-only
+  conn.storage = 'memory';
+
+  const stats = await conn.stats();
+  // @ts-expect-error: stats are per queue
+  console.log(stats.ready, acked);
+}
+
+void main;
+void wrong;

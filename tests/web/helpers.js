@@ -1,0 +1,89 @@
+// JS helpers of the browser tests, in one module. Keep it one: each `inline_js` block is a
+// module file of its own, and with five module files the page of `wasm-pack test --chrome`
+// stalled while loading about one run in two (Chromium 156, wasm-bindgen-test 0.3: the
+// last snippet request never completed; chromedriver then times out after 300 s).
+
+function open(name) {
+  return new Promise((ok, fail) => {
+    const r = indexedDB.open(name);
+    r.onsuccess = () => ok(r.result);
+    r.onerror = () => fail(r.error);
+  });
+}
+export async function countRecords(name, store) {
+  const db = await open(name);
+  try {
+    return await new Promise((ok, fail) => {
+      const r = db.transaction(store, 'readonly').objectStore(store).count();
+      r.onsuccess = () => ok(r.result);
+      r.onerror = () => fail(r.error);
+    });
+  } finally { db.close(); }
+}
+export async function putForeign(name, store, key, value) {
+  const db = await open(name);
+  try {
+    await new Promise((ok, fail) => {
+      const tx = db.transaction(store, 'readwrite');
+      tx.objectStore(store).put(value, key);
+      tx.oncomplete = () => ok();
+      tx.onabort = () => fail(tx.error);
+    });
+  } finally { db.close(); }
+}
+export function openDb(name) { return open(name); }
+export function countNow(db, store) {
+  return new Promise((ok, fail) => {
+    const r = db.transaction(store, 'readonly').objectStore(store).count();
+    r.onsuccess = () => ok(r.result);
+    r.onerror = () => fail(r.error);
+  });
+}
+export class MapAdapter {
+  constructor() { this.records = new Map(); this.failNext = false; this.writes = 0; }
+  async load() { return [...this.records.values()]; }
+  async write(writes) {
+    if (this.failNext) { this.failNext = false; throw new Error('disk on fire'); }
+    this.writes++;
+    for (const { store, key, value } of writes) {
+      const k = store + '\u0000' + typeof key + key;
+      if (value === undefined) this.records.delete(k); else this.records.set(k, [store, key, value.slice()]);
+    }
+  }
+}
+// Resolves when the request succeeds; fails if it is still waiting 2 s after 'blocked'
+// (an open connection that never closes).
+function unblocked(r, what) {
+  return new Promise((ok, fail) => {
+    r.onsuccess = () => { if (r.result && r.result.close) r.result.close(); ok(); };
+    r.onerror = () => fail(r.error);
+    r.onblocked = () => setTimeout(() => fail(new Error(what + ' stayed blocked by an open connection')), 2000);
+  });
+}
+export function upgradeTo(name, version) {
+  const r = indexedDB.open(name, version);
+  r.onupgradeneeded = () => r.result.createObjectStore('added-by-v' + version);
+  return unblocked(r, 'upgrade');
+}
+export function deleteDb(name) {
+  return unblocked(indexedDB.deleteDatabase(name), 'delete');
+}
+export function sleep(ms) { return new Promise((ok) => setTimeout(ok, ms)); }
+
+export function recorder() {
+  const events = [];
+  const fn = (name, arg) => events.push([name, arg]);
+  fn.events = events;
+  return fn;
+}
+export function collector() {
+  const got = [];
+  const fn = (m) => got.push(m);
+  fn.got = got;
+  return fn;
+}
+export function tick() { return new Promise((ok) => setTimeout(ok, 0)); }
+
+export function failingStorage() {
+  return { async load() { return []; }, async write() { throw new Error('disk on fire'); } };
+}
