@@ -6,7 +6,8 @@
 //   (b)  tabbit persistent publish on a confirm channel into a durable queue, window of 1,000 unconfirmed;
 //   (c)  tabbit get + ack of those messages until the queue is empty, then flush();
 //   (d)  reopen with 100,000 persistent messages queued: connect() until a first get returns;
-//   (e)  memory with N persistent messages queued: wasm linear memory + JS heap (after a GC).
+//   (e)  memory with N persistent messages queued: wasm linear memory + JS heap (after a GC);
+//   (f)  the size of what the package ships (wasm and JS), gzipped.
 // Throughputs are medians of --reps rounds (fresh database each), rounds interleaved so that the
 // machine's noise hits every row alike; ratios are to (a) of the same run and message size.
 // IndexedDB is on disk: a persistent browser profile in a temporary directory.
@@ -18,7 +19,8 @@
 //     --profile    also CPU-profile one (b) and one (c) with a build that keeps function names
 //                  (scripts/bench --profile builds it into target/bench-pkg-profiling) and print
 //                  the top self-time functions
-import { writeFile } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { gzipSync } from 'node:zlib';
 import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
 import { BLANK, ROOT, launchBrowser, openPage, removeDir, startServer, tempDir } from '../tests/node/browser.mjs';
@@ -144,6 +146,17 @@ try {
       jsHeapBytesEmpty: heap0,
     });
   }
+
+  // (f) what the package ships, gzipped (the goal of the package: 100 KB in all).
+  const shipped = ['tabbit_bg.wasm', 'tabbit.js', 'index.js'];
+  const snippets = await readdir(join(ROOT, 'pkg', 'snippets'), { recursive: true });
+  shipped.push(...snippets.filter((f) => f.endsWith('.js')).map((f) => join('snippets', f)));
+  const sizes = await Promise.all(shipped.map(async (f) => [f, gzipSync(await readFile(join(ROOT, 'pkg', f)), { level: 9 }).length]));
+  row('f', '(f)  package, gzipped: wasm + JS', 'KB', [sizes.reduce((a, [, n]) => a + n, 0) / 1024], {
+    goal: '≤ 100 KB',
+    pass: (r) => r.median <= 100,
+    note: sizes.map(([f, n]) => `${f.split('/').pop()} ${(n / 1024).toFixed(1)} KB`).join(', '),
+  });
 
   // CPU profiles of one (b) and one (c), with function names.
   if (config.profile) {
