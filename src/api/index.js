@@ -118,6 +118,8 @@ function promise(fn) {
 
 /** Brokers open in this context, by name: every connect() to a name shares one. */
 const brokers = new Map();
+/** Brokers closing, by name: a new one on the name waits, so that two never share its storage. */
+const closing = new Map();
 
 /**
  * Connects to broker `name` (default 'default') of this origin. `storage`: 'indexeddb' (the
@@ -135,6 +137,10 @@ export async function connect(options = {}) {
   if (typeof name !== 'string') throw failed("connect(): 'name' must be a string", 406);
   await load(wasm);
   let entry = brokers.get(name);
+  while (!entry && closing.has(name)) {
+    await closing.get(name);
+    entry = brokers.get(name);
+  }
   if (!entry) {
     entry = { broker: RawBroker.open(name, storage), storage, connections: 0 };
     brokers.set(name, entry);
@@ -145,13 +151,23 @@ export async function connect(options = {}) {
       406,
     );
   }
-  const broker = await entry.broker;
+  // Counted before the wait, so that a connection closing meanwhile does not close it.
   entry.connections += 1;
+  let broker;
+  try {
+    broker = await entry.broker;
+  } catch (e) {
+    entry.connections -= 1;
+    throw e;
+  }
   return new Connection(broker, () => {
     entry.connections -= 1;
     if (entry.connections > 0) return Promise.resolve();
     brokers.delete(name);
-    return broker.close();
+    const done = broker.close();
+    closing.set(name, done);
+    done.finally(() => closing.get(name) === done && closing.delete(name));
+    return done;
   });
 }
 

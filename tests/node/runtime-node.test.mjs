@@ -132,3 +132,25 @@ test('runtime node: a storage adapter keeps a durable queue across close and rec
   await conn.close();
   assert.equal(storage.stats.loads, 3);
 });
+
+test('runtime node: connect() right after the last close waits for it, so two brokers never share storage', { timeout: TIMEOUT }, async () => {
+  const { connect } = await importPackage();
+  const storage = mapStorage();
+  let published = 0;
+  for (let round = 0; round < 5; round++) {
+    const conn = await connect({ name: 'reconnect-race', storage });
+    const ch = await conn.createConfirmChannel();
+    await ch.assertQueue('q');
+    for (let i = 0; i < 10; i++) ch.sendToQueue('q', `r${round}-${i}`, { persistent: true });
+    published += 10;
+    conn.close(); // not awaited: the next connect() comes while this one still writes
+  }
+  const conn = await connect({ name: 'reconnect-race', storage });
+  const ch = await conn.createChannel();
+  const got = [];
+  for (let m; (m = await ch.get('q', { noAck: true })); ) got.push(text(m));
+  await conn.close();
+  assert.equal(got.length, published, 'every message published before a close is there once');
+  assert.deepEqual(got, [...got].sort((a, b) => a.localeCompare(b, 'en', { numeric: true })), 'in order');
+  assert.equal(storage.stats.maxInFlight, 1, 'never two writers at once');
+});
