@@ -203,6 +203,9 @@ pub struct Broker {
     route_scratch: Vec<Destination>,
     /// The channel that replays stored declarations while a reopened broker recovers.
     recovery: Option<ChannelRef>,
+    /// Queues with paged-out messages (and perhaps some that had them): the host asks
+    /// after every command which need paging in, so that question must not visit them all.
+    paged_queues: FxSet<QueueId>,
 }
 
 const DEFAULT_EXCHANGE: ExchangeId = ExchangeId(0);
@@ -235,6 +238,7 @@ impl Broker {
             effects: VecDeque::new(),
             route_scratch: Vec::new(),
             recovery: None,
+            paged_queues: FxSet::default(),
         };
         for (name, kind) in [
             ("", ExchangeKind::Direct),
@@ -865,6 +869,7 @@ impl Broker {
         self.remove_bindings_to(Destination::Queue(id));
         let Some(q) = self.queues.remove(&id) else { return 0 };
         self.queue_ids.remove(&q.name);
+        self.paged_queues.remove(&id);
         for cid in &q.consumers {
             if let Some(c) = self.consumers.remove(cid) {
                 if let Some(channel) = self.channels.get_mut(&c.channel) {
@@ -893,6 +898,7 @@ impl Broker {
             let q = b.queues.get_mut(&id).expect("exists");
             q.paged = 0;
             q.paged_from = u64::MAX;
+            b.paged_queues.remove(&id);
             let mut removed: Vec<Entry> = q.ready.drain().collect();
             removed.extend(std::mem::take(&mut q.delayed).into_values());
             q.counters.purged += removed.len() as u64;
@@ -1735,6 +1741,9 @@ impl Broker {
             let paged = q.ready.iter().filter(|e| e.message.is_none()).count();
             if q.ready.iter().any(|e| e.message.is_none() && e.seq < q.paged_from) {
                 return Err(format!("queue {}: a message before paged_from {} is paged out", q.name, q.paged_from));
+            }
+            if paged > 0 && !self.paged_queues.contains(id) {
+                return Err(format!("queue {}: has paged-out messages but is not listed as paged", q.name));
             }
             if paged != q.paged || (paged > 0 && !q.can_page()) {
                 return Err(format!("queue {}: {paged} ready messages paged out, {} counted", q.name, q.paged));

@@ -863,12 +863,6 @@ pub struct Recovered {
     pub problems: Vec<String>,
 }
 
-impl Recovered {
-    pub fn message_count(&self) -> usize {
-        self.queues.iter().map(|q| q.messages.len()).sum()
-    }
-}
-
 /// Puts what a store held into a new broker, then runs its clock to `now`: messages
 /// whose TTL passed while it was closed expire (and are dead-lettered if so configured)
 /// and queues unused for their `x-expires` since the last write go. The store ops this

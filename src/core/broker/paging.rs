@@ -15,9 +15,13 @@ impl Broker {
     /// arrived since.
     pub fn page_out_all(&mut self, keep: usize, stored: impl Fn(&str, u64) -> bool) -> usize {
         let mut dropped = 0;
-        for q in self.queues.values_mut().filter(|q| q.ready.len() > keep) {
+        for (id, q) in self.queues.iter_mut().filter(|(_, q)| q.ready.len() > keep) {
             let name = q.name.clone();
-            dropped += page_out_queue(q, keep, |seq| stored(&name, seq));
+            let n = page_out_queue(q, keep, |seq| stored(&name, seq));
+            if n > 0 {
+                self.paged_queues.insert(*id);
+            }
+            dropped += n;
         }
         dropped
     }
@@ -27,8 +31,9 @@ impl Broker {
     /// every command. Queues for which `skip` is true (a page-in under way) are left out.
     pub fn page_in_wanted(&self, window: usize, skip: impl Fn(&str) -> bool) -> Vec<(Rc<str>, Vec<u64>)> {
         let mut out: Vec<(Rc<str>, Vec<u64>)> = self
-            .queues
-            .values()
+            .paged_queues
+            .iter()
+            .filter_map(|id| self.queues.get(id))
             .filter(|q| q.paged > 0 && q.ready.position_of(q.paged_from) < window && !skip(&q.name))
             .filter_map(|q| {
                 let seqs: Vec<u64> =
@@ -95,6 +100,9 @@ impl Broker {
             0 => u64::MAX,
             _ => q.ready.single_level_from(from).find(|e| e.message.is_none()).map_or(u64::MAX, |e| e.seq),
         };
+        if q.paged == 0 {
+            self.paged_queues.remove(&id);
+        }
         for e in gone {
             // No body to dead-letter: counted as discarded, its store record removed.
             self.discard(id, e, DropReason::Expired, now);

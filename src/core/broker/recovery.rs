@@ -111,6 +111,10 @@ impl Broker {
     /// comes back flagged `redelivered` when it had been handed out before. Expiry,
     /// dead-lettering and length limits apply at the next [`Broker::tick`].
     pub fn restore_message(&mut self, queue: &str, m: StoredMessage, now: u64) -> Result<()> {
+        let id = self.queue_id(queue)?;
+        if m.message.is_none() {
+            self.paged_queues.insert(id);
+        }
         let q = self.queue_mut(queue)?;
         let paged = m.message.is_none();
         if paged && !q.can_page() {
