@@ -143,6 +143,8 @@ struct Inner {
     /// Waiters for the batch in flight.
     in_flight: Option<Vec<Waiter>>,
     flush_scheduled: bool,
+    /// The timer is re-armed at the end of the turn.
+    timer_check_scheduled: bool,
     timer: Option<(u64, JsValue)>,
     tick: Option<Closure<dyn FnMut()>>,
     sink: Option<EventSink>,
@@ -274,6 +276,7 @@ impl Host {
             held: Vec::new(),
             in_flight: None,
             flush_scheduled: false,
+            timer_check_scheduled: false,
             timer: None,
             tick: None,
             sink: None,
@@ -370,7 +373,16 @@ impl Host {
                 // Runs after the current task's synchronous code: one batch per turn.
                 spawn_local(async move { host.flush_now().await });
             }
-            Self::arm_timer(inner);
+            if !inner.timer_check_scheduled && !inner.closed {
+                inner.timer_check_scheduled = true;
+                let host = self.clone();
+                // Once per turn, not per command: finding the next deadline visits every queue.
+                spawn_local(async move {
+                    let mut inner = host.inner.borrow_mut();
+                    inner.timer_check_scheduled = false;
+                    Self::arm_timer(&mut inner);
+                });
+            }
         }
         self.dispatch_events();
         self.start_page_ins();

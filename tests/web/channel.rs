@@ -15,6 +15,7 @@ extern "C" {
     fn recorder() -> Function;
     fn collector() -> Function;
     fn tick() -> Promise;
+    fn sleep(ms: f64) -> Promise;
 }
 
 fn json(s: &str) -> JsValue {
@@ -221,5 +222,24 @@ async fn closing_a_connection_requeues_its_unacked_messages_for_others() {
     let err = ch2.check_queue("mine").unwrap_err();
     assert_eq!(prop(&err, "code").as_f64(), Some(404.0), "the exclusive queue went with its connection");
     JsFuture::from(tick()).await.unwrap();
+    broker.close().await;
+}
+
+#[wasm_bindgen_test]
+async fn a_live_broker_expires_messages_on_its_timer_and_dead_letters_them() {
+    let broker = memory_broker("timer").await;
+    let conn = broker.connect();
+    let ch = conn.create_channel(false, recorder()).unwrap();
+    ch.assert_exchange("dlx", "fanout", JsValue::UNDEFINED).unwrap();
+    ch.assert_queue("dead", JsValue::UNDEFINED).unwrap();
+    ch.bind_queue("dead", "dlx", "", JsValue::UNDEFINED).unwrap();
+    ch.assert_queue("short", json(r#"{"messageTtl": 40, "deadLetterExchange": "dlx"}"#)).unwrap();
+    let dead = collector();
+    ch.consume("dead", dead.clone(), JsValue::UNDEFINED).unwrap();
+    ch.publish("", "short", "ephemeral".into(), JsValue::UNDEFINED, None).unwrap();
+    assert!(got(&dead).is_empty());
+    // No command runs meanwhile: only the broker's timer can move the message.
+    JsFuture::from(sleep(200.0)).await.unwrap();
+    assert_eq!(texts(&got(&dead)), ["ephemeral"], "expired on time and dead-lettered");
     broker.close().await;
 }
