@@ -22,7 +22,9 @@ use super::value::{same_table, FieldValue, Table};
 
 mod paging;
 mod recovery;
+mod resume;
 pub use recovery::StoredMessage;
+pub use resume::{InFlight, Resume, Resumed};
 
 /// Bounds that keep one app from exhausting the page; each error names the limit.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,6 +205,8 @@ pub struct Broker {
     route_scratch: Vec<Destination>,
     /// The channel that replays stored declarations while a reopened broker recovers.
     recovery: Option<ChannelRef>,
+    /// Deliveries to consumers wait (see [`Broker::hold_deliveries`]).
+    holding: bool,
     /// Queues with paged-out messages (and perhaps some that had them): the host asks
     /// after every command which need paging in, so that question must not visit them all.
     paged_queues: FxSet<QueueId>,
@@ -238,6 +242,7 @@ impl Broker {
             effects: VecDeque::new(),
             route_scratch: Vec::new(),
             recovery: None,
+            holding: false,
             paged_queues: FxSet::default(),
         };
         for (name, kind) in [
@@ -813,6 +818,7 @@ impl Broker {
             paged_from: u64::MAX,
             last_used: now,
             next_seq: 1,
+            stored_below: 1,
             counters: QueueCounters::default(),
         };
         if queue.durable && owner.is_none() {
@@ -1199,6 +1205,15 @@ impl Broker {
     }
 
     fn consume_inner(&mut self, ch: ChannelRef, c: Consume, now: u64) -> Result<Rc<str>> {
+        let (tag, qid) = self.register_consumer(ch, c, now)?;
+        self.dispatch(qid, now);
+        Ok(tag)
+    }
+
+    /// Adds a consumer to an open channel and its queue without dispatching, so that a
+    /// resumed channel can take back its deliveries before new ones flow. Checks
+    /// everything before changing anything: on an error the broker is as it was.
+    fn register_consumer(&mut self, ch: ChannelRef, c: Consume, now: u64) -> Result<(Rc<str>, QueueId)> {
         names::check("queue name", &c.queue)?;
         names::check("consumer tag", &c.consumer_tag)?;
         let qid = self.queue_id(&c.queue)?;
@@ -1274,8 +1289,7 @@ impl Broker {
             let first = ps.next();
             ps.any(|p| Some(p) != first)
         };
-        self.dispatch(qid, now);
-        Ok(tag)
+        Ok((tag, qid))
     }
 
     /// `cancel(consumerTag)`. Its unacked deliveries stay unacked on the channel.
@@ -1347,6 +1361,9 @@ impl Broker {
 
     /// Hands ready messages to consumers while both exist.
     fn dispatch(&mut self, qid: QueueId, now: u64) {
+        if self.holding {
+            return;
+        }
         let mut expired = Vec::new();
         while let Some(q) = self.queues.get(&qid) {
             // A paged-out head waits for the host to page it in (`page_in` dispatches).
@@ -1484,7 +1501,10 @@ impl Broker {
             let channel = b.channels.get_mut(&ch).expect("open");
             let global = channel.channel_prefetch > 0;
             if !multiple {
-                let u = channel.unacked.take(tag).ok_or_else(|| unknown_tag(tag))?;
+                let Some(u) = channel.unacked.take(tag) else {
+                    // A delivery lost with an earlier broker (see `resume_channel`): nothing to do.
+                    return if channel.settle_forgiven(tag) { Ok(()) } else { Err(unknown_tag(tag)) };
+                };
                 let q = u.queue;
                 b.settle_entry(ch, u, how, now);
                 // The settled message's queue first: the room it freed goes there.
@@ -1494,14 +1514,16 @@ impl Broker {
                 }
                 return Ok(());
             }
-            if tag != 0 && !channel.unacked.contains(tag) {
+            if tag != 0 && !channel.unacked.contains(tag) && !channel.is_forgiven(tag) {
                 return Err(unknown_tag(tag));
             }
             let mut taken = Vec::new();
             if tag == 0 {
                 channel.unacked.take_all(&mut taken);
+                channel.forgiven.clear();
             } else {
                 channel.unacked.take_up_to(tag, &mut taken);
+                channel.settle_forgiven_up_to(tag);
             }
             let mut touched: Vec<QueueId> = Vec::new();
             for (_, u) in taken {
@@ -1645,6 +1667,28 @@ impl Broker {
     }
 
     /// Names of every queue, sorted.
+    /// Holds every delivery to consumers until [`Broker::release_deliveries`]: a new host
+    /// takes back the deliveries each client still holds (`resume_channel`) before any
+    /// message can go to someone else. `get` is not held.
+    pub fn hold_deliveries(&mut self) {
+        self.holding = true;
+    }
+
+    /// Deliveries flow again: every queue with consumers dispatches.
+    pub fn release_deliveries(&mut self, now: u64) {
+        self.holding = false;
+        let ids: Vec<QueueId> =
+            self.queues.iter().filter(|(_, q)| !q.consumers.is_empty()).map(|(id, _)| *id).collect();
+        for id in ids {
+            self.dispatch(id, now);
+        }
+    }
+
+    /// The name of a queue by id (a delivery names its queue by id).
+    pub fn queue_name(&self, id: QueueId) -> Option<Rc<str>> {
+        self.queues.get(&id).map(|q| q.name.clone())
+    }
+
     pub fn queue_names(&self) -> Vec<Rc<str>> {
         let mut v: Vec<Rc<str>> = self.queue_ids.keys().cloned().collect();
         v.sort();
@@ -1681,7 +1725,10 @@ impl Broker {
         let mut seen: FxSet<(QueueId, u64)> = FxSet::default();
         for (ch, channel) in &self.channels {
             let mut consumer_unacked = 0;
-            for (_, u) in channel.unacked.iter() {
+            for (tag, u) in channel.unacked.iter() {
+                if tag >= channel.next_delivery_tag {
+                    return Err(format!("{ch:?}: unacked tag {tag} is not below the next delivery tag"));
+                }
                 *unacked_by_queue.entry(u.queue).or_default() += 1;
                 if let Some(c) = u.consumer {
                     consumer_unacked += 1;
@@ -1690,6 +1737,15 @@ impl Broker {
                 if !seen.insert((u.queue, u.entry.seq)) {
                     return Err(format!("message {:?}/{} is unacked twice", u.queue, u.entry.seq));
                 }
+            }
+            if !channel.forgiven.windows(2).all(|w| w[0] < w[1]) {
+                return Err(format!("{ch:?}: forgiven tags {:?} are not sorted and distinct", channel.forgiven));
+            }
+            if let Some(t) = channel.forgiven.iter().find(|t| channel.unacked.contains(**t)) {
+                return Err(format!("{ch:?}: tag {t} is both forgiven and unacked"));
+            }
+            if channel.forgiven.last().is_some_and(|t| *t >= channel.next_delivery_tag) {
+                return Err(format!("{ch:?}: a forgiven tag is not below the next delivery tag"));
             }
             if consumer_unacked != channel.consumer_unacked {
                 return Err(format!(
@@ -1737,6 +1793,9 @@ impl Broker {
                 if !seen.insert((*id, e.seq)) {
                     return Err(format!("queue {}: message {} is both delayed and elsewhere", q.name, e.seq));
                 }
+            }
+            if q.stored_below > q.next_seq {
+                return Err(format!("queue {}: stored_below {} above next_seq {}", q.name, q.stored_below, q.next_seq));
             }
             let paged = q.ready.iter().filter(|e| e.message.is_none()).count();
             if q.ready.iter().any(|e| e.message.is_none() && e.seq < q.paged_from) {

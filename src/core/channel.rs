@@ -119,6 +119,10 @@ pub struct Channel {
     pub next_delivery_tag: u64,
     /// `Some(next sequence number)` once in confirm mode.
     pub confirm_seq: Option<u64>,
+    /// Tags of deliveries a resumed channel could not take back (their messages were
+    /// lost with an earlier broker), sorted: settling one is a no-op, not an error,
+    /// since the client did nothing wrong. Empty unless the channel was resumed.
+    pub forgiven: Vec<u64>,
 }
 
 impl Channel {
@@ -131,6 +135,7 @@ impl Channel {
             unacked: UnackedWindow::new(1),
             next_delivery_tag: 1,
             confirm_seq: None,
+            forgiven: Vec::new(),
         }
     }
 
@@ -140,6 +145,27 @@ impl Channel {
 
     pub fn has_capacity(&self) -> bool {
         self.channel_prefetch == 0 || self.consumer_unacked < self.channel_prefetch
+    }
+
+    pub fn is_forgiven(&self, tag: u64) -> bool {
+        self.forgiven.binary_search(&tag).is_ok()
+    }
+
+    /// Settles a forgiven tag: whether it was one (each is settled once, like any tag).
+    pub fn settle_forgiven(&mut self, tag: u64) -> bool {
+        match self.forgiven.binary_search(&tag) {
+            Ok(i) => {
+                self.forgiven.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Settles every forgiven tag up to and including `tag` (a `multiple` settle).
+    pub fn settle_forgiven_up_to(&mut self, tag: u64) {
+        let n = self.forgiven.partition_point(|t| *t <= tag);
+        self.forgiven.drain(..n);
     }
 }
 

@@ -7,6 +7,9 @@ use std::fmt;
 pub enum ReplyCode {
     /// 312: a mandatory message could not be routed (carried by a return, not an error).
     NoRoute = 312,
+    /// 320: the broker went away (here: the context hosting it died or left) before the
+    /// outcome of a call was known.
+    ConnectionForced = 320,
     /// 403: the operation is not allowed on this object (reserved name, internal exchange).
     AccessRefused = 403,
     /// 404: the exchange or queue does not exist.
@@ -37,6 +40,7 @@ impl ReplyCode {
     pub fn name(self) -> &'static str {
         match self {
             ReplyCode::NoRoute => "NO_ROUTE",
+            ReplyCode::ConnectionForced => "CONNECTION_FORCED",
             ReplyCode::AccessRefused => "ACCESS_REFUSED",
             ReplyCode::NotFound => "NOT_FOUND",
             ReplyCode::ResourceLocked => "RESOURCE_LOCKED",

@@ -249,6 +249,11 @@ pub struct Queue {
     /// Last use for `x-expires`: declare, consume, get, a consumer leaving.
     pub last_used: u64,
     pub next_seq: u64,
+    /// Positions below this came back from the store when the broker recovered (1 when
+    /// nothing did). Only those can be in flight on a client that resumes a channel
+    /// here: later positions may reuse those of messages lost with the old broker
+    /// (non-persistent ones are never stored), so a resumed delivery must not claim them.
+    pub stored_below: u64,
     pub counters: QueueCounters,
 }
 
@@ -328,5 +333,19 @@ mod tests {
         r.push_back(entry(4, 2));
         let order: Vec<u64> = std::iter::from_fn(|| r.pop_front()).map(|e| e.seq).collect();
         assert_eq!(order, [2, 3, 4, 1]);
+    }
+
+    #[test]
+    fn remove_by_seq_finds_the_entry_at_any_priority() {
+        let mut r = ReadyList::new(Some(5));
+        for (seq, p) in [(1, 0), (2, 5), (3, 0), (4, 5)] {
+            r.push_back(entry(seq, p));
+        }
+        assert_eq!(r.remove(3).map(|e| e.seq), Some(3));
+        assert_eq!(r.remove(4).map(|e| e.seq), Some(4));
+        assert!(r.remove(3).is_none() && r.remove(9).is_none());
+        let order: Vec<u64> = r.iter().map(|e| e.seq).collect();
+        assert_eq!(order, [2, 1]);
+        assert_eq!((r.len(), r.bytes()), (2, 6));
     }
 }

@@ -88,6 +88,7 @@ impl Broker {
         self.replay(now, |b, ch| b.declare_queue(ch, d, now))?;
         let q = self.queue_mut(name)?;
         q.next_seq = q.next_seq.max(next_seq);
+        q.stored_below = q.stored_below.max(next_seq);
         q.last_used = last_used;
         Ok(())
     }
@@ -138,6 +139,7 @@ impl Broker {
             durable: true,
         };
         q.next_seq = q.next_seq.max(m.seq + 1);
+        q.stored_below = q.stored_below.max(m.seq + 1);
         q.counters.enqueued += 1;
         match m.ready_at {
             Some(t) if t > now => {
