@@ -3,6 +3,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod core;
+pub mod mesh;
 pub mod store;
 
 #[cfg(target_arch = "wasm32")]

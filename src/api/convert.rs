@@ -281,7 +281,7 @@ pub fn message(exchange: &str, routing_key: &str, content_value: &JsValue, opts:
     Ok((message, mandatory))
 }
 
-#[wasm_bindgen(module = "/src/api/message.js")]
+#[wasm_bindgen(module = "/src/api/glue.js")]
 extern "C" {
     #[wasm_bindgen(js_name = reportUncaught)]
     pub fn report_uncaught(e: &JsValue);

@@ -33,3 +33,89 @@ export function reportUncaught(e) {
   if (typeof globalThis.reportError === 'function') globalThis.reportError(e);
   else setTimeout(() => { throw e; });
 }
+
+// ---------------------------------------------------------------- the mesh's transport
+// What the broker needs from the platform to span the contexts of an origin: a
+// BroadcastChannel to carry posts, and Web Locks to pick the host and to learn that a
+// context died. Every decision is in Rust (src/api/link.rs).
+
+/** Whether this context can join a mesh (Web Locks and BroadcastChannel). */
+export function meshAvailable() {
+  return typeof BroadcastChannel === 'function' && typeof globalThis.navigator?.locks?.request === 'function';
+}
+
+/** Posts larger than this are dropped unread (and counted). */
+const MAX_POST_BYTES = 64 * 1024 * 1024;
+
+export class Port {
+  /**
+   * @param {string} name the broker's name
+   * @param {number} me this context's id
+   * @param {(bytes: Uint8Array | undefined) => void} onPost a post from another context (undefined: one that is not ours)
+   * @param {() => void} onHost this context now holds the host lock
+   * @param {(id: number) => void} onGone the context `id` watched with watch() died or left
+   */
+  constructor(name, me, onPost, onHost, onGone) {
+    this.prefix = `tabbit:${name}`;
+    this.me = me;
+    this.onHost = onHost;
+    this.onGone = onGone;
+    this.abort = new AbortController();
+    this.releases = [];
+    this.channel = new BroadcastChannel(this.prefix);
+    this.channel.onmessage = (e) => {
+      const d = e.data;
+      onPost(d instanceof Uint8Array && d.byteLength <= MAX_POST_BYTES ? d : undefined);
+    };
+    this.channel.onmessageerror = () => onPost(undefined);
+  }
+
+  /** Holds a lock until close(); resolves when it is granted. */
+  #hold(name, granted) {
+    return new Promise((resolve, reject) => {
+      navigator.locks
+        .request(name, { signal: this.abort.signal }, () => {
+          resolve();
+          granted?.();
+          return new Promise((release) => this.releases.push(release));
+        })
+        .catch((e) => (e?.name === 'AbortError' ? resolve() : reject(e)));
+    });
+  }
+
+  /** Takes this context's own lock (held for its life), then queues for the host lock. */
+  async start() {
+    await this.#hold(`${this.prefix}:client:${this.me}`);
+    this.#hold(`${this.prefix}:host`, () => this.onHost()).catch(() => {});
+  }
+
+  post(bytes) {
+    this.channel.postMessage(bytes);
+  }
+
+  /** Calls onGone(id) once context `id` no longer holds its lock (it died or closed). */
+  watch(id) {
+    navigator.locks
+      .request(`${this.prefix}:client:${id}`, { signal: this.abort.signal }, () => this.onGone(id))
+      .catch(() => {});
+  }
+
+  /** The ids of the other contexts that hold their lock now. */
+  async liveClients() {
+    const { held = [] } = await navigator.locks.query();
+    const start = `${this.prefix}:client:`;
+    return held
+      .map((l) => l.name)
+      .filter((n) => n?.startsWith(start))
+      .map((n) => Number(n.slice(start.length)))
+      .filter((id) => Number.isSafeInteger(id) && id !== this.me);
+  }
+
+  /** Leaves: releases both locks (another context takes over hosting) and the channel. */
+  close() {
+    this.abort.abort();
+    for (const release of this.releases) release();
+    this.releases = [];
+    this.channel.close();
+  }
+}

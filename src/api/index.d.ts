@@ -131,6 +131,13 @@ export declare namespace Options {
      * `WebAssembly.Module`, a URL or a `Response`. Used by the first connect() only.
      */
     wasm?: WasmSource | Promise<WasmSource>;
+    /**
+     * Default `true`: where Web Locks and BroadcastChannel exist (browsers), every tab and
+     * worker of the origin that connects to `name` joins one broker, hosted by one of them;
+     * when the host goes, another takes over. `false`: the broker stays in this context.
+     * Without Web Locks (Node, Deno, workerd) the broker is always this context's own.
+     */
+    mesh?: boolean;
   }
 
   /** `assertQueue`'s options (the shorthands set the `x-` arguments). */
@@ -452,6 +459,23 @@ export interface QueueStats {
 export interface BrokerStats {
   queues: QueueStats[];
   storage: StorageKind;
+  /** The id of the context that hosts the broker. */
+  host: string;
+  /** Whether that is this context. */
+  hosting: boolean;
+  /** Posts from other contexts the host dropped: not tabbit's, another protocol version, malformed or too large. */
+  droppedPosts: number;
+}
+
+/** What a `'failover'` event carries. */
+export interface FailoverInfo {
+  /** Whether this context is the new host. */
+  hosting: boolean;
+  /**
+   * Consumers of this context the new host could not restore (their queue died with the old
+   * host: a transient or exclusive queue); their callbacks got `null`.
+   */
+  cancelled: string[];
 }
 
 /** The storage a broker uses. */
@@ -479,6 +503,13 @@ export interface ConnectionEvents {
   /** The connection closed (`close()`). */
   close: () => void;
   error: (err: TabbitError) => void;
+  /**
+   * Beyond amqplib: the context hosting the broker went away and another took over; this
+   * context's channels, consumers and unacked deliveries were carried over. Calls the old
+   * host never answered rejected with 320, and publishes it never confirmed got a 320 error
+   * in their callback (they may or may not have been stored).
+   */
+  failover: (info: FailoverInfo) => void;
 }
 
 export interface ChannelEvents {
@@ -503,9 +534,12 @@ export function connect(options?: Options.Connect): Promise<Connection>;
 /** The package version (loads the wasm if needed). */
 export function version(): Promise<string>;
 
-/** A connection to a broker: amqplib's Connection. Events: 'close', 'error'. */
+/** A connection to a broker: amqplib's Connection. Events: 'close', 'error', 'failover'. */
 export class Connection extends Emitter<ConnectionEvents> {
   private constructor();
+
+  /** Whether this context hosts the broker now (the other contexts send it their commands). */
+  readonly hosting: boolean;
 
   /** Which storage the broker uses. */
   readonly storage: StorageKind;

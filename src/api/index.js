@@ -125,6 +125,9 @@ const closing = new Map();
  * Connects to broker `name` (default 'default') of this origin. `storage`: 'indexeddb' (the
  * default where IndexedDB exists), 'memory', or an adapter `{ load(), write(writes) }`.
  * `wasm`: the module's bytes or a WebAssembly.Module, for runtimes that cannot fetch it.
+ * `mesh` (default true): every tab and worker of the origin that connects to `name` joins one
+ * broker, hosted by one of them, where Web Locks and BroadcastChannel exist; false keeps the
+ * broker to this context.
  */
 export async function connect(options = {}) {
   if (typeof options !== 'object' || options === null) {
@@ -133,8 +136,9 @@ export async function connect(options = {}) {
       406,
     );
   }
-  const { name = 'default', storage, wasm } = options;
+  const { name = 'default', storage, wasm, mesh = true } = options;
   if (typeof name !== 'string') throw failed("connect(): 'name' must be a string", 406);
+  if (typeof mesh !== 'boolean') throw failed("connect(): 'mesh' must be true or false", 406);
   await load(wasm);
   let entry = brokers.get(name);
   while (!entry && closing.has(name)) {
@@ -142,12 +146,15 @@ export async function connect(options = {}) {
     entry = brokers.get(name);
   }
   if (!entry) {
-    entry = { broker: RawBroker.open(name, storage), storage, connections: 0 };
+    entry = { broker: RawBroker.open(name, storage, mesh), storage, mesh, connections: 0, open: new Set() };
     brokers.set(name, entry);
-    entry.broker.catch(() => brokers.delete(name));
-  } else if (storage !== undefined && storage !== entry.storage) {
+    entry.broker.then(
+      (b) => b.onFailover((info) => entry.open.forEach((c) => c.emit('failover', info))),
+      () => brokers.delete(name),
+    );
+  } else if ((storage !== undefined && storage !== entry.storage) || mesh !== entry.mesh) {
     throw failed(
-      `broker '${name}' is open already with other storage in this context: connect with the same storage, or close it first`,
+      `broker '${name}' is open already with other storage or mesh options in this context: connect with the same ones, or close it first`,
       406,
     );
   }
@@ -160,7 +167,8 @@ export async function connect(options = {}) {
     entry.connections -= 1;
     throw e;
   }
-  return new Connection(broker, () => {
+  const conn = new Connection(broker, () => {
+    entry.open.delete(conn);
     entry.connections -= 1;
     if (entry.connections > 0) return Promise.resolve();
     brokers.delete(name);
@@ -169,9 +177,14 @@ export async function connect(options = {}) {
     done.finally(() => closing.get(name) === done && closing.delete(name));
     return done;
   });
+  entry.open.add(conn);
+  return conn;
 }
 
-/** A connection to a broker: amqplib's Connection. Events: 'close', 'error'. */
+/**
+ * A connection to a broker: amqplib's Connection. Events: 'close', 'error', and beyond
+ * amqplib 'failover' ({hosting, cancelled}) after another context took over hosting the broker.
+ */
 export class Connection extends Emitter {
   #broker;
   #raw;
@@ -189,6 +202,11 @@ export class Connection extends Emitter {
   /** 'indexeddb', 'memory' or 'adapter'. */
   get storage() {
     return this.#broker.storage;
+  }
+
+  /** Whether this context hosts the broker now (the others send it their commands). */
+  get hosting() {
+    return this.#broker.hosting;
   }
 
   /** Stored records that recovery skipped, each with why. */
@@ -264,25 +282,25 @@ export class Channel extends Emitter {
     return promise(() => this.#raw.purgeQueue(queue));
   }
   bindQueue(queue, source, pattern, args) {
-    return promise(() => (this.#raw.bindQueue(queue, source, pattern ?? '', args), {}));
+    return promise(() => this.#raw.bindQueue(queue, source, pattern ?? '', args));
   }
   unbindQueue(queue, source, pattern, args) {
-    return promise(() => (this.#raw.unbindQueue(queue, source, pattern ?? '', args), {}));
+    return promise(() => this.#raw.unbindQueue(queue, source, pattern ?? '', args));
   }
   assertExchange(exchange, type, options) {
     return promise(() => this.#raw.assertExchange(exchange, type, options));
   }
   checkExchange(exchange) {
-    return promise(() => (this.#raw.checkExchange(exchange), {}));
+    return promise(() => this.#raw.checkExchange(exchange));
   }
   deleteExchange(exchange, options) {
-    return promise(() => (this.#raw.deleteExchange(exchange, options), {}));
+    return promise(() => this.#raw.deleteExchange(exchange, options));
   }
   bindExchange(destination, source, pattern, args) {
-    return promise(() => (this.#raw.bindExchange(destination, source, pattern ?? '', args), {}));
+    return promise(() => this.#raw.bindExchange(destination, source, pattern ?? '', args));
   }
   unbindExchange(destination, source, pattern, args) {
-    return promise(() => (this.#raw.unbindExchange(destination, source, pattern ?? '', args), {}));
+    return promise(() => this.#raw.unbindExchange(destination, source, pattern ?? '', args));
   }
 
   /** Publishes; returns true (there is no write buffer to fill). */
@@ -301,10 +319,9 @@ export class Channel extends Emitter {
   consume(queue, callback, options = {}) {
     const { signal, ...rest } = options ?? {};
     if (signal?.aborted) return Promise.reject(signal.reason ?? failed('aborted', 406));
-    return promise(() => {
-      const consumerTag = this.#raw.consume(queue, callback, rest);
-      signal?.addEventListener('abort', () => this.cancel(consumerTag).catch(() => {}), { once: true });
-      return { consumerTag };
+    return promise(() => this.#raw.consume(queue, callback, rest)).then((ok) => {
+      signal?.addEventListener('abort', () => this.cancel(ok.consumerTag).catch(() => {}), { once: true });
+      return ok;
     });
   }
 
@@ -333,11 +350,11 @@ export class Channel extends Emitter {
   }
 
   prefetch(count, global) {
-    return promise(() => (this.#raw.prefetch(count, global), {}));
+    return promise(() => this.#raw.prefetch(count, global));
   }
 
   recover() {
-    return promise(() => (this.#raw.recover(), {}));
+    return promise(() => this.#raw.recover());
   }
 
   close() {

@@ -4,6 +4,7 @@
 
 mod channel;
 mod convert;
+mod link;
 
 pub use channel::{RawBroker, RawChannel, RawConnection};
 

@@ -396,7 +396,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A count of items each at least `min` bytes long, checked against the input left.
-    fn count(&mut self, min: u64) -> Result<usize, DecodeError> {
+    pub fn count(&mut self, min: u64) -> Result<usize, DecodeError> {
         let at = self.pos;
         let n = self.uvar()?;
         if n > self.remaining() as u64 / min {

@@ -23,7 +23,7 @@ fn json(s: &str) -> JsValue {
 }
 
 async fn memory_broker(prefix: &str) -> RawBroker {
-    RawBroker::open(unique(prefix), "memory".into()).await.unwrap()
+    RawBroker::open(unique(prefix), "memory".into(), Some(false)).await.unwrap()
 }
 
 fn got(f: &Function) -> Vec<JsValue> {
@@ -54,7 +54,7 @@ async fn consumers_share_a_queue_round_robin_under_prefetch_and_acks_free_room()
     ch_a.prefetch(2.0, None).unwrap();
     ch_b.prefetch(2.0, None).unwrap();
     let (a, b) = (collector(), collector());
-    let tag_a = ch_a.consume("work", a.clone(), JsValue::UNDEFINED).unwrap();
+    let tag_a = prop(&ch_a.consume("work", a.clone(), JsValue::UNDEFINED).unwrap(), "consumerTag").as_string().unwrap();
     ch_b.consume("work", b.clone(), JsValue::UNDEFINED).unwrap();
     for i in 0..6 {
         ch_a.publish("", "work", format!("m{i}").into(), JsValue::UNDEFINED, None).unwrap();
@@ -123,7 +123,7 @@ extern "C" {
 
 #[wasm_bindgen_test]
 async fn wait_for_confirms_rejects_when_a_pending_message_is_not_stored() {
-    let broker = RawBroker::open(unique("waitnack"), failing_storage()).await.unwrap();
+    let broker = RawBroker::open(unique("waitnack"), failing_storage(), Some(false)).await.unwrap();
     let conn = broker.connect();
     let ch = conn.create_channel(true, recorder()).unwrap();
     ch.assert_queue("q", JsValue::UNDEFINED).unwrap();

@@ -20,7 +20,7 @@ pub struct JsBroker {
 
 impl JsBroker {
     pub async fn open(name: Option<String>, storage: JsValue) -> Result<JsBroker, JsValue> {
-        let broker = RawBroker::open(name.unwrap_or_else(|| "default".into()), storage).await?;
+        let broker = RawBroker::open(name.unwrap_or_else(|| "default".into()), storage, Some(false)).await?;
         let conn = broker.connect();
         let ch = conn.create_channel(true, Function::new_no_args(""))?;
         Ok(JsBroker { broker, conn, ch })
@@ -43,7 +43,7 @@ impl JsBroker {
     }
 
     pub fn bind_queue(&self, queue: &str, source: &str, pattern: &str, args: JsValue) -> Result<(), JsValue> {
-        self.ch.bind_queue(queue, source, pattern, args)
+        self.ch.bind_queue(queue, source, pattern, args).map(|_| ())
     }
 
     /// Publishes on the confirm channel: a promise of the confirm (an error for a nack or

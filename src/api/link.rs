@@ -1,0 +1,1479 @@
+//! What joins a context's channels to the broker, wherever it runs. A [`Link`] is one
+//! broker name in one context. Its role is either
+//! - `Host`: this context runs the core ([`Host`]) for itself and for the other contexts,
+//!   whose frames it executes and whose events it sends back; or
+//! - `Client`: another context hosts; commands go to it as frames, replies and events
+//!   come back. The client keeps what a new host needs after failover: each channel's
+//!   prefetch, confirm numbering, consumers and deliveries in flight.
+//!
+//! Without Web Locks and BroadcastChannel (Node, Deno, workerd), or with `mesh: false`,
+//! a link hosts its own broker and has no port.
+//!
+//! Borrow discipline: the host's core runs events back into the link (its event sink),
+//! and JS callbacks call back into channels, so no `RefCell` of the link is held across
+//! `Host::with` or a call into JS.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::rc::{Rc, Weak};
+
+use js_sys::{Array, Function, Object, Promise, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+
+use super::convert::{self, set, Fields};
+use super::to_js;
+use crate::core::fxhash::{FxMap, FxSet};
+use crate::core::{AmqpError, Broker, ChannelRef, ConnId, Consume, ReplyCode, Resume};
+use crate::host::{now, Event, Host, Storage};
+use crate::mesh::frame::{
+    self, Answer, ChannelState, Command, Frame, InFlight, PostWriter, Stats, WireDelivery, WireEvent, EVERYONE,
+};
+
+#[wasm_bindgen(module = "/src/api/glue.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = meshAvailable)]
+    fn mesh_available() -> bool;
+
+    type Port;
+    #[wasm_bindgen(constructor)]
+    fn new(name: &str, me: f64, on_post: &Function, on_host: &Function, on_gone: &Function) -> Port;
+    #[wasm_bindgen(method, catch)]
+    fn start(this: &Port) -> Result<Promise, JsValue>;
+    #[wasm_bindgen(method)]
+    fn post(this: &Port, bytes: &Uint8Array);
+    #[wasm_bindgen(method)]
+    fn watch(this: &Port, id: f64);
+    #[wasm_bindgen(method, js_name = liveClients)]
+    fn live_clients(this: &Port) -> Promise;
+    #[wasm_bindgen(method)]
+    fn close(this: &Port);
+}
+
+/// How long a new host waits for the live clients to re-announce their channels before
+/// it hands out messages again (a frozen client must not stall the broker for long).
+const RESUME_WINDOW_MS: i32 = 1000;
+/// How long a client remembers a settled delivery, and how many per channel at most: a
+/// host stores a settlement within a turn or so of receiving it.
+const SETTLED_KEEP_MS: f64 = 2000.0;
+const SETTLED_KEEP_MAX: usize = 65_536;
+
+/// Calls a JS callback; an exception it throws is reported as uncaught, not swallowed,
+/// and does not stop the broker.
+pub(crate) fn call(f: &Function, arg: &JsValue) {
+    if let Err(e) = f.call1(&JsValue::NULL, arg) {
+        convert::report_uncaught(&e);
+    }
+}
+
+pub(crate) fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
+    let o = Object::new();
+    for (k, v) in pairs {
+        set(&o, k, v.clone());
+    }
+    o.into()
+}
+
+fn host_gone() -> AmqpError {
+    AmqpError::new(
+        ReplyCode::ConnectionForced,
+        "the context hosting the broker went away before answering: the call may or may not have taken effect; \
+         another context hosts now, so try again",
+    )
+}
+
+pub(crate) fn closed_channel() -> AmqpError {
+    AmqpError::new(ReplyCode::ChannelError, "channel is closed: open a new one")
+}
+
+/// `waitForConfirms()` calls: every publish up to `upto` settles first.
+struct ConfirmWaiter {
+    upto: u64,
+    resolve: Function,
+    reject: Function,
+    nacked: bool,
+}
+
+/// One channel of this context: its JS side, and what a new host needs to rebuild it.
+pub(crate) struct Chan {
+    conn: u32,
+    confirm: bool,
+    /// Consumer tag → the callback that takes each message (and `null` when cancelled).
+    consumers: FxMap<Rc<str>, Function>,
+    /// The consumers' options, re-announced after failover.
+    specs: Vec<Consume>,
+    /// Confirm sequence number → the publish callback `(err) => …`, if one was given.
+    callbacks: FxMap<u64, Function>,
+    outstanding: BTreeSet<u64>,
+    waiters: Vec<ConfirmWaiter>,
+    /// `emit(name, arg)`: the JS channel's events (`return`, `error`, `close`).
+    emit: Function,
+    /// The confirm sequence number of the next publish.
+    pub(crate) next_seq: u64,
+    prefetch: (u32, u32),
+    /// Client role only: deliveries not yet acked, by tag, and the highest tag seen.
+    in_flight: BTreeMap<u64, InFlight>,
+    last_tag: u64,
+    /// Client role: deliveries settled lately (when, what, ack or reject), re-announced
+    /// after failover in case the dead host never stored their settlement.
+    settled: VecDeque<(f64, InFlight, bool)>,
+}
+
+impl Chan {
+    /// Resolves the `waitForConfirms` calls whose publishes have all settled.
+    fn settle_waiters(&mut self) {
+        let first_open = self.outstanding.first().copied().unwrap_or(u64::MAX);
+        self.waiters.retain(|w| {
+            if w.upto >= first_open {
+                return true;
+            }
+            let _ = match w.nacked {
+                false => w.resolve.call0(&JsValue::NULL),
+                true => w.reject.call1(
+                    &JsValue::NULL,
+                    &to_js(AmqpError::new(
+                        ReplyCode::ResourceError,
+                        "a message published before waitForConfirms was nacked: its publish callback has the reason",
+                    )),
+                ),
+            };
+            false
+        });
+    }
+
+    /// Every pending confirm fails with `error`.
+    fn fail_all(&mut self, error: &JsValue) {
+        for (_, cb) in self.callbacks.drain() {
+            let _ = cb.call1(&JsValue::NULL, error);
+        }
+        self.outstanding.clear();
+        for w in self.waiters.drain(..) {
+            let _ = w.reject.call1(&JsValue::NULL, error);
+        }
+    }
+
+    /// A publish on a confirm channel awaits its confirm.
+    pub(crate) fn expect_confirm(&mut self, seq: u64, callback: Option<Function>) {
+        self.outstanding.insert(seq);
+        if let Some(cb) = callback {
+            self.callbacks.insert(seq, cb);
+        }
+    }
+
+    /// The publish did not go out (the channel closed meanwhile).
+    pub(crate) fn unexpect_confirm(&mut self, seq: u64) {
+        self.outstanding.remove(&seq);
+        self.callbacks.remove(&seq);
+        self.next_seq = seq;
+    }
+
+    pub(crate) fn wait_for_confirms(&mut self, resolve: Function, reject: Function) {
+        self.waiters.push(ConfirmWaiter { upto: self.next_seq - 1, resolve, reject, nacked: false });
+        self.settle_waiters();
+    }
+
+    fn state(&self) -> ChannelState {
+        ChannelState {
+            next_delivery_tag: self.last_tag + 1,
+            confirm_seq: self.confirm.then_some(self.next_seq),
+            consumer_prefetch: self.prefetch.0,
+            channel_prefetch: self.prefetch.1,
+            consumers: self.specs.clone(),
+            in_flight: self.in_flight.values().cloned().collect(),
+            settled: self.settled.iter().map(|(_, f, ack)| (f.clone(), *ack)).collect(),
+        }
+    }
+
+    /// Client role: an ack, nack or reject settles deliveries in flight. Acks and rejects
+    /// without requeue are kept a while (see `settled`); a requeued message is back in its
+    /// queue either way.
+    fn settle(&mut self, tag: u64, multiple: bool, keep: Option<bool>) {
+        let done: Vec<InFlight> = match (tag, multiple) {
+            (0, true) => std::mem::take(&mut self.in_flight).into_values().collect(),
+            (t, true) => {
+                let rest = self.in_flight.split_off(&(t + 1));
+                std::mem::replace(&mut self.in_flight, rest).into_values().collect()
+            }
+            (t, false) => self.in_flight.remove(&t).into_iter().collect(),
+        };
+        let now = js_sys::Date::now();
+        while self.settled.front().is_some_and(|(at, _, _)| now - at > SETTLED_KEEP_MS)
+            || self.settled.len() > SETTLED_KEEP_MAX
+        {
+            self.settled.pop_front();
+        }
+        if let Some(ack) = keep {
+            self.settled.extend(done.into_iter().map(|f| (now, f, ack)));
+        }
+    }
+}
+
+/// What a reply turns into.
+pub(crate) enum Reply {
+    /// `{queue, messageCount, consumerCount}`
+    Queue,
+    /// `{messageCount}`
+    Count,
+    /// `{}`
+    Empty,
+    /// `{exchange}`
+    Exchange(String),
+    /// `{consumerTag}`
+    Tag(String),
+    /// `{consumerTag}` of a cancelled consumer, whose callback goes once the host has
+    /// answered: deliveries sent before the cancel still reach it, as in amqplib.
+    Cancelled {
+        chan: u32,
+        tag: String,
+    },
+    /// A message (tracked while unacked) or `false`.
+    Got {
+        chan: u32,
+        no_ack: bool,
+    },
+    Stats,
+    Nothing,
+    Resume,
+}
+
+struct Pending {
+    resolve: Function,
+    reject: Function,
+    reply: Reply,
+}
+
+/// The host's bookkeeping: which core connection and channel each context's ids map to.
+struct Server {
+    host: Host,
+    /// (context, its connection id) → core connection.
+    conns: FxMap<(u64, u32), ConnId>,
+    /// (context, its channel id) → core channel, and back.
+    chans: FxMap<(u64, u32), ChannelRef>,
+    owners: FxMap<ChannelRef, (u64, u32)>,
+    watched: FxSet<u64>,
+    /// After taking over: the live clients not yet re-announced, and the frames that
+    /// came meanwhile. Messages are held back until it ends.
+    window: Option<Window>,
+}
+
+#[derive(Default)]
+struct Window {
+    waiting: Option<FxSet<u64>>,
+    done: FxSet<u64>,
+    backlog: Vec<(u64, Frame)>,
+}
+
+enum Role {
+    /// No host known yet.
+    Waiting,
+    Client(u64),
+    Host(Server),
+    Closed,
+}
+
+#[derive(Default)]
+struct Net {
+    out: PostWriter,
+    post_scheduled: bool,
+    /// Frames for a host not known yet.
+    waiting: Vec<Frame>,
+    pending: FxMap<u32, Pending>,
+    next_id: u32,
+    dropped: u64,
+    /// After failover: resume replies still due, and the consumers that could not be restored.
+    resuming: Option<(usize, Vec<String>)>,
+}
+
+type Callback = Closure<dyn FnMut(JsValue)>;
+
+pub(crate) struct Link {
+    me: u64,
+    name: String,
+    storage: JsValue,
+    role: RefCell<Role>,
+    pub(crate) chans: RefCell<FxMap<u32, Chan>>,
+    net: RefCell<Net>,
+    port: RefCell<Option<Port>>,
+    /// The port's callbacks, kept alive while the port is.
+    closures: RefCell<Vec<Callback>>,
+    on_failover: RefCell<Option<Function>>,
+    /// `open()` waits for a role: resolve, reject.
+    ready: RefCell<Option<(Function, Function)>>,
+    next_local: Cell<u32>,
+}
+
+/// A `Resume` for the core from a channel's re-announced state.
+fn resume_of(s: ChannelState) -> Resume {
+    // Settled ones are taken back with no consumer (so they do not count against its
+    // prefetch), to be settled again at once.
+    let settled = s.settled.into_iter().map(|(f, _)| InFlight { consumer_tag: None, ..f });
+    let in_flight = s.in_flight.into_iter().chain(settled);
+    Resume {
+        next_delivery_tag: s.next_delivery_tag,
+        confirm_seq: s.confirm_seq,
+        consumer_prefetch: s.consumer_prefetch,
+        channel_prefetch: s.channel_prefetch,
+        consumers: s.consumers,
+        in_flight: in_flight.collect(),
+    }
+}
+
+/// Runs one channel command on the core.
+fn execute(core: &mut Broker, ch: ChannelRef, cmd: Command, now: u64) -> Result<Answer, AmqpError> {
+    let done = |r: crate::core::Result<()>| r.map(|_| Answer::Done);
+    match cmd {
+        Command::DeclareQueue(d) => core.declare_queue(ch, d, now).map(Answer::Queue),
+        Command::DeleteQueue { name, if_unused, if_empty } => {
+            core.delete_queue(ch, &name, if_unused, if_empty, now).map(Answer::Count)
+        }
+        Command::PurgeQueue(name) => core.purge_queue(ch, &name, now).map(Answer::Count),
+        Command::BindQueue { queue, source, pattern, args } => {
+            done(core.bind_queue(ch, &queue, &source, &pattern, args, now))
+        }
+        Command::UnbindQueue { queue, source, pattern, args } => {
+            done(core.unbind_queue(ch, &queue, &source, &pattern, args, now))
+        }
+        Command::DeclareExchange(d) => done(core.declare_exchange(ch, d, now)),
+        Command::DeleteExchange { name, if_unused } => done(core.delete_exchange(ch, &name, if_unused, now)),
+        Command::BindExchange { destination, source, pattern, args } => {
+            done(core.bind_exchange(ch, &destination, &source, &pattern, args, now))
+        }
+        Command::UnbindExchange { destination, source, pattern, args } => {
+            done(core.unbind_exchange(ch, &destination, &source, &pattern, args, now))
+        }
+        Command::Publish { message, mandatory } => done(core.publish(ch, message, mandatory, now)),
+        Command::Consume(c) => done(core.consume(ch, c, now).map(|_| ())),
+        Command::Cancel(tag) => done(core.cancel(ch, &tag, now)),
+        Command::Get { queue, no_ack } => {
+            let got = core.get(ch, &queue, no_ack, now)?;
+            Ok(Answer::Got(got.map(|g| {
+                let d = g.delivery;
+                let wire = WireDelivery {
+                    consumer_tag: None,
+                    delivery_tag: d.delivery_tag,
+                    redelivered: d.redelivered,
+                    delivery_count: d.delivery_count,
+                    queue: queue.as_str().into(),
+                    seq: d.seq,
+                    message: d.message,
+                };
+                (wire, g.message_count)
+            })))
+        }
+        Command::Ack { tag, multiple } => done(core.ack(ch, tag, multiple, now)),
+        Command::Nack { tag, multiple, requeue } => done(core.nack(ch, tag, multiple, requeue, now)),
+        Command::Reject { tag, requeue } => done(core.reject(ch, tag, requeue, now)),
+        Command::Prefetch { count, global } => done(core.prefetch(ch, count, global, now)),
+        Command::Recover => done(core.recover(ch, now)),
+        Command::Close => done(core.close_channel(ch, now)),
+    }
+}
+
+fn stats_of(core: &Broker, host: u64, storage: &str, dropped: u64) -> Stats {
+    let queues = core.queue_names().iter().filter_map(|n| core.queue_info(n)).collect();
+    Stats { host, storage: storage.into(), queues, dropped_posts: dropped }
+}
+
+/// `{host, hosting, storage, droppedPosts, queues: [{name, durable, exclusive, autoDelete,
+/// arguments, ready, readyBytes, pagedOut, unacked, consumers, published, delivered,
+/// redelivered, acked, deadLettered, discarded}]}`
+fn stats_to_js(s: &Stats, me: u64) -> JsValue {
+    let out = Object::new();
+    let queues: Array = s
+        .queues
+        .iter()
+        .map(|q| {
+            let o = Object::new();
+            set(&o, "name", &*q.name);
+            set(&o, "durable", q.durable);
+            set(&o, "exclusive", q.exclusive);
+            set(&o, "autoDelete", q.auto_delete);
+            set(&o, "arguments", convert::table_to_js(&q.arguments));
+            set(&o, "ready", q.ready as f64);
+            set(&o, "readyBytes", q.ready_bytes as f64);
+            set(&o, "pagedOut", q.paged as f64);
+            set(&o, "unacked", q.unacked as f64);
+            set(&o, "consumers", q.consumers as f64);
+            let c = q.counters;
+            set(&o, "published", c.enqueued as f64);
+            set(&o, "delivered", c.delivered as f64);
+            set(&o, "redelivered", c.redelivered as f64);
+            set(&o, "acked", (c.acked + c.auto_acked) as f64);
+            set(&o, "deadLettered", c.dead_lettered as f64);
+            set(&o, "discarded", (c.discarded + c.purged) as f64);
+            JsValue::from(o)
+        })
+        .collect();
+    set(&out, "queues", queues);
+    set(&out, "storage", s.storage.as_str());
+    set(&out, "host", s.host.to_string());
+    set(&out, "hosting", s.host == me);
+    set(&out, "droppedPosts", s.dropped_posts as f64);
+    out.into()
+}
+
+fn message_js(d: &WireDelivery, message_count: Option<u32>) -> JsValue {
+    let (delivery_tag, redelivered) = (d.delivery_tag, d.redelivered);
+    let fields = match (message_count, d.consumer_tag.as_deref()) {
+        (Some(message_count), _) => Fields::Get { delivery_tag, redelivered, message_count },
+        (None, tag) => Fields::Consume { consumer_tag: tag.unwrap_or(""), delivery_tag, redelivered },
+    };
+    convert::message_to_js(&d.message, fields, d.delivery_count)
+}
+
+impl Link {
+    fn new(name: &str, storage: JsValue, role: Role) -> Rc<Link> {
+        Rc::new(Link {
+            me: (js_sys::Math::random() * 9.0e15) as u64 + 1,
+            name: name.into(),
+            storage,
+            role: RefCell::new(role),
+            chans: RefCell::default(),
+            net: RefCell::default(),
+            port: RefCell::new(None),
+            closures: RefCell::default(),
+            on_failover: RefCell::new(None),
+            ready: RefCell::new(None),
+            next_local: Cell::new(1),
+        })
+    }
+
+    /// Opens broker `name` in this context: joins the mesh where it can (and `mesh`
+    /// allows), else hosts alone.
+    pub(crate) async fn open(name: &str, storage: JsValue, mesh: bool) -> Result<Rc<Link>, JsValue> {
+        let kind = Storage::from_js(&storage).map_err(to_js)?;
+        if !mesh || !mesh_available() {
+            let host = Host::open(name, kind).await.map_err(to_js)?;
+            let link = Link::new(name, storage, Role::Waiting);
+            link.install(host, false);
+            return Ok(link);
+        }
+        let link = Link::new(name, storage, Role::Waiting);
+        let ready = Promise::new(&mut |resolve, reject| *link.ready.borrow_mut() = Some((resolve, reject)));
+        let weak = Rc::downgrade(&link);
+        let on_post = Closure::<dyn FnMut(JsValue)>::new({
+            let weak = weak.clone();
+            move |v: JsValue| {
+                if let Some(link) = weak.upgrade() {
+                    link.receive(v);
+                }
+            }
+        });
+        let on_host = Closure::<dyn FnMut(JsValue)>::new({
+            let weak = weak.clone();
+            move |_| {
+                if let Some(link) = weak.upgrade() {
+                    spawn_local(async move { link.become_host().await });
+                }
+            }
+        });
+        let on_gone = Closure::<dyn FnMut(JsValue)>::new(move |id: JsValue| {
+            if let (Some(link), Some(id)) = (weak.upgrade(), id.as_f64()) {
+                link.client_gone(id as u64);
+            }
+        });
+        let port = Port::new(
+            name,
+            link.me as f64,
+            on_post.as_ref().unchecked_ref(),
+            on_host.as_ref().unchecked_ref(),
+            on_gone.as_ref().unchecked_ref(),
+        );
+        *link.closures.borrow_mut() = vec![on_post, on_host, on_gone];
+        let started = port.start();
+        *link.port.borrow_mut() = Some(port);
+        JsFuture::from(started?).await?;
+        link.send(EVERYONE, Frame::Hello);
+        JsFuture::from(ready).await?;
+        Ok(link)
+    }
+
+    pub(crate) fn me(&self) -> u64 {
+        self.me
+    }
+
+    pub(crate) fn next_id(&self) -> u32 {
+        let id = self.next_local.get();
+        self.next_local.set(id + 1);
+        id
+    }
+
+    pub(crate) fn hosting(&self) -> bool {
+        matches!(*self.role.borrow(), Role::Host(_))
+    }
+
+    pub(crate) fn set_on_failover(&self, f: Option<Function>) {
+        *self.on_failover.borrow_mut() = f;
+    }
+
+    /// The host, when this context hosts.
+    pub(crate) fn host(&self) -> Option<Host> {
+        match &*self.role.borrow() {
+            Role::Host(s) => Some(s.host.clone()),
+            _ => None,
+        }
+    }
+
+    /// The core channel of local channel `chan`, when this context hosts.
+    fn local(&self, chan: u32) -> Option<(Host, Option<ChannelRef>)> {
+        match &*self.role.borrow() {
+            Role::Host(s) => Some((s.host.clone(), s.chans.get(&(self.me, chan)).copied())),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn storage_name(&self) -> &'static str {
+        match self.host() {
+            Some(h) => h.storage(),
+            None => Storage::from_js(&self.storage).map_or("memory", |s| s.name()),
+        }
+    }
+
+    pub(crate) fn problems(&self) -> Vec<String> {
+        self.host().map(|h| h.problems().to_vec()).unwrap_or_default()
+    }
+
+    // ------------------------------------------------------------ sending
+
+    fn send(self: &Rc<Self>, to: u64, f: Frame) {
+        let host = match &*self.role.borrow() {
+            Role::Client(h) => Some(*h),
+            Role::Closed => return,
+            _ => None,
+        };
+        let mut net = self.net.borrow_mut();
+        let to = match (to, host) {
+            (EVERYONE, _) => EVERYONE,
+            (u64::MAX, None) => {
+                net.waiting.push(f);
+                return;
+            }
+            (u64::MAX, Some(h)) => h,
+            (to, _) => to,
+        };
+        net.out.push(to, &f);
+        if !net.post_scheduled {
+            net.post_scheduled = true;
+            let link = self.clone();
+            // Everything this context sends in one turn goes in one post.
+            spawn_local(async move { link.post_now() });
+        }
+    }
+
+    /// A frame for whoever hosts (held until a host is known).
+    fn to_host(self: &Rc<Self>, f: Frame) {
+        self.send(u64::MAX, f);
+    }
+
+    fn post_now(&self) {
+        let bytes = {
+            let mut net = self.net.borrow_mut();
+            net.post_scheduled = false;
+            if net.out.is_empty() {
+                return;
+            }
+            net.out.finish(self.me)
+        };
+        if let Some(port) = &*self.port.borrow() {
+            port.post(&Uint8Array::from(&bytes[..]));
+        }
+    }
+
+    /// A call to the host answered later: its promise.
+    fn request(self: &Rc<Self>, reply: Reply, frame: impl FnOnce(u32) -> Frame) -> Promise {
+        let mut slot = None;
+        let promise = Promise::new(&mut |resolve, reject| slot = Some((resolve, reject)));
+        let (resolve, reject) = slot.expect("the executor runs at once");
+        let id = {
+            let mut net = self.net.borrow_mut();
+            net.next_id = net.next_id.wrapping_add(1).max(1);
+            let id = net.next_id;
+            net.pending.insert(id, Pending { resolve, reject, reply });
+            id
+        };
+        self.to_host(frame(id));
+        promise
+    }
+
+    // ------------------------------------------------------------ commands
+
+    /// A channel command that answers: at once when hosting, else a promise.
+    pub(crate) fn call(self: &Rc<Self>, chan: u32, cmd: Command, reply: Reply) -> Result<JsValue, JsValue> {
+        if let Some((host, ch)) = self.local(chan) {
+            let ch = ch.ok_or_else(|| to_js(closed_channel()))?;
+            let answer = host.with(|core| execute(core, ch, cmd, now())).map_err(to_js)?;
+            return Ok(self.answer_js(reply, answer));
+        }
+        if !self.chans.borrow().contains_key(&chan) {
+            return Err(to_js(closed_channel()));
+        }
+        Ok(self.request(reply, |id| Frame::Call { id, chan, cmd }).into())
+    }
+
+    /// A channel command that answers nothing (publish, ack, nack, reject): an error
+    /// closes the channel and reaches the app as its events.
+    pub(crate) fn cast(self: &Rc<Self>, chan: u32, cmd: Command) -> Result<(), JsValue> {
+        if let Some((host, ch)) = self.local(chan) {
+            let ch = ch.ok_or_else(|| to_js(closed_channel()))?;
+            let _ = host.with(|core| execute(core, ch, cmd, now()));
+            return Ok(());
+        }
+        {
+            let mut chans = self.chans.borrow_mut();
+            let c = chans.get_mut(&chan).ok_or_else(|| to_js(closed_channel()))?;
+            match &cmd {
+                Command::Ack { tag, multiple } => c.settle(*tag, *multiple, Some(true)),
+                Command::Nack { tag, multiple, requeue } => c.settle(*tag, *multiple, (!requeue).then_some(false)),
+                Command::Reject { tag, requeue } => c.settle(*tag, false, (!requeue).then_some(false)),
+                _ => {}
+            }
+        }
+        self.to_host(Frame::Call { id: 0, chan, cmd });
+        Ok(())
+    }
+
+    pub(crate) fn add_chan(self: &Rc<Self>, conn: u32, confirm: bool, emit: Function) -> Result<u32, JsValue> {
+        let chan = self.next_id();
+        if self.host().is_some() {
+            self.server_open(self.me, conn, chan, confirm).map_err(to_js)?;
+        } else {
+            self.to_host(Frame::OpenChannel { conn, chan, confirm });
+        }
+        let c = Chan {
+            conn,
+            confirm,
+            consumers: FxMap::default(),
+            specs: Vec::new(),
+            callbacks: FxMap::default(),
+            outstanding: BTreeSet::new(),
+            waiters: Vec::new(),
+            emit,
+            next_seq: 1,
+            prefetch: (0, 0),
+            in_flight: BTreeMap::new(),
+            last_tag: 0,
+            settled: VecDeque::new(),
+        };
+        self.chans.borrow_mut().insert(chan, c);
+        Ok(chan)
+    }
+
+    /// Registers a consumer's callback (before the first delivery can come) and starts it.
+    pub(crate) fn consume(self: &Rc<Self>, chan: u32, c: Consume, callback: Function) -> Result<JsValue, JsValue> {
+        let tag: Rc<str> = c.consumer_tag.as_str().into();
+        let previous = match self.chans.borrow_mut().get_mut(&chan) {
+            Some(h) => {
+                h.specs.push(c.clone());
+                h.consumers.insert(tag.clone(), callback)
+            }
+            None => return Err(to_js(closed_channel())),
+        };
+        let started = self.call(chan, Command::Consume(c), Reply::Tag(tag.to_string()));
+        if let Err(e) = &started {
+            self.drop_consumer(chan, &tag, previous);
+            return Err(e.clone());
+        }
+        started
+    }
+
+    /// Undoes a consumer registration (a failed consume keeps the earlier one with that tag).
+    fn drop_consumer(&self, chan: u32, tag: &str, previous: Option<Function>) {
+        if let Some(h) = self.chans.borrow_mut().get_mut(&chan) {
+            if let Some(i) = h.specs.iter().rposition(|s| s.consumer_tag == tag) {
+                h.specs.remove(i);
+            }
+            match previous {
+                Some(p) => {
+                    h.consumers.insert(tag.into(), p);
+                }
+                None => {
+                    h.consumers.remove(tag);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn cancel(self: &Rc<Self>, chan: u32, tag: &str) -> Result<JsValue, JsValue> {
+        if let Some(h) = self.chans.borrow_mut().get_mut(&chan) {
+            // Not re-announced to a new host from now on.
+            h.specs.retain(|s| s.consumer_tag != tag);
+        }
+        self.call(chan, Command::Cancel(tag.into()), Reply::Cancelled { chan, tag: tag.into() })
+    }
+
+    pub(crate) fn prefetch(self: &Rc<Self>, chan: u32, count: u32, global: bool) -> Result<JsValue, JsValue> {
+        let out = self.call(chan, Command::Prefetch { count, global }, Reply::Empty)?;
+        if let Some(h) = self.chans.borrow_mut().get_mut(&chan) {
+            match global {
+                false => h.prefetch.0 = count,
+                true => h.prefetch.1 = count,
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn recover(self: &Rc<Self>, chan: u32) -> Result<JsValue, JsValue> {
+        let out = self.call(chan, Command::Recover, Reply::Empty)?;
+        if let Some(h) = self.chans.borrow_mut().get_mut(&chan) {
+            h.in_flight.clear();
+        }
+        Ok(out)
+    }
+
+    /// `get` when the head of the queue is at hand, or from another context.
+    pub(crate) fn get(self: &Rc<Self>, chan: u32, queue: String, no_ack: bool) -> Result<JsValue, JsValue> {
+        self.call(chan, Command::Get { queue, no_ack }, Reply::Got { chan, no_ack })
+    }
+
+    /// `close()` of a channel: unacked messages go back; pending confirms fail.
+    pub(crate) fn close_chan(self: &Rc<Self>, chan: u32) {
+        match self.local(chan) {
+            Some((host, Some(ch))) => {
+                let _ = host.with(|core| core.close_channel(ch, now()));
+                self.forget(self.me, chan);
+            }
+            Some((_, None)) => {}
+            None => {
+                if self.chans.borrow().contains_key(&chan) {
+                    self.to_host(Frame::Call { id: 0, chan, cmd: Command::Close });
+                }
+            }
+        }
+        self.close_handlers(chan);
+    }
+
+    /// A connection closed by the app: its channels close, its exclusive queues go.
+    pub(crate) fn close_conn(self: &Rc<Self>, conn: u32) {
+        if let Some(host) = self.host() {
+            let id = match &*self.role.borrow() {
+                Role::Host(s) => s.conns.get(&(self.me, conn)).copied(),
+                _ => None,
+            };
+            if let Some(id) = id {
+                host.with(|core| core.disconnect(id, now()));
+            }
+            self.forget_conn(self.me, conn);
+        } else {
+            self.to_host(Frame::CloseConnection { conn });
+        }
+        let gone: Vec<u32> = self.chans.borrow().iter().filter(|(_, c)| c.conn == conn).map(|(k, _)| *k).collect();
+        for chan in gone {
+            self.close_handlers(chan);
+        }
+    }
+
+    /// A channel closed by the app: its pending confirms fail, and it says `close`.
+    fn close_handlers(&self, chan: u32) {
+        let Some(mut h) = self.chans.borrow_mut().remove(&chan) else { return };
+        h.fail_all(&to_js(AmqpError::new(ReplyCode::ChannelError, "channel closed before the broker confirmed")));
+        let _ = h.emit.call2(&JsValue::NULL, &"close".into(), &JsValue::UNDEFINED);
+    }
+
+    pub(crate) fn stats(self: &Rc<Self>) -> JsValue {
+        match self.host() {
+            Some(host) => {
+                let dropped = self.net.borrow().dropped;
+                let s = host.read(|core| stats_of(core, self.me, host.storage(), dropped));
+                stats_to_js(&s, self.me)
+            }
+            None => self.request(Reply::Stats, |id| Frame::Stats { id }).into(),
+        }
+    }
+
+    pub(crate) fn flush(self: &Rc<Self>) -> Promise {
+        match self.host() {
+            Some(host) => host.flush(),
+            None => self.request(Reply::Nothing, |id| Frame::Flush { id }),
+        }
+    }
+
+    /// Leaves: a host writes what it has and lets another context take over.
+    pub(crate) async fn close(self: &Rc<Self>) {
+        self.post_now();
+        let role = std::mem::replace(&mut *self.role.borrow_mut(), Role::Closed);
+        if let Role::Host(s) = role {
+            s.host.close().await;
+        }
+        if let Some(port) = self.port.borrow_mut().take() {
+            port.close();
+        }
+        self.closures.borrow_mut().clear();
+        let err = to_js(AmqpError::new(ReplyCode::ChannelError, "the connection closed before the broker answered"));
+        let pending: Vec<Pending> = self.net.borrow_mut().pending.drain().map(|(_, p)| p).collect();
+        for p in pending.into_iter().filter(|p| !matches!(p.reply, Reply::Resume)) {
+            let _ = p.reject.call1(&JsValue::NULL, &err);
+        }
+    }
+
+    // ------------------------------------------------------------ answers and events
+
+    fn answer_js(self: &Rc<Self>, reply: Reply, answer: Answer) -> JsValue {
+        match (reply, answer) {
+            (Reply::Queue, Answer::Queue(ok)) => obj(&[
+                ("queue", JsValue::from_str(&ok.queue)),
+                ("messageCount", ok.message_count.into()),
+                ("consumerCount", ok.consumer_count.into()),
+            ]),
+            (Reply::Count, Answer::Count(n)) => obj(&[("messageCount", n.into())]),
+            (Reply::Exchange(name), _) => obj(&[("exchange", name.into())]),
+            (Reply::Tag(tag), _) => obj(&[("consumerTag", tag.into())]),
+            (Reply::Cancelled { chan, tag }, _) => {
+                if let Some(h) = self.chans.borrow_mut().get_mut(&chan) {
+                    h.consumers.remove(tag.as_str());
+                }
+                obj(&[("consumerTag", tag.into())])
+            }
+            (Reply::Got { .. }, Answer::Got(None)) => JsValue::FALSE,
+            (Reply::Got { chan, no_ack }, Answer::Got(Some((d, left)))) => {
+                if !no_ack && !self.hosting() {
+                    self.track(chan, &d);
+                }
+                message_js(&d, Some(left))
+            }
+            (Reply::Stats, Answer::Stats(s)) => stats_to_js(&s, self.me),
+            (Reply::Nothing, _) => JsValue::UNDEFINED,
+            _ => obj(&[]),
+        }
+    }
+
+    /// Client role: a delivery to ack later, re-announced if the host changes.
+    fn track(&self, chan: u32, d: &WireDelivery) {
+        if let Some(c) = self.chans.borrow_mut().get_mut(&chan) {
+            c.last_tag = c.last_tag.max(d.delivery_tag);
+            let tag = d.consumer_tag.as_deref();
+            let no_ack = tag.is_some_and(|t| c.specs.iter().any(|s| s.consumer_tag == t && s.no_ack));
+            if !no_ack {
+                let f = InFlight {
+                    queue: d.queue.to_string(),
+                    seq: d.seq,
+                    delivery_tag: d.delivery_tag,
+                    consumer_tag: tag.map(str::to_owned),
+                };
+                c.in_flight.insert(d.delivery_tag, f);
+            }
+        }
+    }
+
+    /// An event for local channel `chan`, to its JS side.
+    fn route(&self, chan: u32, event: WireEvent) {
+        let mut chans = self.chans.borrow_mut();
+        match event {
+            WireEvent::Confirm { seq, error } => {
+                let Some(h) = chans.get_mut(&chan) else { return };
+                h.outstanding.remove(&seq);
+                let err = error.map(to_js);
+                if err.is_some() {
+                    for w in h.waiters.iter_mut().filter(|w| w.upto >= seq) {
+                        w.nacked = true;
+                    }
+                }
+                let cb = h.callbacks.remove(&seq);
+                h.settle_waiters();
+                drop(chans);
+                if let Some(cb) = cb {
+                    call(&cb, &err.unwrap_or(JsValue::NULL));
+                }
+            }
+            WireEvent::Deliver(d) => {
+                let tag = d.consumer_tag.clone().unwrap_or_else(|| "".into());
+                let known = chans.get(&chan).map(|h| h.consumers.get(&tag).cloned());
+                drop(chans);
+                // A cancelled consumer keeps its callback until the host answers the cancel,
+                // after which the host sends it nothing more.
+                let Some(Some(f)) = known else { return };
+                if !d.queue.is_empty() {
+                    self.track(chan, &d);
+                }
+                call(&f, &message_js(&d, None));
+            }
+            WireEvent::Return { code, text, message } => {
+                let Some(emit) = chans.get(&chan).map(|h| h.emit.clone()) else { return };
+                drop(chans);
+                let fields = Fields::Return { reply_code: code, reply_text: &text };
+                let msg = convert::message_to_js(&message, fields, 0);
+                let _ = emit.call2(&JsValue::NULL, &"return".into(), &msg);
+            }
+            WireEvent::Cancelled(tag) => {
+                let Some(h) = chans.get_mut(&chan) else { return };
+                h.specs.retain(|s| *s.consumer_tag != *tag);
+                let Some(f) = h.consumers.remove(&tag) else { return };
+                drop(chans);
+                call(&f, &JsValue::NULL);
+            }
+            WireEvent::Closed(error) => {
+                let Some(mut h) = chans.remove(&chan) else { return };
+                drop(chans);
+                let err = to_js(error);
+                h.fail_all(&err);
+                let _ = h.emit.call2(&JsValue::NULL, &"error".into(), &err);
+                let _ = h.emit.call2(&JsValue::NULL, &"close".into(), &JsValue::UNDEFINED);
+            }
+        }
+    }
+
+    /// The host's event for a channel of some context: to it, local or remote.
+    fn on_host_event(self: &Rc<Self>, event: Event) {
+        let channel = match &event {
+            Event::Confirm { channel, .. } => *channel,
+            Event::Deliver(d) => d.channel,
+            Event::Return(r) => r.channel,
+            Event::ConsumerCancelled { channel, .. } => *channel,
+            Event::ChannelClosed { channel, .. } => *channel,
+        };
+        let owner = match &*self.role.borrow() {
+            Role::Host(s) => s.owners.get(&channel).copied(),
+            _ => None,
+        };
+        let Some((ctx, chan)) = owner else { return };
+        let remote = ctx != self.me;
+        let wire = match event {
+            Event::Confirm { seq, result, .. } => WireEvent::Confirm { seq, error: result.err() },
+            Event::Deliver(d) => {
+                let queue: Rc<str> = match remote {
+                    true => {
+                        self.host().and_then(|h| h.read(|core| core.queue_name(d.queue))).unwrap_or_else(|| "".into())
+                    }
+                    false => "".into(),
+                };
+                WireEvent::Deliver(WireDelivery {
+                    consumer_tag: d.consumer_tag,
+                    delivery_tag: d.delivery_tag,
+                    redelivered: d.redelivered,
+                    delivery_count: d.delivery_count,
+                    queue,
+                    seq: d.seq,
+                    message: d.message,
+                })
+            }
+            Event::Return(r) => {
+                WireEvent::Return { code: r.reply_code, text: r.reply_text.to_string(), message: r.message }
+            }
+            Event::ConsumerCancelled { consumer_tag, .. } => WireEvent::Cancelled(consumer_tag),
+            Event::ChannelClosed { error, .. } => {
+                self.forget(ctx, chan);
+                WireEvent::Closed(error)
+            }
+        };
+        match remote {
+            true => self.send(ctx, Frame::Event { chan, event: wire }),
+            false => self.route(chan, wire),
+        }
+    }
+
+    // ------------------------------------------------------------ hosting
+
+    /// Hosts `host`: installs its event sink and takes the host role.
+    fn install(self: &Rc<Self>, host: Host, window: bool) -> Role {
+        let weak: Weak<Link> = Rc::downgrade(self);
+        host.on_event(Box::new(move |event| {
+            if let Some(link) = weak.upgrade() {
+                link.on_host_event(event);
+            }
+        }));
+        if window {
+            host.with(|core| core.hold_deliveries());
+        }
+        let server = Server {
+            host,
+            conns: FxMap::default(),
+            chans: FxMap::default(),
+            owners: FxMap::default(),
+            watched: FxSet::default(),
+            window: window.then(Window::default),
+        };
+        std::mem::replace(&mut *self.role.borrow_mut(), Role::Host(server))
+    }
+
+    /// The host lock is ours: recover the broker from storage, then take over from the
+    /// previous host (if any) and serve.
+    async fn become_host(self: Rc<Self>) {
+        if matches!(*self.role.borrow(), Role::Closed) {
+            return;
+        }
+        let opened = match Storage::from_js(&self.storage) {
+            Ok(kind) => Host::open(&self.name, kind).await,
+            Err(e) => Err(e),
+        };
+        let host = match opened {
+            Ok(h) => h,
+            Err(e) => {
+                // Cannot host (storage will not open): say so, and let another context try.
+                if let Some((_, reject)) = self.ready.borrow_mut().take() {
+                    let _ = reject.call1(&JsValue::NULL, &to_js(e));
+                } else {
+                    convert::report_uncaught(&to_js(e));
+                }
+                if let Some(port) = self.port.borrow_mut().take() {
+                    port.close();
+                }
+                return;
+            }
+        };
+        if matches!(*self.role.borrow(), Role::Closed) {
+            host.close().await;
+            return;
+        }
+        let previous = self.install(host, true);
+        let took_over = matches!(previous, Role::Client(_));
+        let mut cancelled = Vec::new();
+        if took_over {
+            self.fail_in_flight_calls();
+            // Our own channels are rebuilt here first, as a client's would be.
+            let states: Vec<(u32, u32, ChannelState)> =
+                self.chans.borrow().iter().map(|(k, c)| (*k, c.conn, c.state())).collect();
+            for (chan, conn, state) in states {
+                let lost = self.server_resume(self.me, conn, chan, state);
+                cancelled.extend(self.cancel_lost(chan, lost));
+            }
+        }
+        self.send(EVERYONE, Frame::Host);
+        if let Some((resolve, _)) = self.ready.borrow_mut().take() {
+            let _ = resolve.call0(&JsValue::NULL);
+        }
+        if took_over {
+            self.emit_failover(cancelled);
+        }
+        // Who else is alive: wait for each to re-announce, up to RESUME_WINDOW_MS.
+        let live = self.port.borrow().as_ref().map(Port::live_clients);
+        let live: FxSet<u64> = match live {
+            Some(p) => JsFuture::from(p)
+                .await
+                .map(|v| Array::from(&v).iter().filter_map(|x| x.as_f64()).map(|x| x as u64).collect())
+                .unwrap_or_default(),
+            None => FxSet::default(),
+        };
+        let finished = match &mut *self.role.borrow_mut() {
+            Role::Host(s) => match &mut s.window {
+                Some(w) => {
+                    let waiting: FxSet<u64> = live.difference(&w.done).copied().collect();
+                    let empty = waiting.is_empty();
+                    w.waiting = Some(waiting);
+                    empty
+                }
+                None => false,
+            },
+            _ => false,
+        };
+        if finished {
+            self.end_window();
+            return;
+        }
+        let link = self.clone();
+        let timer = Closure::once_into_js(move || link.end_window());
+        set_timeout(&timer, RESUME_WINDOW_MS);
+    }
+
+    /// The take-over is complete (every live client re-announced, or time is up):
+    /// messages flow again and the frames that waited run.
+    fn end_window(self: &Rc<Self>) {
+        let (host, backlog) = match &mut *self.role.borrow_mut() {
+            Role::Host(s) => match s.window.take() {
+                Some(w) => (s.host.clone(), w.backlog),
+                None => return,
+            },
+            _ => return,
+        };
+        host.with(|core| core.release_deliveries(now()));
+        for (from, f) in backlog {
+            self.serve(from, f);
+        }
+    }
+
+    fn server_conn(self: &Rc<Self>, ctx: u64, conn: u32) -> Result<(Host, ConnId), AmqpError> {
+        let (host, existing) = match &*self.role.borrow() {
+            Role::Host(s) => (s.host.clone(), s.conns.get(&(ctx, conn)).copied()),
+            _ => return Err(closed_channel()),
+        };
+        let id = match existing {
+            Some(id) => id,
+            None => {
+                let id = host.with(|core| core.connect());
+                if let Role::Host(s) = &mut *self.role.borrow_mut() {
+                    s.conns.insert((ctx, conn), id);
+                }
+                id
+            }
+        };
+        Ok((host, id))
+    }
+
+    fn own(&self, ctx: u64, chan: u32, ch: ChannelRef) {
+        if let Role::Host(s) = &mut *self.role.borrow_mut() {
+            s.chans.insert((ctx, chan), ch);
+            s.owners.insert(ch, (ctx, chan));
+        }
+    }
+
+    fn forget(&self, ctx: u64, chan: u32) {
+        if let Role::Host(s) = &mut *self.role.borrow_mut() {
+            if let Some(ch) = s.chans.remove(&(ctx, chan)) {
+                s.owners.remove(&ch);
+            }
+        }
+    }
+
+    fn forget_conn(&self, ctx: u64, conn: u32) {
+        if let Role::Host(s) = &mut *self.role.borrow_mut() {
+            if let Some(id) = s.conns.remove(&(ctx, conn)) {
+                let gone: Vec<ChannelRef> = s.owners.keys().filter(|c| c.conn == id).copied().collect();
+                for ch in gone {
+                    if let Some(key) = s.owners.remove(&ch) {
+                        s.chans.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    fn server_open(self: &Rc<Self>, ctx: u64, conn: u32, chan: u32, confirm: bool) -> Result<(), AmqpError> {
+        let (host, id) = self.server_conn(ctx, conn)?;
+        let ch = host.with(|core| {
+            let ch = core.open_channel(id)?;
+            if confirm {
+                core.confirm_select(ch)?;
+            }
+            Ok(ch)
+        })?;
+        self.own(ctx, chan, ch);
+        Ok(())
+    }
+
+    /// Rebuilds a channel a context re-announced; answers the consumers it could not restore.
+    fn server_resume(self: &Rc<Self>, ctx: u64, conn: u32, chan: u32, state: ChannelState) -> Vec<(String, AmqpError)> {
+        let (host, id) = match self.server_conn(ctx, conn) {
+            Ok(x) => x,
+            Err(e) => return state.consumers.iter().map(|c| (c.consumer_tag.clone(), e.clone())).collect(),
+        };
+        let tags: Vec<String> = state.consumers.iter().map(|c| c.consumer_tag.clone()).collect();
+        let settled: Vec<(u64, bool)> = state.settled.iter().map(|(f, ack)| (f.delivery_tag, *ack)).collect();
+        let resumed = host.with(|core| {
+            let r = core.resume_channel(id, resume_of(state), now())?;
+            // Settle again what the client settled lately (a no-op where the store had it).
+            for (tag, ack) in settled {
+                let _ = match ack {
+                    true => core.ack(r.channel, tag, false, now()),
+                    false => core.reject(r.channel, tag, false, now()),
+                };
+            }
+            Ok::<_, AmqpError>(r)
+        });
+        match resumed {
+            Ok(r) => {
+                self.own(ctx, chan, r.channel);
+                r.cancelled
+            }
+            Err(e) => tags.into_iter().map(|t| (t, e.clone())).collect(),
+        }
+    }
+
+    /// Consumers a new host could not restore: their callbacks get `null`.
+    fn cancel_lost(&self, chan: u32, lost: Vec<(String, AmqpError)>) -> Vec<String> {
+        let mut out = Vec::new();
+        for (tag, _) in lost {
+            let f = self.chans.borrow_mut().get_mut(&chan).and_then(|h| {
+                h.specs.retain(|s| s.consumer_tag != tag);
+                h.consumers.remove(tag.as_str())
+            });
+            if let Some(f) = f {
+                call(&f, &JsValue::NULL);
+            }
+            out.push(tag);
+        }
+        out
+    }
+
+    fn emit_failover(&self, cancelled: Vec<String>) {
+        let Some(f) = self.on_failover.borrow().clone() else { return };
+        let tags: Array = cancelled.iter().map(|t| JsValue::from_str(t)).collect();
+        call(&f, &obj(&[("hosting", self.hosting().into()), ("cancelled", tags.into())]));
+    }
+
+    /// The previous host is gone: calls it never answered fail, and so do confirms it
+    /// never gave (the message may or may not be stored).
+    fn fail_in_flight_calls(&self) {
+        let err = to_js(host_gone());
+        let pending: Vec<Pending> = self.net.borrow_mut().pending.drain().map(|(_, p)| p).collect();
+        // A re-announcement's promise has no one waiting on it: the next host asks anew.
+        for p in pending.into_iter().filter(|p| !matches!(p.reply, Reply::Resume)) {
+            let _ = p.reject.call1(&JsValue::NULL, &err);
+        }
+        let mut chans = self.chans.borrow_mut();
+        for c in chans.values_mut() {
+            let failed = std::mem::take(&mut c.callbacks);
+            c.outstanding.clear();
+            for w in c.waiters.iter_mut() {
+                w.nacked = true;
+            }
+            c.settle_waiters();
+            for (_, cb) in failed {
+                let _ = cb.call1(&JsValue::NULL, &err);
+            }
+        }
+    }
+
+    /// A watched context died or left: its connections close (their unacked messages go
+    /// back to their queues, flagged redelivered; exclusive queues go).
+    fn client_gone(self: &Rc<Self>, ctx: u64) {
+        let (host, conns) = match &mut *self.role.borrow_mut() {
+            Role::Host(s) => {
+                s.watched.remove(&ctx);
+                let conns: Vec<(u32, ConnId)> =
+                    s.conns.iter().filter(|((c, _), _)| *c == ctx).map(|((_, n), id)| (*n, *id)).collect();
+                (s.host.clone(), conns)
+            }
+            _ => return,
+        };
+        for (n, id) in conns {
+            self.forget_conn(ctx, n);
+            host.with(|core| core.disconnect(id, now()));
+        }
+        self.resumed(ctx);
+    }
+
+    /// Client `ctx` has re-announced everything (or is gone).
+    fn resumed(self: &Rc<Self>, ctx: u64) {
+        let finished = match &mut *self.role.borrow_mut() {
+            Role::Host(s) => match &mut s.window {
+                Some(w) => {
+                    w.done.insert(ctx);
+                    w.waiting.as_mut().is_some_and(|set| {
+                        set.remove(&ctx);
+                        set.is_empty()
+                    })
+                }
+                None => false,
+            },
+            _ => false,
+        };
+        if finished {
+            self.end_window();
+        }
+    }
+
+    // ------------------------------------------------------------ receiving
+
+    /// A post from another context.
+    fn receive(self: &Rc<Self>, v: JsValue) {
+        let decoded = v.dyn_into::<Uint8Array>().ok().map(|a| frame::decode(&a.to_vec(), self.me));
+        let (from, frames) = match decoded {
+            Some(Ok(x)) => x,
+            _ => {
+                self.net.borrow_mut().dropped += 1;
+                return;
+            }
+        };
+        for f in frames {
+            if self.hosting() {
+                self.serve(from, f);
+            } else {
+                self.client_frame(from, f);
+            }
+        }
+    }
+
+    /// Host role: runs a client's frame.
+    fn serve(self: &Rc<Self>, from: u64, f: Frame) {
+        if from == self.me {
+            return;
+        }
+        let (watch, in_window) = match &mut *self.role.borrow_mut() {
+            Role::Host(s) => (s.watched.insert(from), s.window.is_some()),
+            _ => return,
+        };
+        if watch {
+            if let Some(port) = &*self.port.borrow() {
+                port.watch(from as f64);
+            }
+        }
+        if in_window && !matches!(f, Frame::Resume { .. } | Frame::Resumed | Frame::Hello) {
+            if let Role::Host(s) = &mut *self.role.borrow_mut() {
+                if let Some(w) = &mut s.window {
+                    w.backlog.push((from, f));
+                    return;
+                }
+            }
+        }
+        match f {
+            Frame::Hello => self.send(EVERYONE, Frame::Host),
+            Frame::OpenChannel { conn, chan, confirm } => {
+                if let Err(e) = self.server_open(from, conn, chan, confirm) {
+                    self.send(from, Frame::Event { chan, event: WireEvent::Closed(e) });
+                }
+            }
+            Frame::CloseConnection { conn } => {
+                let id = match &*self.role.borrow() {
+                    Role::Host(s) => s.conns.get(&(from, conn)).map(|id| (s.host.clone(), *id)),
+                    _ => None,
+                };
+                self.forget_conn(from, conn);
+                if let Some((host, id)) = id {
+                    host.with(|core| core.disconnect(id, now()));
+                }
+            }
+            Frame::Call { id, chan, cmd } => self.serve_call(from, id, chan, cmd),
+            Frame::Stats { id } => {
+                let dropped = self.net.borrow().dropped;
+                if let Some(host) = self.host() {
+                    let s = host.read(|core| stats_of(core, self.me, host.storage(), dropped));
+                    self.send(from, Frame::Reply { id, result: Ok(Answer::Stats(s)) });
+                }
+            }
+            Frame::Flush { id } => {
+                if let Some(host) = self.host() {
+                    let link = self.clone();
+                    spawn_local(async move {
+                        let result = match JsFuture::from(host.flush()).await {
+                            Ok(_) => Ok(Answer::Done),
+                            Err(e) => Err(AmqpError::new(
+                                ReplyCode::ResourceError,
+                                format!("flush failed: {}", js_sys::Error::from(e).message()),
+                            )),
+                        };
+                        link.send(from, Frame::Reply { id, result });
+                    });
+                }
+            }
+            Frame::Resume { id, conn, chan, state } => {
+                let lost = self.server_resume(from, conn, chan, state);
+                self.send(from, Frame::Reply { id, result: Ok(Answer::Resumed(lost)) });
+            }
+            Frame::Resumed => self.resumed(from),
+            Frame::Host | Frame::Reply { .. } | Frame::Event { .. } => {}
+        }
+    }
+
+    fn serve_call(self: &Rc<Self>, from: u64, id: u32, chan: u32, cmd: Command) {
+        let (host, ch) = match &*self.role.borrow() {
+            Role::Host(s) => (s.host.clone(), s.chans.get(&(from, chan)).copied()),
+            _ => return,
+        };
+        let Some(ch) = ch else {
+            if id != 0 {
+                self.send(from, Frame::Reply { id, result: Err(closed_channel()) });
+            }
+            return;
+        };
+        if let Command::Close = cmd {
+            self.forget(from, chan);
+        }
+        if let Command::Get { queue, .. } = &cmd {
+            if host.read(|core| core.head_paged(queue)) {
+                // Deep in a long queue: wait for the store to give the head back.
+                let (link, wait) = (self.clone(), host.head_loaded(queue));
+                spawn_local(async move {
+                    let _ = JsFuture::from(wait).await;
+                    let result = host.with(|core| execute(core, ch, cmd, now()));
+                    link.send(from, Frame::Reply { id, result });
+                });
+                return;
+            }
+        }
+        let result = host.with(|core| execute(core, ch, cmd, now()));
+        if id != 0 {
+            self.send(from, Frame::Reply { id, result });
+        }
+    }
+
+    /// Client role: a frame from the host.
+    fn client_frame(self: &Rc<Self>, from: u64, f: Frame) {
+        let current = match &*self.role.borrow() {
+            Role::Client(h) => Some(*h),
+            Role::Waiting => None,
+            _ => return,
+        };
+        if let Frame::Host = f {
+            match current {
+                Some(h) if h == from => {}
+                None => {
+                    *self.role.borrow_mut() = Role::Client(from);
+                    let waiting = std::mem::take(&mut self.net.borrow_mut().waiting);
+                    for f in waiting {
+                        self.send(from, f);
+                    }
+                    if let Some((resolve, _)) = self.ready.borrow_mut().take() {
+                        let _ = resolve.call0(&JsValue::NULL);
+                    }
+                }
+                Some(_) => self.take_new_host(from),
+            }
+            return;
+        }
+        if current != Some(from) {
+            return;
+        }
+        match f {
+            Frame::Reply { id, result } => {
+                let Some(p) = self.net.borrow_mut().pending.remove(&id) else { return };
+                match result {
+                    Ok(Answer::Resumed(lost)) => {
+                        let _ = p.resolve.call0(&JsValue::NULL);
+                        self.resume_answered(lost);
+                    }
+                    Ok(a) => {
+                        let v = self.answer_js(p.reply, a);
+                        let _ = p.resolve.call1(&JsValue::NULL, &v);
+                    }
+                    Err(e) => {
+                        let _ = p.reject.call1(&JsValue::NULL, &to_js(e));
+                    }
+                }
+            }
+            Frame::Event { chan, event } => self.route(chan, event),
+            _ => {}
+        }
+    }
+
+    /// Another context hosts now: re-announce every channel to it.
+    fn take_new_host(self: &Rc<Self>, host: u64) {
+        *self.role.borrow_mut() = Role::Client(host);
+        self.fail_in_flight_calls();
+        let states: Vec<(u32, u32, ChannelState)> =
+            self.chans.borrow().iter().map(|(k, c)| (*k, c.conn, c.state())).collect();
+        self.net.borrow_mut().resuming = Some((states.len(), Vec::new()));
+        for (chan, conn, state) in states {
+            // The promise settles through resume_answered; its own value is not needed.
+            let _ = self.request(Reply::Resume, |id| Frame::Resume { id, conn, chan, state });
+        }
+        self.send(host, Frame::Resumed);
+        if self.net.borrow().resuming.as_ref().is_some_and(|(n, _)| *n == 0) {
+            self.net.borrow_mut().resuming = None;
+            self.emit_failover(Vec::new());
+        }
+    }
+
+    fn resume_answered(&self, lost: Vec<(String, AmqpError)>) {
+        // The channel of each lost consumer: the one whose specs name its tag.
+        let mut cancelled = Vec::new();
+        for (tag, e) in lost {
+            let chan =
+                self.chans.borrow().iter().find(|(_, c)| c.consumers.contains_key(tag.as_str())).map(|(k, _)| *k);
+            if let Some(chan) = chan {
+                cancelled.extend(self.cancel_lost(chan, vec![(tag, e)]));
+            }
+        }
+        let done = {
+            let mut net = self.net.borrow_mut();
+            match &mut net.resuming {
+                Some((n, all)) => {
+                    *n = n.saturating_sub(1);
+                    all.extend(cancelled);
+                    if *n == 0 {
+                        net.resuming.take().map(|(_, all)| all)
+                    } else {
+                        None
+                    }
+                }
+                None => None,
+            }
+        };
+        if let Some(all) = done {
+            self.emit_failover(all);
+        }
+    }
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(f: &JsValue, ms: i32) -> JsValue;
+}
