@@ -89,7 +89,8 @@ async function handle(root, req, res) {
   res.writeHead(200, {
     'Content-Type': MIME[extname(file).toLowerCase()] ?? 'application/octet-stream',
     'Content-Length': info.size,
-    'Cache-Control': 'no-store',
+    // no-cache, not no-store: always fetched fresh, and pages may still enter the back/forward cache.
+    'Cache-Control': 'no-cache',
     'X-Content-Type-Options': 'nosniff',
   });
   if (req.method === 'HEAD') return res.end();

@@ -54,8 +54,9 @@ export class Port {
    * @param {(bytes: Uint8Array | undefined) => void} onPost a post from another context (undefined: one that is not ours)
    * @param {() => void} onHost this context now holds the host lock
    * @param {(id: number) => void} onGone the context `id` watched with watch() died or left
+   * @param {() => void} onFrozen this page goes into the back/forward cache: it has left
    */
-  constructor(name, me, onPost, onHost, onGone) {
+  constructor(name, me, onPost, onHost, onGone, onFrozen) {
     this.prefix = `tabbit:${name}`;
     this.me = me;
     this.onHost = onHost;
@@ -68,6 +69,15 @@ export class Port {
       onPost(d instanceof Uint8Array && d.byteLength <= MAX_POST_BYTES ? d : undefined);
     };
     this.channel.onmessageerror = () => onPost(undefined);
+    // A page kept in the back/forward cache is frozen with its locks: it leaves instead, so
+    // that another context hosts, or the host requeues what this one held.
+    this.onPageHide = (e) => {
+      if (e.persisted) {
+        this.close();
+        onFrozen();
+      }
+    };
+    globalThis.addEventListener?.('pagehide', this.onPageHide);
   }
 
   /** Holds a lock until close(); resolves when it is granted. */
@@ -113,6 +123,7 @@ export class Port {
 
   /** Leaves: releases both locks (another context takes over hosting) and the channel. */
   close() {
+    globalThis.removeEventListener?.('pagehide', this.onPageHide);
     this.abort.abort();
     for (const release of this.releases) release();
     this.releases = [];

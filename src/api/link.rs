@@ -37,7 +37,14 @@ extern "C" {
 
     type Port;
     #[wasm_bindgen(constructor)]
-    fn new(name: &str, me: f64, on_post: &Function, on_host: &Function, on_gone: &Function) -> Port;
+    fn new(
+        name: &str,
+        me: f64,
+        on_post: &Function,
+        on_host: &Function,
+        on_gone: &Function,
+        on_frozen: &Function,
+    ) -> Port;
     #[wasm_bindgen(method, catch)]
     fn start(this: &Port) -> Result<Promise, JsValue>;
     #[wasm_bindgen(method)]
@@ -467,9 +474,17 @@ impl Link {
                 }
             }
         });
-        let on_gone = Closure::<dyn FnMut(JsValue)>::new(move |id: JsValue| {
-            if let (Some(link), Some(id)) = (weak.upgrade(), id.as_f64()) {
-                link.client_gone(id as u64);
+        let on_gone = Closure::<dyn FnMut(JsValue)>::new({
+            let weak = weak.clone();
+            move |id: JsValue| {
+                if let (Some(link), Some(id)) = (weak.upgrade(), id.as_f64()) {
+                    link.client_gone(id as u64);
+                }
+            }
+        });
+        let on_frozen = Closure::<dyn FnMut(JsValue)>::new(move |_| {
+            if let Some(link) = weak.upgrade() {
+                link.left();
             }
         });
         let port = Port::new(
@@ -478,8 +493,9 @@ impl Link {
             on_post.as_ref().unchecked_ref(),
             on_host.as_ref().unchecked_ref(),
             on_gone.as_ref().unchecked_ref(),
+            on_frozen.as_ref().unchecked_ref(),
         );
-        *link.closures.borrow_mut() = vec![on_post, on_host, on_gone];
+        *link.closures.borrow_mut() = vec![on_post, on_host, on_gone, on_frozen];
         let started = port.start();
         *link.port.borrow_mut() = Some(port);
         JsFuture::from(started?).await?;
@@ -802,6 +818,28 @@ impl Link {
         let pending: Vec<Pending> = self.net.borrow_mut().pending.drain().map(|(_, p)| p).collect();
         for p in pending.into_iter().filter(|p| !matches!(p.reply, Reply::Resume)) {
             let _ = p.reject.call1(&JsValue::NULL, &err);
+        }
+    }
+
+    /// The page went into the back/forward cache and its port left the mesh: this link is
+    /// done. Calls waiting for an answer fail, and every channel closes with code 320; the
+    /// app connects again if the page comes back. A host writes nothing more: the next host
+    /// recovers from the store.
+    fn left(self: &Rc<Self>) {
+        *self.role.borrow_mut() = Role::Closed;
+        self.port.borrow_mut().take();
+        let error = AmqpError::new(
+            ReplyCode::ConnectionForced,
+            "this page went into the back/forward cache and left the broker: connect again",
+        );
+        let err = to_js(error.clone());
+        let pending: Vec<Pending> = self.net.borrow_mut().pending.drain().map(|(_, p)| p).collect();
+        for p in pending.into_iter().filter(|p| !matches!(p.reply, Reply::Resume)) {
+            let _ = p.reject.call1(&JsValue::NULL, &err);
+        }
+        let chans: Vec<u32> = self.chans.borrow().keys().copied().collect();
+        for chan in chans {
+            self.route(chan, WireEvent::Closed(error.clone()));
         }
     }
 

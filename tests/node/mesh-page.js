@@ -370,4 +370,7 @@ export function startPublishing(queue, count, prefix, options) {
   return state.publishes.length; // the run's number (its index + 1) once publish() has pushed it
 }
 
-globalThis.mesh = { join, hosting, hostId, queueCounts, waitConsumers, snapshot, consume, stopConsuming, settle, publish, startPublishing, reported };
+/** The connection join() made. */
+export const connection = () => conn;
+
+globalThis.mesh = { conn: connection, join, hosting, hostId, queueCounts, waitConsumers, snapshot, consume, stopConsuming, settle, publish, startPublishing, reported };

@@ -19,7 +19,8 @@
 // its random choices (not its timing), MESH_SCHEDULES=<n> sets how many schedules (default 20).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BLANK, TEST_TIMEOUT, crashPage, launchBrowser, openPage, startServer } from './browser.mjs';
+import { chromium } from 'playwright-core';
+import { BLANK, CHROMIUM, CHROMIUM_ARGS, TEST_TIMEOUT, crashPage, launchBrowser, openPage, startServer } from './browser.mjs';
 
 const QUEUE = 'jobs';
 const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
@@ -610,4 +611,50 @@ test('mesh: chaos: crashes and reloads of hosts and consumers while a tab publis
       `${totals.failed} confirms failed, lost 0, delivered more than once ${totals.duplicates}, maybe acked by a dead tab ` +
       `${totals.uncertain}, ${totals.failoverTimes.length} host crashes, slowest failover ${slowest} ms`,
   );
+});
+
+// ---- 6. page lifecycle ----------------------------------------------------------------------
+
+test('mesh: navigating the host tab away hands hosting over; back from the bfcache, its channels close with 320', { timeout: TEST_TIMEOUT }, async (t) => {
+  // Playwright turns the back/forward cache off by default; this browser has it on.
+  const withCache = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    ignoreDefaultArgs: ['--disable-back-forward-cache'],
+  });
+  t.after(() => withCache.close());
+  const context = await withCache.newContext();
+  const name = brokerName('away');
+  const a = await openTab(context, name, 'A');
+  const b = await openTab(context, name, 'B');
+  assert.equal(a.joined.hosting, true, 'A hosts');
+  await a.page.evaluate(async () => {
+    const ch = await globalThis.mesh.conn().createChannel();
+    globalThis.__closed = [];
+    ch.on('error', (e) => globalThis.__closed.push(e.code));
+    await ch.assertQueue('kept', { durable: true });
+  });
+
+  const left = Date.now();
+  await a.page.goto(`${server.url}${BLANK}?away`);
+  await waitUntil('B to host after A navigated away', () => b.hosting(), 5000);
+  const handover = Date.now() - left;
+
+  await a.page.goBack({ waitUntil: 'commit' }); // a page restored from the bfcache fires no load event
+  await a.page.waitForFunction(() => document.readyState === 'complete');
+  const back = await a.page.evaluate(() => ({
+    restored: Array.isArray(globalThis.__closed), // a reloaded page has no such state
+    closed: globalThis.__closed ?? null,
+    hosting: globalThis.mesh?.conn?.().hosting ?? null,
+    why: JSON.stringify(performance.getEntriesByType('navigation')[0]?.notRestoredReasons?.reasons ?? null),
+  }));
+  console.log(`mesh navigate away: B hosts ${handover} ms after A left; A ${back.restored ? 'came back from the bfcache' : `was reloaded (not kept in the bfcache: ${back.why})`}`);
+  assert.ok(back.restored, `A was kept in the back/forward cache (else this test shows nothing of it): ${back.why}`);
+  assert.deepEqual(back.closed, [320], "the restored page's channel closed with CONNECTION_FORCED");
+  assert.equal(back.hosting, false, 'the restored page no longer hosts');
+  // The broker goes on in B, with the durable queue A declared.
+  const counts = await b.call('queueCounts', 'kept');
+  assert.deepEqual(counts, { ready: 0, unacked: 0, consumers: 0 });
+  assert.deepEqual(b.errors, []);
 });

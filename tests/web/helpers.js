@@ -87,3 +87,10 @@ export function tick() { return new Promise((ok) => setTimeout(ok, 0)); }
 export function failingStorage() {
   return { async load() { return []; }, async write() { throw new Error('disk on fire'); } };
 }
+
+// Posts each value on the broker's BroadcastChannel, as another script of the origin could.
+export function postRaw(name, values) {
+  const ch = new BroadcastChannel(`tabbit:${name}`);
+  for (const v of values) ch.postMessage(v);
+  ch.close();
+}

@@ -8,6 +8,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::*;
 
 mod channel;
+mod mesh;
 mod storage;
 
 /// A broker, a connection and a confirm channel through the package's binding, with
