@@ -1015,3 +1015,46 @@ mod tests {
         }
     }
 }
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        // What any script of the origin could post, after our header (so that the bytes
+        // reach the frame decoder): an error or frames, never a panic, and frames that
+        // encode again to a post that decodes to the same.
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+        #[test]
+        fn any_bytes_after_the_header_decode_or_fail_cleanly(
+            body in proptest::collection::vec(any::<u8>(), 0..256),
+            frames in 1u8..4,
+            framed in any::<bool>(),
+        ) {
+            let mut bytes = vec![MAGIC, VERSION];
+            if framed {
+                // A well-formed section around random frame bytes, so they reach the frame decoder.
+                let mut w = Writer::new();
+                w.uvar(3);
+                w.uvar(1);
+                w.uvar(1);
+                w.uvar(frames as u64);
+                w.bytes(&body);
+                bytes.extend_from_slice(w.as_bytes());
+            } else {
+                bytes.extend_from_slice(&body);
+            }
+            if let Ok((from, frames)) = decode(&bytes, 1) {
+                let mut p = PostWriter::default();
+                for f in &frames {
+                    p.push(1, f);
+                }
+                let again = p.finish(from);
+                let (from2, frames2) = decode(&again, 1).expect("what decoded encodes to a valid post");
+                prop_assert_eq!(from, from2);
+                prop_assert_eq!(format!("{frames:?}"), format!("{frames2:?}"));
+            }
+        }
+    }
+}

@@ -658,3 +658,42 @@ test('mesh: navigating the host tab away hands hosting over; back from the bfcac
   assert.deepEqual(counts, { ready: 0, unacked: 0, consumers: 0 });
   assert.deepEqual(b.errors, []);
 });
+
+// ---- 7. what dies with its context ------------------------------------------------------------
+
+test("mesh: a client's exclusive queue goes with it; transient queues go with the host, and their consumers are told", { timeout: TEST_TIMEOUT }, async (t) => {
+  const context = await newContext(t);
+  const name = brokerName('transient');
+  const a = await openTab(context, name, 'A');
+  const b = await openTab(context, name, 'B');
+  const c = await openTab(context, name, 'C');
+  // C owns an exclusive queue; B consumes a transient queue and a durable one.
+  await c.page.evaluate(async () => {
+    const ch = await globalThis.mesh.conn().createChannel();
+    await ch.assertQueue('mine', { exclusive: true });
+  });
+  const tags = await b.page.evaluate(async () => {
+    const ch = await globalThis.mesh.conn().createChannel();
+    globalThis.__nulls = [];
+    await ch.assertQueue('temp', { durable: false });
+    await ch.assertQueue('kept', { durable: true });
+    const temp = await ch.consume('temp', (m) => m === null && globalThis.__nulls.push('temp'));
+    const kept = await ch.consume('kept', (m) => m === null && globalThis.__nulls.push('kept'));
+    return [temp.consumerTag, kept.consumerTag];
+  });
+  assert.ok(await a.call('queueCounts', 'mine'), 'A sees C\'s exclusive queue');
+
+  await c.crash();
+  await waitUntil("C's exclusive queue to go with C", async () => (await a.call('queueCounts', 'mine')) === null, 5000);
+
+  await a.crash();
+  await waitUntil('B to host', () => b.hosting(), 5000);
+  await waitUntil('B to be told of the failover', async () => (await b.state()).failovers.length === 1, 5000);
+  const { failovers } = await b.state();
+  const nulls = await b.page.evaluate(() => globalThis.__nulls);
+  assert.deepEqual(failovers[0].cancelled, [tags[0]], 'the consumer of the transient queue is listed as cancelled');
+  assert.deepEqual(nulls, ['temp'], 'its callback got null; the durable queue\'s consumer goes on');
+  assert.equal(await b.call('queueCounts', 'temp'), null, 'the transient queue is gone');
+  assert.deepEqual(await b.call('queueCounts', 'kept'), { ready: 0, unacked: 0, consumers: 1 });
+  await assertClean([b]);
+});
