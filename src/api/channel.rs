@@ -28,9 +28,14 @@ impl RawBroker {
     /// Opens broker `name`; `storage` as `connect()`'s option. With `mesh` (the default
     /// where Web Locks and BroadcastChannel exist) every context of the origin that opens
     /// the name joins one broker, hosted by one of them.
-    pub async fn open(name: String, storage: JsValue, mesh: Option<bool>) -> Result<RawBroker, JsValue> {
+    pub async fn open(
+        name: String,
+        storage: JsValue,
+        mesh: Option<bool>,
+        label: Option<String>,
+    ) -> Result<RawBroker, JsValue> {
         crate::core::names::check("broker name", &name).map_err(to_js)?;
-        let link = Link::open(&name, storage, mesh.unwrap_or(true)).await?;
+        let link = Link::open(&name, storage, mesh.unwrap_or(true), label).await?;
         Ok(RawBroker { link })
     }
 
@@ -80,12 +85,16 @@ impl RawBroker {
         self.link.close().await;
     }
 
-    /// The broker's state for the management view (a promise of it from a client):
-    /// `{host, hosting, storage, droppedPosts, queues: [{name, durable, exclusive,
-    /// autoDelete, arguments, ready, readyBytes, pagedOut, unacked, consumers, published,
-    /// delivered, redelivered, acked, deadLettered, discarded}]}`.
+    /// The broker's state for the management view (a promise of it from a client): see
+    /// `BrokerStats` in index.d.ts.
     pub fn stats(&self) -> JsValue {
         self.link.stats()
+    }
+
+    /// Up to `count` messages at the head of `queue`, not consumed (a promise of them from
+    /// a client); `[]` for a queue that does not exist.
+    pub fn peek(&self, queue: String, count: Option<u32>) -> JsValue {
+        self.link.peek(queue, count.unwrap_or(10).min(1000))
     }
 }
 

@@ -283,6 +283,8 @@ pub fn message(exchange: &str, routing_key: &str, content_value: &JsValue, opts:
 
 #[wasm_bindgen(module = "/src/api/glue.js")]
 extern "C" {
+    #[wasm_bindgen(js_name = peekFields)]
+    fn peek_fields(exchange: &str, routing_key: &str) -> JsValue;
     #[wasm_bindgen(js_name = reportUncaught)]
     pub fn report_uncaught(e: &JsValue);
     #[wasm_bindgen(js_name = consumeFields)]
@@ -326,9 +328,22 @@ extern "C" {
 
 /// How a message reached the app, for its `fields` (amqplib's shapes).
 pub enum Fields<'a> {
-    Consume { consumer_tag: &'a str, delivery_tag: u64, redelivered: bool },
-    Get { delivery_tag: u64, redelivered: bool, message_count: u32 },
-    Return { reply_code: u16, reply_text: &'a str },
+    Consume {
+        consumer_tag: &'a str,
+        delivery_tag: u64,
+        redelivered: bool,
+    },
+    Get {
+        delivery_tag: u64,
+        redelivered: bool,
+        message_count: u32,
+    },
+    Return {
+        reply_code: u16,
+        reply_text: &'a str,
+    },
+    /// Peeked at, not delivered: `{exchange, routingKey}`.
+    Peek,
 }
 
 /// A message as amqplib hands it over: `{content, fields, properties}`. A message that
@@ -343,6 +358,7 @@ pub fn message_to_js(m: &Message, fields: Fields, delivery_count: u32) -> JsValu
             get_fields(delivery_tag as f64, redelivered, ex, rk, message_count)
         }
         Fields::Return { reply_code, reply_text } => return_fields(reply_code, reply_text, ex, rk),
+        Fields::Peek => peek_fields(ex, rk),
     };
     let p = &m.properties;
     let headers = table_to_js(&p.headers);

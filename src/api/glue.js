@@ -13,6 +13,10 @@ export function returnFields(replyCode, replyText, exchange, routingKey) {
   return { replyCode, replyText, exchange, routingKey };
 }
 
+export function peekFields(exchange, routingKey) {
+  return { exchange, routingKey };
+}
+
 export function makeMessage(
   content, fields, contentType, contentEncoding, headers, deliveryMode, priority, correlationId,
   replyTo, expiration, messageId, timestamp, type, userId, appId,
@@ -42,6 +46,19 @@ export function reportUncaught(e) {
 /** Whether this context can join a mesh (Web Locks and BroadcastChannel). */
 export function meshAvailable() {
   return typeof BroadcastChannel === 'function' && typeof globalThis.navigator?.locks?.request === 'function';
+}
+
+/** What a context is called in the stats when connect() gets no label: the page's title or path, or the worker's kind and name. */
+export function defaultLabel() {
+  const g = globalThis;
+  if (g.document) return g.document.title || g.location?.pathname || 'page';
+  const kind =
+    typeof g.SharedWorkerGlobalScope === 'function' && g instanceof g.SharedWorkerGlobalScope ? 'shared worker'
+    : typeof g.ServiceWorkerGlobalScope === 'function' && g instanceof g.ServiceWorkerGlobalScope ? 'service worker'
+    : typeof g.WorkerGlobalScope === 'function' && g instanceof g.WorkerGlobalScope ? 'worker'
+    : 'context';
+  const name = g.name || g.location?.pathname;
+  return name ? `${kind} ${name}` : kind;
 }
 
 /** Posts larger than this are dropped unread (and counted). */

@@ -138,6 +138,11 @@ export declare namespace Options {
      * Without Web Locks (Node, Deno, workerd) the broker is always this context's own.
      */
     mesh?: boolean;
+    /**
+     * What this context is called in `stats().contexts`. Default: the page's title (or path),
+     * or the worker's kind and name. The first connect() to a name in a context sets it.
+     */
+    label?: string;
   }
 
   /** `assertQueue`'s options (the shorthands set the `x-` arguments). */
@@ -457,7 +462,19 @@ export interface QueueStats {
 
 /** `Connection.stats()`: the broker's queues, for a management view. */
 export interface BrokerStats {
+  /** When the host took these figures (ms since the epoch). */
+  at: number;
   queues: QueueStats[];
+  /** Every exchange, the default one (`''`) and the `amq.*` ones included. */
+  exchanges: ExchangeStats[];
+  /** Every explicit binding (not the default exchange's implicit ones). */
+  bindings: BindingStats[];
+  /** The contexts (tabs, workers) with connections to the broker, and their load. */
+  contexts: ContextStats[];
+  /** Sums of the queues' counters. */
+  totals: Counts;
+  /** Per second, over the last 5 seconds of stats() calls (0 at the first call). */
+  rates: Counts;
   storage: StorageKind;
   /** The id of the context that hosts the broker. */
   host: string;
@@ -465,6 +482,50 @@ export interface BrokerStats {
   hosting: boolean;
   /** Posts from other contexts the host dropped: not tabbit's, another protocol version, malformed or too large. */
   droppedPosts: number;
+}
+
+export interface ExchangeStats {
+  name: string;
+  type: 'direct' | 'fanout' | 'topic' | 'headers';
+  durable: boolean;
+  autoDelete: boolean;
+  internal: boolean;
+  arguments: { [key: string]: any };
+}
+
+export interface BindingStats {
+  source: string;
+  destination: string;
+  destinationType: 'queue' | 'exchange';
+  routingKey: string;
+  arguments: { [key: string]: any };
+}
+
+export interface ContextStats {
+  id: string;
+  /** `connect({label})`, or the page's title or the worker's name. */
+  label: string;
+  hosting: boolean;
+  connections: number;
+  channels: number;
+  consumers: number;
+  unacked: number;
+}
+
+export interface Counts {
+  published: number;
+  delivered: number;
+  redelivered: number;
+  acked: number;
+  deadLettered: number;
+  discarded: number;
+}
+
+/** A message `peek()` shows: not delivered, so no delivery tag. */
+export interface PeekedMessage {
+  content: Uint8Array;
+  fields: { exchange: string; routingKey: string };
+  properties: MessageProperties;
 }
 
 /** What a `'failover'` event carries. */
@@ -563,8 +624,15 @@ export class Connection extends Emitter<ConnectionEvents> {
   /** Resolves when every write made so far is stored (acks are stored with the next commit). */
   flush(): Promise<void>;
 
-  /** The broker's queues with their counts and counters. */
+  /** The broker's exchanges, queues (counts and counters), bindings, contexts, totals and rates. */
   stats(): Promise<BrokerStats>;
+
+  /**
+   * Beyond amqplib, for a management view: up to `count` (default 10, at most 1,000) ready
+   * messages at the head of `queue`, in delivery order, without consuming them. `[]` for a
+   * queue that does not exist or whose head is paged out to storage.
+   */
+  peek(queue: string, count?: number): Promise<PeekedMessage[]>;
 }
 
 /**

@@ -125,6 +125,8 @@ const closing = new Map();
  * Connects to broker `name` (default 'default') of this origin. `storage`: 'indexeddb' (the
  * default where IndexedDB exists), 'memory', or an adapter `{ load(), write(writes) }`.
  * `wasm`: the module's bytes or a WebAssembly.Module, for runtimes that cannot fetch it.
+ * `label`: what this context is called in stats().contexts (default: the page's title or path,
+ * or the worker's kind and name).
  * `mesh` (default true): every tab and worker of the origin that connects to `name` joins one
  * broker, hosted by one of them, where Web Locks and BroadcastChannel exist; false keeps the
  * broker to this context.
@@ -136,9 +138,10 @@ export async function connect(options = {}) {
       406,
     );
   }
-  const { name = 'default', storage, wasm, mesh = true } = options;
+  const { name = 'default', storage, wasm, mesh = true, label } = options;
   if (typeof name !== 'string') throw failed("connect(): 'name' must be a string", 406);
   if (typeof mesh !== 'boolean') throw failed("connect(): 'mesh' must be true or false", 406);
+  if (label !== undefined && typeof label !== 'string') throw failed("connect(): 'label' must be a string", 406);
   await load(wasm);
   let entry = brokers.get(name);
   while (!entry && closing.has(name)) {
@@ -146,7 +149,7 @@ export async function connect(options = {}) {
     entry = brokers.get(name);
   }
   if (!entry) {
-    entry = { broker: RawBroker.open(name, storage, mesh), storage, mesh, connections: 0, open: new Set() };
+    entry = { broker: RawBroker.open(name, storage, mesh, label), storage, mesh, connections: 0, open: new Set() };
     brokers.set(name, entry);
     entry.broker.then(
       (b) => b.onFailover((info) => entry.open.forEach((c) => c.emit('failover', info))),
@@ -246,9 +249,18 @@ export class Connection extends Emitter {
     return this.#broker.flush();
   }
 
-  /** The broker's queues with their counts and counters, for a management view. */
+  /** The broker's exchanges, queues, bindings, contexts, totals and rates, for a management view. */
   async stats() {
     return this.#broker.stats();
+  }
+
+  /** Beyond amqplib, for a management view: up to `count` (default 10) messages at the head of `queue`, not consumed. */
+  async peek(queue, count) {
+    if (typeof queue !== 'string') throw failed('peek(queue, count): queue must be a string', 406);
+    if (count !== undefined && !(Number.isInteger(count) && count >= 0)) {
+      throw failed('peek(queue, count): count must be a whole number', 406);
+    }
+    return this.#broker.peek(queue, count);
   }
 }
 

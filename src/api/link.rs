@@ -27,13 +27,17 @@ use crate::core::fxhash::{FxMap, FxSet};
 use crate::core::{AmqpError, Broker, ChannelRef, ConnId, Consume, ReplyCode, Resume};
 use crate::host::{now, Event, Host, Storage};
 use crate::mesh::frame::{
-    self, Answer, ChannelState, Command, Frame, InFlight, PostWriter, Stats, WireDelivery, WireEvent, EVERYONE,
+    self, Answer, ChannelState, Command, ContextInfo, Frame, InFlight, PostWriter, Stats, WireDelivery, WireEvent,
+    EVERYONE,
 };
 
 #[wasm_bindgen(module = "/src/api/glue.js")]
 extern "C" {
     #[wasm_bindgen(js_name = meshAvailable)]
     fn mesh_available() -> bool;
+
+    #[wasm_bindgen(js_name = defaultLabel)]
+    fn default_label() -> String;
 
     type Port;
     #[wasm_bindgen(constructor)]
@@ -239,6 +243,7 @@ pub(crate) enum Reply {
         no_ack: bool,
     },
     Stats,
+    Peek,
     Nothing,
     Resume,
 }
@@ -258,6 +263,10 @@ struct Server {
     chans: FxMap<(u64, u32), ChannelRef>,
     owners: FxMap<ChannelRef, (u64, u32)>,
     watched: FxSet<u64>,
+    /// What each context calls itself (`connect({label})`).
+    labels: FxMap<u64, String>,
+    /// (time, totals) of recent stats, for rates.
+    samples: VecDeque<(u64, [u64; 6])>,
     /// After taking over: the live clients not yet re-announced, and the frames that
     /// came meanwhile. Messages are held back until it ends.
     window: Option<Window>,
@@ -296,6 +305,8 @@ type Callback = Closure<dyn FnMut(JsValue)>;
 pub(crate) struct Link {
     me: u64,
     name: String,
+    /// What this context calls itself in the stats.
+    label: String,
     storage: JsValue,
     role: RefCell<Role>,
     pub(crate) chans: RefCell<FxMap<u32, Chan>>,
@@ -376,16 +387,85 @@ fn execute(core: &mut Broker, ch: ChannelRef, cmd: Command, now: u64) -> Result<
     }
 }
 
-fn stats_of(core: &Broker, host: u64, storage: &str, dropped: u64) -> Stats {
-    let queues = core.queue_names().iter().filter_map(|n| core.queue_info(n)).collect();
-    Stats { host, storage: storage.into(), queues, dropped_posts: dropped }
+/// The names of `Stats::totals` and `rates` in JS.
+const TOTALS: [&str; 6] = ["published", "delivered", "redelivered", "acked", "deadLettered", "discarded"];
+
+/// How far back rates look, and how often a sample is kept.
+const RATE_WINDOW_MS: u64 = 5_000;
+const RATE_SAMPLE_MS: u64 = 250;
+
+fn totals_of(queues: &[crate::core::QueueInfo]) -> [u64; 6] {
+    let mut t = [0u64; 6];
+    for q in queues {
+        let c = q.counters;
+        let v =
+            [c.enqueued, c.delivered, c.redelivered, c.acked + c.auto_acked, c.dead_lettered, c.discarded + c.purged];
+        for (a, b) in t.iter_mut().zip(v) {
+            *a += b;
+        }
+    }
+    t
 }
 
-/// `{host, hosting, storage, droppedPosts, queues: [{name, durable, exclusive, autoDelete,
-/// arguments, ready, readyBytes, pagedOut, unacked, consumers, published, delivered,
-/// redelivered, acked, deadLettered, discarded}]}`
+fn counts_js(names: &[&str; 6], v: impl Iterator<Item = f64>) -> JsValue {
+    let o = Object::new();
+    for (k, x) in names.iter().zip(v) {
+        set(&o, k, x);
+    }
+    o.into()
+}
+
+/// What `stats()` answers (see `BrokerStats` in index.d.ts).
 fn stats_to_js(s: &Stats, me: u64) -> JsValue {
     let out = Object::new();
+    let exchanges: Array = s
+        .exchanges
+        .iter()
+        .map(|x| {
+            let o = Object::new();
+            set(&o, "name", &*x.name);
+            set(&o, "type", x.kind);
+            set(&o, "durable", x.durable);
+            set(&o, "autoDelete", x.auto_delete);
+            set(&o, "internal", x.internal);
+            set(&o, "arguments", convert::table_to_js(&x.arguments));
+            JsValue::from(o)
+        })
+        .collect();
+    let bindings: Array = s
+        .bindings
+        .iter()
+        .map(|b| {
+            let o = Object::new();
+            set(&o, "source", &*b.source);
+            set(&o, "destination", &*b.destination);
+            set(&o, "destinationType", if b.to_exchange { "exchange" } else { "queue" });
+            set(&o, "routingKey", b.routing_key.as_str());
+            set(&o, "arguments", convert::table_to_js(&b.arguments));
+            JsValue::from(o)
+        })
+        .collect();
+    let contexts: Array = s
+        .contexts
+        .iter()
+        .map(|c| {
+            let o = Object::new();
+            set(&o, "id", c.id.to_string());
+            set(&o, "label", c.label.as_str());
+            set(&o, "hosting", c.id == s.host);
+            set(&o, "connections", c.connections);
+            set(&o, "channels", c.channels);
+            set(&o, "consumers", c.consumers);
+            set(&o, "unacked", c.unacked);
+            JsValue::from(o)
+        })
+        .collect();
+    set(&out, "at", s.at as f64);
+    set(&out, "exchanges", exchanges);
+    set(&out, "bindings", bindings);
+    set(&out, "contexts", contexts);
+    set(&out, "totals", counts_js(&TOTALS, s.totals.iter().map(|t| *t as f64)));
+    set(&out, "rates", counts_js(&TOTALS, s.rates.iter().copied()));
     let queues: Array = s
         .queues
         .iter()
@@ -419,6 +499,11 @@ fn stats_to_js(s: &Stats, me: u64) -> JsValue {
     out.into()
 }
 
+fn peeked_js(messages: &[Rc<crate::core::Message>]) -> JsValue {
+    let out: Array = messages.iter().map(|m| convert::message_to_js(m, Fields::Peek, 0)).collect();
+    out.into()
+}
+
 fn message_js(d: &WireDelivery, message_count: Option<u32>) -> JsValue {
     let (delivery_tag, redelivered) = (d.delivery_tag, d.redelivered);
     let fields = match (message_count, d.consumer_tag.as_deref()) {
@@ -429,10 +514,11 @@ fn message_js(d: &WireDelivery, message_count: Option<u32>) -> JsValue {
 }
 
 impl Link {
-    fn new(name: &str, storage: JsValue, role: Role) -> Rc<Link> {
+    fn new(name: &str, storage: JsValue, label: String, role: Role) -> Rc<Link> {
         Rc::new(Link {
             me: (js_sys::Math::random() * 9.0e15) as u64 + 1,
             name: name.into(),
+            label,
             storage,
             role: RefCell::new(role),
             chans: RefCell::default(),
@@ -447,15 +533,21 @@ impl Link {
 
     /// Opens broker `name` in this context: joins the mesh where it can (and `mesh`
     /// allows), else hosts alone.
-    pub(crate) async fn open(name: &str, storage: JsValue, mesh: bool) -> Result<Rc<Link>, JsValue> {
+    pub(crate) async fn open(
+        name: &str,
+        storage: JsValue,
+        mesh: bool,
+        label: Option<String>,
+    ) -> Result<Rc<Link>, JsValue> {
         let kind = Storage::from_js(&storage).map_err(to_js)?;
+        let label = label.unwrap_or_else(default_label);
         if !mesh || !mesh_available() {
             let host = Host::open(name, kind).await.map_err(to_js)?;
-            let link = Link::new(name, storage, Role::Waiting);
+            let link = Link::new(name, storage, label, Role::Waiting);
             link.install(host, false);
             return Ok(link);
         }
-        let link = Link::new(name, storage, Role::Waiting);
+        let link = Link::new(name, storage, label, Role::Waiting);
         let ready = Promise::new(&mut |resolve, reject| *link.ready.borrow_mut() = Some((resolve, reject)));
         let weak = Rc::downgrade(&link);
         let on_post = Closure::<dyn FnMut(JsValue)>::new({
@@ -499,7 +591,7 @@ impl Link {
         let started = port.start();
         *link.port.borrow_mut() = Some(port);
         JsFuture::from(started?).await?;
-        link.send(EVERYONE, Frame::Hello);
+        link.send(EVERYONE, Frame::Hello { label: link.label.clone() });
         JsFuture::from(ready).await?;
         Ok(link)
     }
@@ -786,13 +878,72 @@ impl Link {
     }
 
     pub(crate) fn stats(self: &Rc<Self>) -> JsValue {
-        match self.host() {
-            Some(host) => {
-                let dropped = self.net.borrow().dropped;
-                let s = host.read(|core| stats_of(core, self.me, host.storage(), dropped));
-                stats_to_js(&s, self.me)
-            }
+        match self.host_stats() {
+            Some(s) => stats_to_js(&s, self.me),
             None => self.request(Reply::Stats, |id| Frame::Stats { id }).into(),
+        }
+    }
+
+    /// Host role: the broker's state, with each context's load and the recent rates.
+    fn host_stats(&self) -> Option<Stats> {
+        let dropped = self.net.borrow().dropped;
+        let mut role = self.role.borrow_mut();
+        let Role::Host(server) = &mut *role else { return None };
+        let at = now();
+        let mut s = server.host.read(|core| {
+            let queues: Vec<_> = core.queue_names().iter().filter_map(|n| core.queue_info(n)).collect();
+            let mut by_context: BTreeMap<u64, ContextInfo> = BTreeMap::new();
+            for ((ctx, _), id) in &server.conns {
+                let Some(load) = core.connection_info(*id) else { continue };
+                let c = by_context.entry(*ctx).or_insert_with(|| ContextInfo { id: *ctx, ..Default::default() });
+                c.connections += 1;
+                c.channels += load.channels as u32;
+                c.consumers += load.consumers as u32;
+                c.unacked += load.unacked as u32;
+            }
+            Stats {
+                at,
+                host: self.me,
+                storage: server.host.storage().into(),
+                totals: totals_of(&queues),
+                queues,
+                exchanges: core.exchange_infos(),
+                bindings: core.binding_infos(),
+                contexts: by_context.into_values().collect(),
+                rates: [0.0; 6],
+                dropped_posts: dropped,
+            }
+        });
+        for c in &mut s.contexts {
+            c.label = match c.id == self.me {
+                true => self.label.clone(),
+                false => server.labels.get(&c.id).cloned().unwrap_or_default(),
+            };
+        }
+        // Rates: against the oldest sample of the last RATE_WINDOW_MS.
+        let samples = &mut server.samples;
+        while samples.len() > 1 && samples[1].0 + RATE_WINDOW_MS <= at {
+            samples.pop_front();
+        }
+        if let Some((t0, v0)) = samples.front() {
+            let dt = (at.saturating_sub(*t0)) as f64 / 1000.0;
+            if dt > 0.0 {
+                for ((r, now), then) in s.rates.iter_mut().zip(&s.totals).zip(v0) {
+                    *r = now.saturating_sub(*then) as f64 / dt;
+                }
+            }
+        }
+        if samples.back().is_none_or(|(t, _)| at >= t + RATE_SAMPLE_MS) {
+            samples.push_back((at, s.totals));
+        }
+        Some(s)
+    }
+
+    /// `peek(queue, count)`: messages at the head of a queue, not consumed.
+    pub(crate) fn peek(self: &Rc<Self>, queue: String, count: u32) -> JsValue {
+        match self.host() {
+            Some(host) => peeked_js(&host.read(|core| core.peek(&queue, count as usize))),
+            None => self.request(Reply::Peek, |id| Frame::Peek { id, queue, count }).into(),
         }
     }
 
@@ -869,6 +1020,7 @@ impl Link {
                 message_js(&d, Some(left))
             }
             (Reply::Stats, Answer::Stats(s)) => stats_to_js(&s, self.me),
+            (Reply::Peek, Answer::Peeked(m)) => peeked_js(&m),
             (Reply::Nothing, _) => JsValue::UNDEFINED,
             _ => obj(&[]),
         }
@@ -1017,6 +1169,8 @@ impl Link {
             chans: FxMap::default(),
             owners: FxMap::default(),
             watched: FxSet::default(),
+            labels: FxMap::default(),
+            samples: VecDeque::new(),
             window: window.then(Window::default),
         };
         std::mem::replace(&mut *self.role.borrow_mut(), Role::Host(server))
@@ -1255,6 +1409,7 @@ impl Link {
         let (host, conns) = match &mut *self.role.borrow_mut() {
             Role::Host(s) => {
                 s.watched.remove(&ctx);
+                s.labels.remove(&ctx);
                 let conns: Vec<(u32, ConnId)> =
                     s.conns.iter().filter(|((c, _), _)| *c == ctx).map(|((_, n), id)| (*n, *id)).collect();
                 (s.host.clone(), conns)
@@ -1323,7 +1478,7 @@ impl Link {
                 port.watch(from as f64);
             }
         }
-        if in_window && !matches!(f, Frame::Resume { .. } | Frame::Resumed | Frame::Hello) {
+        if in_window && !matches!(f, Frame::Resume { .. } | Frame::Resumed | Frame::Hello { .. }) {
             if let Role::Host(s) = &mut *self.role.borrow_mut() {
                 if let Some(w) = &mut s.window {
                     w.backlog.push((from, f));
@@ -1332,7 +1487,12 @@ impl Link {
             }
         }
         match f {
-            Frame::Hello => self.send(EVERYONE, Frame::Host),
+            Frame::Hello { label } => {
+                if let Role::Host(s) = &mut *self.role.borrow_mut() {
+                    s.labels.insert(from, label);
+                }
+                self.send(EVERYONE, Frame::Host);
+            }
             Frame::OpenChannel { conn, chan, confirm } => {
                 if let Err(e) = self.server_open(from, conn, chan, confirm) {
                     self.send(from, Frame::Event { chan, event: WireEvent::Closed(e) });
@@ -1350,10 +1510,14 @@ impl Link {
             }
             Frame::Call { id, chan, cmd } => self.serve_call(from, id, chan, cmd),
             Frame::Stats { id } => {
-                let dropped = self.net.borrow().dropped;
+                if let Some(s) = self.host_stats() {
+                    self.send(from, Frame::Reply { id, result: Ok(Answer::Stats(Box::new(s))) });
+                }
+            }
+            Frame::Peek { id, queue, count } => {
                 if let Some(host) = self.host() {
-                    let s = host.read(|core| stats_of(core, self.me, host.storage(), dropped));
-                    self.send(from, Frame::Reply { id, result: Ok(Answer::Stats(s)) });
+                    let messages = host.read(|core| core.peek(&queue, count.min(1000) as usize));
+                    self.send(from, Frame::Reply { id, result: Ok(Answer::Peeked(messages)) });
                 }
             }
             Frame::Flush { id } => {
@@ -1465,6 +1629,7 @@ impl Link {
     fn take_new_host(self: &Rc<Self>, host: u64) {
         *self.role.borrow_mut() = Role::Client(host);
         self.fail_in_flight_calls();
+        self.send(host, Frame::Hello { label: self.label.clone() });
         let states: Vec<(u32, u32, ChannelState)> =
             self.chans.borrow().iter().map(|(k, c)| (*k, c.conn, c.state())).collect();
         self.net.borrow_mut().resuming = Some((states.len(), Vec::new()));

@@ -20,9 +20,11 @@ use super::names::{self, NameSource};
 use super::queue::{DropReason, Entry, Queue, QueueCounters, ReadyList};
 use super::value::{same_table, FieldValue, Table};
 
+mod inspect;
 mod paging;
 mod recovery;
 mod resume;
+pub use inspect::{BindingInfo, ConnectionInfo, ExchangeInfo};
 pub use recovery::StoredMessage;
 pub use resume::{InFlight, Resume, Resumed};
 
@@ -1666,7 +1668,6 @@ impl Broker {
         })
     }
 
-    /// Names of every queue, sorted.
     /// Holds every delivery to consumers until [`Broker::release_deliveries`]: a new host
     /// takes back the deliveries each client still holds (`resume_channel`) before any
     /// message can go to someone else. `get` is not held.
@@ -1689,6 +1690,7 @@ impl Broker {
         self.queues.get(&id).map(|q| q.name.clone())
     }
 
+    /// Names of every queue, sorted.
     pub fn queue_names(&self) -> Vec<Rc<str>> {
         let mut v: Vec<Rc<str>> = self.queue_ids.keys().cloned().collect();
         v.sort();

@@ -8,8 +8,8 @@ use std::rc::Rc;
 
 pub use crate::core::InFlight;
 use crate::core::{
-    AmqpError, Consume, ExchangeDeclare, Message, QueueCounters, QueueDeclare, QueueDeclareOk, QueueInfo, ReplyCode,
-    Table,
+    AmqpError, BindingInfo, Consume, ExchangeDeclare, ExchangeInfo, Message, QueueCounters, QueueDeclare,
+    QueueDeclareOk, QueueInfo, ReplyCode, Table,
 };
 use crate::store::codec::{DecodeError, Reader, Writer};
 
@@ -71,20 +71,42 @@ pub enum Answer {
     Count(u32),
     /// `get`: the message and the ready count left, or nothing.
     Got(Option<(WireDelivery, u32)>),
-    Stats(Stats),
+    Stats(Box<Stats>),
     /// `resume`: the consumers that could not be restored, with why.
     Resumed(Vec<(String, AmqpError)>),
+    /// `peek`: messages at the head of a queue, not consumed.
+    Peeked(Vec<Rc<Message>>),
 }
 
 /// The broker's state for the management view.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
+    /// When the host took it (ms since the epoch).
+    pub at: u64,
     /// The id of the context that hosts the broker.
     pub host: u64,
     pub storage: String,
     pub queues: Vec<QueueInfo>,
+    pub exchanges: Vec<ExchangeInfo>,
+    pub bindings: Vec<BindingInfo>,
+    pub contexts: Vec<ContextInfo>,
+    /// Per second, over the last few seconds, for `totals`.
+    pub rates: [f64; 6],
+    /// Sums over the queues: published, delivered, redelivered, acked, dead-lettered, discarded.
+    pub totals: [u64; 6],
     /// Dropped posts: undecodable, another version, or too large.
     pub dropped_posts: u64,
+}
+
+/// A context of the mesh and its load on the broker.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ContextInfo {
+    pub id: u64,
+    pub label: String,
+    pub connections: u32,
+    pub channels: u32,
+    pub consumers: u32,
+    pub unacked: u32,
 }
 
 /// A channel as its client knows it, re-announced to a new host after failover.
@@ -118,8 +140,10 @@ pub enum WireEvent {
 #[derive(Clone, Debug)]
 pub enum Frame {
     // Client to host.
-    /// Who hosts? The host answers with `Host`.
-    Hello,
+    /// Who hosts? The host answers with `Host`. `label` names the context in the stats.
+    Hello {
+        label: String,
+    },
     OpenChannel {
         conn: u32,
         chan: u32,
@@ -138,6 +162,11 @@ pub enum Frame {
     },
     Flush {
         id: u32,
+    },
+    Peek {
+        id: u32,
+        queue: String,
+        count: u32,
     },
     /// After failover: rebuild this channel (answered with `Answer::Resumed`).
     Resume {
@@ -323,9 +352,37 @@ fn answer(w: &mut Writer, a: &Answer) {
         }
         Answer::Stats(s) => {
             w.u8(5);
+            w.uvar(s.at);
             w.uvar(s.host);
             w.str(&s.storage);
             w.uvar(s.dropped_posts);
+            for (r, t) in s.rates.iter().zip(&s.totals) {
+                w.f64(*r);
+                w.uvar(*t);
+            }
+            w.uvar(s.exchanges.len() as u64);
+            for x in &s.exchanges {
+                w.str(&x.name);
+                w.str(x.kind);
+                w.u8(x.durable as u8 | (x.auto_delete as u8) << 1 | (x.internal as u8) << 2);
+                w.table(&x.arguments);
+            }
+            w.uvar(s.bindings.len() as u64);
+            for b in &s.bindings {
+                w.str(&b.source);
+                w.str(&b.destination);
+                w.bool(b.to_exchange);
+                w.str(&b.routing_key);
+                w.table(&b.arguments);
+            }
+            w.uvar(s.contexts.len() as u64);
+            for c in &s.contexts {
+                w.uvar(c.id);
+                w.str(&c.label);
+                for v in [c.connections, c.channels, c.consumers, c.unacked] {
+                    w.uvar(v as u64);
+                }
+            }
             w.uvar(s.queues.len() as u64);
             for q in &s.queues {
                 w.str(&q.name);
@@ -343,6 +400,13 @@ fn answer(w: &mut Writer, a: &Answer) {
             for (tag, e) in cancelled {
                 w.str(tag);
                 error(w, e);
+            }
+        }
+        Answer::Peeked(messages) => {
+            w.u8(7);
+            w.uvar(messages.len() as u64);
+            for m in messages {
+                w.message(m);
             }
         }
     }
@@ -378,7 +442,10 @@ fn in_flight(w: &mut Writer, f: &InFlight) {
 /// Appends one frame.
 pub fn frame(w: &mut Writer, f: &Frame) {
     match f {
-        Frame::Hello => w.u8(0),
+        Frame::Hello { label } => {
+            w.u8(0);
+            w.str(label);
+        }
         Frame::OpenChannel { conn, chan, confirm } => {
             w.u8(1);
             w.uvar(*conn as u64);
@@ -402,6 +469,12 @@ pub fn frame(w: &mut Writer, f: &Frame) {
         Frame::Flush { id } => {
             w.u8(5);
             w.uvar(*id as u64);
+        }
+        Frame::Peek { id, queue, count } => {
+            w.u8(11);
+            w.uvar(*id as u64);
+            w.str(queue);
+            w.uvar(*count as u64);
         }
         Frame::Resume { id, conn, chan, state } => {
             w.u8(6);
@@ -661,9 +734,60 @@ fn read_answer(r: &mut Reader) -> R<Answer> {
             Answer::Got(Some((d, u32v(r)?)))
         }
         5 => {
+            let at = r.uvar()?;
             let host = r.uvar()?;
             let storage = string(r)?;
             let dropped_posts = r.uvar()?;
+            let (mut rates, mut totals) = ([0f64; 6], [0u64; 6]);
+            for (rate, total) in rates.iter_mut().zip(&mut totals) {
+                *rate = r.f64()?;
+                *total = r.uvar()?;
+            }
+            let n = r.count(4)?;
+            let mut exchanges = Vec::with_capacity(n);
+            for _ in 0..n {
+                let name: Rc<str> = r.str()?.into();
+                let kind = match r.str()? {
+                    "direct" => "direct",
+                    "fanout" => "fanout",
+                    "topic" => "topic",
+                    "headers" => "headers",
+                    _ => return bad("unknown exchange type", r),
+                };
+                let f = flags(r, 7)?;
+                let arguments = r.table()?;
+                exchanges.push(ExchangeInfo {
+                    name,
+                    kind,
+                    durable: f & 1 != 0,
+                    auto_delete: f & 2 != 0,
+                    internal: f & 4 != 0,
+                    arguments,
+                });
+            }
+            let n = r.count(5)?;
+            let mut bindings = Vec::with_capacity(n);
+            for _ in 0..n {
+                bindings.push(BindingInfo {
+                    source: r.str()?.into(),
+                    destination: r.str()?.into(),
+                    to_exchange: r.bool()?,
+                    routing_key: string(r)?,
+                    arguments: r.table()?,
+                });
+            }
+            let n = r.count(6)?;
+            let mut contexts = Vec::with_capacity(n);
+            for _ in 0..n {
+                contexts.push(ContextInfo {
+                    id: r.uvar()?,
+                    label: string(r)?,
+                    connections: u32v(r)?,
+                    channels: u32v(r)?,
+                    consumers: u32v(r)?,
+                    unacked: u32v(r)?,
+                });
+            }
             let n = r.count(4)?;
             let mut queues = Vec::with_capacity(n);
             for _ in 0..n {
@@ -702,7 +826,18 @@ fn read_answer(r: &mut Reader) -> R<Answer> {
                     },
                 });
             }
-            Answer::Stats(Stats { host, storage, queues, dropped_posts })
+            Answer::Stats(Box::new(Stats {
+                at,
+                host,
+                storage,
+                queues,
+                exchanges,
+                bindings,
+                contexts,
+                rates,
+                totals,
+                dropped_posts,
+            }))
         }
         6 => {
             let n = r.count(2)?;
@@ -711,6 +846,14 @@ fn read_answer(r: &mut Reader) -> R<Answer> {
                 out.push((string(r)?, read_error(r)?));
             }
             Answer::Resumed(out)
+        }
+        7 => {
+            let n = r.count(8)?;
+            let mut out = Vec::with_capacity(n);
+            for _ in 0..n {
+                out.push(Rc::new(r.message()?));
+            }
+            Answer::Peeked(out)
         }
         _ => return bad("unknown answer", r),
     })
@@ -753,12 +896,13 @@ fn read_in_flight(r: &mut Reader) -> R<InFlight> {
 
 fn read_frame(r: &mut Reader) -> R<Frame> {
     Ok(match r.u8()? {
-        0 => Frame::Hello,
+        0 => Frame::Hello { label: string(r)? },
         1 => Frame::OpenChannel { conn: u32v(r)?, chan: u32v(r)?, confirm: r.bool()? },
         2 => Frame::CloseConnection { conn: u32v(r)? },
         3 => Frame::Call { id: u32v(r)?, chan: u32v(r)?, cmd: read_command(r)? },
         4 => Frame::Stats { id: u32v(r)? },
         5 => Frame::Flush { id: u32v(r)? },
+        11 => Frame::Peek { id: u32v(r)?, queue: string(r)?, count: u32v(r)? },
         6 => Frame::Resume { id: u32v(r)?, conn: u32v(r)?, chan: u32v(r)?, state: read_channel_state(r)? },
         7 => Frame::Resumed,
         8 => Frame::Host,
@@ -845,6 +989,35 @@ mod tests {
         m
     }
 
+    fn stats() -> Stats {
+        let mut b = crate::core::Broker::new(crate::core::BrokerConfig::default());
+        let conn = b.connect();
+        let ch = b.open_channel(conn).unwrap();
+        let x = ExchangeDeclare { name: "logs".into(), kind: "topic".into(), durable: true, ..Default::default() };
+        b.declare_exchange(ch, x, 0).unwrap();
+        b.declare_queue(ch, QueueDeclare { name: "q".into(), ..Default::default() }, 0).unwrap();
+        b.bind_queue(ch, "q", "logs", "#", Table::new(), 0).unwrap();
+        Stats {
+            at: 1_700_000_000_000,
+            host: 5,
+            storage: "memory".into(),
+            queues: vec![b.queue_info("q").unwrap()],
+            exchanges: b.exchange_infos(),
+            bindings: b.binding_infos(),
+            contexts: vec![ContextInfo {
+                id: 5,
+                label: "tab".into(),
+                connections: 1,
+                channels: 2,
+                consumers: 3,
+                unacked: 4,
+            }],
+            rates: [1.5, 2.0, 0.0, 3.0, 0.0, 0.25],
+            totals: [1, 2, 3, 4, 5, 6],
+            dropped_posts: 2,
+        }
+    }
+
     fn every_frame() -> Vec<Frame> {
         let consume = Consume {
             queue: "q".into(),
@@ -907,7 +1080,8 @@ mod tests {
             cmds.into_iter().enumerate().map(|(i, cmd)| Frame::Call { id: i as u32, chan: 2, cmd }).collect();
         let err = AmqpError::not_found("no queue 'q'");
         frames.extend([
-            Frame::Hello,
+            Frame::Hello { label: "tab /app".into() },
+            Frame::Peek { id: 10, queue: "q".into(), count: 5 },
             Frame::OpenChannel { conn: 1, chan: 2, confirm: true },
             Frame::CloseConnection { conn: 1 },
             Frame::Stats { id: 7 },
@@ -946,15 +1120,8 @@ mod tests {
             Frame::Reply { id: 5, result: Ok(Answer::Got(None)) },
             Frame::Reply { id: 6, result: Ok(Answer::Got(Some((d.clone(), 4)))) },
             Frame::Reply { id: 7, result: Ok(Answer::Resumed(vec![("c1".into(), err.clone())])) },
-            Frame::Reply {
-                id: 8,
-                result: Ok(Answer::Stats(Stats {
-                    host: 5,
-                    storage: "memory".into(),
-                    queues: vec![],
-                    dropped_posts: 2,
-                })),
-            },
+            Frame::Reply { id: 8, result: Ok(Answer::Stats(Box::new(stats()))) },
+            Frame::Reply { id: 9, result: Ok(Answer::Peeked(vec![Rc::new(message()), Rc::new(message())])) },
             Frame::Event { chan: 2, event: WireEvent::Deliver(d) },
             Frame::Event { chan: 2, event: WireEvent::Confirm { seq: 3, error: None } },
             Frame::Event { chan: 2, event: WireEvent::Confirm { seq: 4, error: Some(err.clone()) } },
@@ -976,7 +1143,7 @@ mod tests {
             p.push(42, f);
         }
         p.push(EVERYONE, &Frame::Host);
-        p.push(43, &Frame::Hello);
+        p.push(43, &Frame::Hello { label: String::new() });
         let bytes = p.finish(7);
         let (from, got) = decode(&bytes, 42).unwrap();
         assert_eq!(from, 7);

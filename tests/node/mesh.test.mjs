@@ -697,3 +697,58 @@ test("mesh: a client's exclusive queue goes with it; transient queues go with th
   assert.deepEqual(await b.call('queueCounts', 'kept'), { ready: 0, unacked: 0, consumers: 1 });
   await assertClean([b]);
 });
+
+// ---- 8. the management view ----------------------------------------------------------------
+
+test('mesh: stats() from a client lists contexts with labels, exchanges, bindings, totals and rates; peek() shows without consuming', { timeout: TEST_TIMEOUT }, async (t) => {
+  const context = await newContext(t);
+  const name = brokerName('stats');
+  const open = async (label) => {
+    const { page, errors } = await openPage(context, server.url + BLANK);
+    await page.evaluate(
+      async ({ name, label }) => {
+        const { connect } = await import('/pkg/index.js');
+        globalThis.conn = await connect({ name, label });
+        globalThis.ch = await globalThis.conn.createChannel();
+      },
+      { name, label },
+    );
+    return { page, errors };
+  };
+  const host = await open('host tab');
+  const client = await open('client tab');
+  const s = await client.page.evaluate(async () => {
+    const { ch, conn } = globalThis;
+    await ch.assertExchange('logs', 'topic', { durable: true });
+    await ch.assertQueue('errors', { durable: true });
+    await ch.bindQueue('errors', 'logs', '*.error');
+    await conn.stats(); // a first sample for the rates
+    for (let i = 0; i < 5; i++) ch.publish('logs', 'auth.error', `m${i}`, { headers: { n: i } });
+    await new Promise((ok) => setTimeout(ok, 400));
+    const stats = await conn.stats();
+    const peeked = await conn.peek('errors', 3);
+    const after = await conn.stats();
+    return {
+      stats,
+      peeked: peeked.map((m) => [new TextDecoder().decode(m.content), m.fields.routingKey, m.properties.headers.n]),
+      readyAfter: after.queues.find((q) => q.name === 'errors').ready,
+    };
+  });
+  const { stats } = s;
+  assert.equal(stats.hosting, false);
+  assert.deepEqual(stats.contexts.map((c) => [c.label, c.hosting, c.connections, c.channels]).sort(), [
+    ['client tab', false, 1, 1],
+    ['host tab', true, 1, 1],
+  ]);
+  const logs = stats.exchanges.find((x) => x.name === 'logs');
+  assert.deepEqual([logs.type, logs.durable], ['topic', true]);
+  assert.ok(stats.exchanges.some((x) => x.name === ''), 'the default exchange is listed');
+  assert.deepEqual(stats.bindings, [
+    { source: 'logs', destination: 'errors', destinationType: 'queue', routingKey: '*.error', arguments: {} },
+  ]);
+  assert.equal(stats.totals.published, 5);
+  assert.ok(stats.rates.published > 0, `a publish rate: ${JSON.stringify(stats.rates)}`);
+  assert.deepEqual(s.peeked, [['m0', 'auth.error', 0], ['m1', 'auth.error', 1], ['m2', 'auth.error', 2]]);
+  assert.equal(s.readyAfter, 5, 'peek consumed nothing');
+  assert.deepEqual([...host.errors, ...client.errors], []);
+});

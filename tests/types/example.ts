@@ -206,6 +206,14 @@ async function main(): Promise<void> {
 
   const stats: BrokerStats = await conn.stats();
   for (const q of stats.queues) console.log(q.name, q.ready, q.unacked, q.published, q.acked, q.deadLettered);
+  for (const x of stats.exchanges) console.log(x.name, x.type, x.durable);
+  for (const b of stats.bindings) console.log(b.source, '->', b.destinationType, b.destination, b.routingKey);
+  for (const c of stats.contexts) console.log(c.label, c.hosting ? 'hosts' : 'client', c.consumers, c.unacked);
+  console.log(stats.at, stats.host, stats.hosting, stats.totals.published, stats.rates.acked.toFixed(1));
+  const peeked = await conn.peek('jobs', 5);
+  for (const m of peeked) console.log(m.fields.routingKey, m.properties.messageId, m.content.byteLength);
+  console.log(conn.hosting);
+  conn.on('failover', ({ hosting, cancelled }) => console.log(hosting, cancelled.join(',')));
   await conn.flush();
   await ch.close();
   await Promise.all([conn.close(), memory.close(), other.close()]);
@@ -274,6 +282,12 @@ async function wrong(conn: Connection, ch: Channel, cch: ConfirmChannel, returne
   const stats = await conn.stats();
   // @ts-expect-error: stats are per queue
   console.log(stats.ready, acked);
+  // @ts-expect-error: a peeked message was not delivered: it has no delivery tag
+  console.log((await conn.peek('jobs'))[0].fields.deliveryTag);
+  // @ts-expect-error: the label is a string
+  await connect({ name: 'app', label: 7 });
+  // @ts-expect-error: hosting is read-only
+  conn.hosting = true;
 }
 
 void main;
