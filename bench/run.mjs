@@ -8,22 +8,38 @@
 //   (d)  reopen with 100,000 persistent messages queued: connect() until a first get returns;
 //   (e)  memory with N persistent messages queued: wasm linear memory + JS heap (after a GC);
 //   (f)  the size of what the package ships (wasm and JS), gzipped.
+// Across tabs of the browser (bench/mesh-workloads.js; publisher tab P, consumer tab C, and H, the
+// tab that joined the broker first and hosts it; P and C are clients unless said otherwise):
+//   (g)  raw BroadcastChannel P → C, one message per postMessage (the baseline across tabs);
+//   (g') the same with 100 messages per postMessage;
+//   (h)  tabbit transient P → H → C: plain channel, at most 1,000 messages sent and not yet
+//        received (C reports its count every 500 on a BroadcastChannel of its own), C acks each;
+//   (h') the same with the publisher hosting (P = H);
+//   (i)  tabbit persistent P → H → C: durable queue, confirm channel, window of 1,000
+//        unconfirmed, C acks each; timed until C has all and P has every confirm;
+//   (j)  latency at idle, P → H → C, one way (the send time travels in the message; the tabs share
+//        a clock, in steps of 0.1 ms: the pages are not cross-origin isolated): p50 and p99 of
+//        each round's sequential messages, 5 ms apart; transient and durable;
+//   (k)  failover with N durable messages queued in the host, one client tab waiting: from the
+//        host's crash until the client hosts, and until its first get returns a message.
 // Throughputs are medians of --reps rounds (fresh database each), rounds interleaved so that the
-// machine's noise hits every row alike; ratios are to (a) of the same run and message size.
+// machine's noise hits every row alike; ratios are to the raw baseline of the same run and
+// message size: (a) for IndexedDB and tabbit alone or persistent, (g) for transient across tabs.
 // IndexedDB is on disk: a persistent browser profile in a temporary directory.
 //
 //   node bench/run.mjs [--quick] [--reps N] [--memory-n N] [--profile]
 //     --quick      ~1 minute: fewer messages, no memory row unless --memory-n (smoke use)
 //     --reps       rounds per throughput figure (default 7, --quick 3)
 //     --memory-n   messages queued for (e) (default 1,000,000)
-//     --profile    also CPU-profile one (b) and one (c) with a build that keeps function names
-//                  (scripts/bench --profile builds it into target/bench-pkg-profiling) and print
-//                  the top self-time functions
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+//     --profile    also CPU-profile one (b), one (c), and the three tabs of one (g), (h) and (i),
+//                  with a build that keeps function names (scripts/bench --profile builds it into
+//                  target/bench-pkg-profiling) and print the top self-time functions (for (g),
+//                  only how busy the tabs were)
+import { cp, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { gzipSync } from 'node:zlib';
 import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
-import { BLANK, ROOT, launchBrowser, openPage, removeDir, startServer, tempDir } from '../tests/node/browser.mjs';
+import { BLANK, ROOT, crashPage, launchBrowser, openPage, removeDir, startServer, tempDir } from '../tests/node/browser.mjs';
 
 const args = process.argv.slice(2);
 const flag = (name) => args.includes(name);
@@ -43,11 +59,40 @@ const config = {
   nKb: quick ? 2_000 : 10_000, // 1 KB messages
   window: 1_000,
   reopenN: quick ? 20_000 : 100_000,
-  reopenReps: 3,
+  reopenReps: 3, // also failovers (k), with reopenN messages
+  latencyN: quick ? 50 : 200, // sequential messages per round for (j)
+  latencyGap: 5, // ms between them
   memoryN: option('--memory-n', quick ? 0 : 1_000_000),
   profile: flag('--profile'),
 };
 const PROFILING_PKG = '/target/bench-pkg-profiling/index.js'; // the main module, beside its glue
+// pkg/ as it is at the start, copied for this run: pkg/ may be rebuilt meanwhile (by scripts/test,
+// say), and the tabs of one run must all load one build.
+const PKG_DIR = join('target', `bench-pkg-${process.pid}`);
+const PKG = `/${PKG_DIR}/index.js`;
+const WORKLOADS = '/bench/workloads.js';
+const MESH_WORKLOADS = '/bench/mesh-workloads.js';
+
+/** The nearest-rank percentile `p` (0–1) of `xs`. */
+const percentile = (xs, p) => [...xs].sort((a, b) => a - b)[Math.max(0, Math.ceil(p * xs.length) - 1)];
+/** Copies pkg/ to PKG_DIR when no build is writing it: snippets there and nothing changed for 3 s, before and during the copy. */
+async function snapshotPkg() {
+  const newest = async () => {
+    const files = await readdir(join(ROOT, 'pkg'), { recursive: true });
+    if (!files.includes('index.js') || !files.includes('snippets')) return Infinity;
+    return Math.max(...(await Promise.all(files.map(async (f) => (await stat(join(ROOT, 'pkg', f))).mtimeMs))));
+  };
+  for (let waited = 0; waited < 120_000; waited += 1000) {
+    const before = await newest().catch(() => Infinity);
+    if (before < Date.now() - 3000) {
+      await removeDir(join(ROOT, PKG_DIR));
+      await cp(join(ROOT, 'pkg'), join(ROOT, PKG_DIR), { recursive: true });
+      if ((await newest().catch(() => Infinity)) === before) return;
+    }
+    await new Promise((ok) => setTimeout(ok, 1000));
+  }
+  throw new Error('pkg/ kept changing for 2 minutes: a build is running? (scripts/build-pkg)');
+}
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -56,17 +101,18 @@ const median = (xs) => {
 const MB = 1024 * 1024;
 const log = (msg) => process.stderr.write(`bench: ${msg}\n`);
 
+await snapshotPkg();
 const server = await startServer();
 const userDataDir = await tempDir('tabbit-bench-');
 const { context, browser, close } = await launchBrowser({ userDataDir });
 const pageErrors = [];
 
-/** A fresh page with the package loaded; `run(fn, opts)` calls a workload in it. */
-async function benchPage(pkg) {
+/** A fresh page with the package loaded; `run(fn, opts)` calls a workload of `module` in it. */
+async function benchPage(pkg = PKG, module = WORKLOADS) {
   const { page, errors } = await openPage(context, server.url + BLANK);
   pageErrors.push(errors);
   const run = (fn, opts) =>
-    page.evaluate(async ([fn, opts]) => (await import('/bench/workloads.js'))[fn](opts), [fn, opts]);
+    page.evaluate(async ([module, fn, opts]) => (await import(module))[fn](opts), [module, fn, opts]);
   const info = await run('load', pkg);
   const cdp = await context.newCDPSession(page);
   return { page, run, info, cdp };
@@ -79,6 +125,64 @@ function row(id, label, unit, samples, extra = {}) {
   return r;
 }
 const rate = (n, ms) => (n / ms) * 1000;
+const size1k = (tag) => (tag ? '-1k' : '');
+/** Sets r's ratio to base row `base` (an id of this run). */
+const vs = (r, base) => Object.assign(r, { ratio: r.median / rows.find((b) => b.id === base).median, base: base.replace(/-1k$/, '') });
+
+/**
+ * CPU profiles of the tabs (benchPages) while `work()` runs: the top self-time functions of each.
+ * The build of PROFILING_PKG keeps function names.
+ */
+async function profiled(tabs, work, top) {
+  for (const t of tabs) {
+    await t.cdp.send('Profiler.enable');
+    await t.cdp.send('Profiler.setSamplingInterval', { interval: 200 });
+    await t.cdp.send('Profiler.start');
+  }
+  await work();
+  return Promise.all(tabs.map(async (t) => topSelf((await t.cdp.send('Profiler.stop')).profile, top)));
+}
+
+// ---- across tabs (bench/mesh-workloads.js) ----
+
+/** A tab for the workloads across tabs: a benchPage with bench/mesh-workloads.js. */
+const meshTab = (pkg = PKG) => benchPage(pkg, MESH_WORKLOADS);
+
+let brokers = 0;
+const meshName = (what) => `bench-${what}-${Date.now()}-${++brokers}`;
+
+/**
+ * Tabs join a fresh broker, `host` first (it must host, the others must not). leave() closes
+ * them, the host last, and deletes the broker's database.
+ */
+async function joinBroker(host, ...clients) {
+  const name = meshName('mesh');
+  if (!(await host.run('join', { name })).hosting) throw new Error(`the first tab to join ${name} does not host`);
+  for (const c of clients) if ((await c.run('join', { name })).hosting) throw new Error(`a later tab to join ${name} hosts`);
+  const leave = async () => {
+    for (const c of clients) await c.run('leave');
+    await host.run('leave', { drop: true });
+  };
+  return { name, leave };
+}
+
+/** One run from tab `from` to tab `to` (see mesh-workloads.js for `opts`): → {ms, latencies}. */
+async function crossTab(from, to, opts) {
+  await to.run('listen', opts);
+  const sent = await from.run('send', opts);
+  const got = await to.run('received');
+  if (got.got !== opts.n) throw new Error(`${opts.via} ${opts.key}: received ${got.got} messages, expected ${opts.n}`);
+  return { ms: Math.max(sent.t1, got.t1) - sent.t0, latencies: got.latencies };
+}
+
+/** The runs of one round for `size`-byte messages, in one set of tabs {H, P, C}. */
+const meshRuns = (size, n) => ({
+  g: { via: 'bc', n, size }, // no flow control
+  gBatch: { via: 'bc', n, size, perPost: 100 },
+  h: { via: 'tabbit', queue: 't', n, size, window: config.window, every: config.window / 2 },
+  i: { via: 'tabbit', queue: 'd', durable: true, persistent: true, n, size, confirmWindow: config.window },
+  latency: { n: config.latencyN, size, window: 1, every: 1, gap: config.latencyGap, stamps: true },
+});
 
 let profile = null;
 let machine;
@@ -101,10 +205,9 @@ try {
       s.get.push(rate(n, d.ms));
       await main.run('finish');
     }
-    const base = row(`a${tag ? '-1k' : ''}`, `(a)  IndexedDB, 1 record/msg, 100/tx${tag}`, 'msg/s', s.rec);
-    const withRatio = (r) => Object.assign(r, { ratio: r.median / base.median });
+    const base = row(`a${tag ? '-1k' : ''}`, `(a)  IndexedDB, 1 record/msg, 100/tx${tag}`, 'msg/s', s.rec, { ratio: 1, base: 'a' });
+    const withRatio = (r) => vs(r, base.id);
     const goal = tag ? {} : { goal: '≥ 5× (a)', pass: (r) => r.median >= 5 * base.median };
-    base.ratio = 1;
     withRatio(row(`a-seg${tag ? '-1k' : ''}`, `(a') IndexedDB, 100-msg segment/tx${tag}`, 'msg/s', s.seg));
     withRatio(row(`b${tag ? '-1k' : ''}`, `(b)  tabbit publish, confirms, window ${config.window}${tag}`, 'msg/s', s.pub, goal));
     withRatio(row(`c${tag ? '-1k' : ''}`, `(c)  tabbit get + ack, then flush${tag}`, 'msg/s', s.get, goal));
@@ -149,31 +252,126 @@ try {
 
   // (f) what the package ships, gzipped (the goal of the package: 100 KB in all).
   const shipped = ['tabbit_bg.wasm', 'tabbit.js', 'index.js'];
-  const snippets = await readdir(join(ROOT, 'pkg', 'snippets'), { recursive: true });
+  const snippets = await readdir(join(ROOT, PKG_DIR, 'snippets'), { recursive: true });
   shipped.push(...snippets.filter((f) => f.endsWith('.js')).map((f) => join('snippets', f)));
-  const sizes = await Promise.all(shipped.map(async (f) => [f, gzipSync(await readFile(join(ROOT, 'pkg', f)), { level: 9 }).length]));
+  const sizes = await Promise.all(shipped.map(async (f) => [f, gzipSync(await readFile(join(ROOT, PKG_DIR, f)), { level: 9 }).length]));
   row('f', '(f)  package, gzipped: wasm + JS', 'KB', [sizes.reduce((a, [, n]) => a + n, 0) / 1024], {
     goal: '≤ 100 KB',
     pass: (r) => r.median <= 100,
     note: sizes.map(([f, n]) => `${f.split('/').pop()} ${(n / 1024).toFixed(1)} KB`).join(', '),
   });
 
-  // CPU profiles of one (b) and one (c), with function names.
+  // (g), (g'), (h), (h'), (i), then 1 KB; (j) in the 100 B rounds. Three tabs for every round.
+  const [H, P, C] = [await meshTab(), await meshTab(), await meshTab()];
+  const hidden = (await Promise.all([H, P, C].map((t) => t.run('visibility')))).filter((v) => v !== 'visible');
+  if (hidden.length) log(`warning: ${hidden.length} bench tabs are not visible (${hidden}): their timers are throttled`);
+  const lat = { bc: [], t: [], d: [] }; // per round: one-way latencies, ms
+  for (const [size, n, tag] of [
+    [100, config.n, ''],
+    [1024, config.nKb, ', 1 KB'],
+  ]) {
+    const s = { g: [], gBatch: [], h: [], hHost: [], i: [] };
+    const runs = meshRuns(size, n);
+    for (let r = 0; r < config.reps; r++) {
+      log(`across tabs, ${size} B messages, round ${r + 1}/${config.reps}`);
+      s.g.push(rate(n, (await crossTab(P, C, { ...runs.g, key: meshName('bc') })).ms));
+      s.gBatch.push(rate(n, (await crossTab(P, C, { ...runs.gBatch, key: meshName('bc') })).ms));
+      const b = await joinBroker(H, P, C);
+      s.h.push(rate(n, (await crossTab(P, C, { ...runs.h, key: b.name })).ms));
+      s.hHost.push(rate(n, (await crossTab(H, C, { ...runs.h, key: b.name })).ms));
+      s.i.push(rate(n, (await crossTab(P, C, { ...runs.i, key: b.name })).ms));
+      if (!tag) {
+        lat.bc.push((await crossTab(P, C, { ...runs.latency, via: 'bc', key: meshName('bc') })).latencies);
+        lat.t.push((await crossTab(P, C, { ...runs.h, ...runs.latency, key: b.name })).latencies);
+        lat.d.push((await crossTab(P, C, { ...runs.i, ...runs.latency, key: b.name })).latencies);
+      }
+      await b.leave();
+    }
+    const k = size1k(tag);
+    row(`g${k}`, `(g)  BroadcastChannel P → C, 1 msg/post${tag}`, 'msg/s', s.g, { ratio: 1, base: 'g' });
+    vs(row(`g-batch${k}`, `(g') BroadcastChannel P → C, 100 msgs/post${tag}`, 'msg/s', s.gBatch), `g${k}`);
+    const goal = (times, base) => (tag ? {} : { goal: `≥ ${times}× (${base})`, pass: (r) => r.ratio >= times });
+    vs(row(`h${k}`, `(h)  tabbit transient P → H → C, window ${config.window}${tag}`, 'msg/s', s.h, goal(4, 'g')), `g${k}`);
+    vs(row(`h-host${k}`, `(h') tabbit transient P = H → C, window ${config.window}${tag}`, 'msg/s', s.hHost, goal(4, 'g')), `g${k}`);
+    vs(row(`i${k}`, `(i)  tabbit persistent P → H → C, confirms, window ${config.window}${tag}`, 'msg/s', s.i, goal(5, 'a')), `a${k}`);
+  }
+  const pooled = (xs) => `${xs.flat().length} msgs: p50 ${percentile(xs.flat(), 0.5).toFixed(2)} ms, p99 ${percentile(xs.flat(), 0.99).toFixed(2)} ms`;
+  for (const [id, what, xs, limit] of [
+    ['j', 'transient', lat.t, 1],
+    ['j-durable', 'durable', lat.d, 10],
+  ]) {
+    const note = `all rounds' ${pooled(xs)}; raw BroadcastChannel P → C, the same way: ${pooled(lat.bc)}`;
+    row(`${id}-p50`, `(j)  latency P → H → C, one way, ${what}, p50`, 'ms', xs.map((x) => percentile(x, 0.5)), {
+      goal: `≤ ${limit} ms`,
+      pass: (r) => r.median <= limit,
+      note,
+    });
+    row(`${id}-p99`, `(j)  latency P → H → C, one way, ${what}, p99`, 'ms', xs.map((x) => percentile(x, 0.99)));
+  }
+  await Promise.all([H, P, C].map((t) => t.page.close()));
+
+  // (k) failover: a host tab fills a durable queue, a client tab waits; the host crashes.
+  log(`(k) failover with ${config.reopenN} durable messages queued, ${config.reopenReps} times`);
+  const waiter = await meshTab();
+  const fo = { hosting: [], get: [], failover: [], fill: [], getErrors: [] };
+  for (let r = 0; r < config.reopenReps; r++) {
+    const host = await meshTab();
+    const b = await joinBroker(host, waiter);
+    const fill = await host.run('send', { ...meshRuns(100, config.reopenN).i, queue: 'q', key: b.name });
+    fo.fill.push(rate(config.reopenN, fill.t1 - fill.t0));
+    const { t0 } = await waiter.run('armFailover', { queue: 'q' });
+    await crashPage(host.page);
+    await host.page.close().catch(() => {});
+    const at = await waiter.run('received');
+    fo.hosting.push(at.hosting - t0);
+    fo.get.push(at.get - t0);
+    fo.failover.push(at.failover - t0);
+    fo.getErrors.push(...at.getErrors);
+    await waiter.run('leave', { drop: true });
+  }
+  await waiter.page.close();
+  const queued = `${config.reopenN.toLocaleString('en')} durable msgs queued`;
+  row('k-hosting', `(k)  failover, ${queued}: host crash → client hosts`, 'ms', fo.hosting, {
+    goal: '≤ 500 ms',
+    pass: (r) => r.median <= 500,
+    note: `'failover' event after ${fo.failover.map((x) => x.toFixed(0)).join(', ')} ms; filled at ${fo.fill.map((x) => Math.round(x).toLocaleString('en')).join(', ')} msg/s`,
+  });
+  row('k-get', `(k)  failover, ${queued}: host crash → first get`, 'ms', fo.get, {
+    goal: '≤ 500 ms',
+    pass: (r) => r.median <= 500,
+    note: fo.getErrors.length ? `gets that failed first: ${[...new Set(fo.getErrors)].join('; ')}` : undefined,
+  });
+
+  // CPU profiles with function names: one (b) and one (c); the three tabs of one (h) and one (i).
   if (config.profile) {
-    log('profiling one (b) and one (c)');
+    log('profiling one (b), one (c), one (h) and one (i)');
     const prof = await benchPage(PROFILING_PKG);
-    await prof.cdp.send('Profiler.enable');
-    await prof.cdp.send('Profiler.setSamplingInterval', { interval: 200 });
-    const profiled = async (fn, opts) => {
-      await prof.cdp.send('Profiler.start');
-      await prof.run(fn, opts);
-      return topSelf((await prof.cdp.send('Profiler.stop')).profile);
-    };
-    profile = {
-      publish: await profiled('publish', { n: config.n, size: 100, window: config.window }),
-      drain: await profiled('drain'),
-    };
+    profile = [];
+    const [pub] = await profiled([prof], () => prof.run('publish', { n: config.n, size: 100, window: config.window }));
+    profile.push({ what: 'one (b) run', ...pub });
+    const [drain] = await profiled([prof], () => prof.run('drain'));
+    profile.push({ what: 'one (c) run', ...drain });
     await prof.run('finish');
+    await prof.page.close();
+    const tabs = { H: null, P: null, C: null };
+    for (const t of Object.keys(tabs)) tabs[t] = await meshTab(PROFILING_PKG);
+    const b = await joinBroker(tabs.H, tabs.P, tabs.C);
+    const runs = meshRuns(100, config.n);
+    for (const [what, opts] of [
+      ['(g)', { ...runs.g, key: meshName('bc') }],
+      ['(h)', { ...runs.h, key: b.name }],
+      ['(i)', { ...runs.i, key: b.name }],
+    ]) {
+      let ms;
+      const tops = await profiled(Object.values(tabs), async () => ({ ms } = await crossTab(tabs.P, tabs.C, opts)), 10);
+      // How much CPU the tabs took, all told: the machine may have fewer cores than busy tabs.
+      const busy = tops.map((p) => p.ms - p.idle);
+      const sum = busy.reduce((a, b) => a + b, 0);
+      const cpu = `tabs busy: H ${busy[0]} ms, P ${busy[1]} ms, C ${busy[2]} ms (idle excluded; the profile spans the run's setup too), ${((sum / opts.n) * 1000).toFixed(0)} µs of CPU per message`;
+      profile.push({ what: `one ${what} run: ${opts.n.toLocaleString('en')} msgs in ${ms.toFixed(0)} ms`, summary: cpu });
+      if (what !== '(g)') Object.keys(tabs).forEach((t, i) => profile.push({ what: `one ${what} run, tab ${t}${t === 'H' ? ' (host)' : ''}`, ...tops[i] }));
+    }
+    await b.leave();
   }
 
   machine = {
@@ -187,11 +385,13 @@ try {
   await close();
   await server.close();
   await removeDir(userDataDir);
+  await removeDir(join(ROOT, PKG_DIR));
 }
 
 /**
- * Top functions by self time of a CDP profile: [{fn, ms, pct, caller}], with the caller that most
- * of that time came through; '(idle)' is the page waiting (for IndexedDB).
+ * Top functions by self time of a CDP profile: {ms, idle, top: [{fn, ms, pct, caller}]}, with the
+ * caller that most of that time came through; '(idle)' is the page waiting (for IndexedDB, for
+ * another tab); ms is the profile's length, idle the time in '(idle)'.
  */
 function topSelf(p, top = 15) {
   const byNode = new Map(p.nodes.map((n) => [n.id, n]));
@@ -213,7 +413,7 @@ function topSelf(p, top = 15) {
     f.callers.set(caller, (f.callers.get(caller) ?? 0) + dt);
     total += dt;
   }
-  return [...self]
+  const functions = [...self]
     .sort((a, b) => b[1].ms - a[1].ms)
     .slice(0, top)
     .map(([fn, { ms, callers }]) => ({
@@ -222,13 +422,15 @@ function topSelf(p, top = 15) {
       pct: Math.round((ms / total) * 1000) / 10,
       caller: [...callers].sort((a, b) => b[1] - a[1])[0][0],
     }));
+  return { ms: Math.round(total), idle: Math.round(self.get('(idle)')?.ms ?? 0), top: functions };
 }
 
 // Report.
 const date = new Date().toISOString();
 for (const r of rows) if (r.pass) r.pass = r.pass(r) ? 'PASS' : 'MISS';
 const fmt = (r) => {
-  const v = r.unit === 'msg/s' ? Math.round(r.median).toLocaleString('en') : r.median.toFixed(r.unit === 'MB' ? 0 : 1);
+  const digits = r.unit === 'MB' ? 0 : r.unit === 'ms' && r.median < 10 ? 2 : 1;
+  const v = r.unit === 'msg/s' ? Math.round(r.median).toLocaleString('en') : r.median.toFixed(digits);
   return `${v} ${r.unit}`;
 };
 const number = (r, v) => fmt({ ...r, median: v }).split(' ')[0];
@@ -236,15 +438,19 @@ const spread = (r) =>
   r.samples.length > 1 ? `${r.samples.length}: ${number(r, Math.min(...r.samples))}–${number(r, Math.max(...r.samples))}` : '';
 console.log(`\ntabbit bench, ${date}: ${machine.nproc} cores (${machine.cpu}), Chromium ${machine.chromium}, node ${machine.node}, tabbit ${machine.tabbit}`);
 console.log(`medians of ${config.reps} rounds (100 B: ${config.n.toLocaleString('en')} msgs, 1 KB: ${config.nKb.toLocaleString('en')} msgs); IndexedDB on disk\n`);
-const table = [['', 'median', 'vs (a)', 'goal', '', 'runs: min–max']].concat(
-  rows.map((r) => [r.label, fmt(r), r.ratio != null ? `${r.ratio.toFixed(2)}×` : '', r.goal ?? '', r.pass ?? '', spread(r)]),
+const table = [['', 'median', 'vs base', 'goal', '', 'runs: min–max']].concat(
+  rows.map((r) => [r.label, fmt(r), r.ratio != null ? `${r.ratio.toFixed(2)}× (${r.base})` : '', r.goal ?? '', r.pass ?? '', spread(r)]),
 );
 const widths = table[0].map((_, i) => Math.max(...table.map((t) => t[i].length)));
 for (const t of table) console.log(t.map((c, i) => (i === 1 || i === 2 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd());
 for (const r of rows) if (r.note) console.log(`  ${r.id}: ${r.note}`);
 if (profile) {
-  for (const [what, top] of Object.entries(profile)) {
-    console.log(`\nCPU profile, one ${what === 'publish' ? '(b)' : '(c)'} run, top self time:`);
+  for (const { what, summary, ms, idle, top } of profile) {
+    if (summary) {
+      console.log(`\nCPU profile, ${what}: ${summary}`);
+      continue;
+    }
+    console.log(`\nCPU profile, ${what}: ${ms} ms, of which idle ${idle} ms; top self time:`);
     for (const f of top) console.log(`  ${String(f.ms).padStart(6)} ms ${String(f.pct).padStart(5)}%  ${f.fn}${f.caller ? `  ← ${f.caller}` : ''}`);
   }
 }

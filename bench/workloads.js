@@ -10,7 +10,7 @@
 //   await w.finish();                                 // closes the connection and deletes its database
 // tabbit is used through its package API (the main module, pkg/index.js): connect(), a confirm channel.
 
-let tabbit; // the package's main module
+export let tabbit; // the package's main module (bench/mesh-workloads.js uses it too)
 let wasm; // the wasm exports (memory)
 let current = null; // {name, conn, ch} of the last publish()
 
@@ -36,7 +36,7 @@ async function open(name) {
 let unique = 0;
 const uniqueName = (what) => `bench-${what}-${Date.now()}-${++unique}`;
 
-function payload(size) {
+export function payload(size) {
   const bytes = new Uint8Array(size);
   for (let i = 0; i < size; i++) bytes[i] = 97 + (i % 26);
   return bytes;
@@ -48,7 +48,7 @@ const request = (req) =>
     req.onerror = () => reject(req.error);
   });
 
-function deleteDb(name) {
+export function deleteDb(name) {
   return new Promise((resolve, reject) => {
     const req = indexedDB.deleteDatabase(name);
     req.onsuccess = () => resolve();
