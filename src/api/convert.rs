@@ -289,18 +289,18 @@ extern "C" {
     pub fn report_uncaught(e: &JsValue);
     #[wasm_bindgen(js_name = consumeFields)]
     fn consume_fields(
-        consumer_tag: &str,
+        consumer_tag: &JsValue,
         delivery_tag: f64,
         redelivered: bool,
-        exchange: &str,
-        routing_key: &str,
+        exchange: &JsValue,
+        routing_key: &JsValue,
     ) -> JsValue;
     #[wasm_bindgen(js_name = getFields)]
     fn get_fields(
         delivery_tag: f64,
         redelivered: bool,
-        exchange: &str,
-        routing_key: &str,
+        exchange: &JsValue,
+        routing_key: &JsValue,
         message_count: u32,
     ) -> JsValue;
     #[wasm_bindgen(js_name = returnFields)]
@@ -310,7 +310,7 @@ extern "C" {
     fn make_message(
         content: Uint8Array,
         fields: JsValue,
-        content_type: Option<&str>,
+        content_type: &JsValue,
         content_encoding: Option<&str>,
         headers: Object,
         delivery_mode: u8,
@@ -324,6 +324,26 @@ extern "C" {
         user_id: Option<&str>,
         app_id: Option<&str>,
     ) -> JsValue;
+}
+
+thread_local! {
+    /// The last consumer tag, exchange, routing key and content type handed to JS, with
+    /// their JS strings: a consumer's messages mostly repeat them, and decoding a string
+    /// into JS was a tenth of a consumer tab's time (scripts/bench --profile, row (h)).
+    static RECENT: std::cell::RefCell<[(String, JsValue); 4]> = std::cell::RefCell::new(Default::default());
+}
+
+/// `s` as a JS string, reusing the last one made for `slot` if it is the same.
+fn recent(slot: usize, s: &str) -> JsValue {
+    RECENT.with(|r| {
+        let mut r = r.borrow_mut();
+        let (last, js) = &mut r[slot];
+        if last != s || js.is_undefined() {
+            *last = s.to_owned();
+            *js = JsValue::from_str(s);
+        }
+        js.clone()
+    })
 }
 
 /// How a message reached the app, for its `fields` (amqplib's shapes).
@@ -352,10 +372,10 @@ pub fn message_to_js(m: &Message, fields: Fields, delivery_count: u32) -> JsValu
     let (ex, rk) = (m.exchange.as_str(), m.routing_key.as_str());
     let fields = match fields {
         Fields::Consume { consumer_tag, delivery_tag, redelivered } => {
-            consume_fields(consumer_tag, delivery_tag as f64, redelivered, ex, rk)
+            consume_fields(&recent(0, consumer_tag), delivery_tag as f64, redelivered, &recent(1, ex), &recent(2, rk))
         }
         Fields::Get { delivery_tag, redelivered, message_count } => {
-            get_fields(delivery_tag as f64, redelivered, ex, rk, message_count)
+            get_fields(delivery_tag as f64, redelivered, &recent(1, ex), &recent(2, rk), message_count)
         }
         Fields::Return { reply_code, reply_text } => return_fields(reply_code, reply_text, ex, rk),
         Fields::Peek => peek_fields(ex, rk),
@@ -368,7 +388,7 @@ pub fn message_to_js(m: &Message, fields: Fields, delivery_count: u32) -> JsValu
     make_message(
         Uint8Array::from(&m.body[..]),
         fields,
-        p.content_type.as_deref(),
+        &p.content_type.as_deref().map_or(JsValue::UNDEFINED, |t| recent(3, t)),
         p.content_encoding.as_deref(),
         headers,
         if p.persistent { 2 } else { 1 },

@@ -562,19 +562,24 @@ impl PostWriter {
         *n += 1;
     }
 
-    /// The post's bytes; the writer is empty after.
+    /// The post's bytes; the writer is empty after. A directory (receiver, frame count,
+    /// length of each section) comes first, so that a receiver reads only its sections.
     pub fn finish(&mut self, from: u64) -> Vec<u8> {
         let mut w = Writer::with_capacity(16 + self.sections.iter().map(|(_, s, _)| s.len() + 12).sum::<usize>());
         w.u8(MAGIC);
         w.u8(VERSION);
         w.uvar(from);
         w.uvar(self.sections.len() as u64);
-        for (to, s, n) in self.sections.drain(..) {
-            w.uvar(to);
-            w.uvar(n);
-            w.bytes(s.as_bytes());
+        for (to, s, n) in &self.sections {
+            w.uvar(*to);
+            w.uvar(*n);
+            w.uvar(s.len() as u64);
         }
-        w.into_bytes()
+        let mut out = w.into_bytes();
+        for (_, s, _) in self.sections.drain(..) {
+            out.extend_from_slice(s.as_bytes());
+        }
+        out
     }
 }
 
@@ -943,38 +948,83 @@ fn read_frame(r: &mut Reader) -> R<Frame> {
     })
 }
 
-/// The sender of a post, and the frames in it for receiver `me` (its own section and
-/// the `EVERYONE` one). The whole post is checked before anything is returned; a
-/// section for someone else is skipped without decoding its frames.
-pub fn decode(bytes: &[u8], me: u64) -> Result<(u64, Vec<Frame>), Dropped> {
-    if bytes.first() != Some(&MAGIC) {
+/// A post's header: who sent it, and where the sections for one receiver are.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Directory {
+    pub from: u64,
+    /// (frame count, start, end) of each section for the receiver, in order.
+    pub sections: Vec<(usize, usize, usize)>,
+}
+
+/// Reads a post's directory from its first bytes (`head`, of a post `total` bytes long).
+/// `Ok(None)`: `head` is too short to hold it; read more and ask again.
+pub fn directory(head: &[u8], total: usize, me: u64) -> Result<Option<Directory>, Dropped> {
+    if head.first() != Some(&MAGIC) {
         return Err(Dropped::NotOurs);
     }
-    if bytes.get(1) != Some(&VERSION) {
-        return Err(Dropped::Version(bytes.get(1).copied().unwrap_or(0)));
+    match head.get(1) {
+        Some(&VERSION) => {}
+        Some(v) => return Err(Dropped::Version(*v)),
+        None if head.len() < total => return Ok(None),
+        None => return Err(Dropped::Version(0)),
     }
-    let mut r = Reader::new(&bytes[2..]);
-    let mut inner = || -> R<(u64, Vec<Frame>)> {
+    let mut r = Reader::new(&head[2..]);
+    let mut read = || -> R<Directory> {
         let from = r.uvar()?;
-        let sections = r.count(3)?;
-        let mut frames = Vec::new();
-        for _ in 0..sections {
-            let to = r.uvar()?;
-            let n = r.count(1)?;
-            let body = r.bytes()?;
-            if to != me && to != EVERYONE {
-                continue;
-            }
-            let mut s = Reader::new(body);
-            for _ in 0..n {
-                frames.push(read_frame(&mut s)?);
-            }
-            s.finish()?;
+        let n = r.uvar()?;
+        let mut entries = Vec::new();
+        for _ in 0..n {
+            let (to, frames, len) = (r.uvar()?, r.uvar()?, r.uvar()?);
+            entries.push((to, frames, len));
         }
-        r.finish()?;
-        Ok((from, frames))
+        let mut start = 2 + r.pos();
+        let mut sections = Vec::new();
+        for (to, frames, len) in entries {
+            // Every frame takes a byte at least; the sections fill the post exactly.
+            if frames > len || len > (total - start.min(total)) as u64 {
+                return bad("section exceeds post", &r);
+            }
+            let end = start + len as usize;
+            if to == me || to == EVERYONE {
+                sections.push((frames as usize, start, end));
+            }
+            start = end;
+        }
+        if start != total {
+            return bad("trailing bytes", &r);
+        }
+        Ok(Directory { from, sections })
     };
-    inner().map_err(Dropped::Corrupt)
+    match read() {
+        Ok(d) => Ok(Some(d)),
+        // Cut short by the end of `head`, not of the post: the caller reads more.
+        Err(e) if e.what == "unexpected end of record" && head.len() < total => Ok(None),
+        Err(e) => Err(Dropped::Corrupt(e)),
+    }
+}
+
+/// The frames of one section, all or none.
+pub fn section(body: &[u8], frames: usize) -> Result<Vec<Frame>, Dropped> {
+    let mut s = Reader::new(body);
+    let mut out = Vec::with_capacity(frames.min(body.len()));
+    for _ in 0..frames {
+        out.push(read_frame(&mut s).map_err(Dropped::Corrupt)?);
+    }
+    s.finish().map_err(Dropped::Corrupt)?;
+    Ok(out)
+}
+
+/// The sender of a post, and the frames in it for receiver `me` (its own section and
+/// the `EVERYONE` one); sections for others are not read. Nothing is returned unless all
+/// of those decode.
+pub fn decode(bytes: &[u8], me: u64) -> Result<(u64, Vec<Frame>), Dropped> {
+    let d = directory(bytes, bytes.len(), me)?
+        .ok_or(Dropped::Corrupt(DecodeError { what: "unexpected end of record", at: bytes.len() }))?;
+    let mut frames = Vec::new();
+    for (n, start, end) in d.sections {
+        frames.extend(section(&bytes[start..end], n)?);
+    }
+    Ok((d.from, frames))
 }
 
 #[cfg(test)]
@@ -1154,6 +1204,29 @@ mod tests {
         }
         let (_, other) = decode(&bytes, 43).unwrap();
         assert_eq!(other.len(), 2);
+    }
+
+    #[test]
+    fn a_directory_read_from_a_short_head_asks_for_more_and_names_only_our_sections() {
+        let mut p = PostWriter::default();
+        for i in 0..40 {
+            p.push(100 + i, &Frame::Hello { label: format!("context {i}") });
+        }
+        p.push(7, &Frame::Host);
+        let bytes = p.finish(3);
+        let mut len = 1;
+        let d = loop {
+            match directory(&bytes[..len], bytes.len(), 7).unwrap() {
+                Some(d) => break d,
+                None => len += 1,
+            }
+        };
+        assert!(len < 150, "the directory is at the front: {len} bytes");
+        assert_eq!(d.from, 3);
+        assert_eq!(d.sections.len(), 1);
+        let (n, start, end) = d.sections[0];
+        assert!(matches!(section(&bytes[start..end], n).unwrap()[..], [Frame::Host]));
+        assert_eq!(directory(&[MAGIC], 1, 7), Err(Dropped::Version(0)));
     }
 
     #[test]
