@@ -1454,6 +1454,16 @@ impl Link {
                 return;
             }
         };
+        // A host learns of a context's death by waiting for its lock, from its first post.
+        let watch = match &mut *self.role.borrow_mut() {
+            Role::Host(s) => from != self.me && s.watched.insert(from),
+            _ => false,
+        };
+        if watch {
+            if let Some(port) = &*self.port.borrow() {
+                port.watch(from as f64);
+            }
+        }
         for f in frames {
             if self.hosting() {
                 self.serve(from, f);
@@ -1488,15 +1498,10 @@ impl Link {
         if from == self.me {
             return;
         }
-        let (watch, in_window) = match &mut *self.role.borrow_mut() {
-            Role::Host(s) => (s.watched.insert(from), s.window.is_some()),
+        let in_window = match &*self.role.borrow() {
+            Role::Host(s) => s.window.is_some(),
             _ => return,
         };
-        if watch {
-            if let Some(port) = &*self.port.borrow() {
-                port.watch(from as f64);
-            }
-        }
         if in_window && !matches!(f, Frame::Resume { .. } | Frame::Resumed | Frame::Hello { .. }) {
             if let Role::Host(s) = &mut *self.role.borrow_mut() {
                 if let Some(w) = &mut s.window {
