@@ -213,6 +213,12 @@ export declare namespace Options {
     BCC?: never;
     /** Not supported by tabbit (406). */
     immediate?: never;
+    /**
+     * Beyond amqplib: the content is any structured-cloneable value (see `encodeValue`), sent
+     * as bytes with contentType `'application/x-tabbit-structured'`. A value that cannot be
+     * cloned (a function, a symbol, a Blob): 406.
+     */
+    structured?: boolean;
   }
 
   /** `consume`'s (and `messages`') options. */
@@ -230,12 +236,16 @@ export declare namespace Options {
     noLocal?: boolean;
     /** Beyond amqplib: aborting it cancels the consumer. Already aborted: rejects with its reason. */
     signal?: AbortSignal;
+    /** Beyond amqplib: messages published with `structured` get their value decoded as `message.value`. */
+    structured?: boolean;
   }
 
   /** `get`'s options. */
   interface Get {
     /** The message counts as acked at once. Default `false`. */
     noAck?: boolean;
+    /** Beyond amqplib: a message published with `structured` gets its value decoded as `message.value`. */
+    structured?: boolean;
   }
 
   /** `deleteQueue`'s options. */
@@ -369,6 +379,8 @@ export interface Message {
   content: Uint8Array;
   fields: MessageFields;
   properties: MessageProperties;
+  /** With the `structured` option of consume/get/messages: the value a `structured` publish sent. */
+  value?: unknown;
 }
 
 /** A message from `consume` or `messages`. */
@@ -506,6 +518,8 @@ export interface ContextStats {
   /** `connect({label})`, or the page's title or the worker's name. */
   label: string;
   hosting: boolean;
+  /** Whether it is the context that called stats(). */
+  self: boolean;
   connections: number;
   channels: number;
   consumers: number;
@@ -594,6 +608,21 @@ export function connect(options?: Options.Connect): Promise<Connection>;
 
 /** The package version (loads the wasm if needed). */
 export function version(): Promise<string>;
+
+/** The contentType of a message published with `structured`. */
+export const STRUCTURED: 'application/x-tabbit-structured';
+
+/**
+ * The bytes a `structured` publish sends: what `structuredClone()` copies, for undefined, null,
+ * booleans, numbers, bigints, strings, Date, RegExp, Array, plain objects (other objects as
+ * their own enumerable properties, as structuredClone does), Map, Set, ArrayBuffer, typed
+ * arrays, DataView and Error, with shared references and cycles kept. Anything else (a
+ * function, a symbol, a Blob, a DOM node) throws 406.
+ */
+export function encodeValue(value: unknown): Uint8Array;
+
+/** The value `encodeValue` encoded; other bytes throw 406. */
+export function decodeValue(bytes: Uint8Array): unknown;
 
 /** A connection to a broker: amqplib's Connection. Events: 'close', 'error', 'failover'. */
 export class Connection extends Emitter<ConnectionEvents> {
@@ -701,9 +730,12 @@ export class Channel extends Emitter<ChannelEvents> {
    * closes the channel with an 'error' event. On a closed channel, throws 504.
    */
   publish(exchange: string, routingKey: string, content: Content, options?: Options.Publish): boolean;
+  /** With `structured: true`, the content is any structured-cloneable value. */
+  publish(exchange: string, routingKey: string, content: unknown, options: Options.Publish & { structured: true }): boolean;
 
   /** `publish('', queue, content, options)`. */
   sendToQueue(queue: string, content: Content, options?: Options.Publish): boolean;
+  sendToQueue(queue: string, content: unknown, options: Options.Publish & { structured: true }): boolean;
 
   /**
    * Starts a consumer: `onMessage` runs for each message, and with `null` if the broker
@@ -784,12 +816,25 @@ export class ConfirmChannel extends Channel {
     options?: Options.Publish,
     callback?: (err: TabbitError | null, ok?: Replies.Empty) => void,
   ): boolean;
+  publish(
+    exchange: string,
+    routingKey: string,
+    content: unknown,
+    options: Options.Publish & { structured: true },
+    callback?: (err: TabbitError | null, ok?: Replies.Empty) => void,
+  ): boolean;
 
   /** `publish('', queue, content, options, callback)`. */
   sendToQueue(
     queue: string,
     content: Content,
     options?: Options.Publish,
+    callback?: (err: TabbitError | null, ok?: Replies.Empty) => void,
+  ): boolean;
+  sendToQueue(
+    queue: string,
+    content: unknown,
+    options: Options.Publish & { structured: true },
     callback?: (err: TabbitError | null, ok?: Replies.Empty) => void,
   ): boolean;
 
@@ -801,6 +846,9 @@ export class ConfirmChannel extends Channel {
 declare const tabbit: {
   connect: typeof connect;
   version: typeof version;
+  encodeValue: typeof encodeValue;
+  decodeValue: typeof decodeValue;
+  STRUCTURED: typeof STRUCTURED;
   Connection: typeof Connection;
   Channel: typeof Channel;
   ConfirmChannel: typeof ConfirmChannel;

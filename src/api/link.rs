@@ -457,6 +457,7 @@ fn stats_to_js(s: &Stats, me: u64) -> JsValue {
             set(&o, "id", c.id.to_string());
             set(&o, "label", c.label.as_str());
             set(&o, "hosting", c.id == s.host);
+            set(&o, "self", c.id == me);
             set(&o, "connections", c.connections);
             set(&o, "channels", c.channels);
             set(&o, "consumers", c.consumers);

@@ -736,9 +736,9 @@ test('mesh: stats() from a client lists contexts with labels, exchanges, binding
   });
   const { stats } = s;
   assert.equal(stats.hosting, false);
-  assert.deepEqual(stats.contexts.map((c) => [c.label, c.hosting, c.connections, c.channels]).sort(), [
-    ['client tab', false, 1, 1],
-    ['host tab', true, 1, 1],
+  assert.deepEqual(stats.contexts.map((c) => [c.label, c.hosting, c.self, c.connections, c.channels]).sort(), [
+    ['client tab', false, true, 1, 1],
+    ['host tab', true, false, 1, 1],
   ]);
   const logs = stats.exchanges.find((x) => x.name === 'logs');
   assert.deepEqual([logs.type, logs.durable], ['topic', true]);

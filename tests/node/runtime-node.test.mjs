@@ -154,3 +154,59 @@ test('runtime node: connect() right after the last close waits for it, so two br
   assert.deepEqual(got, [...got].sort((a, b) => a.localeCompare(b, 'en', { numeric: true })), 'in order');
   assert.equal(storage.stats.maxInFlight, 1, 'never two writers at once');
 });
+
+test('runtime node: structured values round-trip through a queue, cycles and all', { timeout: TIMEOUT }, async () => {
+  const { connect, STRUCTURED } = await importPackage();
+  const conn = await connect({ name: 'structured', storage: 'memory' });
+  const ch = await conn.createConfirmChannel();
+  await ch.assertQueue('values');
+  const shared = { n: 1 };
+  const cyclic = { name: 'loop' };
+  cyclic.self = cyclic;
+  const value = {
+    text: 'héllo',
+    numbers: [0, -0, 1.5, NaN, Infinity, 2n ** 70n],
+    when: new Date(1_700_000_000_000),
+    pattern: /a+b/gi,
+    map: new Map([['k', shared], [1, [true, false, null, undefined]]]),
+    set: new Set(['x', shared]),
+    bytes: new Uint8Array([1, 2, 3]),
+    floats: new Float64Array([0.5]),
+    buffer: new Uint16Array([7, 8]).buffer,
+    error: new RangeError('too far'),
+    cyclic,
+    again: shared,
+  };
+  ch.sendToQueue('values', value, { structured: true, persistent: true });
+  ch.sendToQueue('values', 'plain text');
+  await ch.waitForConfirms();
+
+  const got = await ch.get('values', { structured: true, noAck: true });
+  assert.equal(got.properties.contentType, STRUCTURED);
+  assert.ok(got.content instanceof Uint8Array, 'content stays bytes, as in amqplib');
+  const v = got.value;
+  assert.equal(v.text, 'héllo');
+  assert.ok(Object.is(v.numbers[1], -0) && Number.isNaN(v.numbers[3]) && v.numbers[5] === 2n ** 70n);
+  assert.equal(v.when.getTime(), 1_700_000_000_000);
+  assert.equal(String(v.pattern), '/a+b/gi');
+  assert.equal(v.map.get('k'), v.again, 'shared references stay shared');
+  assert.ok(v.set.has(v.again));
+  assert.deepEqual([...v.bytes], [1, 2, 3]);
+  assert.ok(v.floats instanceof Float64Array && v.floats[0] === 0.5);
+  assert.deepEqual([...new Uint16Array(v.buffer)], [7, 8]);
+  assert.ok(v.error instanceof RangeError && v.error.message === 'too far');
+  assert.equal(v.cyclic.self, v.cyclic, 'cycles survive');
+
+  const plain = await ch.get('values', { structured: true, noAck: true });
+  assert.equal(plain.value, undefined, 'a message that is not structured gets no value');
+  assert.equal(new TextDecoder().decode(plain.content), 'plain text');
+
+  assert.throws(() => ch.sendToQueue('values', { f() {} }, { structured: true }), (e) => e.code === 406 && /function/.test(e.message));
+  assert.throws(() => ch.sendToQueue('values', 1, { structured: true, contentType: 'text/plain' }), (e) => e.code === 406);
+  const seen = [];
+  ch.sendToQueue('values', [1, { two: 2 }], { structured: true });
+  await ch.consume('values', (m) => (seen.push(m.value), ch.ack(m)), { structured: true });
+  await ch.waitForConfirms();
+  assert.deepEqual(seen, [[1, { two: 2 }]]);
+  await conn.close();
+});

@@ -6,6 +6,9 @@ import { Emitter } from 'tabbit';
 import {
   connect,
   version,
+  decodeValue,
+  encodeValue,
+  STRUCTURED,
   Channel,
   ConfirmChannel,
   Connection,
@@ -210,6 +213,11 @@ async function main(): Promise<void> {
   for (const b of stats.bindings) console.log(b.source, '->', b.destinationType, b.destination, b.routingKey);
   for (const c of stats.contexts) console.log(c.label, c.hosting ? 'hosts' : 'client', c.consumers, c.unacked);
   console.log(stats.at, stats.host, stats.hosting, stats.totals.published, stats.rates.acked.toFixed(1));
+  // Structured values: any structured-cloneable value in, `value` out.
+  ch.sendToQueue('jobs', { at: new Date(), tags: new Set(['a']) }, { structured: true, persistent: true });
+  const job = await ch.get('jobs', { structured: true });
+  if (job) console.log(job.value, job.properties.contentType === STRUCTURED);
+  console.log(decodeValue(encodeValue(new Map([[1, 2]]))));
   const peeked = await conn.peek('jobs', 5);
   for (const m of peeked) console.log(m.fields.routingKey, m.properties.messageId, m.content.byteLength);
   console.log(conn.hosting);
@@ -284,6 +292,8 @@ async function wrong(conn: Connection, ch: Channel, cch: ConfirmChannel, returne
   console.log(stats.ready, acked);
   // @ts-expect-error: a peeked message was not delivered: it has no delivery tag
   console.log((await conn.peek('jobs'))[0].fields.deliveryTag);
+  // @ts-expect-error: a value other than bytes or a string needs structured: true
+  ch.sendToQueue('jobs', { a: 1 });
   // @ts-expect-error: the label is a string
   await connect({ name: 'app', label: 7 });
   // @ts-expect-error: hosting is read-only
