@@ -64,6 +64,20 @@ export function defaultLabel() {
 /** Posts larger than this are dropped unread (and counted). */
 const MAX_POST_BYTES = 64 * 1024 * 1024;
 
+/** Every open port of this instance, for closeAllPorts(). */
+const ports = new Set();
+
+/** After a panic: every port leaves, releasing its locks, so that other contexts go on. */
+export function closeAllPorts() {
+  for (const p of [...ports]) {
+    try {
+      p.close();
+    } catch {
+      // Closing the rest matters more.
+    }
+  }
+}
+
 export class Port {
   /**
    * @param {string} name the broker's name
@@ -95,6 +109,7 @@ export class Port {
       }
     };
     globalThis.addEventListener?.('pagehide', this.onPageHide);
+    ports.add(this);
   }
 
   /** Holds a lock until close(); resolves when it is granted. */
@@ -140,6 +155,7 @@ export class Port {
 
   /** Leaves: releases both locks (another context takes over hosting) and the channel. */
   close() {
+    ports.delete(this);
     globalThis.removeEventListener?.('pagehide', this.onPageHide);
     this.abort.abort();
     for (const release of this.releases) release();

@@ -1,13 +1,30 @@
 // tabbit's main module: amqplib's API over the broker compiled to wasm. `connect()` loads
 // the wasm on first use. The classes here only turn the binding's answers into promises
 // and events; every decision is in Rust (src/api/channel.rs and below).
-import init, { RawBroker, version as wasmVersion } from './tabbit.js';
+import init, { RawBroker, version as wasmVersion, onPanic } from './tabbit.js';
 
+/** The wasm binding in use: the one imported above, or a fresh instance after a panic. */
+let binding = { init, RawBroker, version: wasmVersion, onPanic };
 let loading;
+/** What the wasm was loaded from, to load a fresh instance from after a panic. */
+let loadedFrom;
+/** After a panic: the error pending calls fail with, until the fresh instance is loaded. */
+let broken = null;
+let instances = 0;
 
 /** Loads the wasm once: `wasm` (bytes or a WebAssembly.Module) if given, else the file beside this module. */
 function load(wasm) {
   loading ??= (async () => {
+    if (broken) {
+      // The instance that panicked is gone for good: a module imported anew has its own.
+      try {
+        const m = await import(/* @vite-ignore */ /* webpackIgnore: true */ `./tabbit.js?instance=${++instances}`);
+        binding = { init: m.default, RawBroker: m.RawBroker, version: m.version, onPanic: m.onPanic };
+      } catch (e) {
+        throw failed(`${broken.message} (a fresh instance could not be loaded: ${e?.message ?? e}; reload the page)`, 541);
+      }
+      wasm ??= loadedFrom;
+    }
     let source = wasm;
     if (source === undefined && typeof process === 'object' && process.versions?.node && !globalThis.Deno) {
       // Node's fetch cannot read file: URLs. The specifier is a variable, and marked, so that
@@ -18,7 +35,10 @@ function load(wasm) {
       source = await readFile(new URL('./tabbit_bg.wasm', import.meta.url));
     }
     try {
-      await init(source === undefined ? undefined : { module_or_path: source });
+      await binding.init(source === undefined ? undefined : { module_or_path: source });
+      loadedFrom = source;
+      broken = null;
+      binding.onPanic(panicked);
     } catch (e) {
       throw failed(
         `could not load tabbit's wasm (${e?.message ?? e}); where the file beside the package cannot be ` +
@@ -34,7 +54,36 @@ function load(wasm) {
 /** The package version. */
 export async function version() {
   await load();
-  return wasmVersion();
+  return binding.version();
+}
+
+/**
+ * tabbit panicked (a bug): its wasm instance has stopped for good. Every connection of this
+ * context fails with code 541, the instance's mesh ports have left (so another context hosts),
+ * and the next connect() loads a fresh instance.
+ */
+function panicked(message) {
+  broken = failed(
+    `tabbit stopped on an internal error (a bug, please report it: ${message}); its connections in this ` +
+      'context are closed: connect again',
+    541,
+  );
+  const open = [...brokers.values()].flatMap((entry) => [...entry.open]);
+  brokers.clear();
+  closing.clear();
+  loading = undefined;
+  // After the current call has failed: the instance traps as soon as this returns.
+  queueMicrotask(() => open.forEach((conn) => conn[DEAD](broken)));
+}
+
+/** Runs a binding call; after a panic, its trap becomes the panic's error. */
+function guard(fn) {
+  if (broken) throw broken;
+  try {
+    return fn();
+  } catch (e) {
+    throw broken && e instanceof WebAssembly.RuntimeError ? broken : e;
+  }
 }
 
 function failed(message, code) {
@@ -110,11 +159,16 @@ function report(e) {
 /** Runs a binding call as a promise: a thrown error becomes a rejection. */
 function promise(fn) {
   try {
-    return Promise.resolve(fn());
+    return Promise.resolve(guard(fn));
   } catch (e) {
     return Promise.reject(e);
   }
 }
+
+/** The binding under a channel: for this module's classes only. */
+const RAW = Symbol('tabbit.raw');
+/** Closes a connection or channel whose wasm instance panicked: 'error', then 'close'. */
+const DEAD = Symbol('tabbit.dead');
 
 // ---- structured values: publish(…, value, { structured: true }) -----------------------------
 
@@ -344,7 +398,7 @@ export async function connect(options = {}) {
     entry = brokers.get(name);
   }
   if (!entry) {
-    entry = { broker: RawBroker.open(name, storage, mesh, label), storage, mesh, connections: 0, open: new Set() };
+    entry = { broker: binding.RawBroker.open(name, storage, mesh, label), storage, mesh, connections: 0, open: new Set() };
     brokers.set(name, entry);
     entry.broker.then(
       (b) => b.onFailover((info) => entry.open.forEach((c) => c.emit('failover', info))),
@@ -389,6 +443,8 @@ export class Connection extends Emitter {
   #release;
   #channels = new Set();
   #closed = false;
+  /** The error of a panic that stopped this connection's wasm instance. */
+  #dead = null;
 
   constructor(broker, release) {
     super();
@@ -397,19 +453,25 @@ export class Connection extends Emitter {
     this.#release = release;
   }
 
+  /** The broker binding, unless a panic stopped its instance. */
+  get #b() {
+    if (this.#dead) throw this.#dead;
+    return this.#broker;
+  }
+
   /** 'indexeddb', 'memory' or 'adapter'. */
   get storage() {
-    return this.#broker.storage;
+    return this.#b.storage;
   }
 
   /** Whether this context hosts the broker now (the others send it their commands). */
   get hosting() {
-    return this.#broker.hosting;
+    return !this.#dead && this.#broker.hosting;
   }
 
   /** Stored records that recovery skipped, each with why. */
   get problems() {
-    return this.#broker.problems;
+    return this.#b.problems;
   }
 
   #open(Kind, confirm) {
@@ -430,23 +492,32 @@ export class Connection extends Emitter {
     return this.#open(ConfirmChannel, true);
   }
 
+  [DEAD](error) {
+    this.#dead = error;
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const ch of [...this.#channels]) ch[DEAD](error);
+    this.emit('error', error);
+    this.emit('close');
+  }
+
   /** Closes the connection: its channels close (unacked messages go back), its exclusive queues go. */
   async close() {
     if (this.#closed) return;
     this.#closed = true;
-    this.#raw.close();
+    if (!this.#dead) this.#raw.close();
     await this.#release();
     this.emit('close');
   }
 
   /** Resolves when every write made so far is stored. */
   flush() {
-    return this.#broker.flush();
+    return this.#b.flush();
   }
 
   /** The broker's exchanges, queues, bindings, contexts, totals and rates, for a management view. */
   async stats() {
-    return this.#broker.stats();
+    return this.#b.stats();
   }
 
   /** Beyond amqplib, for a management view: up to `count` (default 10) messages at the head of `queue`, not consumed. */
@@ -455,17 +526,15 @@ export class Connection extends Emitter {
     if (count !== undefined && !(Number.isInteger(count) && count >= 0)) {
       throw failed('peek(queue, count): count must be a whole number', 406);
     }
-    return this.#broker.peek(queue, count);
+    return this.#b.peek(queue, count);
   }
 }
-
-/** The binding under a channel: for this module's classes only. */
-const RAW = Symbol('tabbit.raw');
 
 /** amqplib's Channel. Events: 'return' (mandatory messages no queue took), 'error', 'close'. */
 export class Channel extends Emitter {
   #raw;
   #closed = false;
+  #dead = null;
 
   constructor(connection, confirm) {
     super();
@@ -476,38 +545,44 @@ export class Channel extends Emitter {
     this[RAW] = this.#raw;
   }
 
+  /** The channel binding, unless a panic stopped its instance. */
+  get #r() {
+    if (this.#dead) throw this.#dead;
+    return this.#raw;
+  }
+
   assertQueue(queue, options) {
-    return promise(() => this.#raw.assertQueue(queue ?? '', options));
+    return promise(() => this.#r.assertQueue(queue ?? '', options));
   }
   checkQueue(queue) {
-    return promise(() => this.#raw.checkQueue(queue));
+    return promise(() => this.#r.checkQueue(queue));
   }
   deleteQueue(queue, options) {
-    return promise(() => this.#raw.deleteQueue(queue, options));
+    return promise(() => this.#r.deleteQueue(queue, options));
   }
   purgeQueue(queue) {
-    return promise(() => this.#raw.purgeQueue(queue));
+    return promise(() => this.#r.purgeQueue(queue));
   }
   bindQueue(queue, source, pattern, args) {
-    return promise(() => this.#raw.bindQueue(queue, source, pattern ?? '', args));
+    return promise(() => this.#r.bindQueue(queue, source, pattern ?? '', args));
   }
   unbindQueue(queue, source, pattern, args) {
-    return promise(() => this.#raw.unbindQueue(queue, source, pattern ?? '', args));
+    return promise(() => this.#r.unbindQueue(queue, source, pattern ?? '', args));
   }
   assertExchange(exchange, type, options) {
-    return promise(() => this.#raw.assertExchange(exchange, type, options));
+    return promise(() => this.#r.assertExchange(exchange, type, options));
   }
   checkExchange(exchange) {
-    return promise(() => this.#raw.checkExchange(exchange));
+    return promise(() => this.#r.checkExchange(exchange));
   }
   deleteExchange(exchange, options) {
-    return promise(() => this.#raw.deleteExchange(exchange, options));
+    return promise(() => this.#r.deleteExchange(exchange, options));
   }
   bindExchange(destination, source, pattern, args) {
-    return promise(() => this.#raw.bindExchange(destination, source, pattern ?? '', args));
+    return promise(() => this.#r.bindExchange(destination, source, pattern ?? '', args));
   }
   unbindExchange(destination, source, pattern, args) {
-    return promise(() => this.#raw.unbindExchange(destination, source, pattern ?? '', args));
+    return promise(() => this.#r.unbindExchange(destination, source, pattern ?? '', args));
   }
 
   /**
@@ -515,7 +590,7 @@ export class Channel extends Emitter {
    * `options.structured` the content may be any structured-cloneable value (see encodeValue).
    */
   publish(exchange, routingKey, content, options) {
-    return this.#raw.publish(exchange, routingKey, ...outgoing(content, options), undefined);
+    return guard(() => this.#r.publish(exchange, routingKey, ...outgoing(content, options), undefined));
   }
 
   sendToQueue(queue, content, options) {
@@ -530,43 +605,52 @@ export class Channel extends Emitter {
     const { signal, structured, ...rest } = options ?? {};
     if (signal?.aborted) return Promise.reject(signal.reason ?? failed('aborted', 406));
     const deliver = structured && typeof callback === 'function' ? (m) => callback(incoming(m, true)) : callback;
-    return promise(() => this.#raw.consume(queue, deliver, rest)).then((ok) => {
+    return promise(() => this.#r.consume(queue, deliver, rest)).then((ok) => {
       signal?.addEventListener('abort', () => this.cancel(ok.consumerTag).catch(() => {}), { once: true });
       return ok;
     });
   }
 
   cancel(consumerTag) {
-    return promise(() => this.#raw.cancel(consumerTag));
+    return promise(() => this.#r.cancel(consumerTag));
   }
 
   get(queue, options) {
     const { structured, ...rest } = options ?? {};
-    return this.#raw.get(queue, options && rest).then((m) => incoming(m, structured));
+    return this.#r.get(queue, options && rest).then((m) => incoming(m, structured));
   }
 
   ack(message, allUpTo) {
-    this.#raw.ack(message, allUpTo);
+    guard(() => this.#r.ack(message, allUpTo));
   }
   ackAll() {
-    this.#raw.ackAll();
+    guard(() => this.#r.ackAll());
   }
   nack(message, allUpTo, requeue) {
-    this.#raw.nack(message, allUpTo, requeue);
+    guard(() => this.#r.nack(message, allUpTo, requeue));
   }
   nackAll(requeue) {
-    this.#raw.nackAll(requeue);
+    guard(() => this.#r.nackAll(requeue));
   }
   reject(message, requeue) {
-    this.#raw.reject(message, requeue);
+    guard(() => this.#r.reject(message, requeue));
+  }
+
+  [DEAD](error) {
+    this.#dead = error;
+    this[RAW] = new Proxy({}, { get: () => () => { throw error; } });
+    if (this.#closed) return;
+    this.#closed = true;
+    this.emit('error', error);
+    this.emit('close');
   }
 
   prefetch(count, global) {
-    return promise(() => this.#raw.prefetch(count, global));
+    return promise(() => this.#r.prefetch(count, global));
   }
 
   recover() {
-    return promise(() => this.#raw.recover());
+    return promise(() => this.#r.recover());
   }
 
   close() {
@@ -614,7 +698,7 @@ export class Channel extends Emitter {
 export class ConfirmChannel extends Channel {
   publish(exchange, routingKey, content, options, callback) {
     const cb = callback && ((err) => (err ? callback(err) : callback(null, {})));
-    return this[RAW].publish(exchange, routingKey, ...outgoing(content, options), cb);
+    return guard(() => this[RAW].publish(exchange, routingKey, ...outgoing(content, options), cb));
   }
 
   sendToQueue(queue, content, options, callback) {

@@ -13,6 +13,44 @@ use wasm_bindgen::prelude::*;
 
 use crate::core::AmqpError;
 
+thread_local! {
+    /// What `onPanic` registered: told of a panic before the wasm instance traps.
+    static ON_PANIC: std::cell::RefCell<Option<js_sys::Function>> = const { std::cell::RefCell::new(None) };
+}
+
+#[wasm_bindgen(module = "/src/api/glue.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = closeAllPorts)]
+    fn close_all_ports();
+}
+
+/// `fn(message)` runs if tabbit ever panics (a bug): before the instance stops for good,
+/// every mesh port of this instance leaves (releasing its locks, so that another context
+/// hosts), and `fn` is told why, so that the package can fail what is pending with a clear
+/// error and load a fresh instance.
+#[wasm_bindgen(js_name = onPanic)]
+pub fn on_panic(f: js_sys::Function) {
+    ON_PANIC.with(|h| *h.borrow_mut() = Some(f));
+    std::panic::set_hook(Box::new(|info| {
+        close_all_ports();
+        let message = info.to_string();
+        ON_PANIC.with(|h| {
+            if let Ok(h) = h.try_borrow() {
+                if let Some(f) = h.as_ref() {
+                    let _ = f.call1(&JsValue::NULL, &JsValue::from_str(&message));
+                }
+            }
+        });
+    }));
+}
+
+/// For the tests of what a panic does (see `onPanic`): panics.
+#[doc(hidden)]
+#[wasm_bindgen(js_name = __testPanic)]
+pub fn test_panic() {
+    panic!("a panic asked for by a test");
+}
+
 /// The package version, as built.
 #[wasm_bindgen]
 pub fn version() -> String {

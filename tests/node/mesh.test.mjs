@@ -752,3 +752,62 @@ test('mesh: stats() from a client lists contexts with labels, exchanges, binding
   assert.equal(s.readyAfter, 5, 'peek consumed nothing');
   assert.deepEqual([...host.errors, ...client.errors], []);
 });
+
+// ---- 9. a panic ---------------------------------------------------------------------------
+
+test('mesh: a panic in the host fails its connections with 541, another tab hosts, and connect() starts afresh', { timeout: TEST_TIMEOUT }, async (t) => {
+  const context = await newContext(t);
+  const name = brokerName('panic');
+  const open = async () => {
+    const { page, errors } = await openPage(context, server.url + BLANK);
+    await page.evaluate(async (name) => {
+      const { connect } = await import('/pkg/index.js');
+      globalThis.events = [];
+      globalThis.conn = await connect({ name });
+      globalThis.ch = await globalThis.conn.createConfirmChannel();
+      globalThis.conn.on('error', (e) => globalThis.events.push(`connection error ${e.code}`));
+      globalThis.conn.on('close', () => globalThis.events.push('connection close'));
+      globalThis.ch.on('error', (e) => globalThis.events.push(`channel error ${e.code}`));
+      await globalThis.ch.assertQueue('q', { durable: true });
+    }, name);
+    return { page, errors };
+  };
+  const a = await open();
+  const b = await open();
+  assert.equal(await a.page.evaluate(() => globalThis.conn.hosting), true);
+
+  const trap = await a.page.evaluate(async () => {
+    try {
+      (await import('/pkg/tabbit.js')).__testPanic();
+      return 'no trap';
+    } catch (e) {
+      return e.constructor.name;
+    }
+  });
+  assert.equal(trap, 'RuntimeError', 'the instance traps');
+  await a.page.waitForFunction(() => globalThis.events.length >= 3);
+  assert.deepEqual(await a.page.evaluate(() => globalThis.events), ['channel error 541', 'connection error 541', 'connection close']);
+  const late = await a.page.evaluate(() => {
+    try {
+      globalThis.ch.sendToQueue('q', 'late', {}, () => {});
+      return 'sent';
+    } catch (e) {
+      return e.code;
+    }
+  });
+  assert.equal(late, 541, 'the dead channel says why');
+  await waitUntil('B to host after A panicked', () => b.page.evaluate(() => globalThis.conn.hosting), 5000);
+
+  // A connects again: a fresh instance, now a client of B.
+  const again = await a.page.evaluate(async (name) => {
+    const { connect } = await import('/pkg/index.js');
+    const conn = await connect({ name });
+    const ch = await conn.createConfirmChannel();
+    ch.sendToQueue('q', 'after the panic', { persistent: true });
+    await ch.waitForConfirms();
+    const m = await ch.get('q', { noAck: true });
+    return { hosting: conn.hosting, text: m && new TextDecoder().decode(m.content) };
+  }, name);
+  assert.deepEqual(again, { hosting: false, text: 'after the panic' });
+  assert.deepEqual([...a.errors, ...b.errors], []);
+});
