@@ -1,8 +1,10 @@
-// The in-page workloads of the cross-tab rows (g)–(k) of scripts/bench. Every tab of a test loads
+// The in-page workloads of the cross-tab rows (g)–(n) of scripts/bench. Every tab of a test loads
 // this module (it re-exports load() of bench/workloads.js); bench/run.mjs starts each tab's part in
-// turn: the receiving tab listens, the sending tab sends and answers when it is done, then the
-// receiving tab answers what it got. `via` is 'bc' (a raw BroadcastChannel named `key`) or
-// 'tabbit' (queue `queue` of the broker this tab joined; `key` is then the broker's name).
+// turn: the receiving tabs listen, the sending tab sends and answers when it is done, then the
+// receiving tabs answer what they got. `via` is 'bc' (a raw BroadcastChannel named `key`),
+// 'broadcast-channel' (the npm package of that name, the peer, with its `method` 'native' or 'idb',
+// on channel `key`) or 'tabbit' (queue `queue` of the broker this tab joined, or with `exchange`
+// a queue of its own bound to that exchange; `key` is then the broker's name).
 //
 //   const m = await import('/bench/mesh-workloads.js');
 //   await m.load();
@@ -13,13 +15,16 @@
 //   await m.leave({ drop: true });                                // closes; `drop` deletes the database
 //   W: await m.armFailover({ queue: 'q' });                       // → {t0}; then the host crashes, and
 //   W: await m.received();                                        // → {t0, hosting, failover, get, ...}
+//   H: await m.bindQueues({ exchange: 'x', type: 'topic', patterns });  // a queue per pattern
+//   L: await m.startLoad({ role: 'publish', queue: 'bg', rate, size }); // background load; stopLoad() → {count, ms}
 //
-// Flow control: the receiver reports how many messages it has every `every` messages (and at the
+// Flow control: each receiver reports how many messages it has every `every` messages (and at the
 // end) on BroadcastChannel 'bench:<key>:progress'; the sender keeps at most `window` messages sent
-// and not reported, and at most `confirmWindow` unconfirmed (on a confirm channel; without it, a plain
-// channel). Times are performance.timeOrigin + performance.now(), one clock for all tabs of a
-// browser: t0 in the sending tab and t1 in the receiving one time the same run, and with `stamps`
-// each message carries its send time in its first 8 bytes (one-way latencies, ms).
+// and not reported by the slowest of its `receivers`, and at most `confirmWindow` unconfirmed (on a
+// confirm channel; without it, a plain channel). Times are performance.timeOrigin +
+// performance.now(), one clock for all tabs of a browser: t0 in the sending tab and t1 in the
+// receiving ones time the same run, and with `stamps` each message carries its send time in its
+// first 8 bytes (one-way latencies, ms).
 import { deleteDb, payload, tabbit } from './workloads.js';
 export { load } from './workloads.js';
 
@@ -29,6 +34,23 @@ const progressChannel = (key) => new BroadcastChannel(`bench:${key}:progress`);
 
 let mesh = null; // {name, conn, plain, confirm} of join()
 let pending = null; // what received() answers
+
+let peerModule = null;
+/** The npm package broadcast-channel, from its own browser bundle (a script that sets window.BroadcastChannel2). */
+const peer = () =>
+  (peerModule ??= new Promise((ok, fail) => {
+    const script = document.createElement('script');
+    script.src = '/tests/node_modules/broadcast-channel/dist/lib/browser.js';
+    script.onload = () => ok(window.BroadcastChannel2);
+    script.onerror = () => fail(new Error(`could not load ${script.src}: npm ci in tests/`));
+    document.head.append(script);
+  }));
+/** A channel of the package on `key` with `method`. */
+async function peerChannel(key, method) {
+  const bc = new (await peer())(key, { type: method });
+  if (bc.type !== method) throw new Error(`broadcast-channel chose method '${bc.type}', not '${method}'`);
+  return bc;
+}
 
 /** Connects to broker `name` with a plain and a confirm channel for send(). */
 export async function join({ name }) {
@@ -66,6 +88,7 @@ const stampOf = (body) => new DataView(body.buffer, body.byteOffset, 8).getFloat
  */
 function receiver({ key, n, every, stamps }) {
   const progress = progressChannel(key);
+  const id = Math.random(); // of this receiver, in its progress reports
   const latencies = [];
   let got = 0;
   let reported = 0;
@@ -74,18 +97,19 @@ function receiver({ key, n, every, stamps }) {
   const take = (body, count = 1) => {
     if (stamps) latencies.push(now() - stampOf(body));
     got += count;
-    if (got - reported >= every || got >= n) progress.postMessage((reported = got));
+    if (got - reported >= every || got >= n) progress.postMessage({ id, got: (reported = got) });
     if (got === n) finish({ t1: now(), got, latencies });
   };
   return { take, done };
 }
 
 /**
- * Receives `n` messages: from BroadcastChannel `key` (via 'bc'), or by consuming `queue` (declared
- * with `durable`) on a channel of its own, acking each. Resolves once listening; received()
- * answers {t1, got, latencies}.
+ * Receives `n` messages: from BroadcastChannel `key` (via 'bc'), from the package's channel `key`
+ * (via 'broadcast-channel'), or by consuming `queue` (declared with `durable`; with `exchange`, of
+ * `type`, a server-named exclusive queue bound to it with `pattern`) on a channel of its own,
+ * acking each. Resolves once listening; received() answers {t1, got, latencies}.
  */
-export async function listen({ via, key, queue, durable = false, n, every = Infinity, stamps = false }) {
+export async function listen({ via, key, method, queue, durable = false, exchange, type, pattern = '', n, every = Infinity, stamps = false }) {
   const r = receiver({ key, n, every, stamps });
   if (via === 'bc') {
     const bc = new BroadcastChannel(key);
@@ -93,8 +117,21 @@ export async function listen({ via, key, queue, durable = false, n, every = Infi
     pending = r.done.finally(() => bc.close());
     return;
   }
+  if (via === 'broadcast-channel') {
+    const bc = await peerChannel(key, method);
+    bc.onmessage = (body) => r.take(body);
+    pending = r.done.finally(async () => {
+      await bc.close();
+      if (method === 'idb') await deleteDb(`pubkey.broadcast-channel-0-${key}`); // its messages
+    });
+    return;
+  }
   const ch = await mesh.conn.createChannel();
-  await ch.assertQueue(queue, { durable });
+  if (exchange) {
+    ({ queue } = await ch.assertQueue('', { exclusive: true, durable: false }));
+    await ch.assertExchange(exchange, type, { durable });
+    await ch.bindQueue(queue, exchange, pattern);
+  } else await ch.assertQueue(queue, { durable });
   let cancelled;
   const gone = new Promise((_, fail) => (cancelled = fail));
   await ch.consume(queue, (m) => {
@@ -107,13 +144,17 @@ export async function listen({ via, key, queue, durable = false, n, every = Infi
 
 /**
  * Sends `n` messages of `size` bytes: on BroadcastChannel `key` (via 'bc'), `perPost` per
- * postMessage; or to `queue` (declared with `durable` first), `persistent` or not, on the plain
- * channel, or with `confirmWindow` on the confirm channel. `gap`: ms to wait before each message after the first. → {t0, t1}, t1
- * when everything was sent (and confirmed).
+ * postMessage; on the package's channel `key` (via 'broadcast-channel'); or to `queue` (declared
+ * with `durable` first), or with `exchange` (declared, of `type`) to that exchange with the routing
+ * keys `keys` in turn, `persistent` or not, on the plain channel, or with `confirmWindow` on the
+ * confirm channel. `gap`: ms to wait before each message after the first. → {t0, t1}, t1 when
+ * everything was sent (and confirmed, or for 'broadcast-channel' handed on: written, for 'idb').
  */
-export async function send({ via, key, queue, durable = false, n, size, perPost = 1, persistent = false, window = Infinity, confirmWindow = Infinity, gap = 0, stamps = false }) {
-  if (via === 'tabbit') await mesh.plain.assertQueue(queue, { durable });
-  let seen = 0; // messages the receiver reported
+export async function send({ via, key, method, queue, durable = false, exchange = '', type, keys = [queue ?? ''], n, size, perPost = 1, persistent = false, window = Infinity, confirmWindow = Infinity, receivers = 1, gap = 0, stamps = false }) {
+  if (via === 'tabbit' && exchange) await mesh.plain.assertExchange(exchange, type, { durable });
+  else if (via === 'tabbit') await mesh.plain.assertQueue(queue, { durable });
+  let seen = 0; // messages the slowest receiver reported
+  const reports = new Map(); // receiver → its count
   let unconfirmed = 0;
   let failure = null;
   let wake = null;
@@ -124,7 +165,8 @@ export async function send({ via, key, queue, durable = false, n, size, perPost 
   };
   const progress = progressChannel(key);
   progress.onmessage = ({ data }) => {
-    seen = data;
+    reports.set(data.id, data.got);
+    if (reports.size >= receivers) seen = Math.min(...reports.values());
     poke();
   };
   let post;
@@ -137,6 +179,10 @@ export async function send({ via, key, queue, durable = false, n, size, perPost 
       if (batch.length) bc.postMessage(batch);
       bc.close(); // what was posted is on its way
     };
+  } else if (via === 'broadcast-channel') {
+    const bc = await peerChannel(key, method);
+    post = (body) => bc.postMessage(body);
+    flush = () => bc.close(); // resolves once every message is handed on (for 'idb', written)
   } else if (confirmWindow < Infinity) {
     const ch = mesh.confirm;
     const options = { persistent };
@@ -145,12 +191,12 @@ export async function send({ via, key, queue, durable = false, n, size, perPost 
       if (err) failure ??= err;
       poke();
     };
-    post = (body) => (unconfirmed++, ch.sendToQueue(queue, body, options, confirmed));
+    post = (body, i) => (unconfirmed++, ch.publish(exchange, keys[i % keys.length], body, options, confirmed));
     flush = () => ch.waitForConfirms();
   } else {
     const ch = mesh.plain;
     const options = { persistent };
-    post = (body) => ch.sendToQueue(queue, body, options);
+    post = (body, i) => ch.publish(exchange, keys[i % keys.length], body, options);
     flush = () => {};
   }
   const bodies = Array.from({ length: perPost }, () => payload(size)); // distinct: structured clone would share one
@@ -165,7 +211,7 @@ export async function send({ via, key, queue, durable = false, n, size, perPost 
         body = payload(size); // a fresh one: the package may hold on to what it was given
         new DataView(body.buffer).setFloat64(0, now());
       }
-      post(body);
+      post(body, i);
     }
     await flush();
     if (failure) throw failure;
@@ -228,4 +274,53 @@ export async function armFailover({ queue, timeout = 30_000 }) {
 /** document.visibilityState (a hidden tab's timers are throttled). */
 export function visibility() {
   return document.visibilityState;
+}
+
+/** Declares a transient queue per pattern of `patterns` (x.0, x.1, …) bound with it to `exchange` of `type`. */
+export async function bindQueues({ exchange, type, patterns }) {
+  const ch = mesh.plain;
+  await ch.assertExchange(exchange, type, { durable: false });
+  await Promise.all(
+    patterns.map(async (pattern, i) => {
+      await ch.assertQueue(`${exchange}.${i}`, { durable: false });
+      await ch.bindQueue(`${exchange}.${i}`, exchange, pattern);
+    }),
+  );
+}
+
+/** Messages the queues of the broker took, all told (counted since it opened). */
+export async function published() {
+  return (await mesh.conn.stats()).queues.reduce((sum, q) => sum + q.published, 0);
+}
+
+let load = null; // {ch, count, t0, stop} of startLoad()
+
+/**
+ * Background load on the broker this tab joined, until stopLoad(): 'publish' sends transient
+ * `size`-byte messages to `queue` at `rate` a second (what is due at every timer tick, ~4 ms);
+ * 'consume' consumes them, acking each.
+ */
+export async function startLoad({ role, queue, rate, size }) {
+  const ch = await mesh.conn.createChannel();
+  await ch.assertQueue(queue, { durable: false });
+  const l = (load = { ch, count: 0, t0: now(), stop: () => {} });
+  if (role === 'consume') {
+    await ch.consume(queue, (m) => m && (l.count++, ch.ack(m)));
+  } else {
+    const body = payload(size);
+    const timer = setInterval(() => {
+      for (const due = ((now() - l.t0) * rate) / 1000; l.count < due; l.count++) ch.sendToQueue(queue, body);
+    }, 1);
+    l.stop = () => clearInterval(timer);
+  }
+}
+
+/** Stops startLoad(): → {count, ms}, the messages sent or taken and over how long. */
+export async function stopLoad() {
+  const l = load;
+  load = null;
+  l.stop();
+  const ms = now() - l.t0;
+  await l.ch.close();
+  return { count: l.count, ms };
 }

@@ -20,8 +20,22 @@
 //   (j)  latency at idle, P → H → C, one way (the send time travels in the message; the tabs share
 //        a clock, in steps of 0.1 ms: the pages are not cross-origin isolated): p50 and p99 of
 //        each round's sequential messages, 5 ms apart; transient and durable;
+//   (j') the same under load: while tab L1 publishes transient 100-byte messages at a fixed rate,
+//        half the median of (h), to a queue that tab L2 consumes (a broker of all five tabs);
 //   (k)  failover with N durable messages queued in the host, one client tab waiting: from the
 //        host's crash until the client hosts, and until its first get returns a message.
+// The peer that web apps use across tabs today, the npm package broadcast-channel (tests/package.json
+// pins it; the pages load its browser bundle from tests/node_modules):
+//   (l)  its 'native' method P → C (BroadcastChannel underneath), no flow control, as (g);
+//   (m)  its 'idb' method P → C (a transaction per message; the receiver polls every 150 ms);
+//        (h) is shown again against (l), and (i) against (m).
+// More of tabbit across tabs:
+//   (n)  fanout P → H → C, L1, L2: a fanout exchange, a transient queue per consumer tab, window
+//        1,000 for the slowest consumer: per consumer and in total;
+//   (o)  topic publish to an exchange with 1,000 bindings (a queue each, a few matching each key,
+//        no consumers), confirm channel, window 1,000: by the host (P = H), and P → H.
+// (p)  the native core benchmark (examples/bench_core.rs, built and run with cargo): its figures,
+//      each the median of its own 7 runs.
 // Throughputs are medians of --reps rounds (fresh database each), rounds interleaved so that the
 // machine's noise hits every row alike; ratios are to the raw baseline of the same run and
 // message size: (a) for IndexedDB and tabbit alone or persistent, (g) for transient across tabs.
@@ -35,9 +49,11 @@
 //                  with a build that keeps function names (scripts/bench --profile builds it into
 //                  target/bench-pkg-profiling) and print the top self-time functions (for (g),
 //                  only how busy the tabs were)
+import { execFile } from 'node:child_process';
 import { cp, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
-import { availableParallelism, cpus } from 'node:os';
+import { availableParallelism, cpus, homedir } from 'node:os';
 import { join } from 'node:path';
 import { BLANK, ROOT, crashPage, launchBrowser, openPage, removeDir, startServer, tempDir } from '../tests/node/browser.mjs';
 
@@ -62,6 +78,8 @@ const config = {
   reopenReps: 3, // also failovers (k), with reopenN messages
   latencyN: quick ? 50 : 200, // sequential messages per round for (j)
   latencyGap: 5, // ms between them
+  peerN: quick ? 1_000 : 5_000, // messages for (m), of either size
+  bindings: 1_000, // for (o)
   memoryN: option('--memory-n', quick ? 0 : 1_000_000),
   profile: flag('--profile'),
 };
@@ -101,6 +119,10 @@ const median = (xs) => {
 const MB = 1024 * 1024;
 const log = (msg) => process.stderr.write(`bench: ${msg}\n`);
 
+// (p) first, while the machine is otherwise idle; its rows go last.
+log('(p) the native core benchmark: cargo run --profile bench-native --example bench_core');
+const core = await coreBench();
+const peerVersion = JSON.parse(await readFile(join(ROOT, 'tests/node_modules/broadcast-channel/package.json'))).version;
 await snapshotPkg();
 const server = await startServer();
 const userDataDir = await tempDir('tabbit-bench-');
@@ -166,23 +188,52 @@ async function joinBroker(host, ...clients) {
   return { name, leave };
 }
 
-/** One run from tab `from` to tab `to` (see mesh-workloads.js for `opts`): → {ms, latencies}. */
+/** One run from tab `from` to tab `to` or tabs [`to`, …] (see mesh-workloads.js for `opts`): → {ms, latencies}, the first tab's. */
 async function crossTab(from, to, opts) {
-  await to.run('listen', opts);
-  const sent = await from.run('send', opts);
-  const got = await to.run('received');
-  if (got.got !== opts.n) throw new Error(`${opts.via} ${opts.key}: received ${got.got} messages, expected ${opts.n}`);
-  return { ms: Math.max(sent.t1, got.t1) - sent.t0, latencies: got.latencies };
+  const tos = [to].flat();
+  for (const t of tos) await t.run('listen', opts);
+  const sent = await from.run('send', { ...opts, receivers: tos.length });
+  const got = await Promise.all(tos.map((t) => t.run('received')));
+  for (const g of got) if (g.got !== opts.n) throw new Error(`${opts.via} ${opts.key}: received ${g.got} messages, expected ${opts.n}`);
+  return { ms: Math.max(sent.t1, ...got.map((g) => g.t1)) - sent.t0, latencies: got[0].latencies };
 }
 
-/** The runs of one round for `size`-byte messages, in one set of tabs {H, P, C}. */
+/**
+ * (o)'s bindings and keys: keys of 3 words out of 10 (w0.w0.w0 … w9.w9.w9); queue i binds the key
+ * of i's digits, or 1 in 20 with the middle word '*', 1 in 20 the first word '*', 1 in 20 the last '#'.
+ */
+const topic = (() => {
+  const words = (i) => [i % 10, Math.floor(i / 10) % 10, Math.floor(i / 100) % 10].map((d) => `w${d}`);
+  const shapes = [([a, , c]) => `${a}.*.${c}`, ([, b, c]) => `*.${b}.${c}`, ([a, b]) => `${a}.${b}.#`];
+  const patterns = Array.from({ length: config.bindings }, (_, i) => (shapes[(i * 37) % 20] ?? ((w) => w.join('.')))(words(i)));
+  return { patterns, keys: Array.from({ length: 1000 }, (_, i) => words((i * 7919) % 1000).join('.')) };
+})();
+
+/** The runs of one round for `size`-byte messages (of rows (g)–(o); see mesh-workloads.js). */
 const meshRuns = (size, n) => ({
   g: { via: 'bc', n, size }, // no flow control
   gBatch: { via: 'bc', n, size, perPost: 100 },
   h: { via: 'tabbit', queue: 't', n, size, window: config.window, every: config.window / 2 },
   i: { via: 'tabbit', queue: 'd', durable: true, persistent: true, n, size, confirmWindow: config.window },
   latency: { n: config.latencyN, size, window: 1, every: 1, gap: config.latencyGap, stamps: true },
+  l: { via: 'broadcast-channel', method: 'native', n, size },
+  m: { via: 'broadcast-channel', method: 'idb', n: config.peerN, size },
+  n: { via: 'tabbit', exchange: 'fan', type: 'fanout', n, size, window: config.window, every: config.window / 2 },
+  o: { via: 'tabbit', exchange: 'topic', type: 'topic', keys: topic.keys, n, size, confirmWindow: config.window },
 });
+
+/**
+ * The native core benchmark, as its header says to run it: → rows' figures [{label, value, unit}]
+ * (each the median of its own runs).
+ */
+async function coreBench() {
+  const env = { ...process.env, PATH: `${join(homedir(), '.cargo', 'bin')}:${process.env.PATH}` };
+  const args = ['run', '--quiet', '--profile', 'bench-native', '--example', 'bench_core'];
+  const { stdout } = await promisify(execFile)('cargo', args, { cwd: ROOT, env, maxBuffer: 1 << 20 });
+  const figures = [...stdout.matchAll(/^(.+?)\s{2,}(\d+) (\S+)$/gm)].map(([, label, value, unit]) => ({ label, value: Number(value), unit }));
+  if (figures.length < 4) throw new Error(`bench_core printed:\n${stdout}`);
+  return { header: stdout.split('\n')[0], figures };
+}
 
 let profile = null;
 let machine;
@@ -261,54 +312,112 @@ try {
     note: sizes.map(([f, n]) => `${f.split('/').pop()} ${(n / 1024).toFixed(1)} KB`).join(', '),
   });
 
-  // (g), (g'), (h), (h'), (i), then 1 KB; (j) in the 100 B rounds. Three tabs for every round.
-  const [H, P, C] = [await meshTab(), await meshTab(), await meshTab()];
-  const hidden = (await Promise.all([H, P, C].map((t) => t.run('visibility')))).filter((v) => v !== 'visible');
+  // (g), (g'), (l), (m), (h), (h'), (i), then 1 KB; (j), (n), (o) in the 100 B rounds; then (j').
+  // Five tabs: L1 and L2 join a broker only for (n) and (j'), since every tab of a broker receives
+  // every post.
+  const [H, P, C, L1, L2] = [await meshTab(), await meshTab(), await meshTab(), await meshTab(), await meshTab()];
+  const meshTabs = [H, P, C, L1, L2];
+  const hidden = (await Promise.all(meshTabs.map((t) => t.run('visibility')))).filter((v) => v !== 'visible');
   if (hidden.length) log(`warning: ${hidden.length} bench tabs are not visible (${hidden}): their timers are throttled`);
-  const lat = { bc: [], t: [], d: [] }; // per round: one-way latencies, ms
+  const lat = { bc: [], t: [], d: [], tLoad: [], dLoad: [] }; // per round: one-way latencies, ms
+  const extra = { load: [], nEach: [], nTotal: [], oHost: [], o: [], matches: [] }; // 100 B rounds: (j') load, (n), (o)
   for (const [size, n, tag] of [
     [100, config.n, ''],
     [1024, config.nKb, ', 1 KB'],
   ]) {
-    const s = { g: [], gBatch: [], h: [], hHost: [], i: [] };
+    const s = { g: [], gBatch: [], l: [], m: [], h: [], hHost: [], i: [] };
     const runs = meshRuns(size, n);
     for (let r = 0; r < config.reps; r++) {
       log(`across tabs, ${size} B messages, round ${r + 1}/${config.reps}`);
       s.g.push(rate(n, (await crossTab(P, C, { ...runs.g, key: meshName('bc') })).ms));
       s.gBatch.push(rate(n, (await crossTab(P, C, { ...runs.gBatch, key: meshName('bc') })).ms));
+      s.l.push(rate(n, (await crossTab(P, C, { ...runs.l, key: meshName('peer') })).ms));
+      s.m.push(rate(runs.m.n, (await crossTab(P, C, { ...runs.m, key: meshName('peer') })).ms));
       const b = await joinBroker(H, P, C);
       s.h.push(rate(n, (await crossTab(P, C, { ...runs.h, key: b.name })).ms));
       s.hHost.push(rate(n, (await crossTab(H, C, { ...runs.h, key: b.name })).ms));
       s.i.push(rate(n, (await crossTab(P, C, { ...runs.i, key: b.name })).ms));
-      if (!tag) {
-        lat.bc.push((await crossTab(P, C, { ...runs.latency, via: 'bc', key: meshName('bc') })).latencies);
-        lat.t.push((await crossTab(P, C, { ...runs.h, ...runs.latency, key: b.name })).latencies);
-        lat.d.push((await crossTab(P, C, { ...runs.i, ...runs.latency, key: b.name })).latencies);
+      if (tag) {
+        await b.leave();
+        continue;
       }
+      lat.bc.push((await crossTab(P, C, { ...runs.latency, via: 'bc', key: meshName('bc') })).latencies);
+      lat.t.push((await crossTab(P, C, { ...runs.h, ...runs.latency, key: b.name })).latencies);
+      lat.d.push((await crossTab(P, C, { ...runs.i, ...runs.latency, key: b.name })).latencies);
+      // (o): the host publishes, then P; the queues keep what they take.
+      await H.run('bindQueues', { exchange: runs.o.exchange, type: 'topic', patterns: topic.patterns });
+      const before = await H.run('published');
+      for (const [from, samples] of [
+        [H, extra.oHost],
+        [P, extra.o],
+      ]) {
+        const sent = await from.run('send', { ...runs.o, key: b.name });
+        samples.push(rate(n, sent.t1 - sent.t0));
+      }
+      extra.matches.push(((await H.run('published')) - before) / (2 * n));
       await b.leave();
+      const b5 = await joinBroker(H, P, C, L1, L2);
+      const fan = await crossTab(P, [C, L1, L2], { ...runs.n, key: b5.name });
+      extra.nEach.push(rate(n, fan.ms));
+      extra.nTotal.push(rate(3 * n, fan.ms));
+      await b5.leave();
     }
     const k = size1k(tag);
+    const goal = (times, base) => (tag ? {} : { goal: `≥ ${times}× (${base})`, pass: (r) => r.ratio >= times });
     row(`g${k}`, `(g)  BroadcastChannel P → C, 1 msg/post${tag}`, 'msg/s', s.g, { ratio: 1, base: 'g' });
     vs(row(`g-batch${k}`, `(g') BroadcastChannel P → C, 100 msgs/post${tag}`, 'msg/s', s.gBatch), `g${k}`);
-    const goal = (times, base) => (tag ? {} : { goal: `≥ ${times}× (${base})`, pass: (r) => r.ratio >= times });
-    vs(row(`h${k}`, `(h)  tabbit transient P → H → C, window ${config.window}${tag}`, 'msg/s', s.h, goal(4, 'g')), `g${k}`);
+    const h = vs(row(`h${k}`, `(h)  tabbit transient P → H → C, window ${config.window}${tag}`, 'msg/s', s.h, goal(4, 'g')), `g${k}`);
     vs(row(`h-host${k}`, `(h') tabbit transient P = H → C, window ${config.window}${tag}`, 'msg/s', s.hHost, goal(4, 'g')), `g${k}`);
-    vs(row(`i${k}`, `(i)  tabbit persistent P → H → C, confirms, window ${config.window}${tag}`, 'msg/s', s.i, goal(5, 'a')), `a${k}`);
+    const i = vs(row(`i${k}`, `(i)  tabbit persistent P → H → C, confirms, window ${config.window}${tag}`, 'msg/s', s.i, goal(5, 'a')), `a${k}`);
+    const peer = `broadcast-channel ${peerVersion}`;
+    vs(row(`l${k}`, `(l)  ${peer} 'native' P → C${tag}`, 'msg/s', s.l), `g${k}`);
+    row(`m${k}`, `(m)  ${peer} 'idb' P → C, ${config.peerN.toLocaleString('en')} msgs${tag}`, 'msg/s', s.m, {
+      ratio: 1,
+      base: 'm',
+      note: tag ? undefined : "the package writes a transaction per message (durability 'relaxed'), one at a time; the receiver reads every 150 ms",
+    });
+    vs(row(`h-vs-l${k}`, `(h)  tabbit transient, as above, against (l)${tag}`, 'msg/s', h.samples, { repeats: h.id }), `l${k}`);
+    vs(row(`i-vs-m${k}`, `(i)  tabbit persistent, as above, against (m)${tag}`, 'msg/s', i.samples, { repeats: i.id, ...goal(40, 'm') }), `m${k}`);
+  }
+  // (j'): rounds of (j) while L1 publishes to L2 at a fixed rate, half the median of (h).
+  const load = { queue: 'load', rate: rows.find((r) => r.id === 'h').median / 2, size: 100 };
+  for (let r = 0; r < config.reps; r++) {
+    log(`latency under load, round ${r + 1}/${config.reps}`);
+    const runs = meshRuns(100, config.n);
+    const b5 = await joinBroker(H, P, C, L1, L2);
+    await L2.run('startLoad', { ...load, role: 'consume' });
+    await L1.run('startLoad', { ...load, role: 'publish' });
+    lat.tLoad.push((await crossTab(P, C, { ...runs.h, ...runs.latency, key: b5.name })).latencies);
+    lat.dLoad.push((await crossTab(P, C, { ...runs.i, ...runs.latency, key: b5.name })).latencies);
+    const [sent, taken] = [await L1.run('stopLoad'), await L2.run('stopLoad')];
+    extra.load.push({ sent: rate(sent.count, sent.ms), taken: rate(taken.count, taken.ms) });
+    await b5.leave();
   }
   const pooled = (xs) => `${xs.flat().length} msgs: p50 ${percentile(xs.flat(), 0.5).toFixed(2)} ms, p99 ${percentile(xs.flat(), 0.99).toFixed(2)} ms`;
+  const loads = extra.load.map((l) => `${[l.sent, l.taken].map((x) => Math.round(x).toLocaleString('en')).join('/')}`).join(', ');
   for (const [id, what, xs, limit] of [
     ['j', 'transient', lat.t, 1],
+    ['j-load', 'transient, under load', lat.tLoad],
     ['j-durable', 'durable', lat.d, 10],
+    ['j-load-durable', 'durable, under load', lat.dLoad],
   ]) {
-    const note = `all rounds' ${pooled(xs)}; raw BroadcastChannel P → C, the same way: ${pooled(lat.bc)}`;
-    row(`${id}-p50`, `(j)  latency P → H → C, one way, ${what}, p50`, 'ms', xs.map((x) => percentile(x, 0.5)), {
-      goal: `≤ ${limit} ms`,
-      pass: (r) => r.median <= limit,
+    const loaded = id.startsWith('j-load');
+    const note = loaded
+      ? `all rounds' ${pooled(xs)}; background load ${Math.round(load.rate).toLocaleString('en')} msg/s, sent/consumed: ${loads}`
+      : `all rounds' ${pooled(xs)}; raw BroadcastChannel P → C, the same way: ${pooled(lat.bc)}`;
+    const j = loaded ? "(j')" : '(j) ';
+    row(`${id}-p50`, `${j} latency P → H → C, one way, ${what}, p50`, 'ms', xs.map((x) => percentile(x, 0.5)), {
+      ...(limit && { goal: `≤ ${limit} ms`, pass: (r) => r.median <= limit }),
       note,
     });
-    row(`${id}-p99`, `(j)  latency P → H → C, one way, ${what}, p99`, 'ms', xs.map((x) => percentile(x, 0.99)));
+    row(`${id}-p99`, `${j} latency P → H → C, one way, ${what}, p99`, 'ms', xs.map((x) => percentile(x, 0.99)));
   }
-  await Promise.all([H, P, C].map((t) => t.page.close()));
+  vs(row('n-each', '(n)  tabbit fanout P → H → 3 consumer tabs, per consumer', 'msg/s', extra.nEach), 'h');
+  vs(row('n-total', '(n)  tabbit fanout P → H → 3 consumer tabs, in total', 'msg/s', extra.nTotal), 'h');
+  const matched = `each key matched ${median(extra.matches).toFixed(2)} queues on average`;
+  row('o-host', `(o)  tabbit topic publish, ${config.bindings.toLocaleString('en')} bindings, P = H, confirms`, 'msg/s', extra.oHost, { note: matched });
+  row('o', `(o)  tabbit topic publish, ${config.bindings.toLocaleString('en')} bindings, P → H, confirms`, 'msg/s', extra.o);
+  await Promise.all(meshTabs.map((t) => t.page.close()));
 
   // (k) failover: a host tab fills a durable queue, a client tab waits; the host crashes.
   log(`(k) failover with ${config.reopenN} durable messages queued, ${config.reopenReps} times`);
@@ -374,12 +483,20 @@ try {
     await b.leave();
   }
 
+  core.figures.forEach(({ label, value, unit }, x) => {
+    const goal = /single acks/.test(label) ? 2e6 : /router only/.test(label) ? 1e6 : 0; // the core's goals (README)
+    const pass = goal ? { goal: `≥ ${goal / 1e6} M`, pass: (r) => r.median >= goal } : {};
+    row(`p-${x + 1}`, `(p)  native core: ${label.replaceAll('->', '→')}`, unit, [value], pass);
+  });
+
   machine = {
     nproc: availableParallelism(),
     cpu: cpus()[0]?.model,
     chromium: browser?.version() ?? main.info.userAgent,
     node: process.version,
     tabbit: main.info.version,
+    broadcastChannel: peerVersion,
+    core: core.header,
   };
 } finally {
   await close();
@@ -430,7 +547,7 @@ const date = new Date().toISOString();
 for (const r of rows) if (r.pass) r.pass = r.pass(r) ? 'PASS' : 'MISS';
 const fmt = (r) => {
   const digits = r.unit === 'MB' ? 0 : r.unit === 'ms' && r.median < 10 ? 2 : 1;
-  const v = r.unit === 'msg/s' ? Math.round(r.median).toLocaleString('en') : r.median.toFixed(digits);
+  const v = r.unit.endsWith('/s') ? Math.round(r.median).toLocaleString('en') : r.median.toFixed(digits);
   return `${v} ${r.unit}`;
 };
 const number = (r, v) => fmt({ ...r, median: v }).split(' ')[0];
