@@ -14,6 +14,7 @@
 //   (g') the same with 100 messages per postMessage;
 //   (h)  tabbit transient P → H → C: plain channel, at most 1,000 messages sent and not yet
 //        received (C reports its count every 500 on a BroadcastChannel of its own), C acks each;
+//        and again with a window of 5,000 (the round trip P → H → C → P bounds the first);
 //   (h') the same with the publisher hosting (P = H);
 //   (i)  tabbit persistent P → H → C: durable queue, confirm channel, window of 1,000
 //        unconfirmed, C acks each; timed until C has all and P has every confirm;
@@ -214,6 +215,8 @@ const meshRuns = (size, n) => ({
   g: { via: 'bc', n, size }, // no flow control
   gBatch: { via: 'bc', n, size, perPost: 100 },
   h: { via: 'tabbit', queue: 't', n, size, window: config.window, every: config.window / 2 },
+  // The same with 5× the window: (h) is bound by window ÷ round trip (P → H → C → P).
+  hWide: { via: 'tabbit', queue: 't', n, size, window: 5 * config.window, every: (5 * config.window) / 2 },
   i: { via: 'tabbit', queue: 'd', durable: true, persistent: true, n, size, confirmWindow: config.window },
   latency: { n: config.latencyN, size, window: 1, every: 1, gap: config.latencyGap, stamps: true },
   l: { via: 'broadcast-channel', method: 'native', n, size },
@@ -325,7 +328,7 @@ try {
     [100, config.n, ''],
     [1024, config.nKb, ', 1 KB'],
   ]) {
-    const s = { g: [], gBatch: [], l: [], m: [], h: [], hHost: [], i: [] };
+    const s = { g: [], gBatch: [], l: [], m: [], h: [], hWide: [], hHost: [], i: [] };
     const runs = meshRuns(size, n);
     for (let r = 0; r < config.reps; r++) {
       log(`across tabs, ${size} B messages, round ${r + 1}/${config.reps}`);
@@ -335,6 +338,7 @@ try {
       s.m.push(rate(runs.m.n, (await crossTab(P, C, { ...runs.m, key: meshName('peer') })).ms));
       const b = await joinBroker(H, P, C);
       s.h.push(rate(n, (await crossTab(P, C, { ...runs.h, key: b.name })).ms));
+      s.hWide.push(rate(n, (await crossTab(P, C, { ...runs.hWide, key: b.name })).ms));
       s.hHost.push(rate(n, (await crossTab(H, C, { ...runs.h, key: b.name })).ms));
       s.i.push(rate(n, (await crossTab(P, C, { ...runs.i, key: b.name })).ms));
       if (tag) {
@@ -367,6 +371,7 @@ try {
     row(`g${k}`, `(g)  BroadcastChannel P → C, 1 msg/post${tag}`, 'msg/s', s.g, { ratio: 1, base: 'g' });
     vs(row(`g-batch${k}`, `(g') BroadcastChannel P → C, 100 msgs/post${tag}`, 'msg/s', s.gBatch), `g${k}`);
     const h = vs(row(`h${k}`, `(h)  tabbit transient P → H → C, window ${config.window}${tag}`, 'msg/s', s.h, goal(4, 'g')), `g${k}`);
+    vs(row(`h-wide${k}`, `(h) with window ${5 * config.window}${tag}`, 'msg/s', s.hWide), `g${k}`);
     vs(row(`h-host${k}`, `(h') tabbit transient P = H → C, window ${config.window}${tag}`, 'msg/s', s.hHost, goal(4, 'g')), `g${k}`);
     const i = vs(row(`i${k}`, `(i)  tabbit persistent P → H → C, confirms, window ${config.window}${tag}`, 'msg/s', s.i, goal(5, 'a')), `a${k}`);
     const peer = `broadcast-channel ${peerVersion}`;
