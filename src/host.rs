@@ -255,9 +255,9 @@ async fn recover(db: &IndexedDb, core: &mut Broker) -> Result<(Log, Vec<String>)
 
 impl Host {
     /// Opens broker `name`: with IndexedDB, loads and restores what it holds.
-    pub async fn open(name: &str, storage: Storage) -> Result<Host, AmqpError> {
+    pub async fn open(name: &str, storage: Storage, limits: crate::core::Limits) -> Result<Host, AmqpError> {
         let seed = (js_sys::Math::random() * 9.0e15) as u64;
-        let mut core = Broker::new(BrokerConfig { seed, ..Default::default() });
+        let mut core = Broker::new(BrokerConfig { seed, limits });
         let (mut log, mut db, mut problems): (Option<Log>, _, _) = (None, None, Vec::new());
         if let Storage::Adapter(obj) = &storage {
             let failed =

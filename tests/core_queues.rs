@@ -216,10 +216,10 @@ fn limits_are_errors_that_name_the_limit() {
     h.queue(ch, "a").unwrap();
     h.queue(ch, "b").unwrap();
     let e = h.queue(ch, "c").unwrap_err();
-    assert!(e.message.contains("max_queues"), "{}", e.message);
+    assert!(e.message.contains("limits.maxQueues"), "{}", e.message);
     let ch = h.channel();
     let e = h.publish(ch, "", "a", "this is more than ten bytes").unwrap_err();
     assert_eq!(e.code.code(), 406);
-    assert!(e.message.contains("max_message_bytes"), "{}", e.message);
+    assert!(e.message.contains("limits.maxMessageBytes"), "{}", e.message);
     assert_eq!(h.info("a").ready, 0, "nothing half-published");
 }

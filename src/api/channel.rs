@@ -33,9 +33,11 @@ impl RawBroker {
         storage: JsValue,
         mesh: Option<bool>,
         label: Option<String>,
+        limits: JsValue,
     ) -> Result<RawBroker, JsValue> {
         crate::core::names::check("broker name", &name).map_err(to_js)?;
-        let link = Link::open(&name, storage, mesh.unwrap_or(true), label).await?;
+        let limits = convert::limits(&limits).map_err(to_js)?;
+        let link = Link::open(&name, storage, mesh.unwrap_or(true), label, limits).await?;
         Ok(RawBroker { link })
     }
 

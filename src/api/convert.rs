@@ -62,6 +62,49 @@ fn uint_value(v: &JsValue, key: &str, max: f64) -> Result<u64> {
     }
 }
 
+/// The largest `limits.maxMessageBytes`: other contexts drop posts over 64 MiB.
+const MAX_MESSAGE_BYTES: u64 = 48 << 20;
+
+/// `connect()`'s `limits`: any of `maxMessageBytes`, `maxQueues`, `maxExchanges`,
+/// `maxBindings`, `maxConsumers`, `maxChannels` (whole numbers from 1); the rest default.
+pub fn limits(v: &JsValue) -> Result<crate::core::Limits> {
+    let mut limits = crate::core::Limits::default();
+    if v.is_undefined() || v.is_null() {
+        return Ok(limits);
+    }
+    if !v.is_object() {
+        return Err(bad("option 'limits'", "an object such as { maxMessageBytes: 1048576 }"));
+    }
+    let obj: &js_sys::Object = v.unchecked_ref();
+    for key in js_sys::Object::keys(obj).iter() {
+        let key = key.as_string().unwrap_or_default();
+        let slot = match key.as_str() {
+            "maxMessageBytes" => &mut limits.max_message_bytes,
+            "maxQueues" => &mut limits.max_queues,
+            "maxExchanges" => &mut limits.max_exchanges,
+            "maxBindings" => &mut limits.max_bindings,
+            "maxConsumers" => &mut limits.max_consumers,
+            "maxChannels" => &mut limits.max_channels,
+            other => {
+                return Err(AmqpError::precondition(format!(
+                    "unknown limit '{other}': use maxMessageBytes, maxQueues, maxExchanges, maxBindings, maxConsumers or maxChannels"
+                )))
+            }
+        };
+        let name = format!("limits.{key}");
+        match uint_value(&get(v, &key), &name, 9_007_199_254_740_991.0)? {
+            0 => return Err(bad(&format!("option '{name}'"), "a whole number from 1")),
+            n if key == "maxMessageBytes" && n > MAX_MESSAGE_BYTES => {
+                return Err(AmqpError::precondition(format!(
+                    "limits.maxMessageBytes can be at most {MAX_MESSAGE_BYTES} (48 MiB): a message must fit in one post between tabs"
+                )))
+            }
+            n => *slot = n as usize,
+        }
+    }
+    Ok(limits)
+}
+
 /// `assertQueue`'s options, as amqplib's: `durable` (default true), `exclusive`,
 /// `autoDelete`, `arguments`, and the shorthands `messageTtl`, `expires`,
 /// `deadLetterExchange`, `deadLetterRoutingKey`, `maxLength`, `maxPriority`.

@@ -143,6 +143,27 @@ export declare namespace Options {
      * or the worker's kind and name. The first connect() to a name in a context sets it.
      */
     label?: string;
+    /**
+     * Bounds the broker enforces while this context hosts it (the hosting context's apply to
+     * every context). Exceeding one is an error (406, or 530 for channels) that names it.
+     */
+    limits?: Limits;
+  }
+
+  /** `connect()`'s `limits`: whole numbers from 1. */
+  interface Limits {
+    /** Largest message: body, headers and properties, in bytes. Default 16 MiB; at most 48 MiB. */
+    maxMessageBytes?: number;
+    /** Default 10,000. */
+    maxQueues?: number;
+    /** Default 10,000. */
+    maxExchanges?: number;
+    /** Default 100,000. */
+    maxBindings?: number;
+    /** Default 10,000. */
+    maxConsumers?: number;
+    /** Channels per connection. Default 2,047. */
+    maxChannels?: number;
   }
 
   /** `assertQueue`'s options (the shorthands set the `x-` arguments). */

@@ -374,6 +374,8 @@ const closing = new Map();
  * Connects to broker `name` (default 'default') of this origin. `storage`: 'indexeddb' (the
  * default where IndexedDB exists), 'memory', or an adapter `{ load(), write(writes) }`.
  * `wasm`: the module's bytes or a WebAssembly.Module, for runtimes that cannot fetch it.
+ * `limits`: { maxMessageBytes, maxQueues, maxExchanges, maxBindings, maxConsumers, maxChannels }
+ * for the broker while this context hosts it.
  * `label`: what this context is called in stats().contexts (default: the page's title or path,
  * or the worker's kind and name).
  * `mesh` (default true): every tab and worker of the origin that connects to `name` joins one
@@ -387,7 +389,7 @@ export async function connect(options = {}) {
       406,
     );
   }
-  const { name = 'default', storage, wasm, mesh = true, label } = options;
+  const { name = 'default', storage, wasm, mesh = true, label, limits } = options;
   if (typeof name !== 'string') throw failed("connect(): 'name' must be a string", 406);
   if (typeof mesh !== 'boolean') throw failed("connect(): 'mesh' must be true or false", 406);
   if (label !== undefined && typeof label !== 'string') throw failed("connect(): 'label' must be a string", 406);
@@ -398,7 +400,7 @@ export async function connect(options = {}) {
     entry = brokers.get(name);
   }
   if (!entry) {
-    entry = { broker: binding.RawBroker.open(name, storage, mesh, label), storage, mesh, connections: 0, open: new Set() };
+    entry = { broker: binding.RawBroker.open(name, storage, mesh, label, limits), storage, mesh, connections: 0, open: new Set() };
     brokers.set(name, entry);
     entry.broker.then(
       (b) => b.onFailover((info) => entry.open.forEach((c) => c.emit('failover', info))),

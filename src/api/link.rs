@@ -70,6 +70,8 @@ const RESUME_WINDOW_MS: i32 = 1000;
 /// host stores a settlement within a turn or so of receiving it.
 const SETTLED_KEEP_MS: f64 = 2000.0;
 const SETTLED_KEEP_MAX: usize = 65_536;
+/// A post is sent once its frames reach this size, even mid-turn.
+const POST_SPLIT_BYTES: usize = 4 << 20;
 
 /// Calls a JS callback; an exception it throws is reported as uncaught, not swallowed,
 /// and does not stop the broker.
@@ -309,6 +311,8 @@ type Callback = Closure<dyn FnMut(JsValue)>;
 pub(crate) struct Link {
     me: u64,
     name: String,
+    /// `connect({ limits })`: what this context's broker enforces while it hosts.
+    limits: crate::core::Limits,
     /// What this context calls itself in the stats.
     label: String,
     storage: JsValue,
@@ -519,10 +523,11 @@ fn message_js(d: &WireDelivery, message_count: Option<u32>) -> JsValue {
 }
 
 impl Link {
-    fn new(name: &str, storage: JsValue, label: String, role: Role) -> Rc<Link> {
+    fn new(name: &str, storage: JsValue, label: String, limits: crate::core::Limits, role: Role) -> Rc<Link> {
         Rc::new(Link {
             me: (js_sys::Math::random() * 9.0e15) as u64 + 1,
             name: name.into(),
+            limits,
             label,
             storage,
             role: RefCell::new(role),
@@ -543,16 +548,17 @@ impl Link {
         storage: JsValue,
         mesh: bool,
         label: Option<String>,
+        limits: crate::core::Limits,
     ) -> Result<Rc<Link>, JsValue> {
         let kind = Storage::from_js(&storage).map_err(to_js)?;
         let label = label.unwrap_or_else(default_label);
         if !mesh || !mesh_available() {
-            let host = Host::open(name, kind).await.map_err(to_js)?;
-            let link = Link::new(name, storage, label, Role::Waiting);
+            let host = Host::open(name, kind, limits.clone()).await.map_err(to_js)?;
+            let link = Link::new(name, storage, label, limits, Role::Waiting);
             link.install(host, false);
             return Ok(link);
         }
-        let link = Link::new(name, storage, label, Role::Waiting);
+        let link = Link::new(name, storage, label, limits, Role::Waiting);
         let ready = Promise::new(&mut |resolve, reject| *link.ready.borrow_mut() = Some((resolve, reject)));
         let weak = Rc::downgrade(&link);
         let on_post = Closure::<dyn FnMut(JsValue)>::new({
@@ -665,6 +671,12 @@ impl Link {
             (to, _) => to,
         };
         net.out.push(to, &f);
+        if net.out.len() >= POST_SPLIT_BYTES {
+            // Receivers drop posts over 64 MiB: a large turn goes out in several, in order.
+            drop(net);
+            self.post_now();
+            return;
+        }
         if !net.post_scheduled {
             net.post_scheduled = true;
             let link = self.clone();

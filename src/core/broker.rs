@@ -296,7 +296,7 @@ impl Broker {
         if c.channels.len() >= max {
             return Err(AmqpError::new(
                 ReplyCode::NotAllowed,
-                format!("connection has {max} channels open, the limit (max_channels): close channels you no longer use, or raise the limit"),
+                format!("connection has {max} channels open, the limit (limits.maxChannels): close channels you no longer use, or raise it in connect()"),
             ));
         }
         let number = (1..=u16::MAX).find(|n| !c.channels.contains(n)).expect("below the channel limit");
@@ -466,7 +466,7 @@ impl Broker {
             return Ok(());
         }
         if self.exchanges.len() >= self.limits.max_exchanges + 6 {
-            return Err(limit_error("exchanges", self.limits.max_exchanges, "max_exchanges"));
+            return Err(limit_error("exchanges", self.limits.max_exchanges, "maxExchanges"));
         }
         let id = self.insert_exchange(&d.name, kind, d.durable, d.auto_delete, d.internal, false, d.arguments);
         if d.durable {
@@ -567,7 +567,7 @@ impl Broker {
     fn add_binding(&mut self, source: ExchangeId, dest: Destination, key: &str, args: Table) -> Result<()> {
         names::check("routing key", key)?;
         if self.binding_total >= self.limits.max_bindings {
-            return Err(limit_error("bindings", self.limits.max_bindings, "max_bindings"));
+            return Err(limit_error("bindings", self.limits.max_bindings, "maxBindings"));
         }
         let ex = self.exchanges.get_mut(&source).expect("checked by caller");
         ex.router.validate_binding(key, &args)?;
@@ -792,7 +792,7 @@ impl Broker {
         };
         let args = QueueArgs::parse(&name, &d.arguments)?;
         if self.queues.len() >= self.limits.max_queues {
-            return Err(limit_error("queues", self.limits.max_queues, "max_queues"));
+            return Err(limit_error("queues", self.limits.max_queues, "maxQueues"));
         }
         let id = QueueId(self.next_queue);
         self.next_queue += 1;
@@ -942,7 +942,7 @@ impl Broker {
         let size = message.approx_size();
         if size > self.limits.max_message_bytes {
             return Err(AmqpError::precondition(format!(
-                "message size {size} is larger than the maximum {} (max_message_bytes): send smaller messages, or raise the limit",
+                "message size {size} is larger than the maximum {} (limits.maxMessageBytes): send smaller messages, or raise it in connect()",
                 self.limits.max_message_bytes
             )));
         }
@@ -1262,7 +1262,7 @@ impl Broker {
             }
         }
         if self.consumers.len() >= self.limits.max_consumers {
-            return Err(limit_error("consumers", self.limits.max_consumers, "max_consumers"));
+            return Err(limit_error("consumers", self.limits.max_consumers, "maxConsumers"));
         }
         let id = self.next_consumer;
         self.next_consumer += 1;
@@ -1872,9 +1872,10 @@ fn default_exchange_refused() -> AmqpError {
     )
 }
 
+/// `setting`: the limit's name in `connect({ limits })`.
 fn limit_error(what: &str, limit: usize, setting: &str) -> AmqpError {
     AmqpError::precondition(format!(
-        "the broker has {limit} {what}, its limit ({setting}): delete {what} you no longer use, or raise the limit"
+        "the broker has {limit} {what}, its limit (limits.{setting}): delete {what} you no longer use, or raise it in connect()"
     ))
 }
 

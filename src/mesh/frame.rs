@@ -549,6 +549,11 @@ impl PostWriter {
         self.sections.is_empty()
     }
 
+    /// Bytes of frames so far.
+    pub fn len(&self) -> usize {
+        self.sections.iter().map(|(_, w, _)| w.len()).sum()
+    }
+
     pub fn push(&mut self, to: u64, f: &Frame) {
         let i = match self.sections.iter().position(|(t, _, _)| *t == to) {
             Some(i) => i,

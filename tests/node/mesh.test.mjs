@@ -811,3 +811,58 @@ test('mesh: a panic in the host fails its connections with 541, another tab host
   assert.deepEqual(again, { hosting: false, text: 'after the panic' });
   assert.deepEqual([...a.errors, ...b.errors], []);
 });
+
+// ---- 10. limits ------------------------------------------------------------------------------
+
+test("mesh: the host's limits apply to every context, with errors that name them; a large turn goes out in several posts", { timeout: TEST_TIMEOUT }, async (t) => {
+  const context = await newContext(t);
+  const name = brokerName('limits');
+  const { page: host, errors: hostErrors } = await openPage(context, server.url + BLANK);
+  const setup = await host.evaluate(async (name) => {
+    const { connect } = await import('/pkg/index.js');
+    const refused = [];
+    for (const limits of [{ maxMesages: 5 }, { maxQueues: 0 }, { maxMessageBytes: 2 ** 30 }, 7]) {
+      await connect({ name: `${name}-bad`, limits }).then(
+        () => refused.push('accepted'),
+        (e) => refused.push(`${e.code} ${e.message}`),
+      );
+    }
+    globalThis.conn = await connect({ name, limits: { maxMessageBytes: 200_000, maxQueues: 3 } });
+    return { hosting: globalThis.conn.hosting, refused };
+  }, name);
+  assert.equal(setup.hosting, true);
+  assert.match(setup.refused[0], /^406 PRECONDITION_FAILED - unknown limit 'maxMesages'/);
+  assert.match(setup.refused[1], /^406 .*limits\.maxQueues/);
+  assert.match(setup.refused[2], /^406 PRECONDITION_FAILED - limits\.maxMessageBytes can be at most/);
+  assert.match(setup.refused[3], /^406 .*'limits'/);
+
+  const { page: client, errors: clientErrors } = await openPage(context, server.url + BLANK);
+  const got = await client.evaluate(async (name) => {
+    const { connect } = await import('/pkg/index.js');
+    const conn = await connect({ name });
+    const ch = await conn.createConfirmChannel();
+    await ch.assertQueue('big', { durable: false });
+    // 60 messages of 150 KB in one turn: 9 MB, more than one post.
+    const body = new Uint8Array(150_000).fill(7);
+    for (let i = 0; i < 60; i++) ch.sendToQueue('big', body, { messageId: `b${i}` });
+    await ch.waitForConfirms();
+    const ids = [];
+    for (let m; (m = await ch.get('big', { noAck: true })); ) ids.push(m.properties.messageId);
+    // Over the host's limit: the channel closes with an error naming it.
+    const error = new Promise((ok) => ch.once('error', (e) => ok(`${e.code} ${e.message}`)));
+    ch.sendToQueue('big', new Uint8Array(300_000), {}, () => {});
+    const tooBig = await error;
+    const ch2 = await conn.createChannel();
+    ch2.on('error', () => {}); // the refused declare closes it, as in AMQP
+    const queues = [];
+    for (let i = 0; i < 3; i++) {
+      await ch2.assertQueue(`q${i}`).then(() => queues.push('ok'), (e) => queues.push(`${e.code} ${e.message}`));
+    }
+    return { ids, tooBig, queues };
+  }, name);
+  assert.deepEqual(got.ids, Array.from({ length: 60 }, (_, i) => `b${i}`), 'every message of the large turn arrived, in order');
+  assert.match(got.tooBig, /^406 .*limits\.maxMessageBytes.*raise it in connect\(\)/);
+  assert.deepEqual(got.queues.slice(0, 2), ['ok', 'ok']);
+  assert.match(got.queues[2], /^406 PRECONDITION_FAILED - the broker has 3 queues, its limit \(limits\.maxQueues\)/);
+  assert.deepEqual([...hostErrors, ...clientErrors], []);
+});

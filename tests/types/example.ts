@@ -294,6 +294,9 @@ async function wrong(conn: Connection, ch: Channel, cch: ConfirmChannel, returne
   console.log((await conn.peek('jobs'))[0].fields.deliveryTag);
   // @ts-expect-error: a value other than bytes or a string needs structured: true
   ch.sendToQueue('jobs', { a: 1 });
+  await connect({ name: 'limited', limits: { maxMessageBytes: 1 << 20, maxQueues: 100 } });
+  // @ts-expect-error: an unknown limit
+  await connect({ name: 'limited', limits: { maxMesages: 5 } });
   // @ts-expect-error: the label is a string
   await connect({ name: 'app', label: 7 });
   // @ts-expect-error: hosting is read-only
