@@ -16,20 +16,21 @@ pub struct Unacked {
     pub entry: Entry,
 }
 
-/// Unacked deliveries by delivery tag. Tags increase by one per delivery and acks come
-/// mostly in order, so a deque offset by the oldest live tag gives O(1) ack and
-/// O(k) `multiple` acks, with no tree.
+/// Unacked deliveries by delivery tag. Tags increase with every delivery and acks come
+/// mostly in order, so a deque of (tag, delivery) in tag order gives an ack by binary
+/// search (at the front, usually) and O(k) `multiple` acks, with no tree. It holds an
+/// entry per delivery, not per tag: the tags between two deliveries (`noAck` ones, or a
+/// resumed channel's jump to the client's next tag) take no memory.
 #[derive(Debug, Default)]
 pub struct UnackedWindow {
-    /// Tag of `slots[0]`.
-    base: u64,
-    slots: VecDeque<Option<Unacked>>,
+    /// In increasing tag order; `None` once taken, until the entries before it go too.
+    slots: VecDeque<(u64, Option<Unacked>)>,
     live: usize,
 }
 
 impl UnackedWindow {
-    pub fn new(first_tag: u64) -> Self {
-        UnackedWindow { base: first_tag, slots: VecDeque::new(), live: 0 }
+    pub fn new() -> Self {
+        UnackedWindow { slots: VecDeque::new(), live: 0 }
     }
 
     /// Live (unacked) deliveries.
@@ -37,30 +38,28 @@ impl UnackedWindow {
         self.live
     }
 
-    /// Records a delivery with a tag above every earlier one. `noAck` deliveries take
-    /// tags too, as in RabbitMQ, so the tags skipped since the last push are empty slots.
+    /// Records a delivery with a tag above every earlier one.
     pub fn push(&mut self, tag: u64, u: Unacked) {
-        if self.slots.is_empty() {
-            self.base = tag;
-        }
-        debug_assert!(tag >= self.base + self.slots.len() as u64);
-        while self.base + (self.slots.len() as u64) < tag {
-            self.slots.push_back(None);
-        }
-        self.slots.push_back(Some(u));
+        debug_assert!(self.slots.back().is_none_or(|(t, _)| *t < tag));
+        self.slots.push_back((tag, Some(u)));
         self.live += 1;
     }
 
+    fn slot(&self, tag: u64) -> Option<usize> {
+        match self.slots.front() {
+            Some((t, _)) if *t == tag => Some(0),
+            _ => self.slots.binary_search_by_key(&tag, |(t, _)| *t).ok(),
+        }
+    }
+
     pub fn contains(&self, tag: u64) -> bool {
-        tag >= self.base && self.slots.get((tag - self.base) as usize).is_some_and(Option::is_some)
+        self.slot(tag).is_some_and(|i| self.slots[i].1.is_some())
     }
 
     /// Takes one delivery by tag.
     pub fn take(&mut self, tag: u64) -> Option<Unacked> {
-        if tag < self.base {
-            return None;
-        }
-        let u = self.slots.get_mut((tag - self.base) as usize)?.take()?;
+        let i = self.slot(tag)?;
+        let u = self.slots[i].1.take()?;
         self.live -= 1;
         self.trim();
         Some(u)
@@ -68,17 +67,11 @@ impl UnackedWindow {
 
     /// Takes every delivery with a tag up to and including `tag`, oldest first.
     pub fn take_up_to(&mut self, tag: u64, out: &mut Vec<(u64, Unacked)>) {
-        while let Some(slot) = self.slots.front() {
-            if self.base > tag {
-                break;
-            }
-            let t = self.base;
-            let slot_taken = slot.is_some();
-            let u = self.slots.pop_front().flatten();
-            self.base += 1;
-            if slot_taken {
+        while self.slots.front().is_some_and(|(t, _)| *t <= tag) {
+            let (t, u) = self.slots.pop_front().expect("checked");
+            if let Some(u) = u {
                 self.live -= 1;
-                out.push((t, u.expect("slot checked")));
+                out.push((t, u));
             }
         }
         self.trim();
@@ -86,20 +79,17 @@ impl UnackedWindow {
 
     /// Takes every delivery, oldest first.
     pub fn take_all(&mut self, out: &mut Vec<(u64, Unacked)>) {
-        let last = self.base + self.slots.len() as u64;
-        self.take_up_to(last, out);
+        self.take_up_to(u64::MAX, out);
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (u64, &Unacked)> {
-        let base = self.base;
-        self.slots.iter().enumerate().filter_map(move |(i, s)| s.as_ref().map(|u| (base + i as u64, u)))
+        self.slots.iter().filter_map(|(t, s)| s.as_ref().map(|u| (*t, u)))
     }
 
     /// Drops leading acked slots so memory follows the live deliveries.
     fn trim(&mut self) {
-        while let Some(None) = self.slots.front() {
+        while let Some((_, None)) = self.slots.front() {
             self.slots.pop_front();
-            self.base += 1;
         }
     }
 }
@@ -132,7 +122,7 @@ impl Channel {
             consumer_prefetch: 0,
             channel_prefetch: 0,
             consumer_unacked: 0,
-            unacked: UnackedWindow::new(1),
+            unacked: UnackedWindow::new(),
             next_delivery_tag: 1,
             confirm_seq: None,
             forgiven: Vec::new(),
@@ -193,7 +183,7 @@ mod tests {
 
     #[test]
     fn window_takes_single_and_multiple_and_trims() {
-        let mut w = UnackedWindow::new(1);
+        let mut w = UnackedWindow::new();
         for t in 1..=5 {
             w.push(t, unacked(t));
         }
@@ -208,5 +198,24 @@ mod tests {
         assert!(w.take(5).is_some());
         assert_eq!(w.len(), 0);
         assert_eq!(w.slots.len(), 0, "acked slots are released");
+    }
+
+    /// Tags far apart (a resumed channel goes on from the client's next tag) cost an entry
+    /// each, not one per tag between them: a gap of 2^52 once asked for petabytes.
+    #[test]
+    fn window_memory_follows_deliveries_not_tags() {
+        let mut w = UnackedWindow::new();
+        w.push(1, unacked(1));
+        w.push(1 << 52, unacked(2));
+        w.push((1 << 52) + 3, unacked(3));
+        assert_eq!((w.len(), w.slots.len()), (3, 3));
+        assert!(w.contains(1 << 52) && !w.contains(2) && !w.contains((1 << 52) + 1));
+        assert_eq!(w.take(1 << 52).unwrap().entry.seq, 2);
+        let mut out = Vec::new();
+        w.take_up_to(1 << 52, &mut out);
+        assert_eq!(out.iter().map(|(t, _)| *t).collect::<Vec<_>>(), [1]);
+        assert_eq!(w.iter().map(|(t, _)| t).collect::<Vec<_>>(), [(1 << 52) + 3]);
+        w.take_all(&mut out);
+        assert_eq!((w.len(), w.slots.len(), out.len()), (0, 0, 2));
     }
 }

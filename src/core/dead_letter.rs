@@ -38,8 +38,9 @@ pub fn dead_lettered(
         Some(i) => {
             let mut d = deaths.remove(i);
             if let FieldValue::Table(t) = &mut d {
+                // A header from the publisher: any integer, `i64::MAX` included.
                 let count = t.get("count").and_then(FieldValue::as_int).unwrap_or(0);
-                t.insert("count".into(), FieldValue::Int(count + 1));
+                t.insert("count".into(), FieldValue::Int(count.saturating_add(1)));
             }
             d
         }

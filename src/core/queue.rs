@@ -167,9 +167,11 @@ impl ReadyList {
         Some(e)
     }
 
-    /// The earliest expiry among the heads of the levels.
+    /// The earliest expiry among the heads of the levels. A paged-out head is left out:
+    /// it expires once paged in (`page_in` dispatches, which expires), not at a tick, so
+    /// its time, once past, would make the host's timer fire again at once until then.
     pub fn next_expiry(&self) -> Option<u64> {
-        self.levels.iter().filter_map(|l| l.front().and_then(|e| e.expires_at)).min()
+        self.levels.iter().filter_map(|l| l.front().filter(|e| e.message.is_some()).and_then(|e| e.expires_at)).min()
     }
 
     pub fn drain(&mut self) -> impl Iterator<Item = Entry> + '_ {

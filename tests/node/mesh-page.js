@@ -64,7 +64,7 @@ let queued = 0; // events queued so far
 let taken = 0; // events Node has taken in
 const waiters = [];
 
-function report(kind, data) {
+export function report(kind, data) {
   if (typeof globalThis.__meshReport !== 'function') return;
   outbox.push([kind, data]);
   queued++;

@@ -245,7 +245,11 @@ impl Link {
         };
         let tags: Vec<String> = state.consumers.iter().map(|c| c.consumer_tag.clone()).collect();
         let settled: Vec<(u64, bool)> = state.settled.iter().map(|(f, ack)| (f.delivery_tag, *ack)).collect();
+        // Deliveries wait until the channel is known as this context's: one made before
+        // would find no owner and stay unacked on a channel whose app never saw it.
+        let in_window = matches!(&*self.role.borrow(), Role::Host(s) if s.window.is_some());
         let resumed = host.with(|core| {
+            core.hold_deliveries();
             let r = core.resume_channel(id, resume_of(state), now())?;
             // Settle again what the client settled lately (a no-op where the store had it).
             for (tag, ack) in settled {
@@ -256,13 +260,17 @@ impl Link {
             }
             Ok::<_, AmqpError>(r)
         });
-        match resumed {
+        let lost = match resumed {
             Ok(r) => {
                 self.own(ctx, chan, r.channel);
                 r.cancelled
             }
             Err(e) => tags.into_iter().map(|t| (t, e.clone())).collect(),
+        };
+        if !in_window {
+            host.with(|core| core.release_deliveries(now()));
         }
+        lost
     }
 
     /// Consumers a new host could not restore: their callbacks get `null`.

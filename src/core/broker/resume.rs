@@ -63,7 +63,8 @@ impl Broker {
     /// the channel: the rest of it is still worth keeping.
     ///
     /// Fails, changing nothing, when `r` contradicts itself (a tag of 0 or repeated, a
-    /// tag not below `next_delivery_tag`, a confirm number of 0) or no channel can open.
+    /// tag not below `next_delivery_tag`, a confirm number of 0, a tag or confirm number
+    /// above 2^53 − 1) or no channel can open.
     pub fn resume_channel(&mut self, conn: ConnId, r: Resume, now: u64) -> Result<Resumed> {
         let Resume { next_delivery_tag, confirm_seq, consumer_prefetch, channel_prefetch, consumers, mut in_flight } =
             r;
@@ -168,6 +169,10 @@ impl Broker {
     }
 }
 
+/// JavaScript's `Number.MAX_SAFE_INTEGER`: the largest delivery tag or confirm number a
+/// resumed channel may start from.
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
 /// Refuses a [`Resume`] that contradicts itself; `in_flight` is sorted by tag.
 fn check_resume(next_delivery_tag: u64, confirm_seq: Option<u64>, in_flight: &[InFlight]) -> Result<()> {
     let refuse = |what: String| Err(AmqpError::precondition(format!("cannot resume the channel: {what}")));
@@ -176,6 +181,11 @@ fn check_resume(next_delivery_tag: u64, confirm_seq: Option<u64>, in_flight: &[I
     }
     if next_delivery_tag == 0 {
         return refuse("delivery tags start at 1: give next_delivery_tag as the next tag".into());
+    }
+    // Numbers from a client (any script of the origin can post a resume): the channel
+    // counts up from them, and a JS client cannot name a number above this one exactly.
+    if next_delivery_tag > MAX_SAFE_INTEGER || confirm_seq.is_some_and(|s| s > MAX_SAFE_INTEGER) {
+        return refuse(format!("delivery tags and confirm sequence numbers end at {MAX_SAFE_INTEGER}"));
     }
     if in_flight.first().is_some_and(|f| f.delivery_tag == 0) {
         return refuse("delivery tag 0 names no delivery".into());
