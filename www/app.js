@@ -5,7 +5,7 @@
 // repository. Fields stats() lacks in an older tabbit show as "—".
 import {
   $, BROKER, ChannelSource, DASH, FEED_EXCHANGE, Feed, WORKER_PREFETCH, WORK_QUEUE, bodyText, chatOptions, declareDemo,
-  el, encoder, errorText, fmtBytes, fmtNum, fmtRate, loadTabbit, params, parseTable, publishConfirmed, setText, sleep,
+  el, encoder, errorText, fmtBytes, fmtNum, fmtRate, loadTabbitInto, params, parseTable, publishConfirmed, setText, sleep,
   valueText,
 } from './shared.js';
 import { QueueRates, RateChart, RateMeter, totalsOf } from './chart.js';
@@ -31,16 +31,7 @@ setText($('broker-name'), BROKER);
 
 // ---- connecting ------------------------------------------------------------------------------
 
-let tabbit;
-try {
-  let version;
-  ({ tabbit, version } = await loadTabbit());
-  setText($('version'), version);
-} catch (e) {
-  setText($('version'), 'unavailable');
-  showStatus(`Could not load ../pkg/index.js (build it with scripts/build-pkg, or run scripts/demo): ${e?.message ?? e}`, true);
-  throw e;
-}
+const tabbit = await loadTabbitInto(showStatus);
 
 let conn;
 try {

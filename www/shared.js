@@ -129,6 +129,22 @@ export async function loadTabbit() {
 }
 
 /**
+ * loadTabbit() for a page: shows the version in #version, or 'unavailable' and why through
+ * `show(text, isError)` (then rethrows). Answers the package's module.
+ */
+export async function loadTabbitInto(show) {
+  try {
+    const { tabbit, version } = await loadTabbit();
+    setText($('version'), version);
+    return tabbit;
+  } catch (e) {
+    setText($('version'), 'unavailable');
+    show(`Could not load ../pkg/index.js (build it with scripts/build-pkg, or run scripts/demo): ${e?.message ?? e}`, true);
+    throw e;
+  }
+}
+
+/**
  * Channels for one-off commands: `get()` answers an open channel, opening a new one after a
  * channel error closed the last (as in AMQP, a refused command closes its channel). Channel
  * errors are reported by the call's rejection; the 'error' listener only keeps them from

@@ -4,7 +4,7 @@
 // The console opens these tabs with window.open, so it can close them abruptly.
 import {
   $, BROKER, ChannelSource, FEED_EXCHANGE, Feed, WORKER_PREFETCH, WORK_QUEUE, chatOptions, declareDemo, el, encoder,
-  errorText, loadTabbit, params, publishConfirmed, setText,
+  errorText, loadTabbitInto, params, publishConfirmed, setText,
 } from './shared.js';
 
 const n = params.get('n') || String(1 + Math.floor(Math.random() * 900));
@@ -19,16 +19,7 @@ setText($('worker-name'), LABEL);
 setText($('broker-name'), BROKER);
 setText($('prefetch'), WORKER_PREFETCH);
 
-let tabbit;
-try {
-  let version;
-  ({ tabbit, version } = await loadTabbit());
-  setText($('version'), version);
-} catch (e) {
-  setText($('version'), 'unavailable');
-  show(`Could not load ../pkg/index.js (build it with scripts/build-pkg, or run scripts/demo): ${e?.message ?? e}`, true);
-  throw e;
-}
+const tabbit = await loadTabbitInto(show);
 
 const conn = await tabbit.connect({ name: BROKER, label: LABEL });
 const updateRole = () => setText($('role'), conn.hosting ? 'hosts the broker' : 'client');

@@ -145,3 +145,19 @@ export function tempDir(prefix = 'tabbit-test-') {
 export function removeDir(dir) {
   return rm(dir, { recursive: true, force: true, maxRetries: 3 });
 }
+
+/**
+ * mulberry32, a small seeded PRNG, for the random schedules of the mesh and fault tests:
+ * int(n) in [0, n), pick(xs), chance(p).
+ */
+export function prng(seed) {
+  let a = seed >>> 0;
+  const next = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return { int: (n) => Math.floor(next() * n), pick: (xs) => xs[Math.floor(next() * xs.length)], chance: (p) => next() < p };
+}

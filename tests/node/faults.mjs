@@ -63,7 +63,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
-import { BLANK, TEST_TIMEOUT, crashPage, launchBrowser, openPage, removeDir, setQuota, startServer, tempDir } from './browser.mjs';
+import { BLANK, TEST_TIMEOUT, crashPage, launchBrowser, openPage, prng, removeDir, setQuota, startServer, tempDir } from './browser.mjs';
 
 const QUEUE = 'jobs';
 const TAIL = 20; // messages published after the faults, before the drain
@@ -89,18 +89,6 @@ after(async () => {
 
 // ---- helpers --------------------------------------------------------------------------------------
 
-/** mulberry32: a small seeded PRNG. */
-function prng(seed) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return { int: (n) => Math.floor(next() * n), pick: (xs) => xs[Math.floor(next() * xs.length)], chance: (p) => next() < p };
-}
 
 /** Polls `fn` every `interval` ms until it answers something truthy (returned); throws after `timeout` ms. */
 async function waitUntil(what, fn, timeout = 10_000, interval = 20) {

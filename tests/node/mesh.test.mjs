@@ -20,7 +20,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
-import { BLANK, CHROMIUM, CHROMIUM_ARGS, TEST_TIMEOUT, crashPage, launchBrowser, openPage, startServer } from './browser.mjs';
+import { BLANK, CHROMIUM, CHROMIUM_ARGS, TEST_TIMEOUT, crashPage, launchBrowser, openPage, prng, startServer } from './browser.mjs';
 
 const QUEUE = 'jobs';
 const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
@@ -417,18 +417,6 @@ test('mesh: a dedicated worker publishes, a shared worker consumes, the page hos
 
 // ---- 5. chaos -----------------------------------------------------------------------------
 
-/** mulberry32: a small seeded PRNG. */
-function prng(seed) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return { int: (n) => Math.floor(next() * n), pick: (xs) => xs[Math.floor(next() * xs.length)] };
-}
 
 /**
  * What Node knows of one schedule, from the pages' reports. Consumers report a delivery, then
