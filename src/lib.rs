@@ -2,6 +2,7 @@
 //! an argument); `api` (wasm32 only), the JavaScript binding.
 #![doc = include_str!("../README.md")]
 
+pub mod bridge;
 pub mod core;
 pub mod mesh;
 pub mod store;

@@ -337,6 +337,7 @@ extern "C" {
         redelivered: bool,
         exchange: &JsValue,
         routing_key: &JsValue,
+        sequence: f64,
     ) -> JsValue;
     #[wasm_bindgen(js_name = getFields)]
     fn get_fields(
@@ -345,6 +346,7 @@ extern "C" {
         exchange: &JsValue,
         routing_key: &JsValue,
         message_count: u32,
+        sequence: f64,
     ) -> JsValue;
     #[wasm_bindgen(js_name = returnFields)]
     fn return_fields(reply_code: u16, reply_text: &str, exchange: &str, routing_key: &str) -> JsValue;
@@ -391,15 +393,18 @@ fn recent(slot: usize, s: &str) -> JsValue {
 
 /// How a message reached the app, for its `fields` (amqplib's shapes).
 pub enum Fields<'a> {
+    /// `seq`: the message's position in its queue (`fields.sequence`).
     Consume {
         consumer_tag: &'a str,
         delivery_tag: u64,
         redelivered: bool,
+        seq: u64,
     },
     Get {
         delivery_tag: u64,
         redelivered: bool,
         message_count: u32,
+        seq: u64,
     },
     Return {
         reply_code: u16,
@@ -414,11 +419,16 @@ pub enum Fields<'a> {
 pub fn message_to_js(m: &Message, fields: Fields, delivery_count: u32) -> JsValue {
     let (ex, rk) = (m.exchange.as_str(), m.routing_key.as_str());
     let fields = match fields {
-        Fields::Consume { consumer_tag, delivery_tag, redelivered } => {
-            consume_fields(&recent(0, consumer_tag), delivery_tag as f64, redelivered, &recent(1, ex), &recent(2, rk))
-        }
-        Fields::Get { delivery_tag, redelivered, message_count } => {
-            get_fields(delivery_tag as f64, redelivered, &recent(1, ex), &recent(2, rk), message_count)
+        Fields::Consume { consumer_tag, delivery_tag, redelivered, seq } => consume_fields(
+            &recent(0, consumer_tag),
+            delivery_tag as f64,
+            redelivered,
+            &recent(1, ex),
+            &recent(2, rk),
+            seq as f64,
+        ),
+        Fields::Get { delivery_tag, redelivered, message_count, seq } => {
+            get_fields(delivery_tag as f64, redelivered, &recent(1, ex), &recent(2, rk), message_count, seq as f64)
         }
         Fields::Return { reply_code, reply_text } => return_fields(reply_code, reply_text, ex, rk),
         Fields::Peek => peek_fields(ex, rk),

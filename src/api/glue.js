@@ -1,12 +1,14 @@
 // Builds messages in one call each with amqplib's fixed shapes, instead of one property
 // write per field from wasm.
 
-export function consumeFields(consumerTag, deliveryTag, redelivered, exchange, routingKey) {
-  return { consumerTag, deliveryTag, redelivered, exchange, routingKey };
+// `sequence`, beyond amqplib: the message's position in its queue, rising with every message
+// the queue takes and kept across restarts and failovers while the queue exists.
+export function consumeFields(consumerTag, deliveryTag, redelivered, exchange, routingKey, sequence) {
+  return { consumerTag, deliveryTag, redelivered, exchange, routingKey, sequence };
 }
 
-export function getFields(deliveryTag, redelivered, exchange, routingKey, messageCount) {
-  return { deliveryTag, redelivered, exchange, routingKey, messageCount };
+export function getFields(deliveryTag, redelivered, exchange, routingKey, messageCount, sequence) {
+  return { deliveryTag, redelivered, exchange, routingKey, messageCount, sequence };
 }
 
 export function returnFields(replyCode, replyText, exchange, routingKey) {

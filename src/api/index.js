@@ -1,10 +1,13 @@
 // tabbit's main module: amqplib's API over the broker compiled to wasm. `connect()` loads
 // the wasm on first use. The classes here only turn the binding's answers into promises
 // and events; every decision is in Rust (src/api/channel.rs and below).
-import init, { RawBroker, version as wasmVersion, onPanic } from './tabbit.js';
+import init, {
+  RawBroker, version as wasmVersion, onPanic, StompDecoder, stompFrame, stompSend, stompDestinationError,
+} from './tabbit.js';
+import { Bridge, Bridges, bridgeConfig, declareOutboxes } from './bridge.js';
 
 /** The wasm binding in use: the one imported above, or a fresh instance after a panic. */
-let binding = { init, RawBroker, version: wasmVersion, onPanic };
+let binding = { init, RawBroker, version: wasmVersion, onPanic, StompDecoder, stompFrame, stompSend, stompDestinationError };
 let loading;
 /** What the wasm was loaded from, to load a fresh instance from after a panic. */
 let loadedFrom;
@@ -19,7 +22,10 @@ function load(wasm) {
       // The instance that panicked is gone for good: a module imported anew has its own.
       try {
         const m = await import(/* @vite-ignore */ /* webpackIgnore: true */ `./tabbit.js?instance=${++instances}`);
-        binding = { init: m.default, RawBroker: m.RawBroker, version: m.version, onPanic: m.onPanic };
+        binding = {
+          init: m.default, RawBroker: m.RawBroker, version: m.version, onPanic: m.onPanic, StompDecoder: m.StompDecoder,
+          stompFrame: m.stompFrame, stompSend: m.stompSend, stompDestinationError: m.stompDestinationError,
+        };
       } catch (e) {
         throw failed(`${broken.message} (a fresh instance could not be loaded: ${e?.message ?? e}; reload the page)`, 541);
       }
@@ -403,7 +409,28 @@ export async function connect(options = {}) {
     entry = { broker: binding.RawBroker.open(name, storage, mesh, label, limits), storage, mesh, connections: 0, open: new Set() };
     brokers.set(name, entry);
     entry.broker.then(
-      (b) => b.onFailover((info) => entry.open.forEach((c) => c.emit('failover', info))),
+      (b) => {
+        entry.bridges = new Bridges({
+          name,
+          id: b.id,
+          mesh,
+          hosting: () => {
+            try {
+              return guard(() => b.hosting);
+            } catch {
+              return false;
+            }
+          },
+          // The bridges' own connection: not counted, so it never keeps the broker open.
+          openConnection: () => new Connection(b, () => Promise.resolve(), entry),
+          binding: () => binding,
+          failed,
+        });
+        b.onFailover((info) => {
+          if (info.hosting) entry.bridges.hostingNow();
+          entry.open.forEach((c) => c.emit('failover', info));
+        });
+      },
       () => brokers.delete(name),
     );
   } else if ((storage !== undefined && storage !== entry.storage) || mesh !== entry.mesh) {
@@ -426,11 +453,12 @@ export async function connect(options = {}) {
     entry.connections -= 1;
     if (entry.connections > 0) return Promise.resolve();
     brokers.delete(name);
+    entry.bridges?.close();
     const done = broker.close();
     closing.set(name, done);
     done.finally(() => closing.get(name) === done && closing.delete(name));
     return done;
-  });
+  }, entry);
   entry.open.add(conn);
   return conn;
 }
@@ -447,12 +475,16 @@ export class Connection extends Emitter {
   #closed = false;
   /** The error of a panic that stopped this connection's wasm instance. */
   #dead = null;
+  /** The broker's entry in this context (its bridges), and the bridges this connection declared. */
+  #entry;
+  #bridges = new Set();
 
-  constructor(broker, release) {
+  constructor(broker, release, entry) {
     super();
     this.#broker = broker;
     this.#raw = broker.connect();
     this.#release = release;
+    this.#entry = entry;
   }
 
   /** The broker binding, unless a panic stopped its instance. */
@@ -503,10 +535,11 @@ export class Connection extends Emitter {
     this.emit('close');
   }
 
-  /** Closes the connection: its channels close (unacked messages go back), its exclusive queues go. */
+  /** Closes the connection: its channels close (unacked messages go back), its exclusive queues go, its bridges are let go. */
   async close() {
     if (this.#closed) return;
     this.#closed = true;
+    for (const b of [...this.#bridges]) b.close();
     if (!this.#dead) this.#raw.close();
     await this.#release();
     this.emit('close');
@@ -519,7 +552,30 @@ export class Connection extends Emitter {
 
   /** The broker's exchanges, queues, bindings, contexts, totals and rates, for a management view. */
   async stats() {
-    return this.#b.stats();
+    const stats = await this.#b.stats();
+    stats.bridges = this.#entry?.bridges?.statuses() ?? [];
+    return stats;
+  }
+
+  /**
+   * Beyond amqplib: bridges this broker to a RabbitMQ server over Web-STOMP (see the README).
+   * Resolves once the context hosting the broker runs the bridge (it connects, and reconnects,
+   * in the background: see `status`). The outbox queues are declared and bound first, so that
+   * messages published after this resolves wait for RabbitMQ even while it cannot be reached.
+   */
+  async bridge(options) {
+    if (this.#closed) throw failed('connection is closed: connect again', 504);
+    const bridges = this.#entry?.bridges;
+    if (!bridges) throw failed('bridge(): this connection has no broker entry', 541);
+    const config = bridgeConfig(options, failed, (d, subscribe) => guard(() => binding.stompDestinationError(d, subscribe)) ?? null);
+    if (typeof WebSocket !== 'function') {
+      throw failed('bridge(): this runtime has no WebSocket: bridge from a browser page or worker, Deno or workerd', 540);
+    }
+    await declareOutboxes(this, config);
+    await bridges.declare(config);
+    const handle = new Bridge(bridges, config.name, (h) => this.#bridges.delete(h));
+    this.#bridges.add(handle);
+    return handle;
   }
 
   /** Beyond amqplib, for a management view: up to `count` (default 10) messages at the head of `queue`, not consumed. */

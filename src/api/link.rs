@@ -514,10 +514,10 @@ fn peeked_js(messages: &[Rc<crate::core::Message>]) -> JsValue {
 }
 
 fn message_js(d: &WireDelivery, message_count: Option<u32>) -> JsValue {
-    let (delivery_tag, redelivered) = (d.delivery_tag, d.redelivered);
+    let (delivery_tag, redelivered, seq) = (d.delivery_tag, d.redelivered, d.seq);
     let fields = match (message_count, d.consumer_tag.as_deref()) {
-        (Some(message_count), _) => Fields::Get { delivery_tag, redelivered, message_count },
-        (None, tag) => Fields::Consume { consumer_tag: tag.unwrap_or(""), delivery_tag, redelivered },
+        (Some(message_count), _) => Fields::Get { delivery_tag, redelivered, message_count, seq },
+        (None, tag) => Fields::Consume { consumer_tag: tag.unwrap_or(""), delivery_tag, redelivered, seq },
     };
     convert::message_to_js(&d.message, fields, d.delivery_count)
 }

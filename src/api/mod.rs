@@ -5,6 +5,7 @@
 mod channel;
 mod convert;
 mod link;
+mod stomp;
 
 pub use channel::{RawBroker, RawChannel, RawConnection};
 

@@ -18,6 +18,8 @@ pub enum ReplyCode {
     ResourceLocked = 405,
     /// 406: the request conflicts with the current state or has invalid arguments.
     PreconditionFailed = 406,
+    /// 501: a frame from a peer could not be read (here: a STOMP frame from RabbitMQ).
+    FrameError = 501,
     /// 503: the request is malformed (e.g. an unknown exchange type).
     CommandInvalid = 503,
     /// 506: the broker lacks a resource to complete the request (storage is full or
@@ -45,6 +47,7 @@ impl ReplyCode {
             ReplyCode::NotFound => "NOT_FOUND",
             ReplyCode::ResourceLocked => "RESOURCE_LOCKED",
             ReplyCode::PreconditionFailed => "PRECONDITION_FAILED",
+            ReplyCode::FrameError => "FRAME_ERROR",
             ReplyCode::CommandInvalid => "COMMAND_INVALID",
             ReplyCode::ResourceError => "RESOURCE_ERROR",
             ReplyCode::ChannelError => "CHANNEL_ERROR",

@@ -613,6 +613,7 @@ fn read_error(r: &mut Reader) -> R<AmqpError> {
         404 => ReplyCode::NotFound,
         405 => ReplyCode::ResourceLocked,
         406 => ReplyCode::PreconditionFailed,
+        501 => ReplyCode::FrameError,
         503 => ReplyCode::CommandInvalid,
         504 => ReplyCode::ChannelError,
         506 => ReplyCode::ResourceError,

@@ -161,3 +161,19 @@ export function prng(seed) {
   };
   return { int: (n) => Math.floor(next() * n), pick: (xs) => xs[Math.floor(next() * xs.length)], chance: (p) => next() < p };
 }
+
+/**
+ * Polls `fn` every `interval` ms until it answers something truthy (returned); throws after
+ * `timeout` ms, naming `what` (a string, or a function that tells the state at the time).
+ */
+export async function waitUntil(what, fn, timeout = 10_000, interval = 10) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const value = await fn();
+    if (value) return value;
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeout} ms waiting for ${typeof what === 'function' ? await what() : what}`);
+    }
+    await new Promise((ok) => setTimeout(ok, interval));
+  }
+}

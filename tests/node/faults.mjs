@@ -63,7 +63,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
-import { BLANK, TEST_TIMEOUT, crashPage, launchBrowser, openPage, prng, removeDir, setQuota, startServer, tempDir } from './browser.mjs';
+import { BLANK, TEST_TIMEOUT, crashPage, launchBrowser, openPage, prng, removeDir, setQuota, startServer, tempDir, waitUntil } from './browser.mjs';
 
 const QUEUE = 'jobs';
 const TAIL = 20; // messages published after the faults, before the drain
@@ -90,16 +90,6 @@ after(async () => {
 // ---- helpers --------------------------------------------------------------------------------------
 
 
-/** Polls `fn` every `interval` ms until it answers something truthy (returned); throws after `timeout` ms. */
-async function waitUntil(what, fn, timeout = 10_000, interval = 20) {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const value = await fn();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${typeof what === 'function' ? await what() : what}`);
-    await sleep(interval);
-  }
-}
 
 /** Rejects after `ms` with `what` (for page calls that may hang on a dying or starved page). */
 function within(ms, what, promise) {

@@ -20,7 +20,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
-import { BLANK, CHROMIUM, CHROMIUM_ARGS, TEST_TIMEOUT, crashPage, launchBrowser, openPage, prng, startServer } from './browser.mjs';
+import { BLANK, CHROMIUM, CHROMIUM_ARGS, TEST_TIMEOUT, crashPage, launchBrowser, openPage, prng, startServer, waitUntil } from './browser.mjs';
 
 const QUEUE = 'jobs';
 const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
@@ -49,18 +49,6 @@ let names = 0;
 /** A broker name no other test uses. */
 const brokerName = (tag) => `mesh-${tag}-${Date.now()}-${++names}`;
 
-/** Polls `fn` every `interval` ms until it answers something truthy (returned); throws after `timeout` ms. */
-async function waitUntil(what, fn, timeout = 10_000, interval = 10) {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const value = await fn();
-    if (value) return value;
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeout} ms waiting for ${typeof what === 'function' ? await what() : what}`);
-    }
-    await sleep(interval);
-  }
-}
 
 /** How often each id occurs in `ids`: ids occurring more than once, with their counts. */
 function repeated(ids) {

@@ -18,7 +18,7 @@ export const BIN = join(ROOT, 'tests', 'node_modules', '.bin');
 
 /** Throws a readable error unless scripts/build-pkg has built pkg/ (the package, not just the wasm). */
 export async function needPackage() {
-  for (const file of ['package.json', 'index.js', 'tabbit.js', 'tabbit_bg.wasm']) {
+  for (const file of ['package.json', 'index.js', 'bridge.js', 'tabbit.js', 'tabbit_bg.wasm']) {
     await access(join(PKG, file)).catch(() => {
       throw new Error(`pkg/${file} is missing: build the package first with scripts/build-pkg`);
     });

@@ -35,6 +35,7 @@ export async function writeWorkerdConfig(file, { pkg = resolve(here, '../../../p
     ['worker.js', 'esModule', join(here, 'worker.js')],
     ['scenario.mjs', 'esModule', resolve(here, '../scenario.mjs')],
     ['pkg/index.js', 'esModule', join(pkg, 'index.js')],
+    ['pkg/bridge.js', 'esModule', join(pkg, 'bridge.js')],
     ['pkg/tabbit.js', 'esModule', join(pkg, 'tabbit.js')],
     ['pkg/tabbit_bg.wasm', 'wasm', join(pkg, 'tabbit_bg.wasm')],
   ];

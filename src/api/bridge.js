@@ -1,0 +1,665 @@
+// The bridge to a RabbitMQ server over Web-STOMP (conn.bridge()).
+//
+// Outbound, messages routed to a bridged local exchange wait in a durable local queue (the
+// outbox, stored in IndexedDB like any durable queue) until RabbitMQ has confirmed them with a
+// STOMP RECEIPT; only then are they acked locally. Inbound, a RabbitMQ queue's messages are
+// published into the local broker with confirms, and acked to RabbitMQ (ack mode
+// client-individual) only once the local broker has confirmed, i.e. stored them.
+//
+// One context runs each bridge: the one hosting the broker. Every context that declares a
+// bridge tells the host (over the BroadcastChannel `tabbit:<name>:bridges`), which runs it while
+// at least one declaring context lives; a new host asks the live contexts again. The STOMP codec
+// and the mapping of properties to headers are in Rust (src/bridge/, src/api/stomp.rs).
+
+/** WebSocket subprotocols, as RabbitMQ's Web-STOMP plugin accepts them. */
+const PROTOCOLS = ['v12.stomp', 'v11.stomp'];
+/** The largest STOMP frame the bridge reads: a larger one is an error (501) that closes the connection. */
+const MAX_FRAME_BYTES = 64 * 1024 * 1024;
+/** How long an inbound message the local broker refused waits before RabbitMQ gets it back. */
+const REFUSED_RETRY_MS = 5000;
+
+const DEFAULTS = Object.freeze({
+  login: 'guest',
+  passcode: 'guest',
+  vhost: '/',
+  heartbeatMs: 10000,
+  prefetch: 100,
+  reconnect: Object.freeze({ initialMs: 500, maxMs: 30000 }),
+});
+
+/**
+ * Checks and completes bridge options; throws (406) with what to change.
+ * `destinationError(d, subscribe)` is the Rust check of a STOMP destination.
+ */
+export function bridgeConfig(options, failed, destinationError) {
+  const bad = (what) => failed(`bridge(): ${what}`, 406);
+  if (typeof options !== 'object' || options === null) throw bad("takes options such as { url: 'ws://host:15674/ws', outbound: [...], inbound: [...] }");
+  const known = ['name', 'url', 'login', 'passcode', 'vhost', 'heartbeatMs', 'prefetch', 'reconnect', 'outbound', 'inbound'];
+  for (const k of Object.keys(options)) {
+    if (!known.includes(k)) throw bad(`unknown option '${k}': use ${known.join(', ')}`);
+  }
+  const { name = 'default', url, outbound = [], inbound = [] } = options;
+  const str = (v, what) => {
+    if (typeof v !== 'string') throw bad(`'${what}' must be a string`);
+    return v;
+  };
+  const whole = (v, what, min, max) => {
+    if (!Number.isInteger(v) || v < min || v > max) throw bad(`'${what}' must be a whole number from ${min} to ${max}`);
+    return v;
+  };
+  str(name, 'name');
+  if (!name || new TextEncoder().encode(name).length > 100) throw bad("'name' must be 1 to 100 bytes");
+  str(url, 'url');
+  let parsed;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw bad(`'url' ${JSON.stringify(url)} is not a URL: write e.g. 'ws://127.0.0.1:15674/ws' (RabbitMQ's Web-STOMP endpoint)`);
+  }
+  if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') throw bad(`'url' must be ws:// or wss://, not ${parsed.protocol}`);
+  if (parsed.username || parsed.password) throw bad("'url' must not carry credentials: give 'login' and 'passcode'");
+  const reconnect = { ...DEFAULTS.reconnect, ...(options.reconnect ?? {}) };
+  whole(reconnect.initialMs, 'reconnect.initialMs', 10, 3600000);
+  whole(reconnect.maxMs, 'reconnect.maxMs', reconnect.initialMs, 3600000);
+  const config = {
+    name,
+    url,
+    login: str(options.login ?? DEFAULTS.login, 'login'),
+    passcode: str(options.passcode ?? DEFAULTS.passcode, 'passcode'),
+    vhost: str(options.vhost ?? DEFAULTS.vhost, 'vhost'),
+    heartbeatMs: whole(options.heartbeatMs ?? DEFAULTS.heartbeatMs, 'heartbeatMs', 0, 3600000),
+    prefetch: whole(options.prefetch ?? DEFAULTS.prefetch, 'prefetch', 1, 65535),
+    reconnect: { initialMs: reconnect.initialMs, maxMs: reconnect.maxMs },
+    outbound: [],
+    inbound: [],
+  };
+  if (!Array.isArray(outbound) || !Array.isArray(inbound)) throw bad("'outbound' and 'inbound' must be arrays");
+  if (!outbound.length && !inbound.length) throw bad('give at least one rule in outbound or inbound');
+  const outboxes = new Set();
+  outbound.forEach((rule, i) => {
+    const at = `outbound[${i}]`;
+    if (typeof rule !== 'object' || rule === null) throw bad(`${at} must be { exchange, to } or { queue, to }`);
+    const to = str(rule.to, `${at}.to`);
+    const why = destinationError(to, false);
+    if (why) throw bad(`${at}.to: ${why}`);
+    let r;
+    if (rule.queue !== undefined) {
+      if (rule.exchange !== undefined) throw bad(`${at}: give 'exchange' (and 'pattern') or 'queue', not both`);
+      r = { queue: str(rule.queue, `${at}.queue`), to, own: false };
+    } else {
+      const exchange = str(rule.exchange, `${at}.exchange`);
+      const pattern = str(rule.pattern ?? '#', `${at}.pattern`);
+      const outbox = str(rule.outbox ?? `bridge.${name}.${exchange}${pattern === '#' ? '' : `.${pattern}`}`, `${at}.outbox`);
+      r = { exchange, pattern, queue: outbox, to, own: true };
+    }
+    if (!r.queue) throw bad(`${at}: the queue name must not be empty`);
+    if (outboxes.has(r.queue)) throw bad(`${at}: queue '${r.queue}' is the outbox of another rule too: give this one an 'outbox' name of its own`);
+    outboxes.add(r.queue);
+    config.outbound.push(r);
+  });
+  inbound.forEach((rule, i) => {
+    const at = `inbound[${i}]`;
+    if (typeof rule !== 'object' || rule === null || typeof rule.to !== 'object' || rule.to === null) {
+      throw bad(`${at} must be { from: '/amq/queue/q', to: { queue } or { exchange, routingKey? } }`);
+    }
+    const from = str(rule.from, `${at}.from`);
+    const why = destinationError(from, true);
+    if (why) throw bad(`${at}.from: ${why}`);
+    let to;
+    if (rule.to.queue !== undefined) to = { queue: str(rule.to.queue, `${at}.to.queue`) };
+    else if (rule.to.exchange !== undefined) {
+      to = { exchange: str(rule.to.exchange, `${at}.to.exchange`) };
+      if (rule.to.routingKey !== undefined) to.routingKey = str(rule.to.routingKey, `${at}.to.routingKey`);
+    } else throw bad(`${at}.to must be { queue } or { exchange, routingKey? }`);
+    config.inbound.push({ from, to, prefetch: whole(rule.prefetch ?? config.prefetch, `${at}.prefetch`, 1, 65535) });
+  });
+  return config;
+}
+
+/** What a bridge's options say, without its passcode: for stats and comparisons. */
+function publicView(config) {
+  const { passcode: _, ...rest } = config;
+  return rest;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The bridges of one broker in this context: declarations by this context's connections, and,
+ * while this context hosts the broker, the bridges it runs for every context.
+ */
+export class Bridges {
+  #opts;
+  /** name -> { config, key, count } declared here. */
+  #local = new Map();
+  /** name -> { config, key, owners: Set<id>, runner } run here (host only). */
+  #running = new Map();
+  /** name -> the latest status the host told of. */
+  #status = new Map();
+  /** `${name}` -> [resolve, reject][] waiting for the host to take a declaration. */
+  #waiting = new Map();
+  #port = null;
+  #watching = new Set();
+  #abort = new AbortController();
+  #closed = false;
+
+  /**
+   * @param {object} opts { name, id, mesh, hosting(): boolean, openConnection(): Connection,
+   *   binding(): the wasm binding, failed(message, code) }
+   */
+  constructor(opts) {
+    this.#opts = opts;
+    if (opts.mesh && typeof BroadcastChannel === 'function') {
+      this.#port = new BroadcastChannel(`tabbit:${opts.name}:bridges`);
+      this.#port.onmessage = (e) => this.#receive(e.data);
+    }
+  }
+
+  #post(m) {
+    this.#port?.postMessage(m);
+  }
+
+  /** Declares a bridge for one of this context's connections; resolves once the host runs it. */
+  async declare(config) {
+    const key = JSON.stringify(config);
+    const mine = this.#local.get(config.name);
+    if (mine && mine.key !== key) {
+      throw this.#opts.failed(`bridge '${config.name}' is declared already in this context with other options: close it first, or use another name`, 406);
+    }
+    if (mine) {
+      mine.count += 1;
+      return;
+    }
+    this.#local.set(config.name, { config, key, count: 1 });
+    try {
+      await this.#announce(config);
+    } catch (e) {
+      this.#local.delete(config.name);
+      throw e;
+    }
+  }
+
+  #announce(config) {
+    if (this.#opts.hosting()) {
+      const error = this.#adopt(this.#opts.id, config);
+      return error ? Promise.reject(this.#opts.failed(error, 406)) : Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
+      const list = this.#waiting.get(config.name) ?? [];
+      list.push([resolve, reject]);
+      this.#waiting.set(config.name, list);
+      this.#post({ t: 'declare', from: this.#opts.id, config });
+    });
+  }
+
+  /** A connection of this context lets its bridge go. */
+  undeclare(name) {
+    const mine = this.#local.get(name);
+    if (!mine || --mine.count > 0) return;
+    this.#local.delete(name);
+    if (this.#opts.hosting()) this.#drop(this.#opts.id, name);
+    else this.#post({ t: 'undeclare', from: this.#opts.id, name });
+  }
+
+  /** This context now hosts the broker (after a failover): run its own bridges, and ask the others for theirs. */
+  hostingNow() {
+    for (const { config } of this.#local.values()) this.#adopt(this.#opts.id, config);
+    this.#post({ t: 'ask' });
+  }
+
+  /** The status of every bridge, as the host last told it. */
+  statuses() {
+    if (this.#opts.hosting()) return [...this.#running.values()].map((b) => b.runner.status());
+    return [...this.#status.values()];
+  }
+
+  close() {
+    this.#closed = true;
+    this.#abort.abort();
+    for (const b of this.#running.values()) b.runner.stop();
+    this.#running.clear();
+    this.#port?.close();
+    for (const list of this.#waiting.values()) {
+      for (const [, reject] of list) reject(this.#opts.failed('the broker closed before its host took the bridge', 320));
+    }
+    this.#waiting.clear();
+  }
+
+  #receive(d) {
+    if (this.#closed || typeof d !== 'object' || d === null || typeof d.t !== 'string') return;
+    const hosting = this.#opts.hosting();
+    switch (d.t) {
+      case 'declare':
+        if (hosting && typeof d.from === 'string' && d.config && typeof d.config.name === 'string') {
+          const error = this.#adopt(d.from, d.config);
+          this.#post({ t: 'declared', to: d.from, name: d.config.name, error });
+        }
+        break;
+      case 'undeclare':
+        if (hosting && typeof d.from === 'string') this.#drop(d.from, d.name);
+        break;
+      case 'ask':
+        if (!hosting) for (const { config } of this.#local.values()) this.#post({ t: 'declare', from: this.#opts.id, config });
+        break;
+      case 'declared': {
+        if (d.to !== this.#opts.id) break;
+        const list = this.#waiting.get(d.name) ?? [];
+        this.#waiting.delete(d.name);
+        for (const [resolve, reject] of list) {
+          if (d.error) reject(this.#opts.failed(String(d.error), 406));
+          else resolve();
+        }
+        break;
+      }
+      case 'status':
+        if (!hosting && d.status && typeof d.status.name === 'string') this.#status.set(d.status.name, d.status);
+        break;
+      case 'gone':
+        if (!hosting) this.#status.delete(d.name);
+        break;
+    }
+  }
+
+  /** Runs (or joins) bridge `config.name` for context `from`; an error message if it runs with other options. */
+  #adopt(from, config) {
+    let b = this.#running.get(config.name);
+    const key = JSON.stringify(config);
+    if (b && b.key !== key) {
+      return `bridge '${config.name}' runs already with other options (declared by another tab or worker): give this one another name, or the same options`;
+    }
+    if (!b) {
+      const runner = new Runner(config, this.#opts, (status) => this.#post({ t: 'status', status }));
+      b = { config, key, owners: new Set(), runner };
+      this.#running.set(config.name, b);
+      runner.start();
+    }
+    b.owners.add(from);
+    if (from !== this.#opts.id) this.#watch(from);
+    return null;
+  }
+
+  #drop(from, name) {
+    const b = this.#running.get(name);
+    if (!b || !b.owners.delete(from) || b.owners.size > 0) return;
+    this.#running.delete(name);
+    b.runner.stop();
+    this.#post({ t: 'gone', name });
+  }
+
+  /** Drops context `id`'s bridges once it no longer holds its lock (it died, closed or left). */
+  #watch(id) {
+    if (this.#watching.has(id) || !globalThis.navigator?.locks) return;
+    this.#watching.add(id);
+    navigator.locks
+      .request(`tabbit:${this.#opts.name}:client:${id}`, { signal: this.#abort.signal }, () => {
+        this.#watching.delete(id);
+        for (const name of [...this.#running.keys()]) this.#drop(id, name);
+      })
+      .catch(() => {});
+  }
+}
+
+/** One bridge's connection to RabbitMQ, in the hosting context: reconnects with backoff until stopped. */
+class Runner {
+  #config;
+  #opts;
+  #report;
+  #stopped = false;
+  #ws = null;
+  #conn = null;
+  #s;
+  #lastReport = 0;
+  #reportTimer = null;
+
+  constructor(config, opts, report) {
+    this.#config = config;
+    this.#opts = opts;
+    this.#report = report;
+    this.#s = {
+      name: config.name,
+      url: config.url,
+      vhost: config.vhost,
+      login: config.login,
+      host: opts.id,
+      state: 'connecting',
+      error: null,
+      since: Date.now(),
+      retryAt: null,
+      connects: 0,
+      outbound: { sent: 0, confirmed: 0, pending: 0, skippedHeaders: 0 },
+      inbound: { received: 0, acked: 0, refused: 0 },
+      outboxes: config.outbound.map((r) => r.queue),
+      rules: publicView(config),
+    };
+  }
+
+  status() {
+    return structuredClone(this.#s);
+  }
+
+  #changed(now = false) {
+    // Counters change per message: tell the other contexts at most 4 times a second.
+    if (this.#reportTimer) return;
+    const wait = now ? 0 : Math.max(0, 250 - (Date.now() - this.#lastReport));
+    this.#reportTimer = setTimeout(() => {
+      this.#reportTimer = null;
+      this.#lastReport = Date.now();
+      this.#report(this.status());
+    }, wait);
+  }
+
+  #state(state, error = this.#s.error) {
+    Object.assign(this.#s, { state, error, since: Date.now(), retryAt: null });
+    this.#changed(true);
+  }
+
+  start() {
+    this.#loop().catch((e) => {
+      this.#state('stopped', `the bridge stopped on an unexpected error: ${e?.message ?? e}`);
+    });
+  }
+
+  stop() {
+    this.#stopped = true;
+    try {
+      this.#ws?.close();
+    } catch {
+      // Closing anyway.
+    }
+    this.#conn?.close().catch(() => {});
+    this.#state('stopped', null);
+  }
+
+  async #loop() {
+    this.#conn = this.#opts.openConnection();
+    const { initialMs, maxMs } = this.#config.reconnect;
+    let delay = initialMs;
+    while (!this.#stopped) {
+      this.#state('connecting');
+      const { connected, error } = await this.#session();
+      if (this.#stopped) break;
+      if (connected) delay = initialMs;
+      const wait = Math.round(delay * (0.8 + 0.4 * Math.random()));
+      Object.assign(this.#s, { state: 'waiting', error, since: Date.now(), retryAt: Date.now() + wait });
+      this.#changed(true);
+      await sleep(wait);
+      delay = Math.min(delay * 2, maxMs);
+    }
+  }
+
+  /** One WebSocket session: resolves when it ends, with whether it got as far as CONNECTED and why it ended. */
+  #session() {
+    const config = this.#config;
+    const binding = this.#opts.binding();
+    return new Promise((resolve) => {
+      let ws;
+      try {
+        if (typeof WebSocket !== 'function') throw new Error('this runtime has no WebSocket');
+        ws = new WebSocket(config.url, PROTOCOLS);
+      } catch (e) {
+        resolve({ connected: false, error: `cannot open ${config.url}: ${e?.message ?? e}` });
+        return;
+      }
+      this.#ws = ws;
+      ws.binaryType = 'arraybuffer';
+      const decoder = new binding.StompDecoder(MAX_FRAME_BYTES);
+      let connected = false;
+      let error = null;
+      let lastHeard = Date.now();
+      const timers = [];
+      const channels = [];
+      const send = (bytes) => {
+        if (ws.readyState === 1) ws.send(bytes);
+      };
+      const frame = (command, headers, body) => send(binding.stompFrame(command, headers, body));
+      const fail = (why) => {
+        error ??= why;
+        try {
+          ws.close();
+        } catch {
+          // Already closing.
+        }
+      };
+      const session = { ended: false, channels };
+      const end = () => {
+        if (session.ended) return;
+        session.ended = true;
+        this.#frame = null;
+        decoder.free?.();
+        for (const t of timers) clearInterval(t);
+        // Closing the outbox channels puts what RabbitMQ did not confirm back, in order, for
+        // the next session; inbound messages not acked go back to RabbitMQ's queue.
+        for (const ch of channels) ch.close().catch(() => {});
+        this.#s.outbound.pending = 0;
+        if (this.#ws === ws) this.#ws = null;
+        resolve({ connected, error: error ?? (connected ? 'the connection closed' : `could not connect to ${config.url}`) });
+      };
+      ws.onopen = () => {
+        frame('CONNECT', [
+          ['accept-version', '1.2,1.1'],
+          ['host', config.vhost],
+          ['login', config.login],
+          ['passcode', config.passcode],
+          ['heart-beat', `${config.heartbeatMs},${config.heartbeatMs}`],
+        ]);
+      };
+      ws.onerror = () => {
+        error ??= connected ? 'the WebSocket failed' : `could not connect to ${config.url} (refused, or not a Web-STOMP endpoint)`;
+      };
+      ws.onclose = end;
+      const handlers = {
+        CONNECTED: (f) => {
+          connected = true;
+          this.#s.connects += 1;
+          this.#state('connected', null);
+          // Heart-beats, as STOMP 1.2 negotiates them: each side's wish against the other's.
+          const [sx, sy] = String(f.headers.get('heart-beat') ?? '0,0').split(',').map((n) => Number(n) || 0);
+          const hb = config.heartbeatMs;
+          if (hb > 0 && sy > 0) timers.push(setInterval(() => send(new Uint8Array([10])), Math.max(hb, sy)));
+          if (hb > 0 && sx > 0) {
+            const limit = 2 * Math.max(hb, sx) + 1000;
+            timers.push(setInterval(() => Date.now() - lastHeard > limit && fail(`no heart-beat from RabbitMQ for ${limit} ms`), limit / 2));
+          }
+          this.#open(session, frame, send, fail).catch((e) => fail(`the local broker refused the bridge: ${e?.message ?? e}`));
+        },
+        ERROR: (f) => {
+          const message = f.headers.get('message') ?? 'error';
+          const text = new TextDecoder().decode(f.body ?? new Uint8Array()).trim();
+          fail(`RabbitMQ: ${message}${text ? ` (${text.replace(/\s+/g, ' ')})` : ''}`);
+        },
+      };
+      ws.onmessage = (e) => {
+        lastHeard = Date.now();
+        const bytes = typeof e.data === 'string' ? new TextEncoder().encode(e.data) : new Uint8Array(e.data);
+        let frames;
+        try {
+          frames = decoder.push(bytes);
+        } catch (err) {
+          fail(`malformed frame from RabbitMQ: ${err?.message ?? err}`);
+          return;
+        }
+        for (const f of frames) {
+          try {
+            if (handlers[f.command]) handlers[f.command](f);
+            else this.#frame?.(f);
+          } catch (err) {
+            fail(`could not handle a ${f.command} frame: ${err?.message ?? err}`);
+          }
+        }
+      };
+    });
+  }
+
+  /** After CONNECTED: subscribes the inbound rules and starts sending the outboxes. */
+  async #open(session, frame, send, fail) {
+    const config = this.#config;
+    const binding = this.#opts.binding();
+    const s = this.#s;
+    const pending = new Map();
+    let receipts = 0;
+    const subs = new Map();
+    let inbound = null;
+    // A channel opened after the session ended is closed at once (its end() has run).
+    const track = (ch) => {
+      session.channels.push(ch);
+      if (session.ended) ch.close().catch(() => {});
+      return !session.ended;
+    };
+    if (config.inbound.length) {
+      inbound = await this.#conn.createConfirmChannel();
+      if (!track(inbound)) return;
+    }
+    this.#frame = (f) => {
+      if (f.command === 'RECEIPT') {
+        const id = f.headers.get('receipt-id');
+        const p = pending.get(id);
+        if (!p) return;
+        pending.delete(id);
+        s.outbound.pending = pending.size;
+        s.outbound.confirmed += 1;
+        p.ch.ack(p.msg);
+        this.#changed();
+      } else if (f.command === 'MESSAGE') {
+        const rule = subs.get(f.headers.get('subscription'));
+        const ackId = f.headers.get('ack');
+        if (!rule || !ackId) return;
+        s.inbound.received += 1;
+        this.#changed();
+        const { content, properties } = f.message;
+        const options = { ...properties, persistent: true };
+        const settle = (err) => {
+          if (!err) {
+            s.inbound.acked += 1;
+            frame('ACK', [['id', ackId]]);
+            this.#changed();
+            return;
+          }
+          // The local broker refused it (a limit, a full queue, full storage): RabbitMQ keeps
+          // it, and gets it back after a while to offer it again.
+          s.inbound.refused += 1;
+          Object.assign(s, { error: `the local broker refused a message from ${rule.from}: ${err.message}` });
+          this.#changed();
+          setTimeout(() => frame('NACK', [['id', ackId], ['requeue', 'true']]), REFUSED_RETRY_MS);
+        };
+        try {
+          if (rule.to.queue !== undefined) inbound.sendToQueue(rule.to.queue, content, options, settle);
+          else inbound.publish(rule.to.exchange, rule.to.routingKey ?? f.routingKey, content, options, settle);
+        } catch (err) {
+          settle(err);
+        }
+      }
+    };
+    config.inbound.forEach((rule, i) => {
+      const id = `${i}`;
+      subs.set(id, rule);
+      frame('SUBSCRIBE', [
+        ['id', id],
+        ['destination', rule.from],
+        ['ack', 'client-individual'],
+        ['prefetch-count', String(rule.prefetch)],
+      ]);
+    });
+    for (const rule of config.outbound) {
+      const ch = await this.#conn.createChannel();
+      if (!track(ch)) return;
+      const epoch = await outboxEpoch(this.#conn, rule);
+      await ch.prefetch(config.prefetch);
+      if (session.ended) return;
+      await ch.consume(rule.queue, (msg) => {
+        if (!msg) {
+          fail(`the outbox queue '${rule.queue}' was deleted`);
+          return;
+        }
+        const receipt = `r${++receipts}`;
+        const messageId = msg.properties.messageId ?? `tabbit:${rule.queue}:${epoch}:${msg.fields.sequence}`;
+        const { 'x-delivery-count': _, ...headers } = msg.properties.headers ?? {};
+        const to = /^\/exchange\/[^/]+$/.test(rule.to) ? `${rule.to}/${msg.fields.routingKey}` : rule.to;
+        let out;
+        try {
+          out = binding.stompSend(to, receipt, messageId, msg.content, { ...msg.properties, headers });
+        } catch (err) {
+          fail(`could not send a message of '${rule.queue}': ${err?.message ?? err}`);
+          return;
+        }
+        if (out.skipped.length) s.outbound.skippedHeaders += out.skipped.length;
+        pending.set(receipt, { ch, msg });
+        s.outbound.pending = pending.size;
+        s.outbound.sent += 1;
+        send(out.frame);
+        this.#changed();
+      });
+    }
+  }
+
+  /** The frame handler of the current session (RECEIPT, MESSAGE). */
+  #frame = null;
+}
+
+/**
+ * The outbox's epoch: a random word stored in the queue's arguments when the bridge made it,
+ * so that the message ids it makes (`tabbit:<outbox>:<epoch>:<sequence>`) stay unique when the
+ * queue is deleted and made again.
+ */
+async function outboxEpoch(conn, rule) {
+  const stats = await conn.stats();
+  return stats.queues.find((q) => q.name === rule.queue)?.arguments?.['x-tabbit-epoch'] ?? '0';
+}
+
+/**
+ * Declares the outbox queues of `config` and binds them (from any context): durable, so that
+ * messages routed to them wait in storage while RabbitMQ cannot be reached.
+ */
+export async function declareOutboxes(conn, config) {
+  const rules = config.outbound.filter((r) => r.own);
+  if (!rules.length) return;
+  let ch = await conn.createChannel();
+  try {
+    const stats = await conn.stats();
+    for (const r of rules) {
+      if (!stats.queues.some((q) => q.name === r.queue)) {
+        const epoch = Math.floor(Math.random() * 2 ** 48).toString(36);
+        try {
+          await ch.assertQueue(r.queue, { durable: true, arguments: { 'x-tabbit-epoch': epoch } });
+        } catch (e) {
+          // 406: another context made it meanwhile, with its own epoch, and the error closed
+          // the channel. Anything else is an error to report.
+          if (e?.code !== 406) throw e;
+          ch = await conn.createChannel();
+          await ch.checkQueue(r.queue);
+        }
+      }
+      await ch.bindQueue(r.queue, r.exchange, r.pattern);
+    }
+  } finally {
+    await ch.close().catch(() => {});
+  }
+}
+
+/** What `conn.bridge()` returns: the bridge's name, its status, and close(). */
+export class Bridge {
+  #registry;
+  #closed = false;
+  #onClose;
+
+  constructor(registry, name, onClose) {
+    this.#registry = registry;
+    this.name = name;
+    this.#onClose = onClose;
+  }
+
+  /**
+   * The bridge's status, as the hosting context last told it (undefined until it has):
+   * `{ state, error, connects, outbound, inbound, ... }`; `conn.stats().bridges` has every bridge's.
+   */
+  get status() {
+    return this.#registry.statuses().find((s) => s.name === this.name);
+  }
+
+  /** This context no longer wants the bridge: it stops once no context does. Its outboxes stay, durable. */
+  close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#registry.undeclare(this.name);
+    this.#onClose(this);
+  }
+}

@@ -1,0 +1,248 @@
+// The bridge to RabbitMQ over Web-STOMP (conn.bridge()), end to end: a real RabbitMQ node
+// (Debian's rabbitmq-server with rabbitmq_web_stomp, started here on loopback: ./rabbitmq.mjs),
+// tabs in headless Chromium, and pika on the other side (tests/bridge/send.py, receive.py, as
+// RabbitMQ's first tutorial uses it).
+//
+//   - pika → RabbitMQ queue 'hello' → bridge → local queue 'inbox' → a tab's consumer, with
+//     properties mapped; a tab → local exchange 'to-rabbit' → outbox → RabbitMQ queue 'tasks' →
+//     pika's basic_consume; three tabs make one WebSocket; a client tab sees the status;
+//   - offline outbox: RabbitMQ stopped, a tab publishes N (confirmed: stored locally), the tab is
+//     closed and another opened; RabbitMQ starts; all N arrive once, in order;
+//   - the host tab is crashed mid-stream both ways: the bridge moves to another tab; nothing lost;
+//   - wrong credentials and a refused connection: the status says so; then it connects.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { BLANK, ROOT, TEST_TIMEOUT, crashPage, launchBrowser, openPage, startServer, waitUntil } from './browser.mjs';
+import { rabbitAvailable, startRabbit } from './rabbitmq.mjs';
+
+const PY = process.env.PYTHON ?? 'python3';
+const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
+
+let server;
+let browser;
+let rabbit;
+const skip = (await rabbitAvailable()) ? false : 'rabbitmq-server is not installed (scripts/setup installs it)';
+
+before(async () => {
+  if (skip) return;
+  [server, browser, rabbit] = await Promise.all([startServer(), launchBrowser(), startRabbit()]);
+});
+after(async () => {
+  await browser?.close();
+  await server?.close();
+  await rabbit?.close();
+});
+
+
+/** Runs tests/bridge/send.py: pika publishes `bodies` to queue `queue` (declared first). */
+function pikaSend(queue, bodies) {
+  return runPy('send.py', [String(rabbit.amqpPort), queue, ...bodies]).done;
+}
+
+/**
+ * Starts tests/bridge/receive.py: pika consumes `count` messages of `queue`. `ready` resolves
+ * once it has declared the queue; `done` with the messages it printed.
+ */
+function pikaReceive(queue, count, timeoutS = 60) {
+  return runPy('receive.py', [String(rabbit.amqpPort), queue, String(count), String(timeoutS)]);
+}
+
+function runPy(script, args) {
+  const p = spawn(PY, ['-u', join(ROOT, 'tests/bridge', script), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  p.stdout.on('data', (d) => (out += d));
+  p.stderr.on('data', (d) => (err += d));
+  const lines = () => out.split('\n').filter((l) => l.startsWith('{') && l.endsWith('}')).map((l) => JSON.parse(l));
+  const done = new Promise((resolve, reject) => {
+    p.on('exit', (code) => {
+      if (code === 0) resolve(lines());
+      else reject(new Error(`${script} exited with ${code}: ${err.trim().split('\n').slice(-3).join(' | ')} (got ${lines().length})`));
+    });
+  });
+  // Killed with the test if still running.
+  done.catch(() => {});
+  return { done, lines, kill: () => p.kill() };
+}
+
+/** Waits until RabbitMQ's queue `queue` exists (pika declared it). */
+async function rabbitQueue(queue) {
+  await waitUntil(`RabbitMQ queue ${queue}`, async () => (await rabbit.ctl('list_queues', 'name', '--quiet')).split('\n').includes(queue));
+}
+
+/**
+ * How many consumers RabbitMQ's queue `queue` has: one per bridge that subscribes to it, so one
+ * per WebSocket. (rabbitmqctl list_connections does not list Web-STOMP's connections in 3.10.)
+ */
+async function consumersOf(queue) {
+  const out = await rabbit.ctl('list_queues', 'name', 'consumers', '--quiet');
+  const line = out.split('\n').map((l) => l.trim().split(/\s+/)).find(([n]) => n === queue);
+  return line ? Number(line[1]) : 0;
+}
+
+let names = 0;
+const brokerName = (tag) => `bridge-${tag}-${Date.now()}-${++names}`;
+
+async function tab(context, name, bridge) {
+  const { page, errors } = await openPage(context, `${server.url}${BLANK}`);
+  await page.evaluate((a) => import('/tests/node/bridge-page.js').then((m) => m.join(a)), { name, bridge });
+  return { page, errors };
+}
+
+const status = (page) => page.evaluate(() => __bridge.status());
+const received = (page) => page.evaluate(() => __bridge.state.received);
+
+test('pika to a tab and a tab to pika, through one bridge for three tabs', { timeout: TEST_TIMEOUT, skip }, async (t) => {
+  const context = await browser.browser.newContext();
+  t.after(() => context.close());
+  const name = brokerName('pika');
+  // RabbitMQ's side first, as the tutorial has it: 'hello' holds three messages; 'tasks' has a consumer.
+  await pikaSend('hello', ['Hello World!', 'second', 'third']);
+  const consumer = pikaReceive('tasks', 3);
+  await rabbitQueue('tasks');
+  const config = {
+    url: rabbit.wsUrl,
+    inbound: [{ from: '/amq/queue/hello', to: { queue: 'inbox' } }],
+    outbound: [{ exchange: 'to-rabbit', to: '/amq/queue/tasks' }],
+  };
+  const tabs = [];
+  for (let i = 0; i < 3; i++) tabs.push(await tab(context, name, config));
+  const [host] = tabs;
+  assert.equal(await host.page.evaluate(() => __bridge.hosting()), true);
+  await host.page.evaluate(() => __bridge.consume('inbox'));
+  const got = await waitUntil('3 messages in the tab', async () => {
+    const r = await received(host.page);
+    return r.length >= 3 && r;
+  });
+  assert.deepEqual(got.map((m) => m.body), ['Hello World!', 'second', 'third']);
+  const first = got[0];
+  assert.equal(first.contentType, 'text/plain');
+  assert.equal(first.correlationId, 'corr-1');
+  assert.equal(first.replyTo, 'answers');
+  assert.equal(first.messageId, 'pika-1');
+  assert.equal(first.headers['x-origin'], 'pika');
+  assert.equal(first.routingKey, 'inbox', "sent to a queue: the default exchange, the queue's name");
+  assert.equal(first.deliveryMode, 2, 'stored locally as persistent');
+
+  // A client tab publishes; the host's bridge sends; pika receives, with the properties.
+  const client = tabs[2];
+  assert.equal(await client.page.evaluate(() => __bridge.hosting()), false);
+  const ids = await client.page.evaluate(() =>
+    __bridge.publish('to-rabbit', 'task.a', 3, 'to-pika-', { contentType: 'application/json', correlationId: 'c-9', replyTo: 'inbox', headers: { 'x-n': 7 } }),
+  );
+  assert.equal(ids.length, 3);
+  const lines = await consumer.done;
+  assert.deepEqual(lines.map((l) => l.body), ['to-pika-0', 'to-pika-1', 'to-pika-2']);
+  assert.deepEqual(lines.map((l) => l.messageId), ids);
+  assert.equal(lines[0].contentType, 'application/json');
+  assert.equal(lines[0].correlationId, 'c-9');
+  assert.equal(lines[0].replyTo, 'inbox');
+  assert.equal(lines[0].headers['x-n'], '7');
+  assert.equal(lines[0].deliveryMode, 2);
+
+  // One WebSocket for three tabs, and every tab sees the status.
+  assert.equal(await consumersOf('hello'), 1, 'one subscription: one bridge for three tabs');
+  const s = await waitUntil('counters in the client', async () => {
+    const st = (await client.page.evaluate(() => __bridge.stats())).bridges[0];
+    return st?.outbound.confirmed === 3 && st.inbound.acked === 3 && st;
+  });
+  assert.equal(s.state, 'connected');
+  assert.equal(s.error, null);
+  assert.equal(s.rules.passcode, undefined, 'the passcode is not in the stats');
+  const outbox = (await client.page.evaluate(() => __bridge.stats())).queues.find((q) => q.name === 'bridge.default.to-rabbit');
+  assert.deepEqual([outbox.ready, outbox.unacked], [0, 0]);
+  for (const { errors } of tabs) assert.deepEqual(errors, []);
+});
+
+test('offline outbox: published while RabbitMQ is down, sent once and in order when it is back', { timeout: TEST_TIMEOUT, skip }, async (t) => {
+  const context = await browser.browser.newContext();
+  t.after(() => context.close());
+  const name = brokerName('offline');
+  const N = 200;
+  const config = {
+    url: rabbit.wsUrl,
+    reconnect: { initialMs: 200, maxMs: 1000 },
+    outbound: [{ exchange: 'to-rabbit', pattern: 'offline.#', to: '/amq/queue/offline' }],
+  };
+  await pikaSend('offline', []);
+  const a = await tab(context, name, config);
+  await waitUntil('connected', async () => (await status(a.page))?.state === 'connected');
+  await rabbit.stop();
+  await waitUntil('the bridge to notice', async () => (await status(a.page))?.state === 'waiting');
+  const ids = await a.page.evaluate((n) => __bridge.publish('to-rabbit', 'offline.x', n, 'off-'), N);
+  assert.equal(ids.length, N, 'every message confirmed locally while RabbitMQ is down');
+  const st = await status(a.page);
+  assert.match(st.error, /could not connect|closed/);
+  // The tab goes; another one opens later: the outbox is in IndexedDB.
+  await a.page.close();
+  await rabbit.start();
+  // Pika declares the queue again (it was not durable) and consumes.
+  const consumer = pikaReceive('offline', N);
+  await rabbitQueue('offline');
+  const b = await tab(context, name, config);
+  const lines = await consumer.done;
+  assert.deepEqual(lines.map((l) => l.body), ids, 'all N, once, in order');
+  await waitUntil('the outbox drained', async () => {
+    const q = (await b.page.evaluate(() => __bridge.stats())).queues.find((x) => x.name === 'bridge.default.to-rabbit.offline.#');
+    return q && q.ready === 0 && q.unacked === 0;
+  });
+  // Nothing more arrives (a duplicate would).
+  const extra = pikaReceive('offline', 1, 2);
+  await assert.rejects(extra.done, /exited with 2/);
+  assert.deepEqual(b.errors, []);
+});
+
+test('the host tab crashes mid-stream: the bridge moves to another tab, nothing is lost', { timeout: TEST_TIMEOUT, skip }, async (t) => {
+  const context = await browser.browser.newContext();
+  t.after(() => context.close());
+  const name = brokerName('crash');
+  const N = 400;
+  await pikaSend('crash-in', []);
+  const toPika = pikaReceive('crash-out', N, 90);
+  await rabbitQueue('crash-out');
+  const config = {
+    url: rabbit.wsUrl,
+    prefetch: 20,
+    reconnect: { initialMs: 200, maxMs: 1000 },
+    inbound: [{ from: '/amq/queue/crash-in', to: { queue: 'inbox' } }],
+    outbound: [{ exchange: 'to-rabbit', to: '/amq/queue/crash-out' }],
+  };
+  const host = await tab(context, name, config);
+  const other = await tab(context, name, config);
+  await waitUntil('connected', async () => (await status(host.page))?.state === 'connected');
+  await other.page.evaluate(() => __bridge.consume('inbox'));
+  // Both ways at once: pika sends N into RabbitMQ; the non-host tab streams N out.
+  const sent = Array.from({ length: N }, (_, i) => `in-${i}`);
+  const pikaSending = pikaSend('crash-in', sent);
+  const streaming = other.page.evaluate((n) => __bridge.stream('to-rabbit', 'k', n, 'out-', 10, 15), N);
+  await waitUntil('the stream under way', async () => (await other.page.evaluate(() => __bridge.state.confirmed.length)) > N / 4);
+  await crashPage(host.page);
+  await waitUntil('the other tab hosts', () => other.page.evaluate(() => __bridge.hosting()));
+  await streaming;
+  await pikaSending;
+  const confirmed = await other.page.evaluate(() => __bridge.state.confirmed);
+  const failed = await other.page.evaluate(() => __bridge.state.failed);
+  // Publishes the dead host never answered fail (320) and were not confirmed: only confirmed ones count.
+  assert.ok(confirmed.length >= N / 2, `${confirmed.length} confirmed, ${failed.length} failed`);
+  const got = await waitUntil('pika to get every confirmed id', () => {
+    const ids = new Set(toPika.lines().map((l) => l.body));
+    return confirmed.every((id) => ids.has(id)) && ids;
+  }, 60_000);
+  toPika.kill();
+  // Every message pika got carries its tabbit id: a duplicate (sent again after the crash) is recognisable.
+  for (const l of toPika.lines()) assert.equal(l.messageId, l.body);
+  const dupes = toPika.lines().length - got.size;
+  const inbox = await waitUntil('every pika message in the tab', async () => {
+    const bodies = new Set((await received(other.page)).map((m) => m.body));
+    return sent.every((b) => bodies.has(b)) && bodies;
+  }, 60_000);
+  assert.equal(inbox.size, N);
+  const s = await status(other.page);
+  assert.equal(s.host, (await other.page.evaluate(() => __bridge.stats())).host, 'run by the new host');
+  await waitUntil('one subscription left at RabbitMQ (the dead host\'s went with its socket)', async () => (await consumersOf('crash-in')) === 1);
+  assert.equal(s.state, 'connected');
+  assert.deepEqual(other.errors, []);
+  t.diagnostic(`${confirmed.length} of ${N} confirmed out (${failed.length} failed with the host), ${got.size} at pika, ${dupes} duplicates; ${inbox.size} in`);
+});
