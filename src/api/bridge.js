@@ -412,6 +412,7 @@ class Runner {
         if (ws.readyState === 1) ws.send(bytes);
       };
       const frame = (command, headers, body) => send(binding.stompFrame(command, headers, body));
+      // Ends the session now: a peer that does not answer the close handshake must not hold it.
       const fail = (why) => {
         error ??= why;
         try {
@@ -419,6 +420,7 @@ class Runner {
         } catch {
           // Already closing.
         }
+        end();
       };
       const session = { ended: false, channels };
       const end = () => {
@@ -469,6 +471,7 @@ class Runner {
         },
       };
       ws.onmessage = (e) => {
+        if (session.ended) return;
         lastHeard = Date.now();
         const bytes = typeof e.data === 'string' ? new TextEncoder().encode(e.data) : new Uint8Array(e.data);
         let frames;
@@ -479,6 +482,7 @@ class Runner {
           return;
         }
         for (const f of frames) {
+          if (session.ended) return;
           try {
             if (handlers[f.command]) handlers[f.command](f);
             else this.#frame?.(f);

@@ -17,7 +17,7 @@ const run = promisify(execFile);
 const BIN = process.env.RABBITMQ_BIN ?? '/usr/lib/rabbitmq/bin';
 
 /** A TCP port free on 127.0.0.1 now. */
-function freePort() {
+export function freePort() {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);
