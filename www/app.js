@@ -126,7 +126,9 @@ function renderView(s) {
   if (!s) return;
   switch (route.view) {
     case 'overview': return renderOverview(s);
-    case 'connections': return renderConnections(s);
+    case 'connections':
+      renderBridges(s);
+      return renderConnections(s);
     case 'exchanges': return renderExchanges(s);
     case 'exchange': return renderExchange(s);
     case 'queues': return renderQueues(s);
@@ -294,6 +296,39 @@ function renderConnections(s) {
       }
       for (const col of ['connections', 'channels', 'consumers', 'unacked']) setText(row.cells[col], fmtNum(c[col]));
     },
+  );
+}
+
+function renderBridges(s) {
+  const counts = { sent: ['outbound', 'sent'], confirmed: ['outbound', 'confirmed'], pending: ['outbound', 'pending'], received: ['inbound', 'received'], acked: ['inbound', 'acked'] };
+  syncRows(
+    $('bridge-rows'),
+    Array.isArray(s.bridges) ? s.bridges : [],
+    (b) => b.name,
+    () => {
+      const row = { tr: el('tr'), cells: {} };
+      row.tr.append((row.cells.name = el('th', { scope: 'row' })), (row.cells.url = el('td', { class: 'mono' })), (row.cells.state = el('td')));
+      for (const col of Object.keys(counts)) row.tr.append((row.cells[col] = numCell(col)));
+      row.tr.append((row.cells.outboxes = el('td')));
+      return row;
+    },
+    (row, b) => {
+      setText(row.cells.name, b.name);
+      setText(row.cells.url, `${b.login}@${b.url} ${b.vhost}`);
+      const stateKey = `${b.state}|${b.error ?? ''}`;
+      if (row.cells.state.dataset.key !== stateKey) {
+        row.cells.state.dataset.key = stateKey;
+        const tag = el('span', { class: `tag bridge-${b.state}`, text: b.state });
+        row.cells.state.replaceChildren(tag, ...(b.error ? [' ', el('span', { class: 'muted', text: b.error })] : []));
+      }
+      for (const [col, [side, key]] of Object.entries(counts)) setText(row.cells[col], fmtNum(b[side]?.[key]));
+      const boxes = (b.outboxes ?? []).join('\n');
+      if (row.cells.outboxes.dataset.key !== boxes) {
+        row.cells.outboxes.dataset.key = boxes;
+        row.cells.outboxes.replaceChildren(...(b.outboxes ?? []).flatMap((q, i) => (i ? [' ', link(queueHref(q), q)] : [link(queueHref(q), q)])));
+      }
+    },
+    'No bridge: conn.bridge({ url, outbound, inbound }) makes one',
   );
 }
 

@@ -152,7 +152,14 @@ export class Bridges {
     if (opts.mesh && typeof BroadcastChannel === 'function') {
       this.#port = new BroadcastChannel(`tabbit:${opts.name}:bridges`);
       this.#port.onmessage = (e) => this.#receive(e.data);
+      if (!opts.hosting()) this.#post({ t: 'tell' });
     }
+  }
+
+  /** Another context took over hosting: what the old host told is stale; ask the new one. */
+  hostChanged() {
+    this.#status.clear();
+    this.#post({ t: 'tell' });
   }
 
   #post(m) {
@@ -251,6 +258,10 @@ export class Bridges {
         }
         break;
       }
+      case 'tell':
+        // A context joined, or saw a new host: the statuses of what runs here.
+        if (hosting) for (const b of this.#running.values()) this.#post({ t: 'status', status: b.runner.status() });
+        break;
       case 'status':
         if (!hosting && d.status && typeof d.status.name === 'string') this.#status.set(d.status.name, d.status);
         break;

@@ -378,6 +378,12 @@ export interface CommonMessageFields {
   /** The exchange it was published to (`''` the default exchange). */
   exchange: string;
   routingKey: string;
+  /**
+   * Beyond amqplib: the message's position in its queue. It rises with every message the queue
+   * takes and is kept across restarts and failovers while the queue exists, so that it names the
+   * message (with the queue) for deduplication; the bridge builds its message ids from it.
+   */
+  sequence: number;
 }
 
 export interface MessageFields extends CommonMessageFields {
@@ -515,6 +521,8 @@ export interface BrokerStats {
   hosting: boolean;
   /** Posts from other contexts the host dropped: not tabbit's, another protocol version, malformed or too large. */
   droppedPosts: number;
+  /** The broker's bridges to RabbitMQ (`Connection.bridge()`), as the hosting context last told. */
+  bridges: BridgeStatus[];
 }
 
 export interface ExchangeStats {
@@ -683,6 +691,100 @@ export class Connection extends Emitter<ConnectionEvents> {
    * queue that does not exist or whose head is paged out to storage.
    */
   peek(queue: string, count?: number): Promise<PeekedMessage[]>;
+
+  /**
+   * Beyond amqplib: bridges the broker to a RabbitMQ server over Web-STOMP (see the README).
+   * Declares and binds the outbox queues first, then resolves once the context hosting the
+   * broker runs the bridge; it connects (and reconnects, with backoff) in the background:
+   * watch `status`. Rejects with 406 on bad options (the message says which and what to write),
+   * 540 where there is no WebSocket (Node).
+   */
+  bridge(options: BridgeOptions): Promise<Bridge>;
+}
+
+/** `Connection.bridge()`'s options. */
+export interface BridgeOptions {
+  /** Names the bridge among the broker's (default `'default'`); also in the outbox names. */
+  name?: string;
+  /** RabbitMQ's Web-STOMP endpoint, e.g. `'ws://127.0.0.1:15674/ws'` (ws:// or wss://, no credentials in it). */
+  url: string;
+  /** Default `'guest'` (which RabbitMQ accepts from localhost only). */
+  login?: string;
+  /** Default `'guest'`. Kept in memory only, and sent to the hosting context over the origin's BroadcastChannel. */
+  passcode?: string;
+  /** RabbitMQ virtual host (default `'/'`). */
+  vhost?: string;
+  /** STOMP heart-beats both ways, in ms (default 10,000; 0: none). */
+  heartbeatMs?: number;
+  /** Messages in flight each way per rule: unconfirmed SENDs, unacked MESSAGEs (default 100). */
+  prefetch?: number;
+  /** Backoff between connection attempts: doubles from `initialMs` (default 500) to `maxMs` (default 30,000), ±20%. */
+  reconnect?: { initialMs?: number; maxMs?: number };
+  /** Local to RabbitMQ. */
+  outbound?: BridgeOutbound[];
+  /** RabbitMQ to local. */
+  inbound?: BridgeInbound[];
+}
+
+/**
+ * Local → RabbitMQ. `{ exchange, pattern?, to }`: messages routed by the local `exchange` with
+ * a key matching `pattern` (a binding key: default `'#'` — for a direct exchange give the routing
+ * key; a fanout exchange ignores it) wait in a durable outbox queue (`outbox`, default
+ * `bridge.<name>.<exchange>[.<pattern>]`) until RabbitMQ confirms them. `{ queue, to }` sends
+ * an existing local queue's messages instead. `to` is a STOMP destination: `/amq/queue/<q>` (a
+ * queue that exists, e.g. declared by pika), `/queue/<q>` (RabbitMQ declares it durable if
+ * missing, and refuses if it exists non-durable), `/exchange/<x>/<key>`, `/exchange/<x>` (the
+ * message's own routing key) or `/topic/<key>`.
+ */
+export type BridgeOutbound =
+  | { exchange: string; pattern?: string; outbox?: string; to: string }
+  | { queue: string; to: string };
+
+/**
+ * RabbitMQ → local. `from`: a STOMP destination to subscribe to (`/amq/queue/<q>`, `/queue/<q>`,
+ * `/exchange/<x>/<binding key>`, `/topic/<binding key>`). `to`: a local queue (by the default
+ * exchange), or a local exchange with `routingKey` (default: the one the message came with).
+ * Messages are stored as persistent and acked to RabbitMQ once the local broker confirmed them.
+ */
+export interface BridgeInbound {
+  from: string;
+  to: { queue: string } | { exchange: string; routingKey?: string };
+  /** Unacked messages RabbitMQ may send ahead (default: the bridge's `prefetch`). */
+  prefetch?: number;
+}
+
+/** What `Connection.bridge()` resolves to. */
+export interface Bridge {
+  readonly name: string;
+  /** As the hosting context last told it; undefined until it has. */
+  readonly status: BridgeStatus | undefined;
+  /** This context no longer wants the bridge; it stops once no context does. Its outboxes stay. */
+  close(): void;
+}
+
+/** A bridge's state, in `BrokerStats.bridges` and `Bridge.status`. */
+export interface BridgeStatus {
+  name: string;
+  url: string;
+  vhost: string;
+  login: string;
+  /** The id of the context that runs it (the host). */
+  host: string;
+  /** `'waiting'`: between attempts, until `retryAt`; `error` says why the last one ended. */
+  state: 'connecting' | 'connected' | 'waiting' | 'stopped';
+  error: string | null;
+  /** When `state` last changed (ms since the epoch). */
+  since: number;
+  retryAt: number | null;
+  /** Sessions that reached CONNECTED. */
+  connects: number;
+  /** `pending`: sent, not yet confirmed. `skippedHeaders`: custom headers with no text form, or a reserved name, left out. */
+  outbound: { sent: number; confirmed: number; pending: number; skippedHeaders: number };
+  /** `refused`: messages the local broker refused (a limit, full storage): RabbitMQ gets them back to offer again. */
+  inbound: { received: number; acked: number; refused: number };
+  outboxes: string[];
+  /** The options, without the passcode. */
+  rules: Omit<BridgeOptions, 'passcode'>;
 }
 
 /**

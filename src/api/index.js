@@ -428,6 +428,7 @@ export async function connect(options = {}) {
         });
         b.onFailover((info) => {
           if (info.hosting) entry.bridges.hostingNow();
+          else entry.bridges.hostChanged();
           entry.open.forEach((c) => c.emit('failover', info));
         });
       },

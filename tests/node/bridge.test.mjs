@@ -151,6 +151,18 @@ test('pika to a tab and a tab to pika, through one bridge for three tabs', { tim
   assert.equal(s.rules.passcode, undefined, 'the passcode is not in the stats');
   const outbox = (await client.page.evaluate(() => __bridge.stats())).queues.find((q) => q.name === 'bridge.default.to-rabbit');
   assert.deepEqual([outbox.ready, outbox.unacked], [0, 0]);
+
+  // The console, opened on this broker as one more tab, lists the bridge.
+  const consolePage = await openPage(context, new URL(`/www/?broker=${encodeURIComponent(name)}#/connections`, server.url).href);
+  const row = consolePage.page.locator('#bridge-rows tr[data-key="default"]');
+  await waitUntil(async () => `the bridge in the console: ${await consolePage.page.locator('#bridge-rows').innerHTML()} ${JSON.stringify(consolePage.errors)} ${await consolePage.page.evaluate(() => document.querySelector('#status')?.textContent ?? location.href)}`, async () => (await row.count()) === 1 && /connected/.test(await row.innerText()));
+  const cells = await row.locator('th, td').allInnerTexts();
+  assert.equal(cells[0], 'default');
+  assert.equal(cells[1], `guest@${rabbit.wsUrl} /`);
+  assert.match(cells[2], /^connected$/);
+  assert.deepEqual(cells.slice(3, 8), ['3', '3', '0', '3', '3']);
+  assert.equal(cells[8], 'bridge.default.to-rabbit');
+  assert.deepEqual(consolePage.errors, []);
   for (const { errors } of tabs) assert.deepEqual(errors, []);
 });
 

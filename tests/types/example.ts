@@ -12,6 +12,8 @@ import {
   Channel,
   ConfirmChannel,
   Connection,
+  type Bridge,
+  type BridgeStatus,
   type BrokerStats,
   type ConsumeMessage,
   type GetMessage,
@@ -223,6 +225,24 @@ async function main(): Promise<void> {
   console.log(conn.hosting);
   conn.on('failover', ({ hosting, cancelled }) => console.log(hosting, cancelled.join(',')));
   await conn.flush();
+  const bridge: Bridge = await conn.bridge({
+    url: 'ws://127.0.0.1:15674/ws',
+    login: 'app',
+    passcode: 'secret',
+    outbound: [{ exchange: 'events', pattern: 'order.*', to: '/exchange/amq.topic' }, { queue: 'outgoing', to: '/amq/queue/tasks' }],
+    inbound: [{ from: '/amq/queue/hello', to: { queue: 'inbox' } }, { from: '/topic/news.#', to: { exchange: 'news' }, prefetch: 10 }],
+    reconnect: { maxMs: 5000 },
+  });
+  const st: BridgeStatus | undefined = bridge.status;
+  if (st && st.state === 'waiting') console.log(st.error, st.retryAt, st.outbound.pending, st.inbound.refused);
+  for (const b of (await conn.stats()).bridges) console.log(b.name, b.state, b.rules.url);
+  bridge.close();
+  // @ts-expect-error: a bridge needs a url
+  await conn.bridge({ outbound: [] });
+  // @ts-expect-error: an inbound rule goes to a queue or an exchange
+  await conn.bridge({ url: 'ws://h/ws', inbound: [{ from: '/amq/queue/q', to: 'inbox' }] });
+  const d = await ch.get('jobs');
+  if (d) console.log(d.fields.sequence + 1);
   await ch.close();
   await Promise.all([conn.close(), memory.close(), other.close()]);
 }
