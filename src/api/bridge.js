@@ -12,7 +12,7 @@
 // and the mapping of properties to headers are in Rust (src/bridge/, src/api/stomp.rs).
 
 /** WebSocket subprotocols, as RabbitMQ's Web-STOMP plugin accepts them. */
-const PROTOCOLS = ['v12.stomp', 'v11.stomp'];
+const PROTOCOLS = ['v12.stomp'];
 /** The largest STOMP frame the bridge reads: a larger one is an error (501) that closes the connection. */
 const MAX_FRAME_BYTES = 64 * 1024 * 1024;
 /** How long an inbound message the local broker refused waits before RabbitMQ gets it back. */
@@ -152,9 +152,18 @@ export class Bridges {
     if (opts.mesh && typeof BroadcastChannel === 'function') {
       this.#port = new BroadcastChannel(`tabbit:${opts.name}:bridges`);
       this.#port.onmessage = (e) => this.#receive(e.data);
-      if (!opts.hosting()) this.#post({ t: 'tell' });
+      // A new host asks for the declarations (one posted before this existed was lost); a
+      // new client asks for the statuses.
+      this.#post({ t: opts.hosting() ? 'ask' : 'tell' });
     }
+    // A page kept in the back/forward cache has left the broker (src/api/glue.js Port): its
+    // bridges stop, and an open BroadcastChannel would keep it out of the cache.
+    globalThis.addEventListener?.('pagehide', this.#onPageHide);
   }
+
+  #onPageHide = (e) => {
+    if (e.persisted) this.close();
+  };
 
   /** Another context took over hosting: what the old host told is stale; ask the new one. */
   hostChanged() {
@@ -195,7 +204,10 @@ export class Bridges {
       const list = this.#waiting.get(config.name) ?? [];
       list.push([resolve, reject]);
       this.#waiting.set(config.name, list);
-      this.#post({ t: 'declare', from: this.#opts.id, config });
+      const post = () => this.#post({ t: 'declare', from: this.#opts.id, config });
+      post();
+      // Until the host answers: a host between two owners (a failover) may have missed it.
+      const again = setInterval(() => (this.#waiting.has(config.name) && !this.#closed ? post() : clearInterval(again)), 1000);
     });
   }
 
@@ -221,7 +233,9 @@ export class Bridges {
   }
 
   close() {
+    if (this.#closed) return;
     this.#closed = true;
+    globalThis.removeEventListener?.('pagehide', this.#onPageHide);
     this.#abort.abort();
     for (const b of this.#running.values()) b.runner.stop();
     this.#running.clear();
@@ -238,7 +252,13 @@ export class Bridges {
     switch (d.t) {
       case 'declare':
         if (hosting && typeof d.from === 'string' && d.config && typeof d.config.name === 'string') {
-          const error = this.#adopt(d.from, d.config);
+          let error;
+          try {
+            error = this.#adopt(d.from, d.config);
+          } catch (e) {
+            // Another context's post is checked by its own bridge(): this one is not from tabbit's code.
+            error = `a bridge declaration that is not well formed: ${e?.message ?? e}`;
+          }
           this.#post({ t: 'declared', to: d.from, name: d.config.name, error });
         }
         break;
@@ -449,7 +469,7 @@ class Runner {
       };
       ws.onopen = () => {
         frame('CONNECT', [
-          ['accept-version', '1.2,1.1'],
+          ['accept-version', '1.2'],
           ['host', config.vhost],
           ['login', config.login],
           ['passcode', config.passcode],
@@ -462,6 +482,10 @@ class Runner {
       ws.onclose = end;
       const handlers = {
         CONNECTED: (f) => {
+          if (f.headers.get('version') !== '1.2') {
+            fail(`the server speaks STOMP ${f.headers.get('version') ?? '1.0'}, not 1.2 (RabbitMQ 3.x speaks 1.2)`);
+            return;
+          }
           connected = true;
           this.#s.connects += 1;
           this.#state('connected', null);
