@@ -390,15 +390,18 @@ class Runner {
     });
   }
 
+  /** Stops for good, telling no one: the registry tells the other contexts the bridge is gone. */
   stop() {
     this.#stopped = true;
+    clearTimeout(this.#reportTimer);
+    this.#report = () => {};
     try {
       this.#ws?.close();
     } catch {
       // Closing anyway.
     }
     this.#conn?.close().catch(() => {});
-    this.#state('stopped', null);
+    Object.assign(this.#s, { state: 'stopped', error: null, since: Date.now(), retryAt: null });
   }
 
   async #loop() {
