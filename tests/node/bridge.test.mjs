@@ -163,6 +163,16 @@ test('pika to a tab and a tab to pika, through one bridge for three tabs', { tim
   assert.deepEqual(cells.slice(3, 8), ['3', '3', '0', '3', '3']);
   assert.equal(cells[8], 'bridge.default.to-rabbit');
   assert.deepEqual(consolePage.errors, []);
+
+  // The bridge runs while a context wants it: two tabs let go, it runs on; the third, it stops.
+  await host.page.evaluate(() => __bridge.closeBridge());
+  await tabs[1].page.evaluate(() => __bridge.closeBridge());
+  await sleep(300);
+  assert.equal(await consumersOf('hello'), 1);
+  await client.page.evaluate(() => __bridge.closeBridge());
+  await waitUntil('the subscription to go', async () => (await consumersOf('hello')) === 0);
+  await waitUntil('the console to list no bridge', async () => (await row.count()) === 0);
+  assert.deepEqual((await client.page.evaluate(() => __bridge.stats())).bridges, []);
   for (const { errors } of tabs) assert.deepEqual(errors, []);
 });
 
