@@ -57,6 +57,7 @@ import { gzipSync } from 'node:zlib';
 import { availableParallelism, cpus, homedir } from 'node:os';
 import { join } from 'node:path';
 import { BLANK, ROOT, crashPage, launchBrowser, openPage, removeDir, startServer, tempDir } from '../tests/node/browser.mjs';
+import { rabbitAvailable, startRabbit } from '../tests/node/rabbitmq.mjs';
 
 const args = process.argv.slice(2);
 const flag = (name) => args.includes(name);
@@ -81,6 +82,7 @@ const config = {
   latencyGap: 5, // ms between them
   peerN: quick ? 1_000 : 5_000, // messages for (m), of either size
   bindings: 1_000, // for (o)
+  bridgeN: quick ? 2_000 : 10_000, // messages to RabbitMQ per round of (q)
   memoryN: option('--memory-n', quick ? 0 : 1_000_000),
   profile: flag('--profile'),
 };
@@ -91,6 +93,7 @@ const PKG_DIR = join('target', `bench-pkg-${process.pid}`);
 const PKG = `/${PKG_DIR}/index.js`;
 const WORKLOADS = '/bench/workloads.js';
 const MESH_WORKLOADS = '/bench/mesh-workloads.js';
+const BRIDGE_WORKLOADS = '/bench/bridge-workloads.js';
 
 /** The nearest-rank percentile `p` (0–1) of `xs`. */
 const percentile = (xs, p) => [...xs].sort((a, b) => a - b)[Math.max(0, Math.ceil(p * xs.length) - 1)];
@@ -305,7 +308,7 @@ try {
   }
 
   // (f) what the package ships, gzipped (the goal of the package: 100 KB in all).
-  const shipped = ['tabbit_bg.wasm', 'tabbit.js', 'index.js'];
+  const shipped = ['tabbit_bg.wasm', 'tabbit.js', 'index.js', 'bridge.js'];
   const snippets = await readdir(join(ROOT, PKG_DIR, 'snippets'), { recursive: true });
   shipped.push(...snippets.filter((f) => f.endsWith('.js')).map((f) => join('snippets', f)));
   const sizes = await Promise.all(shipped.map(async (f) => [f, gzipSync(await readFile(join(ROOT, PKG_DIR, f)), { level: 9 }).length]));
@@ -486,6 +489,31 @@ try {
       if (what !== '(g)') Object.keys(tabs).forEach((t, i) => profile.push({ what: `one ${what} run, tab ${t}${t === 'H' ? ' (host)' : ''}`, ...tops[i] }));
     }
     await b.leave();
+  }
+
+  // (q) The bridge: a tab's messages to a real RabbitMQ (Web-STOMP), confirmed by RabbitMQ's
+  // receipts, against the page's own WebSocket doing the same, in one page, alternating.
+  if (await rabbitAvailable()) {
+    log('(q) starting a RabbitMQ node');
+    const rabbit = await startRabbit();
+    try {
+      const page = await benchPage(PKG, BRIDGE_WORKLOADS);
+      const opts = { url: rabbit.wsUrl, n: config.bridgeN, size: 100, window: 100, pkg: PKG };
+      const raw = [];
+      const bridged = [];
+      for (let rep = 0; rep < config.reps; rep++) {
+        log(`(q) round ${rep + 1} of ${config.reps}`);
+        raw.push(rate(opts.n, (await page.run('rawStomp', opts)).ms));
+        bridged.push(rate(opts.n, (await page.run('bridged', opts)).ms));
+      }
+      row('q0', `(q0) WebSocket STOMP SEND → RabbitMQ, receipts, window 100`, 'msg/s', raw, { ratio: 1, base: 'q0' });
+      vs(row('q', `(q)  tabbit persistent publish → bridge → RabbitMQ receipts, window 100`, 'msg/s', bridged), 'q0');
+      await page.page.close();
+    } finally {
+      await rabbit.close();
+    }
+  } else {
+    log('(q) skipped: rabbitmq-server is not installed (scripts/setup installs it)');
   }
 
   core.figures.forEach(({ label, value, unit }, x) => {
