@@ -359,7 +359,7 @@ impl Host {
                         }
                         continue;
                     }
-                    Effect::Confirm(Confirm { channel, seq, ack, durable }) => {
+                    Effect::Confirm(Confirm { channel, seq, ack, durable, refused }) => {
                         if ack && durable && inner.log.is_some() {
                             inner.held.push(Waiter::Confirm { channel, seq });
                             continue;
@@ -368,7 +368,9 @@ impl Host {
                             true => Ok(()),
                             false => Err(AmqpError::new(
                                 ReplyCode::ResourceError,
-                                "a queue refused the message (x-overflow reject-publish: it is full); consume or purge it",
+                                refused
+                                    .as_deref()
+                                    .unwrap_or("the queue the message was routed to was deleted meanwhile"),
                             )),
                         };
                         Event::Confirm { channel, seq, result }

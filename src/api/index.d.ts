@@ -150,7 +150,7 @@ export declare namespace Options {
     limits?: Limits;
   }
 
-  /** `connect()`'s `limits`: whole numbers from 1. */
+  /** `connect()`'s `limits`: whole numbers from 1 (`maxQueueLength` also `Infinity`). */
   interface Limits {
     /** Largest message: body, headers and properties, in bytes. Default 16 MiB; at most 48 MiB. */
     maxMessageBytes?: number;
@@ -164,6 +164,13 @@ export declare namespace Options {
     maxConsumers?: number;
     /** Channels per connection. Default 2,047. */
     maxChannels?: number;
+    /**
+     * Ready messages a queue declared without `x-max-length` takes; past it a publish is
+     * refused as with `x-overflow: reject-publish` (a confirm channel's callback gets an
+     * error naming `limits.maxQueueLength`). A queue's own `x-max-length` wins.
+     * Default 1,000,000; `Infinity`: no default.
+     */
+    maxQueueLength?: number;
   }
 
   /** `assertQueue`'s options (the shorthands set the `x-` arguments). */
@@ -474,6 +481,11 @@ export interface QueueStats {
   exclusive: boolean;
   autoDelete: boolean;
   arguments: { [key: string]: any };
+  /**
+   * The most ready messages it takes: its `x-max-length`, else the hosting context's
+   * `limits.maxQueueLength` (not written into `arguments`); `null` when neither applies.
+   */
+  effectiveMaxLength: number | null;
   /** Messages waiting to be delivered. */
   ready: number;
   /** Bytes of their bodies. */

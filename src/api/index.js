@@ -380,8 +380,8 @@ const closing = new Map();
  * Connects to broker `name` (default 'default') of this origin. `storage`: 'indexeddb' (the
  * default where IndexedDB exists), 'memory', or an adapter `{ load(), write(writes) }`.
  * `wasm`: the module's bytes or a WebAssembly.Module, for runtimes that cannot fetch it.
- * `limits`: { maxMessageBytes, maxQueues, maxExchanges, maxBindings, maxConsumers, maxChannels }
- * for the broker while this context hosts it.
+ * `limits`: { maxMessageBytes, maxQueues, maxExchanges, maxBindings, maxConsumers, maxChannels,
+ * maxQueueLength } for the broker while this context hosts it.
  * `label`: what this context is called in stats().contexts (default: the page's title or path,
  * or the worker's kind and name).
  * `mesh` (default true): every tab and worker of the origin that connects to `name` joins one

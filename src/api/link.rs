@@ -485,6 +485,8 @@ fn stats_to_js(s: &Stats, me: u64) -> JsValue {
             set(&o, "exclusive", q.exclusive);
             set(&o, "autoDelete", q.auto_delete);
             set(&o, "arguments", convert::table_to_js(&q.arguments));
+            let max = q.effective_max_length.map_or(JsValue::NULL, |m| JsValue::from(m as f64));
+            set(&o, "effectiveMaxLength", max);
             set(&o, "ready", q.ready as f64);
             set(&o, "readyBytes", q.ready_bytes as f64);
             set(&o, "pagedOut", q.paged as f64);

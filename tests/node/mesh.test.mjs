@@ -803,7 +803,7 @@ test("mesh: the host's limits apply to every context, with errors that name them
         (e) => refused.push(`${e.code} ${e.message}`),
       );
     }
-    globalThis.conn = await connect({ name, limits: { maxMessageBytes: 200_000, maxQueues: 3 } });
+    globalThis.conn = await connect({ name, limits: { maxMessageBytes: 200_000, maxQueues: 3, maxQueueLength: 60 } });
     return { hosting: globalThis.conn.hosting, refused };
   }, name);
   assert.equal(setup.hosting, true);
@@ -822,6 +822,9 @@ test("mesh: the host's limits apply to every context, with errors that name them
     const body = new Uint8Array(150_000).fill(7);
     for (let i = 0; i < 60; i++) ch.sendToQueue('big', body, { messageId: `b${i}` });
     await ch.waitForConfirms();
+    // The host's maxQueueLength (60) is full: the next publish is nacked, naming it.
+    const full = await new Promise((ok) => ch.sendToQueue('big', 'one more', {}, (e) => ok(e && `${e.code} ${e.message}`)));
+    const effective = (await conn.stats()).queues.find((q) => q.name === 'big').effectiveMaxLength;
     const ids = [];
     for (let m; (m = await ch.get('big', { noAck: true })); ) ids.push(m.properties.messageId);
     // Over the host's limit: the channel closes with an error naming it.
@@ -834,8 +837,10 @@ test("mesh: the host's limits apply to every context, with errors that name them
     for (let i = 0; i < 3; i++) {
       await ch2.assertQueue(`q${i}`).then(() => queues.push('ok'), (e) => queues.push(`${e.code} ${e.message}`));
     }
-    return { ids, tooBig, queues };
+    return { ids, tooBig, queues, full, effective };
   }, name);
+  assert.match(got.full, /^506 RESOURCE_ERROR - queue 'big' is full: it holds 60 ready messages.*limits\.maxQueueLength/);
+  assert.equal(got.effective, 60, "the host's default, in a client's stats");
   assert.deepEqual(got.ids, Array.from({ length: 60 }, (_, i) => `b${i}`), 'every message of the large turn arrived, in order');
   assert.match(got.tooBig, /^406 .*limits\.maxMessageBytes.*raise it in connect\(\)/);
   assert.deepEqual(got.queues.slice(0, 2), ['ok', 'ok']);
