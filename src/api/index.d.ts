@@ -148,6 +148,14 @@ export declare namespace Options {
      * every context). Exceeding one is an error (406, or 530 for channels) that names it.
      */
     limits?: Limits;
+    /**
+     * A namespace for the broker's origin-wide resources (IndexedDB database, Web Locks,
+     * BroadcastChannels), so that two apps on one origin using the same broker `name` do
+     * not share a broker by accident. 1 to 255 bytes without ':'. Default: none, which keeps
+     * the names of earlier versions (`tabbit:<name>`), so existing data stays readable.
+     * Not a security boundary: every script of the origin can open any app's broker.
+     */
+    app?: string;
   }
 
   /** `connect()`'s `limits`: whole numbers from 1 (`maxQueueLength` also `Infinity`). */

@@ -300,6 +300,9 @@ async function wrong(conn: Connection, ch: Channel, cch: ConfirmChannel, returne
   Math.max(0, (await conn.stats()).queues[0].effectiveMaxLength);
   // @ts-expect-error: an unknown limit
   await connect({ name: 'limited', limits: { maxMesages: 5 } });
+  await connect({ app: 'chat', name: 'app' });
+  // @ts-expect-error: the app is a string
+  await connect({ app: 7 });
   // @ts-expect-error: the label is a string
   await connect({ name: 'app', label: 7 });
   // @ts-expect-error: hosting is read-only
