@@ -254,8 +254,9 @@ async fn recover(db: &IndexedDb, core: &mut Broker) -> Result<(Log, Vec<String>)
 }
 
 impl Host {
-    /// Opens broker `name`: with IndexedDB, loads and restores what it holds.
-    pub async fn open(name: &str, storage: Storage, limits: crate::core::Limits) -> Result<Host, AmqpError> {
+    /// Opens the broker whose resources are named `prefix…` (`crate::mesh::resource_prefix`):
+    /// with IndexedDB, loads and restores what its database `prefix` holds.
+    pub async fn open(prefix: &str, storage: Storage, limits: crate::core::Limits) -> Result<Host, AmqpError> {
         let seed = (js_sys::Math::random() * 9.0e15) as u64;
         let mut core = Broker::new(BrokerConfig { seed, limits });
         let (mut log, mut db, mut problems): (Option<Log>, _, _) = (None, None, Vec::new());
@@ -270,17 +271,17 @@ impl Host {
             (log, db) = (Some(l), Some(Rc::new(Backend::Adapter(adapter))));
         }
         if let Storage::IndexedDb = storage {
-            let opened = IndexedDb::open(&format!("tabbit:{name}")).await.map_err(|e| {
+            let opened = IndexedDb::open(prefix).await.map_err(|e| {
                 AmqpError::new(
                     ReplyCode::ResourceError,
                     format!(
-                        "cannot open IndexedDB for broker '{name}' ({e}); to run without durability, \
+                        "cannot open IndexedDB database '{prefix}' ({e}); to run without durability, \
                          connect with storage: 'memory'"
                     ),
                 )
             })?;
             let (l, p) = recover(&opened, &mut core).await.map_err(|e| {
-                AmqpError::new(ReplyCode::ResourceError, format!("cannot read broker '{name}' from IndexedDB ({e})"))
+                AmqpError::new(ReplyCode::ResourceError, format!("cannot read IndexedDB database '{prefix}' ({e})"))
             })?;
             (log, problems) = (Some(l), p);
             db = Some(Rc::new(Backend::IndexedDb(opened)));
@@ -359,7 +360,7 @@ impl Host {
                         }
                         continue;
                     }
-                    Effect::Confirm(Confirm { channel, seq, ack, durable }) => {
+                    Effect::Confirm(Confirm { channel, seq, ack, durable, refused }) => {
                         if ack && durable && inner.log.is_some() {
                             inner.held.push(Waiter::Confirm { channel, seq });
                             continue;
@@ -368,7 +369,9 @@ impl Host {
                             true => Ok(()),
                             false => Err(AmqpError::new(
                                 ReplyCode::ResourceError,
-                                "a queue refused the message (x-overflow reject-publish: it is full); consume or purge it",
+                                refused
+                                    .as_deref()
+                                    .unwrap_or("the queue the message was routed to was deleted meanwhile"),
                             )),
                         };
                         Event::Confirm { channel, seq, result }

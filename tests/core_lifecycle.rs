@@ -532,6 +532,128 @@ fn length_limits_count_ready_messages_only() {
     assert_eq!(h.drain(ch, "dh"), ["third"]);
 }
 
+/// tabbit's `limits.maxQueueLength`: a queue declared without `x-max-length` takes at most
+/// that many ready messages; the next publish is refused (reject-publish, a nack that
+/// names the limit), nothing already queued is dropped, and the queue's arguments stay
+/// as declared.
+#[test]
+fn default_max_length_refuses_publishes_and_names_the_limit() {
+    let mut h = H::with_limits(Limits { max_queue_length: Some(2), ..Default::default() });
+    let ch = h.channel();
+    h.run(|b, _| b.confirm_select(ch)).unwrap();
+    h.queue(ch, "q").unwrap();
+    for body in ["a", "b", "c"] {
+        h.send(ch, "q", body);
+    }
+    let c = h.confirms();
+    assert_eq!(c.iter().map(|c| (c.seq, c.ack)).collect::<Vec<_>>(), [(1, true), (2, true), (3, false)]);
+    assert_eq!(c[0].refused, None);
+    let why = c[2].refused.as_deref().expect("a nack says why");
+    assert!(
+        why.contains("queue 'q'") && why.contains("limits.maxQueueLength") && why.contains("x-max-length"),
+        "{why}"
+    );
+    let i = h.info("q");
+    assert_eq!((i.ready, i.counters.discarded, i.counters.dead_lettered), (2, 0, 0), "nothing dropped");
+    assert!(i.arguments.is_empty(), "the default is not written into the arguments: {:?}", i.arguments);
+    assert_eq!(i.effective_max_length, Some(2));
+    assert_eq!(h.drain(ch, "q"), ["a", "b"], "the oldest stay");
+    h.send(ch, "q", "d");
+    assert!(h.confirms()[0].ack, "room again once consumed");
+
+    // Unacked messages do not count, as with x-max-length.
+    h.send(ch, "q", "e");
+    h.get(ch, "q", false).unwrap().unwrap();
+    h.get(ch, "q", false).unwrap().unwrap();
+    h.send(ch, "q", "f");
+    h.send(ch, "q", "g");
+    assert!(h.confirms().iter().all(|c| c.ack));
+}
+
+/// A queue's own `x-max-length` wins over the default, with its own `x-overflow`.
+#[test]
+fn a_queues_own_max_length_wins_over_the_default() {
+    let mut h = H::with_limits(Limits { max_queue_length: Some(2), ..Default::default() });
+    let ch = h.channel();
+    h.run(|b, _| b.confirm_select(ch)).unwrap();
+    // Larger than the default, drop-head (RabbitMQ's default overflow).
+    h.queue_args(ch, "big", &[("x-max-length", int(4))]).unwrap();
+    for body in ["1", "2", "3", "4", "5"] {
+        h.send(ch, "big", body);
+    }
+    assert!(h.confirms().iter().all(|c| c.ack));
+    let i = h.info("big");
+    assert_eq!((i.ready, i.counters.discarded, i.effective_max_length), (4, 1, Some(4)));
+    // Smaller, reject-publish: the nack names the queue's own argument, not the default.
+    h.queue_args(ch, "small", &[("x-max-length", int(1)), ("x-overflow", s("reject-publish"))]).unwrap();
+    h.send(ch, "small", "kept");
+    h.send(ch, "small", "refused");
+    let c = h.confirms();
+    let why = c[1].refused.as_deref().unwrap();
+    assert!(why.contains("x-max-length (x-overflow reject-publish)") && !why.contains("maxQueueLength"), "{why}");
+    // x-max-length 0 is a queue's own choice too (it takes nothing).
+    h.queue_args(ch, "zero", &[("x-max-length", int(0)), ("x-overflow", s("reject-publish"))]).unwrap();
+    assert_eq!(h.info("zero").effective_max_length, Some(0));
+}
+
+/// The default refuses whatever the queue's `x-overflow` (drop-head would lose messages
+/// nobody asked to bound); with `reject-publish-dlx` the refused message is dead-lettered.
+#[test]
+fn the_default_refuses_whatever_the_overflow_and_dead_letters_with_reject_publish_dlx() {
+    let mut h = H::with_limits(Limits { max_queue_length: Some(1), ..Default::default() });
+    let ch = h.channel();
+    h.run(|b, _| b.confirm_select(ch)).unwrap();
+    h.queue_args(ch, "dh", &[("x-overflow", s("drop-head")), ("x-max-length-bytes", int(1000))]).unwrap();
+    h.send(ch, "dh", "first");
+    h.send(ch, "dh", "second");
+    assert_eq!(h.confirms().iter().map(|c| c.ack).collect::<Vec<_>>(), [true, false]);
+    assert_eq!(h.drain(ch, "dh"), ["first"], "the head was not dropped");
+
+    h.exchange(ch, "dlx", "fanout").unwrap();
+    h.queue_args(ch, "dlq", &[("x-max-length", int(10))]).unwrap();
+    h.bind(ch, "dlq", "dlx", "").unwrap();
+    h.queue_args(ch, "rpd", &[("x-overflow", s("reject-publish-dlx")), ("x-dead-letter-exchange", s("dlx"))]).unwrap();
+    h.send(ch, "rpd", "kept");
+    h.send(ch, "rpd", "refused");
+    assert_eq!(h.confirms().iter().map(|c| c.ack).collect::<Vec<_>>(), [true, false]);
+    assert_eq!(h.drain(ch, "rpd"), ["kept"]);
+    let g = h.get(ch, "dlq", true).unwrap().unwrap();
+    assert_eq!(body(&g.delivery.message), "refused");
+    assert_eq!(x_death(&g.delivery.message)[0]["reason"], s("maxlen"));
+}
+
+/// `max_queue_length: None` (`Infinity` in connect()) is no default; the stock default is
+/// 1,000,000 and leaves durable queues pageable (it is not an `x-max-length`).
+#[test]
+fn no_default_max_length_and_the_stock_one() {
+    let mut h = H::with_limits(Limits { max_queue_length: None, ..Default::default() });
+    let ch = h.channel();
+    h.run(|b, _| b.confirm_select(ch)).unwrap();
+    h.queue(ch, "q").unwrap();
+    for i in 0..100 {
+        h.send(ch, "q", &i.to_string());
+    }
+    assert!(h.confirms().iter().all(|c| c.ack));
+    assert_eq!((h.info("q").ready, h.info("q").effective_max_length), (100, None));
+
+    let mut h = H::new();
+    let ch = h.channel();
+    h.queue_with(ch, QueueDeclare { name: "d".into(), durable: true, ..Default::default() }).unwrap();
+    assert_eq!(h.info("d").effective_max_length, Some(1_000_000));
+    assert!(h.b.can_page("d"), "the default does not stop a durable queue from paging");
+    h.queue_with(
+        ch,
+        QueueDeclare {
+            name: "bounded".into(),
+            durable: true,
+            arguments: table(&[("x-max-length", int(10))]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(!h.b.can_page("bounded"));
+}
+
 // ---- dead-lettering (site/dlx.md) ------------------------------------------------------------
 
 /// dlx.md "Overview": a message is dead-lettered when "negatively acknowledged by a

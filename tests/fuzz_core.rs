@@ -695,14 +695,15 @@ struct Setup {
 }
 
 fn setup() -> BoxedStrategy<Setup> {
-    let small =
-        (0usize..60, 0usize..5, 0usize..3, 0usize..6, 0usize..4, 1usize..4).prop_map(|(m, q, x, b, c, ch)| Limits {
+    let small = (0usize..60, 0usize..5, 0usize..3, 0usize..6, 0usize..4, 1usize..4, proptest::option::of(1u64..4))
+        .prop_map(|(m, q, x, b, c, ch, ql)| Limits {
             max_message_bytes: m,
             max_queues: q,
             max_exchanges: x,
             max_bindings: b,
             max_consumers: c,
             max_channels: ch,
+            max_queue_length: ql,
         });
     (
         prop_oneof![6 => Just(Limits::default()), 1 => small],

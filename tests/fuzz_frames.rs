@@ -284,13 +284,21 @@ fn counters() -> BoxedStrategy<QueueCounters> {
 }
 
 fn stats() -> BoxedStrategy<Stats> {
-    let queue = (rc_text(), (any::<bool>(), any::<bool>(), any::<bool>()), table(), vec(0usize..1000, 6), counters())
-        .prop_map(|(name, f, arguments, v, counters)| QueueInfo {
+    let queue = (
+        rc_text(),
+        (any::<bool>(), any::<bool>(), any::<bool>()),
+        table(),
+        vec(0usize..1000, 6),
+        counters(),
+        proptest::option::of(any::<u64>()),
+    )
+        .prop_map(|(name, f, arguments, v, counters, effective_max_length)| QueueInfo {
             name,
             durable: f.0,
             exclusive: f.1,
             auto_delete: f.2,
             arguments,
+            effective_max_length,
             ready: v[0],
             ready_bytes: v[1],
             paged: v[2],

@@ -7,7 +7,7 @@
 // client-individual) only once the local broker has confirmed, i.e. stored them.
 //
 // One context runs each bridge: the one hosting the broker. Every context that declares a
-// bridge tells the host (over the BroadcastChannel `tabbit:<name>:bridges`), which runs it while
+// bridge tells the host (over the BroadcastChannel `<prefix>:bridges`, prefix `tabbit:<name>` or `tabbit@<app>:<name>`), which runs it while
 // at least one declaring context lives; a new host asks the live contexts again. The STOMP codec
 // and the mapping of properties to headers are in Rust (src/bridge/, src/api/stomp.rs).
 
@@ -144,13 +144,13 @@ export class Bridges {
   #closed = false;
 
   /**
-   * @param {object} opts { name, id, mesh, hosting(): boolean, openConnection(): Connection,
+   * @param {object} opts { prefix (the broker's resource prefix), id, mesh, hosting(): boolean, openConnection(): Connection,
    *   binding(): the wasm binding, failed(message, code) }
    */
   constructor(opts) {
     this.#opts = opts;
     if (opts.mesh && typeof BroadcastChannel === 'function') {
-      this.#port = new BroadcastChannel(`tabbit:${opts.name}:bridges`);
+      this.#port = new BroadcastChannel(`${opts.prefix}:bridges`);
       this.#port.onmessage = (e) => this.#receive(e.data);
       // A new host asks for the declarations (one posted before this existed was lost); a
       // new client asks for the statuses.
@@ -322,7 +322,7 @@ export class Bridges {
     if (this.#watching.has(id) || !globalThis.navigator?.locks) return;
     this.#watching.add(id);
     navigator.locks
-      .request(`tabbit:${this.#opts.name}:client:${id}`, { signal: this.#abort.signal }, () => {
+      .request(`${this.#opts.prefix}:client:${id}`, { signal: this.#abort.signal }, () => {
         this.#watching.delete(id);
         for (const name of [...this.#running.keys()]) this.#drop(id, name);
       })

@@ -14,8 +14,17 @@ use super::link::{closed_channel, Link, Reply};
 use super::to_js;
 use crate::core::AmqpError;
 use crate::mesh::frame::Command;
+use crate::mesh::resource_prefix;
 
 type R<T> = Result<T, JsValue>;
+
+/// The prefix of broker `name`'s origin-wide resources in app `app` (see
+/// [`resource_prefix`]): `connect()` keys the brokers open in a context by it. Throws a 406
+/// for a name or app that could collide.
+#[wasm_bindgen(js_name = resourcePrefix)]
+pub fn resource_prefix_js(name: &str, app: Option<String>) -> R<String> {
+    resource_prefix(name, app.as_deref()).map_err(to_js)
+}
 
 /// A broker name joined in this context, shared by every connection to it.
 #[wasm_bindgen]
@@ -25,19 +34,20 @@ pub struct RawBroker {
 
 #[wasm_bindgen]
 impl RawBroker {
-    /// Opens broker `name`; `storage` as `connect()`'s option. With `mesh` (the default
-    /// where Web Locks and BroadcastChannel exist) every context of the origin that opens
-    /// the name joins one broker, hosted by one of them.
+    /// Opens broker `name` of app `app` (see [`resource_prefix`]); `storage` as `connect()`'s
+    /// option. With `mesh` (the default where Web Locks and BroadcastChannel exist) every
+    /// context of the origin that opens the name in the app joins one broker, hosted by one of them.
     pub async fn open(
         name: String,
         storage: JsValue,
         mesh: Option<bool>,
         label: Option<String>,
         limits: JsValue,
+        app: Option<String>,
     ) -> Result<RawBroker, JsValue> {
-        crate::core::names::check("broker name", &name).map_err(to_js)?;
+        let prefix = resource_prefix(&name, app.as_deref()).map_err(to_js)?;
         let limits = convert::limits(&limits).map_err(to_js)?;
-        let link = Link::open(&name, storage, mesh.unwrap_or(true), label, limits).await?;
+        let link = Link::open(&prefix, storage, mesh.unwrap_or(true), label, limits).await?;
         Ok(RawBroker { link })
     }
 

@@ -66,7 +66,8 @@ fn uint_value(v: &JsValue, key: &str, max: f64) -> Result<u64> {
 const MAX_MESSAGE_BYTES: u64 = 48 << 20;
 
 /// `connect()`'s `limits`: any of `maxMessageBytes`, `maxQueues`, `maxExchanges`,
-/// `maxBindings`, `maxConsumers`, `maxChannels` (whole numbers from 1); the rest default.
+/// `maxBindings`, `maxConsumers`, `maxChannels` (whole numbers from 1) and `maxQueueLength`
+/// (a whole number from 1, or `Infinity` for no default); the rest default.
 pub fn limits(v: &JsValue) -> Result<crate::core::Limits> {
     let mut limits = crate::core::Limits::default();
     if v.is_undefined() || v.is_null() {
@@ -78,6 +79,20 @@ pub fn limits(v: &JsValue) -> Result<crate::core::Limits> {
     let obj: &js_sys::Object = v.unchecked_ref();
     for key in js_sys::Object::keys(obj).iter() {
         let key = key.as_string().unwrap_or_default();
+        let name = format!("limits.{key}");
+        if key == "maxQueueLength" {
+            limits.max_queue_length = match get(v, &key).as_f64() {
+                Some(n) if n == f64::INFINITY => None,
+                Some(n) if (1.0..=9_007_199_254_740_991.0).contains(&n) && n.fract() == 0.0 => Some(n as u64),
+                _ => {
+                    return Err(bad(
+                        &format!("option '{name}'"),
+                        "a whole number from 1, or Infinity for no default maximum",
+                    ))
+                }
+            };
+            continue;
+        }
         let slot = match key.as_str() {
             "maxMessageBytes" => &mut limits.max_message_bytes,
             "maxQueues" => &mut limits.max_queues,
@@ -87,11 +102,10 @@ pub fn limits(v: &JsValue) -> Result<crate::core::Limits> {
             "maxChannels" => &mut limits.max_channels,
             other => {
                 return Err(AmqpError::precondition(format!(
-                    "unknown limit '{other}': use maxMessageBytes, maxQueues, maxExchanges, maxBindings, maxConsumers or maxChannels"
+                    "unknown limit '{other}': use maxMessageBytes, maxQueues, maxExchanges, maxBindings, maxConsumers, maxChannels or maxQueueLength"
                 )))
             }
         };
-        let name = format!("limits.{key}");
         match uint_value(&get(v, &key), &name, 9_007_199_254_740_991.0)? {
             0 => return Err(bad(&format!("option '{name}'"), "a whole number from 1")),
             n if key == "maxMessageBytes" && n > MAX_MESSAGE_BYTES => {

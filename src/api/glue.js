@@ -82,15 +82,15 @@ export function closeAllPorts() {
 
 export class Port {
   /**
-   * @param {string} name the broker's name
+   * @param {string} prefix the broker's resource prefix (mesh::resource_prefix): `tabbit:<name>`, or `tabbit@<app>:<name>`
    * @param {number} me this context's id
    * @param {(bytes: Uint8Array | undefined) => void} onPost a post from another context (undefined: one that is not ours)
    * @param {() => void} onHost this context now holds the host lock
    * @param {(id: number) => void} onGone the context `id` watched with watch() died or left
    * @param {() => void} onFrozen this page goes into the back/forward cache: it has left
    */
-  constructor(name, me, onPost, onHost, onGone, onFrozen) {
-    this.prefix = `tabbit:${name}`;
+  constructor(prefix, me, onPost, onHost, onGone, onFrozen) {
+    this.prefix = prefix;
     this.me = me;
     this.onHost = onHost;
     this.onGone = onGone;

@@ -148,9 +148,17 @@ export declare namespace Options {
      * every context). Exceeding one is an error (406, or 530 for channels) that names it.
      */
     limits?: Limits;
+    /**
+     * A namespace for the broker's origin-wide resources (IndexedDB database, Web Locks,
+     * BroadcastChannels), so that two apps on one origin using the same broker `name` do
+     * not share a broker by accident. 1 to 255 bytes without ':'. Default: none, which keeps
+     * the names of earlier versions (`tabbit:<name>`), so existing data stays readable.
+     * Not a security boundary: every script of the origin can open any app's broker.
+     */
+    app?: string;
   }
 
-  /** `connect()`'s `limits`: whole numbers from 1. */
+  /** `connect()`'s `limits`: whole numbers from 1 (`maxQueueLength` also `Infinity`). */
   interface Limits {
     /** Largest message: body, headers and properties, in bytes. Default 16 MiB; at most 48 MiB. */
     maxMessageBytes?: number;
@@ -164,6 +172,13 @@ export declare namespace Options {
     maxConsumers?: number;
     /** Channels per connection. Default 2,047. */
     maxChannels?: number;
+    /**
+     * Ready messages a queue declared without `x-max-length` takes; past it a publish is
+     * refused as with `x-overflow: reject-publish` (a confirm channel's callback gets an
+     * error naming `limits.maxQueueLength`). A queue's own `x-max-length` wins.
+     * Default 1,000,000; `Infinity`: no default.
+     */
+    maxQueueLength?: number;
   }
 
   /** `assertQueue`'s options (the shorthands set the `x-` arguments). */
@@ -480,6 +495,11 @@ export interface QueueStats {
   exclusive: boolean;
   autoDelete: boolean;
   arguments: { [key: string]: any };
+  /**
+   * The most ready messages it takes: its `x-max-length`, else the hosting context's
+   * `limits.maxQueueLength` (not written into `arguments`); `null` when neither applies.
+   */
+  effectiveMaxLength: number | null;
   /** Messages waiting to be delivered. */
   ready: number;
   /** Bytes of their bodies. */

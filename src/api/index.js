@@ -2,12 +2,14 @@
 // the wasm on first use. The classes here only turn the binding's answers into promises
 // and events; every decision is in Rust (src/api/channel.rs and below).
 import init, {
-  RawBroker, version as wasmVersion, onPanic, StompDecoder, stompFrame, stompSend, stompDestinationError,
+  RawBroker, version as wasmVersion, onPanic, resourcePrefix, StompDecoder, stompFrame, stompSend, stompDestinationError,
 } from './tabbit.js';
 import { Bridge, Bridges, bridgeConfig, declareOutboxes } from './bridge.js';
 
 /** The wasm binding in use: the one imported above, or a fresh instance after a panic. */
-let binding = { init, RawBroker, version: wasmVersion, onPanic, StompDecoder, stompFrame, stompSend, stompDestinationError };
+let binding = {
+  init, RawBroker, version: wasmVersion, onPanic, resourcePrefix, StompDecoder, stompFrame, stompSend, stompDestinationError,
+};
 let loading;
 /** What the wasm was loaded from, to load a fresh instance from after a panic. */
 let loadedFrom;
@@ -23,7 +25,8 @@ function load(wasm) {
       try {
         const m = await import(/* @vite-ignore */ /* webpackIgnore: true */ `./tabbit.js?instance=${++instances}`);
         binding = {
-          init: m.default, RawBroker: m.RawBroker, version: m.version, onPanic: m.onPanic, StompDecoder: m.StompDecoder,
+          init: m.default, RawBroker: m.RawBroker, version: m.version, onPanic: m.onPanic,
+          resourcePrefix: m.resourcePrefix, StompDecoder: m.StompDecoder,
           stompFrame: m.stompFrame, stompSend: m.stompSend, stompDestinationError: m.stompDestinationError,
         };
       } catch (e) {
@@ -377,11 +380,12 @@ const brokers = new Map();
 const closing = new Map();
 
 /**
- * Connects to broker `name` (default 'default') of this origin. `storage`: 'indexeddb' (the
+ * Connects to broker `name` (default 'default') of this origin, in namespace `app` (default: none,
+ * the names tabbit used before namespaces; see resourcePrefix). `storage`: 'indexeddb' (the
  * default where IndexedDB exists), 'memory', or an adapter `{ load(), write(writes) }`.
  * `wasm`: the module's bytes or a WebAssembly.Module, for runtimes that cannot fetch it.
- * `limits`: { maxMessageBytes, maxQueues, maxExchanges, maxBindings, maxConsumers, maxChannels }
- * for the broker while this context hosts it.
+ * `limits`: { maxMessageBytes, maxQueues, maxExchanges, maxBindings, maxConsumers, maxChannels,
+ * maxQueueLength } for the broker while this context hosts it.
  * `label`: what this context is called in stats().contexts (default: the page's title or path,
  * or the worker's kind and name).
  * `mesh` (default true): every tab and worker of the origin that connects to `name` joins one
@@ -395,23 +399,26 @@ export async function connect(options = {}) {
       406,
     );
   }
-  const { name = 'default', storage, wasm, mesh = true, label, limits } = options;
+  const { name = 'default', storage, wasm, mesh = true, label, limits, app } = options;
   if (typeof name !== 'string') throw failed("connect(): 'name' must be a string", 406);
+  if (app !== undefined && typeof app !== 'string') throw failed("connect(): 'app' must be a string", 406);
   if (typeof mesh !== 'boolean') throw failed("connect(): 'mesh' must be true or false", 406);
   if (label !== undefined && typeof label !== 'string') throw failed("connect(): 'label' must be a string", 406);
   await load(wasm);
-  let entry = brokers.get(name);
-  while (!entry && closing.has(name)) {
-    await closing.get(name);
-    entry = brokers.get(name);
+  // What the broker's IndexedDB database, locks and channels are named after: one per (app, name).
+  const key = guard(() => binding.resourcePrefix(name, app));
+  let entry = brokers.get(key);
+  while (!entry && closing.has(key)) {
+    await closing.get(key);
+    entry = brokers.get(key);
   }
   if (!entry) {
-    entry = { broker: binding.RawBroker.open(name, storage, mesh, label, limits), storage, mesh, connections: 0, open: new Set() };
-    brokers.set(name, entry);
+    entry = { broker: binding.RawBroker.open(name, storage, mesh, label, limits, app), storage, mesh, connections: 0, open: new Set() };
+    brokers.set(key, entry);
     entry.broker.then(
       (b) => {
         entry.bridges = new Bridges({
-          name,
+          prefix: key,
           id: b.id,
           mesh,
           hosting: () => {
@@ -432,7 +439,7 @@ export async function connect(options = {}) {
           entry.open.forEach((c) => c.emit('failover', info));
         });
       },
-      () => brokers.delete(name),
+      () => brokers.delete(key),
     );
   } else if ((storage !== undefined && storage !== entry.storage) || mesh !== entry.mesh) {
     throw failed(
@@ -453,11 +460,11 @@ export async function connect(options = {}) {
     entry.open.delete(conn);
     entry.connections -= 1;
     if (entry.connections > 0) return Promise.resolve();
-    brokers.delete(name);
+    brokers.delete(key);
     entry.bridges?.close();
     const done = broker.close();
-    closing.set(name, done);
-    done.finally(() => closing.get(name) === done && closing.delete(name));
+    closing.set(key, done);
+    done.finally(() => closing.get(key) === done && closing.delete(key));
     return done;
   }, entry);
   entry.open.add(conn);

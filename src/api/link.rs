@@ -44,7 +44,7 @@ extern "C" {
     type Port;
     #[wasm_bindgen(constructor)]
     fn new(
-        name: &str,
+        prefix: &str,
         me: f64,
         on_post: &Function,
         on_host: &Function,
@@ -310,7 +310,8 @@ type Callback = Closure<dyn FnMut(JsValue)>;
 
 pub(crate) struct Link {
     me: u64,
-    name: String,
+    /// The broker's origin-wide resource prefix (`crate::mesh::resource_prefix`).
+    prefix: String,
     /// `connect({ limits })`: what this context's broker enforces while it hosts.
     limits: crate::core::Limits,
     /// What this context calls itself in the stats.
@@ -485,6 +486,8 @@ fn stats_to_js(s: &Stats, me: u64) -> JsValue {
             set(&o, "exclusive", q.exclusive);
             set(&o, "autoDelete", q.auto_delete);
             set(&o, "arguments", convert::table_to_js(&q.arguments));
+            let max = q.effective_max_length.map_or(JsValue::NULL, |m| JsValue::from(m as f64));
+            set(&o, "effectiveMaxLength", max);
             set(&o, "ready", q.ready as f64);
             set(&o, "readyBytes", q.ready_bytes as f64);
             set(&o, "pagedOut", q.paged as f64);
@@ -523,10 +526,10 @@ fn message_js(d: &WireDelivery, message_count: Option<u32>) -> JsValue {
 }
 
 impl Link {
-    fn new(name: &str, storage: JsValue, label: String, limits: crate::core::Limits, role: Role) -> Rc<Link> {
+    fn new(prefix: &str, storage: JsValue, label: String, limits: crate::core::Limits, role: Role) -> Rc<Link> {
         Rc::new(Link {
             me: (js_sys::Math::random() * 9.0e15) as u64 + 1,
-            name: name.into(),
+            prefix: prefix.into(),
             limits,
             label,
             storage,
@@ -541,10 +544,10 @@ impl Link {
         })
     }
 
-    /// Opens broker `name` in this context: joins the mesh where it can (and `mesh`
-    /// allows), else hosts alone.
+    /// Opens the broker whose resources are named `prefix…` in this context: joins the
+    /// mesh where it can (and `mesh` allows), else hosts alone.
     pub(crate) async fn open(
-        name: &str,
+        prefix: &str,
         storage: JsValue,
         mesh: bool,
         label: Option<String>,
@@ -553,12 +556,12 @@ impl Link {
         let kind = Storage::from_js(&storage).map_err(to_js)?;
         let label = label.unwrap_or_else(default_label);
         if !mesh || !mesh_available() {
-            let host = Host::open(name, kind, limits.clone()).await.map_err(to_js)?;
-            let link = Link::new(name, storage, label, limits, Role::Waiting);
+            let host = Host::open(prefix, kind, limits.clone()).await.map_err(to_js)?;
+            let link = Link::new(prefix, storage, label, limits, Role::Waiting);
             link.install(host, false);
             return Ok(link);
         }
-        let link = Link::new(name, storage, label, limits, Role::Waiting);
+        let link = Link::new(prefix, storage, label, limits, Role::Waiting);
         let ready = Promise::new(&mut |resolve, reject| *link.ready.borrow_mut() = Some((resolve, reject)));
         let weak = Rc::downgrade(&link);
         let on_post = Closure::<dyn FnMut(JsValue)>::new({
@@ -591,7 +594,7 @@ impl Link {
             }
         });
         let port = Port::new(
-            name,
+            prefix,
             link.me as f64,
             on_post.as_ref().unchecked_ref(),
             on_host.as_ref().unchecked_ref(),

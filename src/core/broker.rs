@@ -39,6 +39,9 @@ pub struct Limits {
     pub max_consumers: usize,
     /// Channels per connection (RabbitMQ's default `channel_max` is 2047).
     pub max_channels: usize,
+    /// The `x-max-length` of queues declared without one, enforced as `reject-publish`
+    /// (see [`Queue::refusal`]); `None`: no default. Not written into the queue's arguments.
+    pub max_queue_length: Option<u64>,
 }
 
 impl Default for Limits {
@@ -50,6 +53,7 @@ impl Default for Limits {
             max_bindings: 100_000,
             max_consumers: 10_000,
             max_channels: 2047,
+            max_queue_length: Some(1_000_000),
         }
     }
 }
@@ -126,6 +130,8 @@ pub struct QueueInfo {
     pub exclusive: bool,
     pub auto_delete: bool,
     pub arguments: Table,
+    /// The most ready messages it takes: its `x-max-length`, else `limits.maxQueueLength`.
+    pub effective_max_length: Option<u64>,
     pub ready: usize,
     pub ready_bytes: usize,
     /// Ready messages whose bodies are paged out to the store.
@@ -969,12 +975,16 @@ impl Broker {
         self.route(exchange, &message, &mut visited, &mut queues);
         let message = Rc::new(message);
         let mut ack = true;
+        let mut refused = None;
         let mut durable = false;
         for d in &queues {
             let Destination::Queue(q) = *d else { continue };
             match self.enqueue(q, &message, ttl, ready_at, now) {
                 Enqueued::Accepted { durable: d } => durable |= d,
-                Enqueued::Refused => ack = false,
+                Enqueued::Refused(why) => {
+                    ack = false;
+                    refused = refused.or(why);
+                }
             }
         }
         let routed = !queues.is_empty();
@@ -988,7 +998,7 @@ impl Broker {
             }));
         }
         if let Some(seq) = seq {
-            self.effects.push_back(Effect::Confirm(Confirm { channel: ch, seq, ack, durable }));
+            self.effects.push_back(Effect::Confirm(Confirm { channel: ch, seq, ack, durable, refused }));
         }
         Ok(())
     }
@@ -1061,9 +1071,11 @@ impl Broker {
         ready_at: Option<u64>,
         now: u64,
     ) -> Enqueued {
-        let Some(q) = self.queues.get_mut(&qid) else { return Enqueued::Refused };
+        let default_max = self.limits.max_queue_length;
+        let Some(q) = self.queues.get_mut(&qid) else { return Enqueued::Refused(None) };
         let body_len = message.body.len();
-        if q.args.overflow != Overflow::DropHead && q.is_full_for(body_len) {
+        if let Some(refusal) = q.refusal(body_len, default_max) {
+            let reason: Rc<str> = refusal.describe(&q.name).into();
             if q.args.overflow == Overflow::RejectPublishDlx {
                 let (name, dlx, dlrk) =
                     (q.name.clone(), q.args.dead_letter_exchange.clone(), q.args.dead_letter_routing_key.clone());
@@ -1072,7 +1084,7 @@ impl Broker {
                     self.dead_letter(&name, message, DropReason::MaxLen, &dlx, dlrk.as_deref(), now);
                 }
             }
-            return Enqueued::Refused;
+            return Enqueued::Refused(Some(reason));
         }
         let expires_at = match (q.args.message_ttl, ttl) {
             (Some(a), Some(b)) => Some(now.saturating_add(a.min(b))),
@@ -1658,6 +1670,7 @@ impl Broker {
             exclusive: q.exclusive_owner.is_some(),
             auto_delete: q.auto_delete,
             arguments: q.raw_args.clone(),
+            effective_max_length: q.effective_max_length(self.limits.max_queue_length),
             ready: q.ready.len(),
             ready_bytes: q.ready.bytes(),
             paged: q.paged,
@@ -1849,8 +1862,11 @@ fn first_delivery(queue: &Rc<str>, e: &Entry) -> Option<StoreOp> {
 }
 
 enum Enqueued {
-    Accepted { durable: bool },
-    Refused,
+    Accepted {
+        durable: bool,
+    },
+    /// With why, unless the queue is gone.
+    Refused(Option<Rc<str>>),
 }
 
 fn closed(ch: ChannelRef) -> AmqpError {

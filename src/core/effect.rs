@@ -57,12 +57,14 @@ pub struct Returned {
 /// A publisher confirm: `ack` is false when a queue refused the message
 /// (`x-overflow: reject-publish`). When `durable` is true the message was written to
 /// storage in this turn, and the driver must hold the confirm until that write commits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Confirm {
     pub channel: ChannelRef,
     pub seq: u64,
     pub ack: bool,
     pub durable: bool,
+    /// For a nack: the first refusing queue's reason, naming the limit (see `Refusal`).
+    pub refused: Option<Rc<str>>,
 }
 
 /// A change to durable state. Records are keyed by names, which is what survives a

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
-use super::args::QueueArgs;
+use super::args::{Overflow, QueueArgs};
 use super::ids::ConnId;
 use super::message::Message;
 use super::value::Table;
@@ -206,6 +206,34 @@ impl DropReason {
     }
 }
 
+/// Which length limit refused a message (a publisher confirm's nack says which).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The queue's `x-max-length`, with `x-overflow: reject-publish(-dlx)`.
+    MaxLength(u64),
+    /// The queue's `x-max-length-bytes`, with `x-overflow: reject-publish(-dlx)`.
+    MaxLengthBytes(u64),
+    /// The broker's `limits.maxQueueLength`, for a queue without `x-max-length`.
+    DefaultMaxLength(u64),
+}
+
+impl Refusal {
+    /// Why queue `queue` refused the message and what to change, for the nack.
+    pub fn describe(self, queue: &str) -> String {
+        match self {
+            Refusal::MaxLength(m) => format!(
+                "queue '{queue}' is full: it holds {m} ready messages, its x-max-length (x-overflow reject-publish); consume or purge it, or declare it with a larger x-max-length"
+            ),
+            Refusal::MaxLengthBytes(m) => format!(
+                "queue '{queue}' is full: its ready messages would exceed {m} bytes, its x-max-length-bytes (x-overflow reject-publish); consume or purge it, or declare it with a larger x-max-length-bytes"
+            ),
+            Refusal::DefaultMaxLength(m) => format!(
+                "queue '{queue}' is full: it holds {m} ready messages, the default maximum for queues without x-max-length (limits.maxQueueLength); consume or purge it, declare it with its own x-max-length, or raise limits.maxQueueLength in connect()"
+            ),
+        }
+    }
+}
+
 /// Where every message a queue took has gone: the invariant is that `enqueued` equals
 /// the sum of the rest plus what is ready, delayed and unacked.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -266,10 +294,30 @@ impl Queue {
         s
     }
 
-    /// Whether one more message would exceed `x-max-length` / `x-max-length-bytes`.
-    pub fn is_full_for(&self, body_len: usize) -> bool {
-        self.args.max_length.is_some_and(|m| self.ready.len() as u64 >= m)
-            || self.args.max_length_bytes.is_some_and(|m| (self.ready.bytes() + body_len) as u64 > m)
+    /// The length limit that refuses one more message of `body_len` bytes, if one does:
+    /// the queue's own `x-max-length` / `x-max-length-bytes` when its `x-overflow` is a
+    /// `reject-publish` one, else `default_max` (the broker's `limits.maxQueueLength`)
+    /// when the queue has no `x-max-length` of its own. The default always refuses, whatever
+    /// the queue's `x-overflow`: dropping the head would lose messages nobody asked to lose.
+    pub fn refusal(&self, body_len: usize, default_max: Option<u64>) -> Option<Refusal> {
+        let len = self.ready.len() as u64;
+        if self.args.overflow != Overflow::DropHead {
+            if let Some(m) = self.args.max_length.filter(|&m| len >= m) {
+                return Some(Refusal::MaxLength(m));
+            }
+            if let Some(m) = self.args.max_length_bytes.filter(|&m| (self.ready.bytes() + body_len) as u64 > m) {
+                return Some(Refusal::MaxLengthBytes(m));
+            }
+        }
+        match (self.args.max_length, default_max) {
+            (None, Some(m)) if len >= m => Some(Refusal::DefaultMaxLength(m)),
+            _ => None,
+        }
+    }
+
+    /// The most ready messages this queue takes: its `x-max-length`, else the default.
+    pub fn effective_max_length(&self, default_max: Option<u64>) -> Option<u64> {
+        self.args.max_length.or(default_max)
     }
 
     /// Whether this queue's ready messages may be paged out: a single priority level

@@ -386,12 +386,19 @@ fn answer(w: &mut Writer, a: &Answer) {
             w.uvar(s.queues.len() as u64);
             for q in &s.queues {
                 w.str(&q.name);
-                w.u8(q.durable as u8 | (q.exclusive as u8) << 1 | (q.auto_delete as u8) << 2);
+                let max = q.effective_max_length;
+                w.u8(q.durable as u8
+                    | (q.exclusive as u8) << 1
+                    | (q.auto_delete as u8) << 2
+                    | (max.is_some() as u8) << 3);
                 w.table(&q.arguments);
                 for v in [q.ready, q.ready_bytes, q.paged, q.delayed, q.unacked, q.consumers] {
                     w.uvar(v as u64);
                 }
                 counters(w, &q.counters);
+                if let Some(m) = max {
+                    w.uvar(m);
+                }
             }
         }
         Answer::Resumed(cancelled) => {
@@ -803,7 +810,7 @@ fn read_answer(r: &mut Reader) -> R<Answer> {
             let mut queues = Vec::with_capacity(n);
             for _ in 0..n {
                 let name: Rc<str> = r.str()?.into();
-                let f = flags(r, 7)?;
+                let f = flags(r, 15)?;
                 let arguments = r.table()?;
                 let mut v = [0usize; 6];
                 for x in &mut v {
@@ -813,12 +820,14 @@ fn read_answer(r: &mut Reader) -> R<Answer> {
                 for x in &mut c {
                     *x = r.uvar()?;
                 }
+                let effective_max_length = if f & 8 != 0 { Some(r.uvar()?) } else { None };
                 queues.push(QueueInfo {
                     name,
                     durable: f & 1 != 0,
                     exclusive: f & 2 != 0,
                     auto_delete: f & 4 != 0,
                     arguments,
+                    effective_max_length,
                     ready: v[0],
                     ready_bytes: v[1],
                     paged: v[2],

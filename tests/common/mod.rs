@@ -188,7 +188,7 @@ impl H {
     }
 
     pub fn confirms(&mut self) -> Vec<Confirm> {
-        self.take(|e| if let Effect::Confirm(c) = e { Some(*c) } else { None })
+        self.take(|e| if let Effect::Confirm(c) = e { Some(c.clone()) } else { None })
     }
 
     pub fn returns(&mut self) -> Vec<Returned> {

@@ -803,7 +803,7 @@ test("mesh: the host's limits apply to every context, with errors that name them
         (e) => refused.push(`${e.code} ${e.message}`),
       );
     }
-    globalThis.conn = await connect({ name, limits: { maxMessageBytes: 200_000, maxQueues: 3 } });
+    globalThis.conn = await connect({ name, limits: { maxMessageBytes: 200_000, maxQueues: 3, maxQueueLength: 60 } });
     return { hosting: globalThis.conn.hosting, refused };
   }, name);
   assert.equal(setup.hosting, true);
@@ -822,6 +822,9 @@ test("mesh: the host's limits apply to every context, with errors that name them
     const body = new Uint8Array(150_000).fill(7);
     for (let i = 0; i < 60; i++) ch.sendToQueue('big', body, { messageId: `b${i}` });
     await ch.waitForConfirms();
+    // The host's maxQueueLength (60) is full: the next publish is nacked, naming it.
+    const full = await new Promise((ok) => ch.sendToQueue('big', 'one more', {}, (e) => ok(e && `${e.code} ${e.message}`)));
+    const effective = (await conn.stats()).queues.find((q) => q.name === 'big').effectiveMaxLength;
     const ids = [];
     for (let m; (m = await ch.get('big', { noAck: true })); ) ids.push(m.properties.messageId);
     // Over the host's limit: the channel closes with an error naming it.
@@ -834,11 +837,118 @@ test("mesh: the host's limits apply to every context, with errors that name them
     for (let i = 0; i < 3; i++) {
       await ch2.assertQueue(`q${i}`).then(() => queues.push('ok'), (e) => queues.push(`${e.code} ${e.message}`));
     }
-    return { ids, tooBig, queues };
+    return { ids, tooBig, queues, full, effective };
   }, name);
+  assert.match(got.full, /^506 RESOURCE_ERROR - queue 'big' is full: it holds 60 ready messages.*limits\.maxQueueLength/);
+  assert.equal(got.effective, 60, "the host's default, in a client's stats");
   assert.deepEqual(got.ids, Array.from({ length: 60 }, (_, i) => `b${i}`), 'every message of the large turn arrived, in order');
   assert.match(got.tooBig, /^406 .*limits\.maxMessageBytes.*raise it in connect\(\)/);
   assert.deepEqual(got.queues.slice(0, 2), ['ok', 'ok']);
   assert.match(got.queues[2], /^406 PRECONDITION_FAILED - the broker has 3 queues, its limit \(limits\.maxQueues\)/);
   assert.deepEqual([...hostErrors, ...clientErrors], []);
+});
+
+// ---- 11. apps on one origin ------------------------------------------------------------------
+// connect({ app }): two apps on one origin that use the same broker name get two brokers (their
+// own IndexedDB database, locks and channels), tabs of one app share one, and an app-less connect()
+// keeps the database name of earlier versions (`tabbit:<name>`).
+
+/** In a tab: connects to broker `name` of `app` (undefined: none) and keeps the connection. */
+async function joinApp(page, name, app) {
+  return page.evaluate(
+    async ({ name, app }) => {
+      const { connect } = await import('/pkg/index.js');
+      globalThis.conn = await connect(app === undefined ? { name } : { name, app });
+      globalThis.ch = await globalThis.conn.createConfirmChannel();
+      globalThis.ch.on('error', () => {}); // a refused checkQueue closes it, as in AMQP
+      return { hosting: globalThis.conn.hosting };
+    },
+    { name, app },
+  );
+}
+
+/** In a tab: publishes `body` persistently to durable queue 'jobs', confirmed. */
+function publishJob(page, body) {
+  return page.evaluate(async (body) => {
+    await globalThis.ch.assertQueue('jobs', { durable: true });
+    globalThis.ch.sendToQueue('jobs', body, { persistent: true });
+    await globalThis.ch.waitForConfirms();
+  }, body);
+}
+
+/** In a tab: the queues the broker has, and the bodies waiting in 'jobs' (taken, acked). */
+function lookJobs(page) {
+  return page.evaluate(async () => {
+    const queues = (await globalThis.conn.stats()).queues.map((q) => q.name).filter((n) => !n.startsWith('amq.'));
+    const ch = await globalThis.conn.createChannel();
+    ch.on('error', () => {});
+    const bodies = [];
+    const found = await ch.checkQueue('jobs').then(
+      () => true,
+      (e) => `${e.code}`,
+    );
+    if (found === true) {
+      for (let m; (m = await ch.get('jobs', { noAck: true })); ) bodies.push(new TextDecoder().decode(m.content));
+    }
+    return { queues, found, bodies };
+  });
+}
+
+test('mesh: apps: two apps with one broker name on one origin do not see each other; tabs of one app share', { timeout: TEST_TIMEOUT }, async (t) => {
+  const context = await newContext(t);
+  const name = `shared-${Date.now()}`;
+  const tabs = {};
+  for (const tab of ['alpha1', 'alpha2', 'beta', 'none']) tabs[tab] = await openPage(context, server.url + BLANK);
+
+  assert.deepEqual(await joinApp(tabs.alpha1.page, name, 'alpha'), { hosting: true });
+  assert.deepEqual(await joinApp(tabs.beta.page, name, 'beta'), { hosting: true }, 'another app: its own broker, hosted here');
+  assert.deepEqual(await joinApp(tabs.none.page, name, undefined), { hosting: true }, 'no app: its own broker too');
+  assert.deepEqual(await joinApp(tabs.alpha2.page, name, 'alpha'), { hosting: false }, 'the same app: a client of the first tab');
+
+  await publishJob(tabs.alpha1.page, 'from alpha');
+  await publishJob(tabs.beta.page, 'from beta');
+
+  assert.deepEqual(await lookJobs(tabs.none.page), { queues: [], found: '404', bodies: [] });
+  assert.deepEqual(await lookJobs(tabs.beta.page), { queues: ['jobs'], found: true, bodies: ['from beta'] });
+  assert.deepEqual(await lookJobs(tabs.alpha2.page), { queues: ['jobs'], found: true, bodies: ['from alpha'] }, 'the other tab of alpha sees its message');
+
+  const checks = await tabs.none.page.evaluate(async (name) => {
+    const { connect } = await import('/pkg/index.js');
+    const refused = [];
+    for (const app of ['alpha:v2', '', 7]) {
+      await connect({ name, app }).then(
+        () => refused.push('accepted'),
+        (e) => refused.push(`${e.code} ${e.message}`),
+      );
+    }
+    const databases = (await indexedDB.databases()).map((d) => d.name).filter((n) => n.endsWith(name)).sort();
+    return { refused, databases };
+  }, name);
+  assert.match(checks.refused[0], /^406 PRECONDITION_FAILED - connect\(\): 'app' is "alpha:v2"; it must be 1 to 255 bytes without ':'.*use e\.g\. 'my-app'/);
+  assert.match(checks.refused[1], /^406 .*'app' is ""/);
+  assert.match(checks.refused[2], /^406 .*'app' must be a string/);
+  assert.deepEqual(
+    checks.databases,
+    [`tabbit:${name}`, `tabbit@alpha:${name}`, `tabbit@beta:${name}`],
+    'no app: the database name of earlier versions; each app its own',
+  );
+  for (const tab of Object.values(tabs)) assert.deepEqual(tab.errors, []);
+});
+
+test('mesh: apps: an app-less broker reopens the data an earlier version stored under tabbit:<name>', { timeout: TEST_TIMEOUT }, async (t) => {
+  const context = await newContext(t);
+  const name = `legacy-${Date.now()}`;
+  const { page: first, errors: firstErrors } = await openPage(context, server.url + BLANK);
+  await joinApp(first, name, undefined);
+  await publishJob(first, 'kept');
+  await first.evaluate(() => globalThis.conn.close());
+  await first.close();
+  // A database named as before namespaces, opened again without an app: the message is there.
+  const { page, errors } = await openPage(context, server.url + BLANK);
+  await joinApp(page, name, undefined);
+  assert.deepEqual(await lookJobs(page), { queues: ['jobs'], found: true, bodies: ['kept'] });
+  const inOtherApp = await openPage(context, server.url + BLANK);
+  await joinApp(inOtherApp.page, name, 'someapp');
+  assert.deepEqual(await lookJobs(inOtherApp.page), { queues: [], found: '404', bodies: [] }, 'an app does not see app-less data');
+  assert.deepEqual([...firstErrors, ...errors, ...inOtherApp.errors], []);
 });

@@ -210,3 +210,52 @@ test('runtime node: structured values round-trip through a queue, cycles and all
   assert.deepEqual(seen, [[1, { two: 2 }]]);
   await conn.close();
 });
+
+test('runtime node: limits.maxQueueLength refuses publishes to a full queue with an error that names it', { timeout: TIMEOUT }, async () => {
+  const { connect } = await importPackage();
+  for (const [maxQueueLength, expected] of [
+    [0, /^406 .*limits\.maxQueueLength.*Infinity/],
+    [2.5, /^406 .*limits\.maxQueueLength/],
+    [-Infinity, /^406 .*limits\.maxQueueLength/],
+  ]) {
+    const error = await connect({ name: 'ql-bad', storage: 'memory', limits: { maxQueueLength } }).then(
+      () => 'accepted',
+      (e) => `${e.code} ${e.message}`,
+    );
+    assert.match(error, expected, `maxQueueLength ${maxQueueLength}`);
+  }
+
+  const conn = await connect({ name: 'queue-length', storage: 'memory', limits: { maxQueueLength: 3 } });
+  const ch = await conn.createConfirmChannel();
+  await ch.assertQueue('plain', { durable: false });
+  await ch.assertQueue('own', { durable: false, maxLength: 5 });
+  const sent = ['a', 'b', 'c', 'd'].map((body) => new Promise((ok) => ch.sendToQueue('plain', body, {}, (err) => ok(err))));
+  const results = await Promise.all(sent);
+  assert.deepEqual(results.slice(0, 3), [null, null, null]);
+  const err = results[3];
+  assert.ok(err instanceof Error, 'the fourth publish is nacked');
+  assert.equal(err.code, 506);
+  assert.match(err.message, /queue 'plain' is full: it holds 3 ready messages.*\(limits\.maxQueueLength\).*raise limits\.maxQueueLength in connect\(\)/);
+  for (let i = 0; i < 5; i++) ch.sendToQueue('own', `o${i}`);
+  await ch.waitForConfirms(); // the queue's own x-max-length (5) wins over the default (3)
+
+  const byName = Object.fromEntries((await conn.stats()).queues.map((q) => [q.name, q]));
+  assert.deepEqual([byName.plain.ready, byName.plain.effectiveMaxLength, byName.plain.arguments], [3, 3, {}]);
+  assert.deepEqual([byName.own.ready, byName.own.effectiveMaxLength, byName.own.arguments], [5, 5, { 'x-max-length': 5 }]);
+  await conn.close();
+
+  const unbounded = await connect({ name: 'queue-length-off', storage: 'memory', limits: { maxQueueLength: Infinity } });
+  const ch2 = await unbounded.createConfirmChannel();
+  await ch2.assertQueue('q', { durable: false });
+  for (let i = 0; i < 10; i++) ch2.sendToQueue('q', `m${i}`);
+  await ch2.waitForConfirms();
+  const [q] = (await unbounded.stats()).queues.filter((x) => x.name === 'q');
+  assert.deepEqual([q.ready, q.effectiveMaxLength], [10, null]);
+  await unbounded.close();
+
+  const stock = await connect({ name: 'queue-length-stock', storage: 'memory' });
+  const ch3 = await stock.createChannel();
+  await ch3.assertQueue('q', { durable: false });
+  assert.equal((await stock.stats()).queues.find((x) => x.name === 'q').effectiveMaxLength, 1_000_000);
+  await stock.close();
+});

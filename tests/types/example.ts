@@ -211,6 +211,7 @@ async function main(): Promise<void> {
 
   const stats: BrokerStats = await conn.stats();
   for (const q of stats.queues) console.log(q.name, q.ready, q.unacked, q.published, q.acked, q.deadLettered);
+  for (const q of stats.queues) if (q.effectiveMaxLength !== null) console.log(q.ready / q.effectiveMaxLength);
   for (const x of stats.exchanges) console.log(x.name, x.type, x.durable);
   for (const b of stats.bindings) console.log(b.source, '->', b.destinationType, b.destination, b.routingKey);
   for (const c of stats.contexts) console.log(c.label, c.hosting ? 'hosts' : 'client', c.consumers, c.unacked);
@@ -314,9 +315,14 @@ async function wrong(conn: Connection, ch: Channel, cch: ConfirmChannel, returne
   console.log((await conn.peek('jobs'))[0].fields.deliveryTag);
   // @ts-expect-error: a value other than bytes or a string needs structured: true
   ch.sendToQueue('jobs', { a: 1 });
-  await connect({ name: 'limited', limits: { maxMessageBytes: 1 << 20, maxQueues: 100 } });
+  await connect({ name: 'limited', limits: { maxMessageBytes: 1 << 20, maxQueues: 100, maxQueueLength: Infinity } });
+  // @ts-expect-error: the effective maximum may be null (no limit applies)
+  Math.max(0, (await conn.stats()).queues[0].effectiveMaxLength);
   // @ts-expect-error: an unknown limit
   await connect({ name: 'limited', limits: { maxMesages: 5 } });
+  await connect({ app: 'chat', name: 'app' });
+  // @ts-expect-error: the app is a string
+  await connect({ app: 7 });
   // @ts-expect-error: the label is a string
   await connect({ name: 'app', label: 7 });
   // @ts-expect-error: hosting is read-only

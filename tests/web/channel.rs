@@ -23,7 +23,7 @@ fn json(s: &str) -> JsValue {
 }
 
 async fn memory_broker(prefix: &str) -> RawBroker {
-    RawBroker::open(unique(prefix), "memory".into(), Some(false), None, JsValue::UNDEFINED).await.unwrap()
+    RawBroker::open(unique(prefix), "memory".into(), Some(false), None, JsValue::UNDEFINED, None).await.unwrap()
 }
 
 fn got(f: &Function) -> Vec<JsValue> {
@@ -123,8 +123,9 @@ extern "C" {
 
 #[wasm_bindgen_test]
 async fn wait_for_confirms_rejects_when_a_pending_message_is_not_stored() {
-    let broker =
-        RawBroker::open(unique("waitnack"), failing_storage(), Some(false), None, JsValue::UNDEFINED).await.unwrap();
+    let broker = RawBroker::open(unique("waitnack"), failing_storage(), Some(false), None, JsValue::UNDEFINED, None)
+        .await
+        .unwrap();
     let conn = broker.connect();
     let ch = conn.create_channel(true, recorder()).unwrap();
     ch.assert_queue("q", JsValue::UNDEFINED).unwrap();

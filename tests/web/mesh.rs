@@ -23,7 +23,8 @@ fn bytes(b: &[u8]) -> JsValue {
 #[wasm_bindgen_test]
 async fn a_lone_context_hosts_and_drops_posts_that_are_not_tabbit_frames() {
     let name = unique("mesh-bad");
-    let broker = RawBroker::open(name.clone(), "memory".into(), Some(true), None, JsValue::UNDEFINED).await.unwrap();
+    let broker =
+        RawBroker::open(name.clone(), "memory".into(), Some(true), None, JsValue::UNDEFINED, None).await.unwrap();
     assert!(broker.hosting(), "the first context on a name hosts it");
     let conn = broker.connect();
     let ch = conn.create_channel(false, Function::new_no_args("")).unwrap();
@@ -58,10 +59,11 @@ async fn a_lone_context_hosts_and_drops_posts_that_are_not_tabbit_frames() {
 #[wasm_bindgen_test]
 async fn after_close_another_broker_on_the_name_hosts() {
     let name = unique("mesh-reopen");
-    let first = RawBroker::open(name.clone(), "memory".into(), Some(true), None, JsValue::UNDEFINED).await.unwrap();
+    let first =
+        RawBroker::open(name.clone(), "memory".into(), Some(true), None, JsValue::UNDEFINED, None).await.unwrap();
     assert!(first.hosting());
     first.close().await;
-    let second = RawBroker::open(name, "memory".into(), Some(true), None, JsValue::UNDEFINED).await.unwrap();
+    let second = RawBroker::open(name, "memory".into(), Some(true), None, JsValue::UNDEFINED, None).await.unwrap();
     assert!(second.hosting(), "closing released the host lock");
     second.close().await;
 }

@@ -21,9 +21,15 @@ pub struct JsBroker {
 
 impl JsBroker {
     pub async fn open(name: Option<String>, storage: JsValue) -> Result<JsBroker, JsValue> {
-        let broker =
-            RawBroker::open(name.unwrap_or_else(|| "default".into()), storage, Some(false), None, JsValue::UNDEFINED)
-                .await?;
+        let broker = RawBroker::open(
+            name.unwrap_or_else(|| "default".into()),
+            storage,
+            Some(false),
+            None,
+            JsValue::UNDEFINED,
+            None,
+        )
+        .await?;
         let conn = broker.connect();
         let ch = conn.create_channel(true, Function::new_no_args(""))?;
         Ok(JsBroker { broker, conn, ch })

@@ -90,7 +90,7 @@ impl Link {
             return;
         }
         let opened = match Storage::from_js(&self.storage) {
-            Ok(kind) => Host::open(&self.name, kind, self.limits.clone()).await,
+            Ok(kind) => Host::open(&self.prefix, kind, self.limits.clone()).await,
             Err(e) => Err(e),
         };
         let host = match opened {
