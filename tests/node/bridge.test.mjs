@@ -214,13 +214,13 @@ test('offline outbox: published while RabbitMQ is down, sent once and in order w
   assert.deepEqual(b.errors, []);
 });
 
-test('the host tab crashes mid-stream: the bridge moves to another tab, nothing is lost', { timeout: TEST_TIMEOUT }, async (t) => {
+test('the host tab crashes mid-stream: the bridge moves to another tab, nothing is lost', { timeout: 2 * TEST_TIMEOUT }, async (t) => {
   const context = await browser.browser.newContext();
   t.after(() => context.close());
   const name = brokerName('crash');
   const N = 400;
   await pikaSend('crash-in', []);
-  const toPika = pikaReceive('crash-out', N, 90);
+  const toPika = pikaReceive('crash-out', N, 200);
   await rabbitQueue('crash-out');
   const config = {
     url: rabbit.wsUrl,
@@ -246,18 +246,26 @@ test('the host tab crashes mid-stream: the bridge moves to another tab, nothing 
   const failed = await other.page.evaluate(() => __bridge.state.failed);
   // Publishes the dead host never answered fail (320) and were not confirmed: only confirmed ones count.
   assert.ok(confirmed.length >= N / 2, `${confirmed.length} confirmed, ${failed.length} failed`);
-  const got = await waitUntil('pika to get every confirmed id', () => {
+  // RabbitMQ learns of the dead host's socket when the browser closes it, or at worst after two
+  // missed heart-beats (10 s each): what it held unacked comes back then.
+  const got = await waitUntil(async () => {
+    const ids = new Set(toPika.lines().map((l) => l.body));
+    return `pika to get every confirmed id; missing ${confirmed.filter((id) => !ids.has(id)).slice(0, 10)}; status ${JSON.stringify(await status(other.page))}`;
+  }, () => {
     const ids = new Set(toPika.lines().map((l) => l.body));
     return confirmed.every((id) => ids.has(id)) && ids;
-  }, 60_000);
+  }, 90_000);
   toPika.kill();
   // Every message pika got carries its tabbit id: a duplicate (sent again after the crash) is recognisable.
   for (const l of toPika.lines()) assert.equal(l.messageId, l.body);
   const dupes = toPika.lines().length - got.size;
-  const inbox = await waitUntil('every pika message in the tab', async () => {
+  const inbox = await waitUntil(async () => {
+    const bodies = new Set((await received(other.page)).map((m) => m.body));
+    return `every pika message in the tab; missing ${sent.filter((b) => !bodies.has(b)).slice(0, 10)}; RabbitMQ: ${await rabbit.ctl('list_queues', 'name', 'messages_ready', 'messages_unacknowledged', 'consumers', '--quiet')}; status ${JSON.stringify(await status(other.page))}`;
+  }, async () => {
     const bodies = new Set((await received(other.page)).map((m) => m.body));
     return sent.every((b) => bodies.has(b)) && bodies;
-  }, 60_000);
+  }, 90_000);
   assert.equal(inbox.size, N);
   const s = await status(other.page);
   assert.equal(s.host, (await other.page.evaluate(() => __bridge.stats())).host, 'run by the new host');
