@@ -600,7 +600,7 @@ fn a_get_waits_for_the_horizon_and_a_crash_flags_what_may_have_gone_out() {
     // Its mark is not stored yet: a crash now flags m1 all the same (it is within the horizon).
     let m1: Vec<(String, bool)> = (1..=8).map(|i| (format!("m{i}"), i == 1)).collect();
     assert_eq!(crash_copy(&disk, "q"), m1);
-    // Demand catches up again: the lookahead doubles (1, 2, 4, ...), one wait each time.
+    // Demand catches up again: the lookahead grows (1, 4, 16, ...), one wait each time.
     let mut waits = 0;
     for i in 2..=8 {
         if i == 3 {
@@ -620,7 +620,7 @@ fn a_get_waits_for_the_horizon_and_a_crash_flags_what_may_have_gone_out() {
     assert_eq!(crash_copy(&disk, "q"), all, "all went out, some marks not stored: all flagged");
     disk.commit(&mut h);
     assert_eq!(crash_copy(&disk, "q"), all);
-    // A long run of gets waits for a commit about log2(n) times, not n times.
+    // A long run of gets waits for a commit about log4(n) times, not n times.
     for i in 0..1000 {
         h.publish_msg(ch, persistent("q", &format!("n{i}")), false).unwrap();
     }

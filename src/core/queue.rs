@@ -256,8 +256,8 @@ pub struct Queue {
     pub horizon_asked: u64,
     /// Demand waits for a horizon above `horizon` (the lookahead grew for it).
     pub horizon_blocked: bool,
-    /// How far beyond the current demand the next horizon reaches: doubles each time
-    /// demand catches up with the horizon, back to 0 after a second without deliveries.
+    /// How far beyond the current demand the next horizon reaches: grows fourfold each
+    /// time demand catches up with the horizon, back to 0 after a second without deliveries.
     pub lookahead: u64,
     /// The highest `seq` of a stored message that went out for the first time (or the
     /// horizon recovered from the store): a horizon is never lowered below it.

@@ -13,12 +13,14 @@
 //! means), one above it unflagged.
 //!
 //! The new horizon covers what the demand can take now (the consumers' room, or one
-//! message for `get`) plus a lookahead, which doubles each time demand catches up with the
-//! horizon again (up to [`MAX_LOOKAHEAD`]) and starts from 0 again after a second without
-//! first deliveries; when a delivery comes within half a lookahead of H, a higher one is
-//! asked for ahead of time. So a steady stream waits for no commit, a loop of `get`
-//! waits for about log2(n) commits, and a crash flags at most the demand plus a lookahead
-//! of messages that were never delivered. Order does not matter: with priorities (or
+//! message for `get`) plus a lookahead, which grows fourfold each time demand catches up
+//! with the horizon again (1, 4, 16, ... up to [`MAX_LOOKAHEAD`]) and starts from 0 again
+//! after a second without first deliveries; when a delivery comes within half a lookahead
+//! of H, a higher one is asked for ahead of time. So a steady stream that lets commits
+//! happen waits for none, a loop of `await get()` that never yields to the event loop
+//! (no commit completes meanwhile) waits for about log4(n) + n / 4096 commits, and a crash
+//! flags at most the demand plus a lookahead of messages that were never delivered (at most
+//! three times as many as went out in the burst, and at most 4,096). Order does not matter: with priorities (or
 //! delayed messages) a message beyond H at the head raises H past it, covering every
 //! lower `seq`, delivered or not.
 
@@ -26,7 +28,7 @@ use super::{Broker, Queue, QueueId};
 use crate::core::effect::{Effect, StoreOp};
 
 /// The largest lookahead beyond demand, in messages.
-pub const MAX_LOOKAHEAD: u64 = 1024;
+pub const MAX_LOOKAHEAD: u64 = 4096;
 /// After this long without first deliveries (ms), the lookahead starts from 0 again.
 pub const IDLE_MS: u64 = 1000;
 
@@ -65,7 +67,7 @@ impl Broker {
 
     /// The head of queue `qid` waits for the horizon: ask for one that covers it and
     /// `demand` messages from it on, plus the lookahead (unless one asked for already
-    /// covers that). Demand catching up with what was asked for doubles the lookahead.
+    /// covers that). Demand catching up with what was asked for multiplies the lookahead by four.
     pub(super) fn ask_horizon(&mut self, qid: QueueId, demand: u64, now: u64) {
         let Some(q) = self.queues.get_mut(&qid) else { return };
         let Some(seq) = q.ready.front().map(|e| e.seq) else { return };
@@ -73,7 +75,7 @@ impl Broker {
             // Demand caught up with the stored horizon (once per stored horizon).
             q.horizon_blocked = true;
             let idle = q.first_delivered_at.is_none_or(|t| now.saturating_sub(t) > IDLE_MS);
-            q.lookahead = if idle { 0 } else { (q.lookahead * 2).clamp(1, MAX_LOOKAHEAD) };
+            q.lookahead = if idle { 0 } else { (q.lookahead * 4).clamp(1, MAX_LOOKAHEAD) };
         }
         let want = seq - 1 + demand.max(1);
         if want <= q.horizon_asked {
