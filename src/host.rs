@@ -16,7 +16,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 
 use crate::core::fxhash::{FxMap, FxSet};
-use crate::core::{AmqpError, Broker, BrokerConfig, ChannelRef, Confirm, Delivery, Effect, ReplyCode, Returned};
+use crate::core::{
+    AmqpError, Broker, BrokerConfig, ChannelRef, Confirm, Delivery, Effect, GetWait, ReplyCode, Returned, StoreOp,
+};
 use crate::store::adapter::JsAdapter;
 use crate::store::indexeddb::{IndexedDb, StoreError};
 use crate::store::{finish_restore, restore, restore_message, restore_topology, Log};
@@ -258,7 +260,9 @@ impl Host {
     /// with IndexedDB, loads and restores what its database `prefix` holds.
     pub async fn open(prefix: &str, storage: Storage, limits: crate::core::Limits) -> Result<Host, AmqpError> {
         let seed = (js_sys::Math::random() * 9.0e15) as u64;
-        let mut core = Broker::new(BrokerConfig { seed, limits });
+        // With storage, first deliveries wait for their queue's delivery horizon to be stored.
+        let delivery_horizon = !matches!(storage, Storage::Memory);
+        let mut core = Broker::new(BrokerConfig { seed, limits, delivery_horizon });
         let (mut log, mut db, mut problems): (Option<Log>, _, _) = (None, None, Vec::new());
         if let Storage::Adapter(obj) = &storage {
             let failed =
@@ -357,6 +361,13 @@ impl Host {
                     Effect::Store(op) => {
                         if let Some(log) = &mut inner.log {
                             log.apply(&op);
+                            // A horizon the log cannot store (no such stored queue) would
+                            // never come back from a commit: nothing to wait for.
+                            if let StoreOp::Horizon { queue, through } = &op {
+                                if !log.has_queue(queue) {
+                                    inner.core.horizon_stored(queue, *through, now());
+                                }
+                            }
                         }
                         continue;
                     }
@@ -482,6 +493,27 @@ impl Host {
         self.pump();
     }
 
+    /// Resolves once a `get` of `queue` can take its head (at once if it can, or if
+    /// there is no such queue): the head is in memory, and a first delivery of it is
+    /// within the stored delivery horizon (see [`crate::core::StoreOp::Horizon`]).
+    pub async fn get_ready(&self, queue: &str) {
+        loop {
+            let wait = self.with(|core| core.get_wait(queue, now()));
+            let promise = match wait {
+                None => return,
+                Some(GetWait::Paged) => self.head_loaded(queue),
+                // Asked for: stored with the next commit (or given up if it fails).
+                Some(GetWait::Horizon) => self.committed(),
+            };
+            let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+        }
+    }
+
+    /// Whether a `get` of `queue` can take its head now (see [`Host::get_ready`]).
+    pub fn can_get(&self, queue: &str) -> bool {
+        self.read(|core| core.get_ready(queue, now()))
+    }
+
     /// Resolves once the head of `queue` is in memory (at once if it is).
     pub fn head_loaded(&self, queue: &str) -> Promise {
         let promise = Promise::new(&mut |resolve, _reject| {
@@ -557,7 +589,14 @@ impl Host {
                 let mut inner = self.inner.borrow_mut();
                 // `flush()` calls that came while this batch was in flight wait for it too.
                 let late = inner.in_flight.take().unwrap_or_default();
+                let mut horizons = Vec::new();
                 if let (Some(log), Some(b)) = (&mut inner.log, batch) {
+                    // Stored, first deliveries up to them may go. If the write failed
+                    // (storage full), they go too: holding them would stop the consumers
+                    // whose acks free space. The horizons are written again with the
+                    // next batch; a crash before that brings back what went out beyond
+                    // the stored ones unflagged (README, known issue 4).
+                    horizons = log.horizons(&b);
                     match &result {
                         Ok(()) => log.batch_committed(&b),
                         Err(_) => {
@@ -573,9 +612,14 @@ impl Host {
                 }
                 let done = waiters.into_iter().chain(late);
                 Self::settle_waiters(&mut inner, done, result.as_ref().err());
+                let now = now();
+                for (queue, through) in horizons {
+                    inner.core.horizon_stored(&queue, through, now);
+                }
                 inner.log.as_ref().is_some_and(Log::has_pending) || !inner.held.is_empty()
             };
-            self.dispatch_events();
+            // The deliveries the horizons let go, and the events settled above.
+            self.pump();
             if !more {
                 return;
             }
@@ -601,7 +645,16 @@ impl Host {
     }
 
     /// Resolves when every write made so far has committed; rejects if one failed.
+    /// Delivery horizons are lowered to what was handed out first (see
+    /// [`Broker::retract_horizons`]), so that once it resolves a crash brings back
+    /// flagged `redelivered` exactly the messages that were delivered.
     pub fn flush(&self) -> Promise {
+        self.with(|core| core.retract_horizons(now()));
+        self.committed()
+    }
+
+    /// Resolves when every write made so far has committed; rejects if one failed.
+    fn committed(&self) -> Promise {
         Promise::new(&mut |resolve, reject| {
             let mut inner = self.inner.borrow_mut();
             let pending = inner.log.as_ref().is_some_and(Log::has_pending) || !inner.held.is_empty();

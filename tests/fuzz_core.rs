@@ -537,6 +537,8 @@ enum Cmd {
     },
     /// The host takes this turn's writes as one batch and starts writing it.
     StartWrite,
+    /// `flush()`: delivery horizons go down to what was handed out.
+    RetractHorizons,
     /// The write in flight ends: committed (then bodies page out), or failed (withdrawn).
     EndWrite {
         ok: bool,
@@ -676,6 +678,7 @@ fn cmd() -> BoxedStrategy<Cmd> {
         2 => (0..CONNS as u8, 0..CHANS as u8, resume_spec())
             .prop_map(|(conn, slot, spec)| Cmd::Resume { conn, slot, spec }),
         4 => Just(Cmd::StartWrite),
+        1 => Just(Cmd::RetractHorizons),
         4 => b(0.85).prop_map(|ok| Cmd::EndWrite { ok }),
         4 => (1usize..6).prop_map(|window| Cmd::PageIn { window }),
         1 => crash(),
@@ -765,6 +768,15 @@ struct World {
     seen: HashSet<(QueueId, u64)>,
     /// Messages the store ops put and did not remove.
     stored: HashSet<(Rc<str>, u64)>,
+    /// Messages the store ops put (removed or not), since the last crash.
+    put: HashSet<(Rc<str>, u64)>,
+    /// Stored messages handed out (to a consumer or `get`), since the last crash: after a
+    /// crash, those that come back must come flagged `redelivered`.
+    handed: HashSet<(Rc<str>, u64)>,
+    /// A write failed and the delivery horizons it held were given up on (as the host
+    /// does, so as not to stop consumers while storage is full): the check above is off
+    /// until the next crash.
+    gave_up: bool,
     generated: Vec<String>,
     log: Log,
     disk: MemoryStore,
@@ -786,7 +798,7 @@ fn fail<T>(why: impl Into<String>) -> Result<T, TestCaseError> {
 impl World {
     fn new(setup: &Setup) -> Result<World, TestCaseError> {
         let mut w = World {
-            b: Broker::new(BrokerConfig { seed: setup.seed, limits: setup.limits.clone() }),
+            b: Broker::new(BrokerConfig { seed: setup.seed, limits: setup.limits.clone(), delivery_horizon: true }),
             limits: setup.limits.clone(),
             now: setup.start,
             conns: [None; CONNS],
@@ -797,6 +809,9 @@ impl World {
             held: HashMap::new(),
             seen: HashSet::new(),
             stored: HashSet::new(),
+            put: HashSet::new(),
+            handed: HashSet::new(),
+            gave_up: false,
             generated: Vec::new(),
             log: Log::new(),
             disk: MemoryStore::new(),
@@ -931,6 +946,9 @@ impl World {
         self.seen.insert(key);
         count(Stat::Deliveries, 1);
         let name = self.b.queue_name(d.queue).unwrap_or_else(|| "gone".into());
+        if self.put.contains(&(name.clone(), d.seq)) {
+            self.handed.insert((name.clone(), d.seq));
+        }
         let Some(c) = self.model.get_mut(&d.channel) else {
             return fail(format!("delivery to unknown {:?}", d.channel));
         };
@@ -1031,6 +1049,10 @@ impl World {
             StoreOp::PutMessage { queue, seq, .. } if !self.stored.insert((queue.clone(), seq)) => {
                 fail(format!("message {queue}/{seq} stored twice"))
             }
+            StoreOp::PutMessage { queue, seq, .. } => {
+                self.put.insert((queue, seq));
+                Ok(())
+            }
             StoreOp::RemoveMessage { queue, seq } if !self.stored.remove(&(queue.clone(), seq)) => {
                 fail(format!("removing {queue}/{seq}, which is not stored"))
             }
@@ -1041,6 +1063,8 @@ impl World {
             }
             StoreOp::DeleteQueue { name } => {
                 self.stored.retain(|(q, _)| *q != name);
+                self.put.retain(|(q, _)| *q != name);
+                self.handed.retain(|(q, _)| *q != name);
                 Ok(())
             }
             _ => Ok(()),
@@ -1097,8 +1121,19 @@ impl World {
         if let Some(batch) = self.log.take_batch(self.now) {
             self.disk.apply(&batch);
             self.log.batch_committed(&batch);
+            self.horizons_stored(&batch, true);
         }
         self.model.values_mut().for_each(|c| c.recently.clear());
+    }
+
+    /// A batch committed (or failed): its delivery horizons go to the broker, as the
+    /// host gives them (on failure too, see `gave_up`).
+    fn horizons_stored(&mut self, batch: &Batch, ok: bool) {
+        for (queue, through) in self.log.horizons(batch) {
+            count(Stat::Horizons, 1);
+            self.gave_up |= !ok;
+            self.b.horizon_stored(&queue, through, self.now);
+        }
     }
 
     // ---- commands ----
@@ -1243,6 +1278,13 @@ impl World {
             Cmd::Get { ch, ensure, queue, no_ack } => {
                 let (ch, open) = self.channel(*ch);
                 let open = if *ensure { self.ensure_queue(ch, open, &self.queue(*queue))? } else { open };
+                // As the host does: a get whose head is beyond the stored delivery horizon
+                // waits (asks for a higher one) instead.
+                if open && self.b.get_wait(&self.queue(*queue), now) == Some(GetWait::Horizon) {
+                    count(Stat::HorizonWaits, 1);
+                    self.effects(None)?;
+                    return self.after();
+                }
                 let r = self.b.get(ch, &self.queue(*queue), *no_ack, now);
                 self.outcome(ch, open, &r)?;
                 self.effects(None)?;
@@ -1345,6 +1387,7 @@ impl World {
                     self.slots[*conn as usize][*slot as usize] = Some(ch);
                 }
             }
+            Cmd::RetractHorizons => self.b.retract_horizons(now),
             Cmd::StartWrite => {
                 if self.writing.is_none() {
                     self.writing = self.log.take_batch(now);
@@ -1352,6 +1395,7 @@ impl World {
             }
             Cmd::EndWrite { ok } => {
                 if let Some(batch) = self.writing.take() {
+                    let horizons = self.log.horizons(&batch);
                     if *ok {
                         self.disk.apply(&batch);
                         self.log.batch_committed(&batch);
@@ -1362,6 +1406,11 @@ impl World {
                         for (queue, seqs) in self.log.batch_failed(batch) {
                             count(Stat::Withdrawn, self.b.withdraw(&queue, &seqs) as u64);
                         }
+                    }
+                    for (queue, through) in horizons {
+                        count(Stat::Horizons, 1);
+                        self.gave_up |= !*ok;
+                        self.b.horizon_stored(&queue, through, now);
                     }
                 }
             }
@@ -1710,13 +1759,26 @@ impl World {
         // The new host.
         let now = self.now;
         let (log, mut recovered) = Log::recover(self.disk.records());
+        // Bug 3: a stored message handed out before the crash comes back flagged, unless
+        // a horizon was given up on after a failed write.
+        if !self.gave_up {
+            for q in &recovered.queues {
+                for m in &q.messages {
+                    if self.handed.contains(&(q.name.clone(), m.seq)) && !m.delivered {
+                        return fail(format!("message {}/{} was handed out, but comes back unflagged", q.name, m.seq));
+                    }
+                }
+            }
+        }
+        self.handed.clear();
+        self.gave_up = false;
         self.log = log;
         self.writing = None;
         // A new seed, as the host gives one: generated names must differ from the last broker's.
         self.crashes += 1;
         count(Stat::Crashes, 1);
         let seed = self.seed ^ self.crashes.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.b = Broker::new(BrokerConfig { seed, limits: self.limits.clone() });
+        self.b = Broker::new(BrokerConfig { seed, limits: self.limits.clone(), delivery_horizon: true });
         let _problems = restore_topology(&mut self.b, &mut recovered, now);
         self.stored.clear();
         for q in &recovered.queues {
@@ -1724,6 +1786,7 @@ impl World {
                 self.stored.extend(q.messages.iter().map(|m| (q.name.clone(), m.seq)));
             }
         }
+        self.put = self.stored.clone();
         let mut problems = Vec::new();
         for q in recovered.queues {
             for m in q.messages {
@@ -1841,9 +1904,11 @@ enum Stat {
     PagedIn,
     Withdrawn,
     DeadLettered,
+    Horizons,
+    HorizonWaits,
 }
 
-const STATS: [&str; 17] = [
+const STATS: [&str; 19] = [
     "deliveries",
     "settles",
     "settles refused",
@@ -1861,8 +1926,10 @@ const STATS: [&str; 17] = [
     "page-ins",
     "withdrawn",
     "dead-lettered",
+    "horizons stored",
+    "gets waiting for a horizon",
 ];
-static COUNTS: [AtomicU64; 17] = [const { AtomicU64::new(0) }; 17];
+static COUNTS: [AtomicU64; 19] = [const { AtomicU64::new(0) }; 19];
 
 fn count(s: Stat, n: u64) {
     COUNTS[s as usize].fetch_add(n, Relaxed);

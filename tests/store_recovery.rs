@@ -27,6 +27,11 @@ impl Disk {
         if let Some(batch) = self.log.take_batch(h.now) {
             self.store.apply(&batch);
             self.log.batch_committed(&batch);
+            // As the host does: first deliveries up to the stored horizons may go now.
+            for (queue, through) in self.log.horizons(&batch) {
+                let now = h.now;
+                h.run(|b, _| b.horizon_stored(&queue, through, now));
+            }
         }
     }
 
@@ -71,9 +76,14 @@ impl Disk {
 
     /// A new broker from what the store holds, at `now`; its recovery writes committed.
     fn reopen(&mut self, now: u64) -> (H, Vec<String>) {
+        self.reopen_with(now, false)
+    }
+
+    /// `reopen`, with a broker that keeps delivery horizons (as the host's does) or not.
+    fn reopen_with(&mut self, now: u64, delivery_horizon: bool) -> (H, Vec<String>) {
         let (log, recovered) = Log::recover(self.store.records());
         self.log = log;
-        let mut h = H::new();
+        let mut h = if delivery_horizon { horizon_broker() } else { H::new() };
         h.now = now;
         let problems = restore(&mut h.b, recovered, now);
         h.b.check_invariants().unwrap();
@@ -515,4 +525,236 @@ fn recovery_can_leave_deep_messages_paged_out() {
         }
     }
     assert_eq!(got, (0..300).map(|i| i.to_string()).collect::<Vec<_>>());
+}
+
+/// A broker that keeps delivery horizons, as the host's does with storage.
+fn horizon_broker() -> H {
+    H { b: Broker::new(BrokerConfig { seed: 1, delivery_horizon: true, ..Default::default() }), ..H::new() }
+}
+
+/// A broker with delivery horizons, one channel, durable queue "q" (with a consumer on
+/// the channel under `prefetch`, if given), and m1..=mn published to it.
+fn horizon_queue(prefetch: Option<u32>, n: usize) -> (Disk, H, ChannelRef) {
+    let disk = Disk::new();
+    let mut h = horizon_broker();
+    let ch = h.channel();
+    durable_queue(&mut h, ch, "q", &[]);
+    if let Some(p) = prefetch {
+        h.run(|b, now| b.prefetch(ch, p, false, now)).unwrap();
+        h.consume(ch, "q");
+    }
+    for i in 1..=n {
+        h.publish_msg(ch, persistent("q", &format!("m{i}")), false).unwrap();
+    }
+    (disk, h, ch)
+}
+
+/// `horizon_queue` without consumer, committed.
+fn stored_queue(n: usize) -> (Disk, H, ChannelRef) {
+    let (mut disk, mut h, ch) = horizon_queue(None, n);
+    disk.commit(&mut h);
+    (disk, h, ch)
+}
+
+/// The horizons the broker asked for since the last call.
+fn horizons_asked(h: &mut H) -> Vec<u64> {
+    h.effects
+        .iter()
+        .filter_map(|e| if let Effect::Store(StoreOp::Horizon { through, .. }) = e { Some(*through) } else { None })
+        .collect()
+}
+
+/// What a crash now would leave of `queue`: (body, redelivered) in order, from a broker
+/// recovered from a copy of the store (the disk itself goes on).
+fn crash_copy(disk: &Disk, queue: &str) -> Vec<(String, bool)> {
+    let mut copy = Disk { log: Log::new(), store: disk.store.clone() };
+    let (mut h, problems) = copy.reopen_with(9_000_000, false);
+    assert!(problems.is_empty(), "{problems:?}");
+    let ch = h.channel();
+    drain_flags(&mut h, ch, queue).into_iter().map(|(b, r, _)| (b, r)).collect()
+}
+
+fn flags(list: &[(&str, bool)]) -> Vec<(String, bool)> {
+    list.iter().map(|(b, r)| (b.to_string(), *r)).collect()
+}
+
+/// Bug 3 of the README's fault schedules: a stored message goes out for the first time
+/// only once a horizon at or above its position is stored, so a crash at any point
+/// brings back every message that may have been seen flagged `redelivered`, and those
+/// beyond the horizon unflagged. `get` waits (`get_wait`) while its head is beyond it.
+#[test]
+fn a_get_waits_for_the_horizon_and_a_crash_flags_what_may_have_gone_out() {
+    let (mut disk, mut h, ch) = stored_queue(8);
+    // Nothing handed out yet: a get of the head waits for a horizon that covers it.
+    assert_eq!(h.run(|b, now| b.get_wait("q", now)), Some(GetWait::Horizon));
+    let e = h.get(ch, "q", false).expect_err("beyond the horizon");
+    assert_eq!(e.code, ReplyCode::InternalError);
+    assert!(h.b.has_channel(ch), "the channel stays open");
+    assert_eq!(horizons_asked(&mut h), [1], "the demand of one get, no lookahead after idling");
+    let none: Vec<(String, bool)> = (1..=8).map(|i| (format!("m{i}"), false)).collect();
+    assert_eq!(crash_copy(&disk, "q"), none, "asked for, not stored: a crash flags nothing");
+    disk.commit(&mut h);
+    assert_eq!(h.run(|b, now| b.get_wait("q", now)), None);
+    let g = h.get(ch, "q", false).unwrap().unwrap();
+    assert_eq!((body(&g.delivery.message), g.delivery.redelivered), ("m1".into(), false));
+    // Its mark is not stored yet: a crash now flags m1 all the same (it is within the horizon).
+    let m1: Vec<(String, bool)> = (1..=8).map(|i| (format!("m{i}"), i == 1)).collect();
+    assert_eq!(crash_copy(&disk, "q"), m1);
+    // Demand catches up again: the lookahead grows (1, 4, 16, ...), one wait each time.
+    let mut waits = 0;
+    for i in 2..=8 {
+        if i == 3 {
+            // The host writes every turn that has something to write.
+            disk.commit(&mut h);
+        }
+        while h.run(|b, now| b.get_wait("q", now)).is_some() {
+            waits += 1;
+            disk.commit(&mut h);
+        }
+        let g = h.get(ch, "q", false).unwrap().unwrap();
+        assert_eq!(body(&g.delivery.message), format!("m{i}"));
+        assert_eq!(h.b.horizon("q").map(|(stored, _)| g.delivery.seq <= stored), Some(true));
+    }
+    assert!(waits < 7, "{waits} waits for 7 gets: one per get is what this avoids");
+    let all: Vec<(String, bool)> = (1..=8).map(|i| (format!("m{i}"), true)).collect();
+    assert_eq!(crash_copy(&disk, "q"), all, "all went out, some marks not stored: all flagged");
+    disk.commit(&mut h);
+    assert_eq!(crash_copy(&disk, "q"), all);
+    // A long run of gets waits for a commit about log4(n) times, not n times.
+    for i in 0..1000 {
+        h.publish_msg(ch, persistent("q", &format!("n{i}")), false).unwrap();
+    }
+    disk.commit(&mut h);
+    let mut waits = 0;
+    for i in 0..1000 {
+        while h.run(|b, now| b.get_wait("q", now)).is_some() {
+            waits += 1;
+            disk.commit(&mut h);
+        }
+        let g = h.get(ch, "q", false).unwrap().unwrap();
+        assert_eq!(body(&g.delivery.message), format!("n{i}"));
+        h.ack(ch, g.delivery.delivery_tag, false).unwrap();
+        if i % 10 == 9 {
+            disk.commit(&mut h); // a write every ten gets (acks)
+        }
+    }
+    println!("{waits} waits for 1000 gets");
+    assert!(waits <= 12, "{waits} waits for 1000 gets");
+}
+
+/// Consumers: nothing goes out before the horizon is stored, then what the consumers
+/// have room for; a crash flags those (by the horizon) and not the rest.
+#[test]
+fn consumers_get_what_the_stored_horizon_covers_and_a_crash_flags_only_that() {
+    let (mut disk, mut h, _) = horizon_queue(Some(3), 6);
+    assert_eq!(h.bodies(), Vec::<String>::new(), "first deliveries wait for the commit of their horizon");
+    assert_eq!(horizons_asked(&mut h), [1, 2, 3], "as messages come, up to the consumer's room");
+    disk.commit(&mut h);
+    assert_eq!(h.bodies(), ["m1", "m2", "m3"], "the commit with the messages and the horizon lets them go");
+    let want = flags(&[("m1", true), ("m2", true), ("m3", true), ("m4", false), ("m5", false), ("m6", false)]);
+    assert_eq!(crash_copy(&disk, "q"), want, "their marks are not stored yet, the horizon is");
+}
+
+/// With priorities, delivery order is not `seq` order: a head beyond the horizon raises
+/// it past itself, so every lower position counts as possibly delivered.
+#[test]
+fn with_priorities_the_horizon_covers_the_head_and_everything_below_it() {
+    let mut disk = Disk::new();
+    let mut h = horizon_broker();
+    let ch = h.channel();
+    durable_queue(&mut h, ch, "p", &[("x-max-priority", int(5))]);
+    for (b, p) in [("low1", 0), ("low2", 0), ("high", 5), ("low3", 0)] {
+        let mut m = persistent("p", b);
+        m.properties.priority = Some(p);
+        h.publish_msg(ch, m, false).unwrap();
+    }
+    disk.commit(&mut h);
+    assert_eq!(h.run(|b, now| b.get_wait("p", now)), Some(GetWait::Horizon));
+    assert_eq!(horizons_asked(&mut h), [3], "the head is 'high', at position 3");
+    disk.commit(&mut h);
+    let g = h.get(ch, "p", false).unwrap().unwrap();
+    assert_eq!(body(&g.delivery.message), "high");
+    let want = flags(&[("high", true), ("low1", true), ("low2", true), ("low3", false)]);
+    assert_eq!(crash_copy(&disk, "p"), want, "low1 and low2 may have gone out as far as the store knows");
+}
+
+/// A reopened broker takes the stored horizon back, and numbers new messages above it:
+/// they were never handed out, and a crash brings them back unflagged.
+#[test]
+fn the_horizon_survives_recovery_and_new_messages_start_above_it() {
+    let (mut disk, mut h, _) = horizon_queue(Some(5), 2);
+    disk.commit(&mut h);
+    assert_eq!(h.bodies(), ["m1", "m2"]);
+    assert_eq!(h.b.horizon("q"), Some((2, 2)), "two messages were there for five places");
+    drop(h);
+    let (mut h, problems) = disk.reopen_with(2_000_000, true);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(h.b.horizon("q"), Some((2, 2)));
+    let ch = h.channel();
+    h.publish_msg(ch, persistent("q", "new"), false).unwrap();
+    let seqs: Vec<u64> = h
+        .effects
+        .iter()
+        .filter_map(|e| if let Effect::Store(op) = e { Some(op) } else { None })
+        .filter_map(|op| if let StoreOp::PutMessage { seq, .. } = op { Some(*seq) } else { None })
+        .collect();
+    assert_eq!(seqs, [3]);
+    disk.commit(&mut h);
+    let want = flags(&[("m1", true), ("m2", true), ("new", false)]);
+    assert_eq!(crash_copy(&disk, "q"), want);
+}
+
+/// A horizon written for a queue that was deleted and declared again before the write
+/// committed is not the new queue's: the log does not hand it to the broker.
+#[test]
+fn a_horizon_of_a_deleted_queue_is_not_given_to_the_queue_declared_again() {
+    let mut disk = Disk::new();
+    let mut h = horizon_broker();
+    let ch = h.channel();
+    durable_queue(&mut h, ch, "q", &[]);
+    h.publish_msg(ch, persistent("q", "old"), false).unwrap();
+    assert_eq!(h.run(|b, now| b.get_wait("q", now)), Some(GetWait::Horizon));
+    for op in h.store_ops() {
+        disk.log.apply(&op);
+    }
+    let batch = disk.log.take_batch(h.now).expect("a batch");
+    assert_eq!(disk.log.horizons(&batch).len(), 1);
+    h.run(|b, now| b.delete_queue(ch, "q", false, false, now)).unwrap();
+    durable_queue(&mut h, ch, "q", &[]);
+    h.publish_msg(ch, persistent("q", "new"), false).unwrap();
+    for op in h.store_ops() {
+        disk.log.apply(&op);
+    }
+    disk.store.apply(&batch);
+    disk.log.batch_committed(&batch);
+    assert_eq!(disk.log.horizons(&batch), [], "the queue's store id changed");
+    assert_eq!(h.b.horizon("q"), Some((0, 0)));
+    assert_eq!(h.run(|b, now| b.get_wait("q", now)), Some(GetWait::Horizon), "'new' still waits");
+}
+
+/// `flush()` lowers the horizon to what was handed out: after it, a crash flags exactly
+/// the messages delivered, not the lookahead beyond them.
+#[test]
+fn a_retracted_horizon_flags_exactly_what_went_out() {
+    let (mut disk, mut h, ch) = stored_queue(20);
+    for _ in 0..5 {
+        while h.run(|b, now| b.get_wait("q", now)).is_some() {
+            disk.commit(&mut h);
+        }
+        h.get(ch, "q", false).unwrap().unwrap();
+        disk.commit(&mut h);
+    }
+    let (stored, asked) = h.b.horizon("q").unwrap();
+    assert!(asked > 5 && stored >= 5, "a lookahead beyond the five delivered: {stored}, {asked}");
+    h.run(|b, now| b.retract_horizons(now));
+    assert_eq!(h.b.horizon("q"), Some((5, 5)));
+    // A write of the old horizon still in flight would not raise it again.
+    h.run(|b, now| b.horizon_stored("q", asked, now));
+    assert_eq!(h.b.horizon("q"), Some((5, 5)));
+    disk.commit(&mut h);
+    let want: Vec<(String, bool)> = (1..=20).map(|i| (format!("m{i}"), i <= 5)).collect();
+    assert_eq!(crash_copy(&disk, "q"), want);
+    // The next get asks again, the lookahead starting over (at 1, as no second passed).
+    assert_eq!(h.run(|b, now| b.get_wait("q", now)), Some(GetWait::Horizon));
+    assert_eq!(h.b.horizon("q"), Some((5, 7)));
 }

@@ -304,15 +304,28 @@ impl RawChannel {
         let Some(host) = self.link.host() else {
             return settled(self.link.get(self.chan, queue, no_ack));
         };
-        if !host.read(|core| core.head_paged(&queue)) {
-            return settled(self.link.get(self.chan, queue, no_ack));
+        // A `get` that fails because its head is not ready after all (an expired head
+        // went between the check and the get, a ms later) waits and tries again.
+        let retry = |host: &crate::host::Host, got: &Result<JsValue, JsValue>, queue: &str| {
+            got.is_err() && !host.can_get(queue)
+        };
+        if host.can_get(&queue) {
+            let got = self.link.get(self.chan, queue.clone(), no_ack);
+            if !retry(&host, &got, &queue) {
+                return settled(got);
+            }
         }
         let (link, chan) = (self.link.clone(), self.chan);
         wasm_bindgen_futures::future_to_promise(async move {
-            // Deep in a long queue: wait for the store to give the head back.
-            wasm_bindgen_futures::JsFuture::from(host.head_loaded(&queue)).await?;
-            let got = link.get(chan, queue, no_ack)?;
-            wasm_bindgen_futures::JsFuture::from(Promise::resolve(&got)).await
+            loop {
+                // Deep in a long queue, the store gives the head back; a first delivery
+                // beyond the queue's stored delivery horizon waits for a higher one.
+                host.get_ready(&queue).await;
+                let got = link.get(chan, queue.clone(), no_ack);
+                if !retry(&host, &got, &queue) {
+                    return wasm_bindgen_futures::JsFuture::from(Promise::resolve(&got?)).await;
+                }
+            }
         })
     }
 

@@ -20,10 +20,12 @@ use super::names::{self, NameSource};
 use super::queue::{DropReason, Entry, Queue, QueueCounters, ReadyList};
 use super::value::{same_table, FieldValue, Table};
 
+mod horizon;
 mod inspect;
 mod paging;
 mod recovery;
 mod resume;
+pub use horizon::GetWait;
 pub use inspect::{BindingInfo, ConnectionInfo, ExchangeInfo};
 pub use recovery::StoredMessage;
 pub use resume::{InFlight, Resume, Resumed};
@@ -65,6 +67,11 @@ pub struct BrokerConfig {
     /// names differ across broker restarts.
     pub seed: u64,
     pub limits: Limits,
+    /// Keep a delivery horizon per durable queue (see [`StoreOp::Horizon`]): a driver
+    /// with storage sets it, and tells the broker when each horizon is stored
+    /// ([`Broker::horizon_stored`]). Without it, stored messages go out at once and a
+    /// crash before their marks are stored brings them back unflagged.
+    pub delivery_horizon: bool,
 }
 
 /// `assertExchange` / `checkExchange`.
@@ -218,6 +225,8 @@ pub struct Broker {
     /// Queues with paged-out messages (and perhaps some that had them): the host asks
     /// after every command which need paging in, so that question must not visit them all.
     paged_queues: FxSet<QueueId>,
+    /// [`BrokerConfig::delivery_horizon`].
+    delivery_horizon: bool,
 }
 
 const DEFAULT_EXCHANGE: ExchangeId = ExchangeId(0);
@@ -252,6 +261,7 @@ impl Broker {
             recovery: None,
             holding: false,
             paged_queues: FxSet::default(),
+            delivery_horizon: config.delivery_horizon,
         };
         for (name, kind) in [
             ("", ExchangeKind::Direct),
@@ -824,6 +834,12 @@ impl Broker {
             paged: 0,
             paged_through: 0,
             paged_from: u64::MAX,
+            horizon: 0,
+            horizon_asked: 0,
+            horizon_blocked: false,
+            lookahead: 0,
+            handed_through: 0,
+            first_delivered_at: None,
             last_used: now,
             next_seq: 1,
             stored_below: 1,
@@ -1385,6 +1401,12 @@ impl Broker {
                 break;
             }
             let Some(i) = self.pick_consumer(q) else { break };
+            // A first delivery beyond the stored horizon waits for a higher one.
+            if self.waits_for_horizon(q, now) {
+                let demand = self.demand(q);
+                self.ask_horizon(qid, demand, now);
+                break;
+            }
             let q = self.queues.get_mut(&qid).expect("exists");
             let entry = q.ready.pop_front().expect("not empty");
             // Dead once in the queue for longer than its TTL (ttl.md): a message whose
@@ -1394,6 +1416,7 @@ impl Broker {
                 expired.push(entry);
                 continue;
             }
+            let (first, seq) = (entry.durable && !entry.redelivered, entry.seq);
             let cid = q.consumers[i];
             q.cursor = (i + 1) % q.consumers.len();
             q.counters.delivered += 1;
@@ -1428,6 +1451,9 @@ impl Broker {
                 channel.unacked.push(tag, Unacked { queue: qid, consumer: Some(cid), entry });
             }
             self.effects.push_back(Effect::Deliver(delivery));
+            if first {
+                self.handed_out(qid, seq, now);
+            }
         }
         for e in expired {
             self.discard(qid, e, DropReason::Expired, now);
@@ -1438,7 +1464,17 @@ impl Broker {
     }
 
     /// `get(queue, {noAck})`: one message, or `None` when the queue has none ready.
+    ///
+    /// With a delivery horizon, a driver calls [`Broker::get_wait`] first and waits while
+    /// it says so: a `get` whose message is beyond the stored horizon fails with
+    /// INTERNAL_ERROR (leaving the channel open) and asks for a higher horizon.
     pub fn get(&mut self, ch: ChannelRef, queue: &str, no_ack: bool, now: u64) -> Result<Option<GetOk>> {
+        if self.channels.contains_key(&ch) && self.get_wait(queue, now) == Some(GetWait::Horizon) {
+            return Err(AmqpError::new(
+                ReplyCode::InternalError,
+                format!("the head of queue '{queue}' waits for its delivery horizon to be stored: wait (get_wait) before get"),
+            ));
+        }
         self.on_channel(ch, now, |b| {
             names::check("queue name", queue)?;
             let qid = b.queue_id(queue)?;
@@ -1453,6 +1489,7 @@ impl Broker {
                 ));
             }
             let Some(entry) = q.ready.pop_front() else { return Ok(None) };
+            let (first, seq) = (entry.durable && !entry.redelivered, entry.seq);
             q.counters.delivered += 1;
             q.counters.redelivered += entry.redelivered as u64;
             let channel = b.channels.get_mut(&ch).expect("open");
@@ -1481,6 +1518,9 @@ impl Broker {
                     b.effects.push_back(Effect::Store(op));
                 }
                 channel.unacked.push(tag, Unacked { queue: qid, consumer: None, entry });
+            }
+            if first {
+                b.handed_out(qid, seq, now);
             }
             Ok(Some(GetOk { delivery, message_count }))
         })
@@ -1795,6 +1835,12 @@ impl Broker {
             }
         }
         for (id, q) in &self.queues {
+            if self.delivery_horizon && !(q.handed_through <= q.horizon && q.horizon <= q.horizon_asked) {
+                return Err(format!(
+                    "queue {id:?}: handed out through {}, horizon {}, asked {}: out of order",
+                    q.handed_through, q.horizon, q.horizon_asked
+                ));
+            }
             let n = unacked_by_queue.get(id).copied().unwrap_or(0);
             if q.unacked != n {
                 return Err(format!("queue {}: unacked {} but {n} in channels", q.name, q.unacked));

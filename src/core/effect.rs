@@ -121,6 +121,18 @@ pub enum StoreOp {
         queue: Rc<str>,
         seq: u64,
     },
+    /// A promise about the queue's stored messages: none with `seq` above `through` has
+    /// been handed out (to a consumer or `get`, acked or not). The broker hands a stored
+    /// message out for the first time only once a horizon at or above its `seq` is stored
+    /// (the driver calls [`crate::core::Broker::horizon_stored`] after the commit), so that
+    /// a reopened broker brings back every unacked message at or below it flagged
+    /// `redelivered` ("may have been delivered") and those above it not. The horizon
+    /// grows by demand, with a lookahead, so that deliveries wait for a commit only now
+    /// and then, not one per message.
+    Horizon {
+        queue: Rc<str>,
+        through: u64,
+    },
     /// The message came back to the queue; `delivery_count` returns so far.
     ReturnMessage {
         queue: Rc<str>,

@@ -18,8 +18,8 @@ pub mod value;
 
 pub use args::{Overflow, QueueArgs};
 pub use broker::{
-    BindingInfo, Broker, BrokerConfig, ConnectionInfo, Consume, ExchangeDeclare, ExchangeInfo, GetOk, InFlight, Limits,
-    QueueDeclare, QueueDeclareOk, QueueInfo, Resume, Resumed, StoredMessage,
+    BindingInfo, Broker, BrokerConfig, ConnectionInfo, Consume, ExchangeDeclare, ExchangeInfo, GetOk, GetWait,
+    InFlight, Limits, QueueDeclare, QueueDeclareOk, QueueInfo, Resume, Resumed, StoredMessage,
 };
 pub use effect::{Confirm, Delivery, Effect, Returned, StoreDestination, StoreOp};
 pub use error::{AmqpError, ReplyCode, Result};

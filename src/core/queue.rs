@@ -276,6 +276,22 @@ pub struct Queue {
     pub paged_through: u64,
     /// No paged-out message comes before this `seq`.
     pub paged_from: u64,
+    /// The stored delivery horizon, as far as the broker knows (see
+    /// [`crate::core::StoreOp::Horizon`]): a stored message goes out for the first time
+    /// only if its `seq` is at most this.
+    pub horizon: u64,
+    /// The highest horizon asked for (at least `horizon`); above it while a write is due.
+    pub horizon_asked: u64,
+    /// Demand waits for a horizon above `horizon` (the lookahead grew for it).
+    pub horizon_blocked: bool,
+    /// How far beyond the current demand the next horizon reaches: grows fourfold each
+    /// time demand catches up with the horizon, back to 0 after a second without deliveries.
+    pub lookahead: u64,
+    /// The highest `seq` of a stored message that went out for the first time (or the
+    /// horizon recovered from the store): a horizon is never lowered below it.
+    pub handed_through: u64,
+    /// When a stored message last went out for the first time.
+    pub first_delivered_at: Option<u64>,
     /// Last use for `x-expires`: declare, consume, get, a consumer leaving.
     pub last_used: u64,
     pub next_seq: u64,

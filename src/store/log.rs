@@ -115,11 +115,15 @@ pub struct Batch {
     acks: Vec<Rc<str>>,
     /// The messages its segments hold: (queue store id, seq).
     messages: Vec<(u64, u64)>,
+    /// The delivery horizons its ack records hold: (queue name, store id, horizon).
+    horizons: Vec<(Rc<str>, u64, u64)>,
 }
 
 const META_CLOCK: &str = "clock";
 const SEGMENT_FORMAT: u8 = 1;
 const ACKS_FORMAT: u8 = 1;
+/// An ack record with a delivery horizon after the rest (written when it is above 0).
+const ACKS_FORMAT_HORIZON: u8 = 2;
 
 /// A run of one queue's positions stored in one segment.
 #[derive(Clone, Copy, Debug)]
@@ -144,6 +148,8 @@ struct QueueLog {
     max_seq: u64,
     /// The highest position written by a committed transaction.
     committed_hi: u64,
+    /// The delivery horizon: no message above it has been handed out (`StoreOp::Horizon`).
+    horizon: u64,
     dirty: bool,
 }
 
@@ -158,6 +164,7 @@ impl QueueLog {
             spans: VecDeque::new(),
             max_seq: 0,
             committed_hi: 0,
+            horizon: 0,
             dirty: false,
         }
     }
@@ -189,7 +196,7 @@ impl QueueLog {
 
     fn encode_acks(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.u8(ACKS_FORMAT);
+        w.u8(if self.horizon > 0 { ACKS_FORMAT_HORIZON } else { ACKS_FORMAT });
         w.uvar(self.floor);
         for set in [&self.removed, &self.delivered] {
             w.uvar(set.ranges().len() as u64);
@@ -205,12 +212,16 @@ impl QueueLog {
             w.uvar(seq);
             w.uvar(n as u64);
         }
+        if self.horizon > 0 {
+            w.uvar(self.horizon);
+        }
         w.into_bytes()
     }
 
     fn decode_acks(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
         let mut r = Reader::new(bytes);
-        if r.u8()? != ACKS_FORMAT {
+        let format = r.u8()?;
+        if format != ACKS_FORMAT && format != ACKS_FORMAT_HORIZON {
             return Err(DecodeError { what: "unknown ack record format", at: 0 });
         }
         self.floor = r.uvar()?.max(1);
@@ -234,6 +245,9 @@ impl QueueLog {
             let seq = r.uvar()?;
             let count = u32::try_from(r.uvar()?).map_err(|_| DecodeError { what: "delivery count", at: r.pos() })?;
             self.counts.insert(seq, count);
+        }
+        if format == ACKS_FORMAT_HORIZON {
+            self.horizon = r.uvar()?;
         }
         r.finish()?;
         let [removed, delivered] = sets;
@@ -408,6 +422,15 @@ impl Log {
                     }
                 }
             }
+            StoreOp::Horizon { queue, through } => {
+                // Lower too: the broker retracts a horizon to what it handed out.
+                if let Some(q) = self.queues.get_mut(queue) {
+                    if *through != q.horizon {
+                        q.horizon = *through;
+                        q.dirty = true;
+                    }
+                }
+            }
             StoreOp::ReturnMessage { queue, seq, delivery_count } => {
                 if let Some(q) = self.queues.get_mut(queue) {
                     if !q.is_removed(*seq) {
@@ -495,6 +518,11 @@ impl Log {
         }
     }
 
+    /// Whether the log keeps durable queue `name`.
+    pub fn has_queue(&self, name: &str) -> bool {
+        self.queues.contains_key(name)
+    }
+
     /// Whether this turn has anything to write.
     pub fn has_pending(&self) -> bool {
         !self.pending.is_empty()
@@ -526,12 +554,28 @@ impl Log {
             q.dirty = false;
             batch.writes.push(Write::put(Collection::Acks, Key::Num(q.id), q.encode_acks()));
             batch.acks.push(name.clone());
+            if q.horizon > 0 {
+                batch.horizons.push((name.clone(), q.id, q.horizon));
+            }
         }
         let mut w = Writer::new();
         w.uvar(now);
         batch.writes.push(Write::put(Collection::Meta, Key::Str(META_CLOCK.into()), w.into_bytes()));
         batch.retry = retry;
         Some(batch)
+    }
+
+    /// The delivery horizons the batch writes, by queue name, for the queues the log
+    /// still has under the same store id (not deleted and declared again since): once the
+    /// batch commits, the broker may hand out first deliveries up to them
+    /// ([`Broker::horizon_stored`]).
+    pub fn horizons(&self, batch: &Batch) -> Vec<(Rc<str>, u64)> {
+        batch
+            .horizons
+            .iter()
+            .filter(|(name, id, _)| self.queues.get(name).is_some_and(|q| q.id == *id))
+            .map(|(name, _, h)| (name.clone(), *h))
+            .collect()
     }
 
     /// The batch's transaction failed (e.g. storage is full): its messages are not
@@ -653,6 +697,7 @@ impl Log {
                         auto_delete,
                         arguments,
                         next_seq: 1,
+                        horizon: 0,
                         messages: Vec::new(),
                     });
                 }
@@ -674,7 +719,9 @@ impl Log {
         }
         for q in &mut out.queues {
             let ql = &log.queues[&q.name];
-            q.next_seq = ql.max_seq.max(ql.floor - 1) + 1;
+            // Above the horizon too: a new message is not one that may have been handed out.
+            q.next_seq = ql.max_seq.max(ql.floor - 1).max(ql.horizon) + 1;
+            q.horizon = ql.horizon;
         }
         for r in bindings {
             let Key::Num(id) = r.key else { continue };
@@ -751,7 +798,9 @@ impl Log {
                     expires_at: e.expires_at,
                     ready_at: e.ready_at,
                     delivery_count: q.counts.get(&e.seq).copied().unwrap_or(0),
-                    delivered: q.delivered.contains(e.seq),
+                    // At or below the horizon it may have been handed out after the last
+                    // commit, before its mark was stored.
+                    delivered: q.delivered.contains(e.seq) || e.seq <= q.horizon,
                 },
             );
         }
@@ -839,6 +888,8 @@ pub struct StoredQueue {
     pub auto_delete: bool,
     pub arguments: Table,
     pub next_seq: u64,
+    /// The delivery horizon ([`StoreOp::Horizon`]); 0 when none was stored.
+    pub horizon: u64,
     pub messages: Vec<StoredMessage>,
 }
 
@@ -892,8 +943,9 @@ pub fn restore_topology(broker: &mut Broker, recovered: &mut Recovered, now: u64
     }
     for q in &mut recovered.queues {
         let args = std::mem::take(&mut q.arguments);
-        if let Err(err) = broker.restore_queue(&q.name, q.auto_delete, args, q.next_seq, last_used, now) {
-            problems.push(format!("queue '{}' not restored, its messages are lost: {err}", q.name));
+        match broker.restore_queue(&q.name, q.auto_delete, args, q.next_seq, last_used, now) {
+            Ok(()) => broker.restore_horizon(&q.name, q.horizon),
+            Err(err) => problems.push(format!("queue '{}' not restored, its messages are lost: {err}", q.name)),
         }
     }
     for b in std::mem::take(&mut recovered.bindings) {

@@ -37,7 +37,11 @@ impl H {
     }
 
     pub fn with_limits(limits: Limits) -> Self {
-        H { b: Broker::new(BrokerConfig { seed: 1, limits }), now: 1_000_000, effects: Vec::new() }
+        H {
+            b: Broker::new(BrokerConfig { seed: 1, limits, ..Default::default() }),
+            now: 1_000_000,
+            effects: Vec::new(),
+        }
     }
 
     /// A new connection with one open channel.

@@ -42,7 +42,16 @@ export function countNow(db, store) {
 export class MapAdapter {
   constructor() { this.records = new Map(); this.failNext = false; this.writes = 0; }
   async load() { return [...this.records.values()]; }
+  // Until release(), writes wait (the records keep what committed before).
+  hold() { this.gate = new Promise((ok) => (this.release = () => { this.gate = null; ok(); })); }
+  // A new adapter with the records committed so far: what a crash now would leave.
+  snapshot() {
+    const a = new MapAdapter();
+    for (const [k, [store, key, value]] of this.records) a.records.set(k, [store, key, value.slice()]);
+    return a;
+  }
   async write(writes) {
+    if (this.gate) await this.gate;
     if (this.failNext) { this.failNext = false; throw new Error('disk on fire'); }
     this.writes++;
     for (const { store, key, value } of writes) {

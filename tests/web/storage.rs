@@ -2,7 +2,7 @@
 //! confirms after commit, acks kept, TTL while closed, foreign records.
 
 use super::JsBroker;
-use js_sys::{Array, Promise};
+use js_sys::{Array, Function, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
@@ -27,6 +27,12 @@ extern "C" {
     fn set_fail_next(this: &MapAdapter, v: bool);
     #[wasm_bindgen(method, getter)]
     fn writes(this: &MapAdapter) -> f64;
+    #[wasm_bindgen(method)]
+    fn hold(this: &MapAdapter);
+    #[wasm_bindgen(method)]
+    fn release(this: &MapAdapter);
+    #[wasm_bindgen(method)]
+    fn snapshot(this: &MapAdapter) -> MapAdapter;
     #[wasm_bindgen(js_name = openDb)]
     fn open_db(name: &str) -> Promise;
     #[wasm_bindgen(js_name = countNow)]
@@ -232,6 +238,58 @@ async fn a_storage_adapter_object_keeps_the_broker_across_reopen() {
     assert_eq!(drain(&b, "q").await, owned(&[("kept", false, 0), ("after", false, 0)]));
     let err = JsBroker::open(None, js_sys::Object::new().into()).await.err().unwrap();
     assert!(prop(&err, "message").as_string().unwrap().contains("needs a 'load' method"));
+}
+
+/// Bug 3 of the README's fault schedules: a stored message must not go out (to a
+/// consumer or `get`) before the store says it may have (its queue's delivery horizon
+/// covers it), so that a crash at any point brings back a message that may have been
+/// seen with `redelivered` true, and one that was not with `redelivered` false.
+#[wasm_bindgen_test]
+async fn a_first_delivery_goes_out_only_once_the_store_covers_it() {
+    let adapter = MapAdapter::new();
+    let b = JsBroker::open(Some(unique("marks")), adapter.clone()).await.unwrap();
+    b.assert_queue("q", JsValue::UNDEFINED).unwrap();
+    b.assert_queue("g", JsValue::UNDEFINED).unwrap();
+    for (q, m) in [("q", "m1"), ("q", "m2"), ("g", "m3")] {
+        confirmed(b.send_to_queue(q, m.into(), persistent())).await.unwrap();
+    }
+    let crash = |a: MapAdapter| async move {
+        let b = JsBroker::open(Some(unique("marks-crash")), a.into()).await.unwrap();
+        let out = (drain(&b, "q").await, drain(&b, "g").await);
+        b.close().await;
+        out
+    };
+    // Writes stall: the deliveries (and the get) wait for the write of a horizon that covers them.
+    adapter.hold();
+    let seen = Array::new();
+    let push = |to: &Array| -> Function {
+        Function::new_with_args("to, m", "to.push(m)").bind1(&JsValue::NULL, to).unchecked_into()
+    };
+    b.ch.consume("q", push(&seen), JsValue::UNDEFINED).unwrap();
+    let get = b.get("g".into());
+    let answered = Array::new();
+    Function::new_with_args("p, to", "p.then((m) => to.push(m))").call2(&JsValue::NULL, &get, &answered).unwrap();
+    JsFuture::from(sleep(50.0)).await.unwrap();
+    assert_eq!(seen.length(), 0, "delivered before the store covered it");
+    assert_eq!(answered.length(), 0, "get answered before the store covered it");
+    // A crash now: nothing was handed out, nothing is flagged.
+    let expect = |r| (owned(&[("m1", r, 0), ("m2", r, 0)]), owned(&[("m3", r, 0)]));
+    assert_eq!(crash(adapter.snapshot()).await, expect(false));
+    adapter.release();
+    let m3 = got(get).await;
+    assert_eq!(content(&m3), "m3");
+    assert_eq!(prop(&prop(&m3, "fields"), "redelivered").as_bool(), Some(false));
+    for _ in 0..100 {
+        if seen.length() == 2 {
+            break;
+        }
+        JsFuture::from(sleep(10.0)).await.unwrap();
+    }
+    let contents: Vec<String> = seen.iter().map(|m| content(&m)).collect();
+    assert_eq!(contents, ["m1", "m2"]);
+    // A crash once they went out: all three come back flagged.
+    assert_eq!(crash(adapter.snapshot()).await, expect(true));
+    b.close().await;
 }
 
 #[wasm_bindgen_test]

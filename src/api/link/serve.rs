@@ -448,16 +448,34 @@ impl Link {
             self.forget(from, chan);
         }
         if let Command::Get { queue, .. } = &cmd {
-            if host.read(|core| core.head_paged(queue)) {
-                // Deep in a long queue: wait for the store to give the head back.
-                let (link, wait) = (self.clone(), host.head_loaded(queue));
-                spawn_local(async move {
-                    let _ = JsFuture::from(wait).await;
-                    let result = host.with(|core| execute(core, ch, cmd, now()));
-                    link.send(from, Frame::Reply { id, result });
-                });
-                return;
+            // Deep in a long queue, the store gives the head back; a first delivery beyond
+            // the queue's stored delivery horizon waits for a higher one. A get that fails
+            // because the head is not ready after all (an expired head went between the
+            // check and the get, a ms later) waits and tries again.
+            let queue = queue.clone();
+            let ready = host.can_get(&queue);
+            let result = ready.then(|| host.with(|core| execute(core, ch, cmd.clone(), now())));
+            match result {
+                Some(result) if result.is_ok() || host.can_get(&queue) => {
+                    if id != 0 {
+                        self.send(from, Frame::Reply { id, result });
+                    }
+                }
+                _ => {
+                    let link = self.clone();
+                    spawn_local(async move {
+                        loop {
+                            host.get_ready(&queue).await;
+                            let result = host.with(|core| execute(core, ch, cmd.clone(), now()));
+                            if result.is_ok() || host.can_get(&queue) {
+                                link.send(from, Frame::Reply { id, result });
+                                return;
+                            }
+                        }
+                    });
+                }
             }
+            return;
         }
         let result = host.with(|core| execute(core, ch, cmd, now()));
         if id != 0 {
