@@ -50,11 +50,9 @@
 // Each schedule prints one line (its faults, figures, violations); a schedule with violations also
 // prints what each tab says of itself (failovers, consumers, delivery tags, its last reports).
 //
-//   node --test tests/node/faults.mjs               # FAULT_SEED 8 (fixed), 4 schedules (every fault
-//                                                   # kind), about 40 s on 2 cores. Not in scripts/test
-//                                                   # yet: it finds bug 3 of the README's known issues
-//                                                   # about one run in twelve.
-//   FAULT_SCHEDULES=100 FAULT_SEED=123 node --test tests/node/faults.mjs
+//   node --test tests/node/faults.test.mjs          # FAULT_SEED 8 (fixed), 4 schedules (every fault
+//                                                   # kind), about 40 s on 2 cores; part of scripts/test
+//   FAULT_SCHEDULES=100 FAULT_SEED=123 node --test tests/node/faults.test.mjs
 //   scripts/soak [--schedules N] [--seed S]         # 100 schedules, a random seed
 // Every schedule prints its own seed: FAULT_SEED=<it> FAULT_SCHEDULES=1 replays its random choices
 // (not its timing, so not always its outcome). FAULT_KINDS=crash-host,freeze limits the faults
