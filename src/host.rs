@@ -476,10 +476,7 @@ impl Host {
             inner.paging_in.remove(&queue);
             // A failed read is tried again by the next pump.
             if let (Ok(segments), Some(log)) = (read, &inner.log) {
-                let found = log.messages_in(&queue, &segments);
-                // What the log no longer finds is gone for good (a corrupt or deleted segment).
-                let lost: Vec<u64> =
-                    seqs.iter().copied().filter(|s| found.binary_search_by_key(s, |f| f.0).is_err()).collect();
+                let (found, lost) = log.paged_in(&queue, &seqs, &segments);
                 inner.core.page_in(&queue, found, &lost, now());
             }
             let (ready, waiting): (Vec<_>, Vec<_>) =

@@ -40,7 +40,7 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::TestCaseError;
 use tabbit::core::*;
-use tabbit::store::{finish_restore, restore_message, restore_topology, Batch, Collection, Key, Log, MemoryStore};
+use tabbit::store::{finish_restore, restore_message, restore_topology, Batch, Log, MemoryStore};
 
 // ---- the universe ------------------------------------------------------------------------------
 
@@ -1521,20 +1521,9 @@ impl World {
     }
 
     fn page_in(&mut self, window: usize) {
-        let records = self.disk.records();
         for (queue, seqs) in self.b.page_in_wanted(window, |_| false) {
-            let ids = self.log.segments_for(&queue, &seqs);
-            let segments: Vec<(u64, Vec<u8>)> = records
-                .iter()
-                .filter(|r| r.collection == Collection::Segments && ids.iter().any(|id| r.key == Key::Num(*id)))
-                .filter_map(|r| match r.key {
-                    Key::Num(id) => Some((id, r.value.clone())),
-                    Key::Str(_) => None,
-                })
-                .collect();
-            let found = self.log.messages_in(&queue, &segments);
-            let lost: Vec<u64> =
-                seqs.iter().copied().filter(|s| found.binary_search_by_key(s, |f| f.0).is_err()).collect();
+            let segments = self.disk.segments(&self.log.segments_for(&queue, &seqs));
+            let (found, lost) = self.log.paged_in(&queue, &seqs, &segments);
             count(Stat::PagedIn, 1);
             self.b.page_in(&queue, found, &lost, self.now);
         }

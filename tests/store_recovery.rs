@@ -43,19 +43,9 @@ impl Disk {
 
     /// Pages in what the broker wants among the first `window` of each queue.
     fn page_in(&mut self, h: &mut H, window: usize) {
-        let records = self.store.records();
         for (queue, seqs) in h.b.page_in_wanted(window, |_| false) {
-            let ids = self.log.segments_for(&queue, &seqs);
-            let segments: Vec<(u64, Vec<u8>)> = records
-                .iter()
-                .filter(|r| r.collection == Collection::Segments && ids.iter().any(|id| r.key == Key::Num(*id)))
-                .map(|r| match r.key {
-                    Key::Num(id) => (id, r.value.clone()),
-                    Key::Str(_) => unreachable!(),
-                })
-                .collect();
-            let found = self.log.messages_in(&queue, &segments);
-            let lost: Vec<u64> = seqs.iter().copied().filter(|s| !found.iter().any(|f| f.0 == *s)).collect();
+            let segments = self.store.segments(&self.log.segments_for(&queue, &seqs));
+            let (found, lost) = self.log.paged_in(&queue, &seqs, &segments);
             let now = h.now;
             h.run(|b, _| b.page_in(&queue, found, &lost, now));
         }

@@ -869,6 +869,21 @@ impl Log {
         }
         out
     }
+
+    /// A page-in of positions `seqs` of `queue` from the segment records read back (those
+    /// `segments_for` named): the messages found ([`Log::messages_in`]), and the positions
+    /// asked for that the log no longer finds (a corrupt or deleted segment), gone for good.
+    /// Both as `Broker::page_in` takes them.
+    pub fn paged_in(
+        &self,
+        queue: &str,
+        seqs: &[u64],
+        segments: &[(u64, Vec<u8>)],
+    ) -> (Vec<(u64, Rc<Message>)>, Vec<u64>) {
+        let found = self.messages_in(queue, segments);
+        let lost = seqs.iter().copied().filter(|s| found.binary_search_by_key(s, |f| f.0).is_err()).collect();
+        (found, lost)
+    }
 }
 
 /// A durable exchange as stored.

@@ -37,6 +37,13 @@ impl MemoryStore {
             .collect()
     }
 
+    /// The segment records with these ids, as `(id, bytes)`: what a page-in reads back.
+    pub fn segments(&self, ids: &[u64]) -> Vec<(u64, Vec<u8>)> {
+        ids.iter()
+            .filter_map(|&id| self.records.get(&(Collection::Segments, Key::Num(id))).map(|v| (id, v.clone())))
+            .collect()
+    }
+
     /// Records in one collection.
     pub fn count(&self, collection: Collection) -> usize {
         self.records.keys().filter(|(c, _)| *c == collection).count()
