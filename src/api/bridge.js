@@ -379,8 +379,9 @@ class Runner {
     }, wait);
   }
 
-  #state(state, error = this.#s.error) {
-    Object.assign(this.#s, { state, error, since: Date.now(), retryAt: null });
+  /** A new state (with its error, and when the next attempt is): told to the other contexts at once. */
+  #state(state, error = this.#s.error, retryAt = null) {
+    Object.assign(this.#s, { state, error, since: Date.now(), retryAt });
     this.#changed(true);
   }
 
@@ -414,8 +415,7 @@ class Runner {
       if (this.#stopped) break;
       if (connected) delay = initialMs;
       const wait = Math.round(delay * (0.8 + 0.4 * Math.random()));
-      Object.assign(this.#s, { state: 'waiting', error, since: Date.now(), retryAt: Date.now() + wait });
-      this.#changed(true);
+      this.#state('waiting', error, Date.now() + wait);
       await sleep(wait);
       delay = Math.min(delay * 2, maxMs);
     }
