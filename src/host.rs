@@ -21,7 +21,7 @@ use crate::core::{
 };
 use crate::store::adapter::JsAdapter;
 use crate::store::indexeddb::{IndexedDb, StoreError};
-use crate::store::{finish_restore, restore, restore_message, restore_topology, Log};
+use crate::store::{end_write, finish_restore, restore, restore_message, restore_topology, start_write, Log};
 
 #[wasm_bindgen]
 extern "C" {
@@ -250,7 +250,9 @@ async fn recover(db: &IndexedDb, core: &mut Broker) -> Result<(Log, Vec<String>)
             None => break,
         }
     }
-    log.finish_recovery();
+    for (queue, horizon) in log.finish_recovery() {
+        core.restore_horizon(&queue, horizon);
+    }
     finish_restore(core, now);
     Ok((log, problems))
 }
@@ -550,17 +552,19 @@ impl Host {
     }
 
     /// Writes everything pending in one transaction, then settles its waiters; repeats
-    /// while more gathered meanwhile.
+    /// while more gathered meanwhile. After a failed write (storage full, or upgraded
+    /// elsewhere) it waits before the next, doubling the wait up to a second; commands
+    /// meanwhile gather into the next batch, as during any write.
     async fn flush_now(&self) {
         loop {
             let (batch, waiters, db) = {
-                let mut inner = self.inner.borrow_mut();
+                let mut guard = self.inner.borrow_mut();
+                let inner = &mut *guard;
                 inner.flush_scheduled = false;
                 if inner.in_flight.is_some() {
                     return;
                 }
-                let now = now();
-                let batch = inner.log.as_mut().and_then(|l| l.take_batch(now));
+                let batch = inner.log.as_mut().and_then(|l| start_write(l, &mut inner.core, now()));
                 let waiters = std::mem::take(&mut inner.held);
                 if batch.is_none() && waiters.is_empty() {
                     return;
@@ -573,53 +577,50 @@ impl Host {
                 Some(b) => db.write(b).await,
                 None => Ok(()),
             };
+            let unfence = {
+                let mut guard = self.inner.borrow_mut();
+                let inner = &mut *guard;
+                // `flush()` calls that came while this batch was in flight wait for it too.
+                let late = inner.in_flight.replace(Vec::new()).unwrap_or_default();
+                let mut unfence = None;
+                if let (Some(log), Some(b)) = (&mut inner.log, batch) {
+                    unfence = end_write(log, &mut inner.core, b, result.is_ok(), now());
+                }
+                if result.is_ok() {
+                    Self::page_out(inner);
+                }
+                Self::settle_waiters(inner, waiters.into_iter().chain(late), result.as_ref().err());
+                unfence
+            };
+            // Storage refused a write that a first delivery waits for: deleting the fence
+            // (which full storage allows) lets deliveries go on (see `store::log`).
+            if let Some(unfence) = unfence {
+                let result = db.write(&unfence).await;
+                let mut guard = self.inner.borrow_mut();
+                let inner = &mut *guard;
+                if let Some(log) = &mut inner.log {
+                    end_write(log, &mut inner.core, unfence, result.is_ok(), now());
+                    // Upgraded by a newer tabbit: no write will ever commit, serve from memory.
+                    if result.is_err_and(|e| e.name == "VersionError") {
+                        log.abandon_fence();
+                        inner.core.set_horizons_free(true, now());
+                    }
+                }
+            }
+            // The deliveries the horizons let go, and the events settled above.
+            self.pump();
             if result.is_err() {
-                // Storage refused (full, upgraded elsewhere): try again later, not in a tight
-                // loop. Commands meanwhile gather into the next batch, as during any write.
                 let delay = self.inner.borrow().retry_delay;
                 sleep(delay).await;
                 self.inner.borrow_mut().retry_delay = (delay * 2.0).min(MAX_RETRY_DELAY_MS);
             } else {
                 self.inner.borrow_mut().retry_delay = MIN_RETRY_DELAY_MS;
             }
-            let more = {
-                let mut inner = self.inner.borrow_mut();
-                // `flush()` calls that came while this batch was in flight wait for it too.
-                let late = inner.in_flight.take().unwrap_or_default();
-                let mut horizons = Vec::new();
-                if let (Some(log), Some(b)) = (&mut inner.log, batch) {
-                    // Stored, first deliveries up to them may go. If the write failed
-                    // (storage full), they go too: holding them would stop the consumers
-                    // whose acks free space. The horizons are written again with the
-                    // next batch; a crash before that brings back what went out beyond
-                    // the stored ones unflagged (README, known issue 4).
-                    horizons = log.horizons(&b);
-                    match &result {
-                        Ok(()) => log.batch_committed(&b),
-                        Err(_) => {
-                            // Nacked to their publishers: take them back, so a retry is no duplicate.
-                            for (queue, seqs) in log.batch_failed(b) {
-                                inner.core.withdraw(&queue, &seqs);
-                            }
-                        }
-                    }
-                }
-                if result.is_ok() {
-                    Self::page_out(&mut inner);
-                }
-                let done = waiters.into_iter().chain(late);
-                Self::settle_waiters(&mut inner, done, result.as_ref().err());
-                let now = now();
-                for (queue, through) in horizons {
-                    inner.core.horizon_stored(&queue, through, now);
-                }
-                inner.log.as_ref().is_some_and(Log::has_pending) || !inner.held.is_empty()
-            };
-            // The deliveries the horizons let go, and the events settled above.
-            self.pump();
-            if !more {
-                return;
-            }
+            // `flush()` calls that came since wait for the next batch (if there is none,
+            // the next turn of the loop settles them and returns).
+            let mut inner = self.inner.borrow_mut();
+            let late = inner.in_flight.take().unwrap_or_default();
+            inner.held.extend(late);
         }
     }
 

@@ -40,7 +40,9 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::TestCaseError;
 use tabbit::core::*;
-use tabbit::store::{finish_restore, restore_message, restore_topology, Batch, Log, MemoryStore};
+use tabbit::store::{
+    end_write, finish_restore, restore_message, restore_topology, start_write, Batch, Collection, Log, MemoryStore,
+};
 
 // ---- the universe ------------------------------------------------------------------------------
 
@@ -773,10 +775,6 @@ struct World {
     /// Stored messages handed out (to a consumer or `get`), since the last crash: after a
     /// crash, those that come back must come flagged `redelivered`.
     handed: HashSet<(Rc<str>, u64)>,
-    /// A write failed and the delivery horizons it held were given up on (as the host
-    /// does, so as not to stop consumers while storage is full): the check above is off
-    /// until the next crash.
-    gave_up: bool,
     generated: Vec<String>,
     log: Log,
     disk: MemoryStore,
@@ -811,7 +809,6 @@ impl World {
             stored: HashSet::new(),
             put: HashSet::new(),
             handed: HashSet::new(),
-            gave_up: false,
             generated: Vec::new(),
             log: Log::new(),
             disk: MemoryStore::new(),
@@ -1118,21 +1115,30 @@ impl World {
     }
 
     fn commit(&mut self) {
-        if let Some(batch) = self.log.take_batch(self.now) {
-            self.disk.apply(&batch);
-            self.log.batch_committed(&batch);
-            self.horizons_stored(&batch, true);
+        if let Some(batch) = start_write(&mut self.log, &mut self.b, self.now) {
+            self.end_write(batch, true);
         }
-        self.model.values_mut().for_each(|c| c.recently.clear());
     }
 
-    /// A batch committed (or failed): its delivery horizons go to the broker, as the
-    /// host gives them (on failure too, see `gave_up`).
-    fn horizons_stored(&mut self, batch: &Batch, ok: bool) {
-        for (queue, through) in self.log.horizons(batch) {
-            count(Stat::Horizons, 1);
-            self.gave_up |= !ok;
-            self.b.horizon_stored(&queue, through, self.now);
+    /// The write of `batch` ends, as the host ends it (`store::end_write`): committed
+    /// (then bodies page out), or failed (its messages withdrawn, and if a first delivery
+    /// waits for a horizon, the fence's deletion is the next write).
+    fn end_write(&mut self, batch: Batch, ok: bool) {
+        if ok {
+            self.disk.apply(&batch);
+            count(Stat::Horizons, self.log.horizons(&batch).len() as u64);
+            count(
+                Stat::Unfenced,
+                batch.writes.iter().any(|w| w.value.is_none() && w.collection == Collection::Meta) as u64,
+            );
+        }
+        self.writing = end_write(&mut self.log, &mut self.b, batch, ok, self.now);
+        if ok {
+            self.model.values_mut().for_each(|c| c.recently.clear());
+            let log = &self.log;
+            count(Stat::PagedOut, self.b.page_out_all(2, |q, seq| log.is_committed(q, seq)) as u64);
+        } else {
+            count(Stat::FailedWrites, 1);
         }
     }
 
@@ -1390,36 +1396,19 @@ impl World {
             Cmd::RetractHorizons => self.b.retract_horizons(now),
             Cmd::StartWrite => {
                 if self.writing.is_none() {
-                    self.writing = self.log.take_batch(now);
+                    self.writing = start_write(&mut self.log, &mut self.b, now);
                 }
             }
             Cmd::EndWrite { ok } => {
                 if let Some(batch) = self.writing.take() {
-                    let horizons = self.log.horizons(&batch);
-                    if *ok {
-                        self.disk.apply(&batch);
-                        self.log.batch_committed(&batch);
-                        self.model.values_mut().for_each(|c| c.recently.clear());
-                        let log = &self.log;
-                        count(Stat::PagedOut, self.b.page_out_all(2, |q, seq| log.is_committed(q, seq)) as u64);
-                    } else {
-                        for (queue, seqs) in self.log.batch_failed(batch) {
-                            count(Stat::Withdrawn, self.b.withdraw(&queue, &seqs) as u64);
-                        }
-                    }
-                    for (queue, through) in horizons {
-                        count(Stat::Horizons, 1);
-                        self.gave_up |= !*ok;
-                        self.b.horizon_stored(&queue, through, now);
-                    }
+                    self.end_write(batch, *ok);
                 }
             }
             Cmd::PageIn { window } => self.page_in(*window),
             Cmd::Crash { commit_first, redeclare, mangles } => {
                 if *commit_first {
                     if let Some(batch) = self.writing.take() {
-                        self.disk.apply(&batch);
-                        self.log.batch_committed(&batch);
+                        self.end_write(batch, true);
                     }
                     self.commit();
                 }
@@ -1748,19 +1737,16 @@ impl World {
         // The new host.
         let now = self.now;
         let (log, mut recovered) = Log::recover(self.disk.records());
-        // Bug 3: a stored message handed out before the crash comes back flagged, unless
-        // a horizon was given up on after a failed write.
-        if !self.gave_up {
-            for q in &recovered.queues {
-                for m in &q.messages {
-                    if self.handed.contains(&(q.name.clone(), m.seq)) && !m.delivered {
-                        return fail(format!("message {}/{} was handed out, but comes back unflagged", q.name, m.seq));
-                    }
+        // Bugs 3 and 4: a stored message handed out before the crash comes back flagged,
+        // failed writes or not.
+        for q in &recovered.queues {
+            for m in &q.messages {
+                if self.handed.contains(&(q.name.clone(), m.seq)) && !m.delivered {
+                    return fail(format!("message {}/{} was handed out, but comes back unflagged", q.name, m.seq));
                 }
             }
         }
         self.handed.clear();
-        self.gave_up = false;
         self.log = log;
         self.writing = None;
         // A new seed, as the host gives one: generated names must differ from the last broker's.
@@ -1891,13 +1877,14 @@ enum Stat {
     Crashes,
     PagedOut,
     PagedIn,
-    Withdrawn,
+    FailedWrites,
     DeadLettered,
     Horizons,
     HorizonWaits,
+    Unfenced,
 }
 
-const STATS: [&str; 19] = [
+const STATS: [&str; 20] = [
     "deliveries",
     "settles",
     "settles refused",
@@ -1913,12 +1900,13 @@ const STATS: [&str; 19] = [
     "crashes",
     "bodies paged out",
     "page-ins",
-    "withdrawn",
+    "failed writes",
     "dead-lettered",
     "horizons stored",
     "gets waiting for a horizon",
+    "fences deleted",
 ];
-static COUNTS: [AtomicU64; 19] = [const { AtomicU64::new(0) }; 19];
+static COUNTS: [AtomicU64; 20] = [const { AtomicU64::new(0) }; 20];
 
 fn count(s: Stat, n: u64) {
     COUNTS[s as usize].fetch_add(n, Relaxed);

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use tabbit::core::*;
-use tabbit::store::{restore, Collection, Key, Log, MemoryStore};
+use tabbit::store::{end_write, restore, start_write, Batch, Collection, Key, Log, MemoryStore};
 
 /// A store and its bookkeeping: what survives a crash is `store`, nothing else.
 struct Disk {
@@ -21,18 +21,32 @@ impl Disk {
 
     /// Ends a turn: the broker's store ops go into one batch, committed.
     fn commit(&mut self, h: &mut H) {
+        self.end_turn(h, true);
+    }
+
+    /// Ends a turn whose transaction fails (storage full): nothing of it is written.
+    /// Returns what the host writes next: the fence's deletion, if a first delivery
+    /// waits for a horizon (see `store::log`).
+    fn fail(&mut self, h: &mut H) -> Option<Batch> {
+        self.end_turn(h, false)
+    }
+
+    fn end_turn(&mut self, h: &mut H, ok: bool) -> Option<Batch> {
         for op in h.store_ops() {
             self.log.apply(&op);
         }
-        if let Some(batch) = self.log.take_batch(h.now) {
+        let batch = h.run(|b, now| start_write(&mut self.log, b, now))?;
+        self.write(h, batch, ok)
+    }
+
+    /// Writes `batch` (or fails to), and tells the log and the broker as the host does.
+    fn write(&mut self, h: &mut H, batch: Batch, ok: bool) -> Option<Batch> {
+        if ok {
             self.store.apply(&batch);
-            self.log.batch_committed(&batch);
-            // As the host does: first deliveries up to the stored horizons may go now.
-            for (queue, through) in self.log.horizons(&batch) {
-                let now = h.now;
-                h.run(|b, _| b.horizon_stored(&queue, through, now));
-            }
         }
+        let next = h.run(|b, now| end_write(&mut self.log, b, batch, ok, now));
+        h.b.check_invariants().unwrap();
+        next
     }
 
     /// Drops bodies beyond the first `keep` of every queue, for messages committed.
@@ -48,19 +62,6 @@ impl Disk {
             let (found, lost) = self.log.paged_in(&queue, &seqs, &segments);
             let now = h.now;
             h.run(|b, _| b.page_in(&queue, found, &lost, now));
-        }
-    }
-
-    /// Ends a turn whose transaction fails (storage full): nothing of it is written.
-    fn fail(&mut self, h: &mut H) {
-        for op in h.store_ops() {
-            self.log.apply(&op);
-        }
-        if let Some(batch) = self.log.take_batch(h.now) {
-            for (queue, seqs) in self.log.batch_failed(batch) {
-                h.b.withdraw(&queue, &seqs);
-            }
-            h.b.check_invariants().unwrap();
         }
     }
 
@@ -747,4 +748,68 @@ fn a_retracted_horizon_flags_exactly_what_went_out() {
     // The next get asks again, the lookahead starting over (at 1, as no second passed).
     assert_eq!(h.run(|b, now| b.get_wait("q", now)), Some(GetWait::Horizon));
     assert_eq!(h.b.horizon("q"), Some((5, 7)));
+}
+
+/// Bug 4 of the README's fault schedules: storage refuses a write while a first delivery
+/// waits for its horizon. The delivery keeps waiting unless the fence's deletion commits
+/// (full storage refuses puts but takes deletes); once it has, deliveries go on, and a
+/// crash brings every stored message back flagged. The next write that commits puts the
+/// fence back with the horizons of what went out meanwhile.
+#[test]
+fn a_refused_write_frees_deliveries_only_once_the_fence_is_gone() {
+    let (mut disk, mut h, ch) = stored_queue(6);
+    h.run(|b, now| b.prefetch(ch, 2, false, now)).unwrap();
+    h.consume(ch, "q");
+    assert_eq!(h.bodies(), Vec::<String>::new(), "waiting for a horizon");
+    let unfence = disk.fail(&mut h).expect("a delivery waits: the fence's deletion is next");
+    assert_eq!(h.bodies(), Vec::<String>::new(), "the horizon was not stored: still waiting");
+    // The deletion fails too (storage refuses everything): still waiting, asking again.
+    let unfence = disk.write(&mut h, unfence, false).expect("asked again");
+    assert_eq!(h.bodies(), Vec::<String>::new());
+    let none: Vec<(String, bool)> = (1..=6).map(|i| (format!("m{i}"), false)).collect();
+    assert_eq!(crash_copy(&disk, "q"), none, "the fence stands: nothing flagged");
+    // The deletion commits: deliveries go on, and a crash would flag them all.
+    assert!(disk.write(&mut h, unfence, true).is_none());
+    assert!(!disk.log.is_fenced());
+    assert_eq!(h.bodies(), ["m1", "m2"]);
+    let all: Vec<(String, bool)> = (1..=6).map(|i| (format!("m{i}"), true)).collect();
+    assert_eq!(crash_copy(&disk, "q"), all, "no fence: everything may have gone out");
+    // More writes fail meanwhile (the ack of m1 is not stored): deliveries still go on.
+    h.ack(ch, 1, false).unwrap();
+    assert!(disk.fail(&mut h).is_none(), "no fence to delete");
+    assert_eq!(h.bodies(), ["m3"]);
+    assert_eq!(crash_copy(&disk, "q"), all, "m1's ack is not stored: it comes back too, flagged");
+    // Storage takes writes again: the fence goes back with the horizon over m3.
+    disk.commit(&mut h);
+    assert!(disk.log.is_fenced());
+    let want = flags(&[("m2", true), ("m3", true), ("m4", false), ("m5", false), ("m6", false)]);
+    assert_eq!(crash_copy(&disk, "q"), want);
+    // And first deliveries wait for stored horizons again.
+    h.ack(ch, 2, false).unwrap();
+    assert_eq!(h.bodies(), Vec::<String>::new(), "m4 waits for its horizon");
+    disk.commit(&mut h);
+    assert_eq!(h.bodies(), ["m4"]);
+}
+
+/// A store without the fence (one that an older tabbit wrote, or one whose fence was
+/// deleted before a crash) brings every stored message back flagged, and keeps them
+/// flagged after the next crash too: the first write stores horizons over them with the
+/// fence. New messages go above, unflagged.
+#[test]
+fn a_store_without_fence_flags_every_message_and_stores_that() {
+    let (mut disk, h, _) = stored_queue(4);
+    drop(h);
+    disk.store.apply(&disk.log.unfence_batch());
+    let (mut h, problems) = disk.reopen_with(2_000_000, true);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(disk.log.is_fenced(), "the recovery's write put the fence back");
+    assert_eq!(h.b.horizon("q"), Some((4, 4)));
+    let all: Vec<(String, bool)> = (1..=4).map(|i| (format!("m{i}"), true)).collect();
+    assert_eq!(crash_copy(&disk, "q"), all);
+    let ch = h.channel();
+    h.publish_msg(ch, persistent("q", "new"), false).unwrap();
+    disk.commit(&mut h);
+    let mut want = all.clone();
+    want.push(("new".into(), false));
+    assert_eq!(crash_copy(&disk, "q"), want);
 }

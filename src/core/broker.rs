@@ -227,6 +227,9 @@ pub struct Broker {
     paged_queues: FxSet<QueueId>,
     /// [`BrokerConfig::delivery_horizon`].
     delivery_horizon: bool,
+    /// The store holds no fence: a crash brings every stored message back flagged, so
+    /// first deliveries need no stored horizon (see [`Broker::set_horizons_free`]).
+    horizons_free: bool,
 }
 
 const DEFAULT_EXCHANGE: ExchangeId = ExchangeId(0);
@@ -262,6 +265,7 @@ impl Broker {
             holding: false,
             paged_queues: FxSet::default(),
             delivery_horizon: config.delivery_horizon,
+            horizons_free: false,
         };
         for (name, kind) in [
             ("", ExchangeKind::Direct),

@@ -15,7 +15,17 @@
 //!   `floor`, plus ranges above it), which stored messages were handed out, and the
 //!   delivery counts of returned ones. Rewritten whole when it changes: its size grows
 //!   with gaps between acks, not with the number of messages.
-//! - `meta`: `clock`, the time of the last write, from which `x-expires` leases restart.
+//! - `meta`: `clock`, the time of the last write, from which `x-expires` leases restart;
+//!   `fence`, present while the delivery horizons in the ack records may be trusted.
+//!
+//! The fence: a first delivery of a stored message goes out only once its queue's stored
+//! horizon covers it (`StoreOp::Horizon`), and a horizon is a put. Storage that is full
+//! refuses puts but takes deletes, so a driver whose write failed while a delivery waits
+//! for a horizon deletes the fence ([`Log::unfence_batch`]) and frees the broker's
+//! horizons ([`Broker::set_horizons_free`]): without a fence, recovery brings every stored
+//! message back flagged `redelivered` and raises each horizon over them. The next batch
+//! that commits puts the fence back with the horizons of everything handed out meanwhile.
+//! [`start_write`] and [`end_write`] are that protocol, for every driver.
 //!
 //! The ack record is the truth about what is live; segments carry bodies. So a segment
 //! whose deletion was lost is harmless, and so is an entry of a queue that is gone.
@@ -117,9 +127,12 @@ pub struct Batch {
     messages: Vec<(u64, u64)>,
     /// The delivery horizons its ack records hold: (queue name, store id, horizon).
     horizons: Vec<(Rc<str>, u64, u64)>,
+    /// Puts the fence (`Some(true)`) or deletes it (`Some(false)`).
+    fence: Option<bool>,
 }
 
 const META_CLOCK: &str = "clock";
+const META_FENCE: &str = "fence";
 const SEGMENT_FORMAT: u8 = 1;
 const ACKS_FORMAT: u8 = 1;
 /// An ack record with a delivery horizon after the rest (written when it is above 0).
@@ -340,6 +353,9 @@ pub struct Log {
     pending: Vec<Write>,
     /// Queue names by store id, while recovering.
     names_by_id: FxMap<u64, Rc<str>>,
+    /// The store holds the fence (as of the last batch that committed): its horizons
+    /// may be trusted.
+    fenced: bool,
 }
 
 fn table_bytes(t: &Table) -> Vec<u8> {
@@ -561,6 +577,10 @@ impl Log {
         let mut w = Writer::new();
         w.uvar(now);
         batch.writes.push(Write::put(Collection::Meta, Key::Str(META_CLOCK.into()), w.into_bytes()));
+        if !self.fenced {
+            batch.writes.push(Write::put(Collection::Meta, Key::Str(META_FENCE.into()), vec![1]));
+            batch.fence = Some(true);
+        }
         batch.retry = retry;
         Some(batch)
     }
@@ -631,7 +651,11 @@ impl Log {
             log.recover_segment(id, &bytes, &mut problems, &mut |queue, m| out.queues[index[queue]].messages.push(m));
         }
         out.problems.extend(problems);
-        log.finish_recovery();
+        for (name, horizon) in log.finish_recovery() {
+            if let Some(q) = out.queues.iter_mut().find(|q| q.name == name) {
+                q.horizon = horizon;
+            }
+        }
         (log, out)
     }
 
@@ -657,6 +681,7 @@ impl Log {
             if r.key == Key::Str(META_CLOCK.into()) {
                 out.clock = Reader::new(&r.value).uvar().ok();
             }
+            log.fenced |= r.key == Key::Str(META_FENCE.into());
         }
         for r in exchanges {
             let Key::Str(name) = &r.key else { continue };
@@ -799,8 +824,8 @@ impl Log {
                     ready_at: e.ready_at,
                     delivery_count: q.counts.get(&e.seq).copied().unwrap_or(0),
                     // At or below the horizon it may have been handed out after the last
-                    // commit, before its mark was stored.
-                    delivered: q.delivered.contains(e.seq) || e.seq <= q.horizon,
+                    // commit, before its mark was stored; with no fence, anything may.
+                    delivered: q.delivered.contains(e.seq) || e.seq <= q.horizon || !self.fenced,
                 },
             );
         }
@@ -811,12 +836,46 @@ impl Log {
         }
     }
 
-    /// Recovery, step 3: leading spans with nothing live are forgotten.
-    pub fn finish_recovery(&mut self) {
-        for q in self.queues.values_mut() {
+    /// Recovery, step 3: leading spans with nothing live are forgotten. With no fence
+    /// stored, every message came back flagged: each queue's horizon rises over its
+    /// messages, to be stored with the fence by the first batch, so that they stay
+    /// flagged after the next crash. Returns the raised horizons, for
+    /// [`Broker::restore_horizon`].
+    pub fn finish_recovery(&mut self) -> Vec<(Rc<str>, u64)> {
+        let mut raised = Vec::new();
+        for (name, q) in self.queues.iter_mut() {
             q.advance_floor();
+            if !self.fenced && q.max_seq > q.horizon {
+                q.horizon = q.max_seq;
+                q.dirty = true;
+                raised.push((name.clone(), q.horizon));
+            }
         }
+        raised.sort();
         self.names_by_id.clear();
+        raised
+    }
+
+    /// Whether the store holds the fence (see the module's documentation).
+    pub fn is_fenced(&self) -> bool {
+        self.fenced
+    }
+
+    /// The store will take no write from this broker again (a newer tabbit upgraded its
+    /// database): the fence counts as gone, though it stands, so that first deliveries go
+    /// on from memory. A crash would then bring back unflagged those that went out beyond
+    /// the stored horizons; if a write commits after all, it puts the fence back.
+    pub fn abandon_fence(&mut self) {
+        self.fenced = false;
+    }
+
+    /// A batch that deletes the fence: it commits even when storage is full.
+    pub fn unfence_batch(&self) -> Batch {
+        Batch {
+            writes: vec![Write::delete(Collection::Meta, Key::Str(META_FENCE.into()))],
+            fence: Some(false),
+            ..Batch::default()
+        }
     }
 
     /// Whether the message at `seq` of `queue` is in a committed segment (so that its
@@ -832,6 +891,9 @@ impl Log {
 
     /// The batch's transaction completed: its messages may now be paged out.
     pub fn batch_committed(&mut self, batch: &Batch) {
+        if let Some(fence) = batch.fence {
+            self.fenced = fence;
+        }
         for q in self.queues.values_mut() {
             if let Some(s) = q.spans.iter().rev().find(|s| batch.segments.contains(&s.segment)) {
                 q.committed_hi = q.committed_hi.max(s.hi);
@@ -986,4 +1048,40 @@ pub fn restore_message(broker: &mut Broker, queue: &str, m: StoredMessage, now: 
 pub fn finish_restore(broker: &mut Broker, now: u64) {
     broker.end_recovery(now);
     broker.tick(now);
+}
+
+/// A driver takes this turn's writes as one batch to write (see the fence, in the
+/// module's documentation): if it puts the fence back, the broker's horizons stop being
+/// free, since they go with it.
+pub fn start_write(log: &mut Log, broker: &mut Broker, now: u64) -> Option<Batch> {
+    let batch = log.take_batch(now)?;
+    if batch.fence == Some(true) {
+        broker.set_horizons_free(false, now);
+    }
+    Some(batch)
+}
+
+/// A batch's write ended, `ok` or not: the log's bookkeeping, then the broker's. A
+/// committed batch gives its delivery horizons to the broker (and a fence deleted
+/// frees them); a failed one takes its messages out of the broker (they were nacked, so
+/// a retry is no duplicate) and its other writes go again with the next batch. If
+/// storage refused it while a first delivery waits for a horizon, returns the batch to
+/// write next: the fence's deletion. With no fence stored, the horizons are free.
+pub fn end_write(log: &mut Log, broker: &mut Broker, batch: Batch, ok: bool, now: u64) -> Option<Batch> {
+    if ok {
+        let horizons = log.horizons(&batch);
+        log.batch_committed(&batch);
+        for (queue, through) in horizons {
+            broker.horizon_stored(&queue, through, now);
+        }
+    } else {
+        for (queue, seqs) in log.batch_failed(batch) {
+            broker.withdraw(&queue, &seqs);
+        }
+    }
+    if !log.is_fenced() {
+        broker.set_horizons_free(true, now);
+        return None;
+    }
+    (!ok && broker.waits_for_store()).then(|| log.unfence_batch())
 }

@@ -9,7 +9,8 @@ pub mod memory;
 pub mod range_set;
 
 pub use log::{
-    finish_restore, restore, restore_message, restore_topology, Batch, Collection, Key, Log, Record, Recovered, Write,
+    end_write, finish_restore, restore, restore_message, restore_topology, start_write, Batch, Collection, Key, Log,
+    Record, Recovered, Write,
 };
 pub use memory::MemoryStore;
 

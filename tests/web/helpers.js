@@ -53,6 +53,8 @@ export class MapAdapter {
   async write(writes) {
     if (this.gate) await this.gate;
     if (this.failNext) { this.failNext = false; throw new Error('disk on fire'); }
+    // Full, as a browser's storage over its quota: deletions only.
+    if (this.full && writes.some((w) => w.value !== undefined)) throw new DOMException('over quota', 'QuotaExceededError');
     this.writes++;
     for (const { store, key, value } of writes) {
       const k = store + '\u0000' + typeof key + key;

@@ -25,6 +25,8 @@ extern "C" {
     fn new() -> MapAdapter;
     #[wasm_bindgen(method, setter = failNext)]
     fn set_fail_next(this: &MapAdapter, v: bool);
+    #[wasm_bindgen(method, setter)]
+    fn set_full(this: &MapAdapter, v: bool);
     #[wasm_bindgen(method, getter)]
     fn writes(this: &MapAdapter) -> f64;
     #[wasm_bindgen(method)]
@@ -240,25 +242,34 @@ async fn a_storage_adapter_object_keeps_the_broker_across_reopen() {
     assert!(prop(&err, "message").as_string().unwrap().contains("needs a 'load' method"));
 }
 
+/// A broker on a fresh adapter, with durable queues "q" and "g".
+async fn adapter_broker(tag: &str) -> (MapAdapter, JsBroker) {
+    let adapter = MapAdapter::new();
+    let b = JsBroker::open(Some(unique(tag)), adapter.clone()).await.unwrap();
+    b.assert_queue("q", JsValue::UNDEFINED).unwrap();
+    b.assert_queue("g", JsValue::UNDEFINED).unwrap();
+    (adapter, b)
+}
+
+/// What a crash would leave of queues "q" and "g": a broker opened on a snapshot of the
+/// adapter's records, drained.
+async fn crash(snapshot: MapAdapter) -> (Vec<(String, bool, u32)>, Vec<(String, bool, u32)>) {
+    let b = JsBroker::open(Some(unique("crash")), snapshot.into()).await.unwrap();
+    let out = (drain(&b, "q").await, drain(&b, "g").await);
+    b.close().await;
+    out
+}
+
 /// Bug 3 of the README's fault schedules: a stored message must not go out (to a
 /// consumer or `get`) before the store says it may have (its queue's delivery horizon
 /// covers it), so that a crash at any point brings back a message that may have been
 /// seen with `redelivered` true, and one that was not with `redelivered` false.
 #[wasm_bindgen_test]
 async fn a_first_delivery_goes_out_only_once_the_store_covers_it() {
-    let adapter = MapAdapter::new();
-    let b = JsBroker::open(Some(unique("marks")), adapter.clone()).await.unwrap();
-    b.assert_queue("q", JsValue::UNDEFINED).unwrap();
-    b.assert_queue("g", JsValue::UNDEFINED).unwrap();
+    let (adapter, b) = adapter_broker("marks").await;
     for (q, m) in [("q", "m1"), ("q", "m2"), ("g", "m3")] {
         confirmed(b.send_to_queue(q, m.into(), persistent())).await.unwrap();
     }
-    let crash = |a: MapAdapter| async move {
-        let b = JsBroker::open(Some(unique("marks-crash")), a.into()).await.unwrap();
-        let out = (drain(&b, "q").await, drain(&b, "g").await);
-        b.close().await;
-        out
-    };
     // Writes stall: the deliveries (and the get) wait for the write of a horizon that covers them.
     adapter.hold();
     let seen = Array::new();
@@ -289,6 +300,39 @@ async fn a_first_delivery_goes_out_only_once_the_store_covers_it() {
     assert_eq!(contents, ["m1", "m2"]);
     // A crash once they went out: all three come back flagged.
     assert_eq!(crash(adapter.snapshot()).await, expect(true));
+    b.close().await;
+}
+
+/// Bug 4 of the README's fault schedules: storage that is full refuses the write of the
+/// horizon a delivery waits for. The broker deletes the store's fence (a deletion, which
+/// full storage takes), and the deliveries go; a crash then brings every stored message
+/// back flagged. Once storage takes writes again, the fence goes back with the horizons.
+#[wasm_bindgen_test]
+async fn a_full_store_lets_deliveries_go_once_its_fence_is_gone_and_a_crash_flags_them() {
+    let (adapter, b) = adapter_broker("full").await;
+    for m in ["m1", "m2", "m3"] {
+        confirmed(b.send_to_queue("q", m.into(), persistent())).await.unwrap();
+    }
+    adapter.set_full(true);
+    let seen = Array::new();
+    let push: Function = Function::new_with_args("to, m", "to.push(m)").bind1(&JsValue::NULL, &seen).unchecked_into();
+    b.ch.consume("q", push, JsValue::UNDEFINED).unwrap();
+    for _ in 0..200 {
+        if seen.length() == 3 {
+            break;
+        }
+        JsFuture::from(sleep(10.0)).await.unwrap();
+    }
+    let contents: Vec<String> = seen.iter().map(|m| content(&m)).collect();
+    assert_eq!(contents, ["m1", "m2", "m3"], "delivered while storage is full");
+    let err = confirmed(b.send_to_queue("g", "refused".into(), persistent())).await.unwrap_err();
+    assert_eq!(prop(&err, "code").as_f64(), Some(506.0));
+    let flagged = owned(&[("m1", true, 0), ("m2", true, 0), ("m3", true, 0)]);
+    assert_eq!(crash(adapter.snapshot()).await, (flagged.clone(), vec![]), "no fence: all flagged");
+    // Room again: the next write puts the fence back, with a horizon over m1..m3.
+    adapter.set_full(false);
+    confirmed(b.send_to_queue("g", "new".into(), persistent())).await.unwrap();
+    assert_eq!(crash(adapter.snapshot()).await, (flagged, owned(&[("new", false, 0)])));
     b.close().await;
 }
 

@@ -47,6 +47,7 @@ impl Broker {
     /// stored horizon (an expired head is not: it is dropped, not delivered).
     pub(super) fn waits_for_horizon(&self, q: &Queue, now: u64) -> bool {
         self.delivery_horizon
+            && !self.horizons_free
             && q.ready.front().is_some_and(|e| {
                 e.durable && !e.redelivered && e.seq > q.horizon && e.expires_at.is_none_or(|t| t >= now)
             })
@@ -96,6 +97,17 @@ impl Broker {
         let Some(q) = self.queues.get_mut(&qid) else { return };
         q.first_delivered_at = Some(now);
         q.handed_through = q.handed_through.max(seq);
+        if self.horizons_free {
+            // Nothing waits; the log learns what the write that puts the fence back must
+            // store (counted as stored already: the fence goes back with it or not at all).
+            if seq > q.horizon_asked {
+                let through = seq + q.lookahead;
+                (q.horizon, q.horizon_asked) = (through, through);
+                let op = StoreOp::Horizon { queue: q.name.clone(), through };
+                self.effects.push_back(Effect::Store(op));
+            }
+            return;
+        }
         if q.lookahead > 0 && q.horizon_asked == q.horizon && seq + q.lookahead / 2 >= q.horizon {
             let through = seq + q.lookahead;
             if through > q.horizon_asked {
@@ -185,6 +197,42 @@ impl Broker {
         for qid in retracted {
             self.dispatch(qid, now);
         }
+    }
+
+    /// Whether first deliveries may go out with no stored horizon: the driver says so
+    /// while the store holds no fence (`store::Log`), since a crash then brings every
+    /// stored message back flagged. While free, each first delivery beyond the highest
+    /// horizon asked for asks for one (for the log to store with the fence), counted as
+    /// stored at once. Set free again (`false`) when the driver takes the write that
+    /// puts the fence back: the horizons asked for until then go with it, and first
+    /// deliveries beyond them wait for the next commit as usual. Freeing dispatches.
+    pub fn set_horizons_free(&mut self, free: bool, now: u64) {
+        if !self.delivery_horizon || free == self.horizons_free {
+            return;
+        }
+        self.horizons_free = free;
+        if !free {
+            return;
+        }
+        let mut freed = Vec::new();
+        for (&qid, q) in self.queues.iter_mut() {
+            if q.durable {
+                q.horizon = q.horizon_asked;
+                q.horizon_blocked = false;
+                freed.push(qid);
+            }
+        }
+        freed.sort();
+        for qid in freed {
+            self.dispatch(qid, now);
+        }
+    }
+
+    /// Whether a first delivery waits for a horizon asked for and not yet stored (so
+    /// that a driver whose writes fail might free the horizons, see
+    /// [`Broker::set_horizons_free`]).
+    pub fn waits_for_store(&self) -> bool {
+        !self.horizons_free && self.queues.values().any(|q| q.horizon_blocked && q.horizon_asked > q.horizon)
     }
 
     /// The stored horizon of `queue` as the broker knows it, and the highest asked for.
