@@ -63,9 +63,13 @@ extern "C" {
     fn close(this: &Port);
 }
 
-/// How long a new host waits for the live clients to re-announce their channels before
-/// it hands out messages again (a frozen client must not stall the broker for long).
-const RESUME_WINDOW_MS: i32 = 1000;
+/// How long a new host waits at most for the live clients (those holding their client
+/// lock) to re-announce their channels before it hands out messages again. It goes on as
+/// soon as every one has, within a few ms when none is busy. A client starved of CPU
+/// re-announces seconds late: until it has, the host cannot know which messages it still
+/// holds, and would hand them to others too (the README's bug 2). A hung client must not
+/// stall the broker forever, though.
+const RESUME_WINDOW_MS: i32 = 10_000;
 /// How long a client remembers a settled delivery, and how many per channel at most: a
 /// host stores a settlement within a turn or so of receiving it.
 const SETTLED_KEEP_MS: f64 = 2000.0;

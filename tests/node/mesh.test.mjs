@@ -340,6 +340,56 @@ test('mesh: the host tab crashes mid-stream; another tab hosts within 1 s, nothi
   await assertClean([a, b, c]);
 });
 
+// Bug 2 of the README's fault schedules: a client that is busy when the host dies (a starved
+// tab: here a 2.5 s loop) re-announces its channels late. The new host waits for every live
+// client (each holds its client lock) before anything flows, so no other consumer gets a message
+// the late one still holds, and its acks are taken.
+test('mesh: a client busy for 2.5 s when the host crashes gets no duplicate of what it holds', { timeout: TEST_TIMEOUT }, async (t) => {
+  const N = 40;
+  const BUSY_MS = 2500;
+  const context = await newContext(t);
+  const name = brokerName('late-client');
+  const a = await openTab(context, name, 'A');
+  const b = await openTab(context, name, 'B'); // next in line for the host lock
+  const c = await openTab(context, name, 'C');
+  assert.deepEqual([a.joined.hosting, b.joined.hosting, c.joined.hosting], [true, false, false], 'A hosts');
+  // C takes 5 and holds them for 4 s; B acks at once.
+  await c.call('consume', QUEUE, { prefetch: 5, ackDelay: 4000 });
+  await a.call('waitConsumers', QUEUE, 1);
+  const sent = await a.call('publish', QUEUE, N, 'm');
+  assert.equal(sent.confirmed.length, N, 'every publish confirmed');
+  await waitUntil('C to hold 5', async () => (await c.read((s) => s.consumers[0].outstanding)) === 5);
+  await b.call('consume', QUEUE, { prefetch: 5, ackDelay: 5 });
+  const held = await c.read((s) => s.received.map((r) => r.id));
+  // C's main thread is busy from now on for BUSY_MS: it sees the new host only after that.
+  const busy = c.page.evaluate((ms) => {
+    const end = Date.now() + ms;
+    while (Date.now() < end);
+  }, BUSY_MS);
+  await sleep(100);
+  await a.crash();
+  await waitUntil('B to host', async () => (await b.read((s) => s.hostingSince)) != null, 5000, 5);
+  await busy;
+  const delivered = async () => [...(await b.read((s) => s.received.map((r) => r.id))), ...(await c.read((s) => s.received.map((r) => r.id)))];
+  await waitUntil(
+    async () => `every confirmed id delivered (${new Set(await delivered()).size} of ${N})`,
+    async () => new Set(await delivered()).size === N,
+    15_000,
+  );
+  await sleep(300); // a duplicate would come now
+  const [sb, sc] = await Promise.all([b.state(), c.state()]);
+  const toB = new Set(sb.received.map((r) => r.id));
+  console.log(
+    `mesh late client: C held ${held.length} (${held.join(' ')}) through a ${BUSY_MS} ms stall; B got ${sb.received.length}, ` +
+      `C ${sc.received.length}; C's failover ${JSON.stringify(sc.failovers)}`,
+  );
+  assert.deepEqual(held.filter((id) => toB.has(id)), [], 'messages C still held, delivered to B as well');
+  assert.deepEqual(repeated([...sb.received, ...sc.received].map((r) => r.id)), [], 'ids delivered more than once');
+  await waitUntil('C acked what it held', async () => (await c.read((s) => s.acked.length)) === sc.received.length, 10_000);
+  await waitQueue(b, { ready: 0, unacked: 0, consumers: 2 });
+  await assertClean([a, b, c]);
+});
+
 // ---- 4. workers ---------------------------------------------------------------------------
 
 test('mesh: a dedicated worker publishes, a shared worker consumes, the page hosts', { timeout: TEST_TIMEOUT }, async (t) => {
