@@ -177,7 +177,7 @@ export async function consume(queue, { prefetch = 1, ackDelay = 0, ack = true, s
   await ch.assertQueue(queue, { durable });
   await ch.prefetch(prefetch);
   const c = {
-    index: state.consumers.length,
+    index: null, // set once consume() resolved: a call that failed (320 in a failover) leaves no entry
     queue,
     tag: null,
     prefetch,
@@ -188,8 +188,6 @@ export async function consume(queue, { prefetch = 1, ackDelay = 0, ack = true, s
     cancelled: false,
     stopped: false,
   };
-  state.consumers.push(c);
-  consumerChannels[c.index] = ch;
   const decoder = new TextDecoder();
 
   const finish = async (msg, id) => {
@@ -238,6 +236,9 @@ export async function consume(queue, { prefetch = 1, ackDelay = 0, ack = true, s
 
   const { consumerTag } = await ch.consume(queue, onMessage, { noAck: false });
   c.tag = consumerTag;
+  c.index = state.consumers.length;
+  state.consumers.push(c);
+  consumerChannels[c.index] = ch;
   return { consumerTag, index: c.index };
 }
 
