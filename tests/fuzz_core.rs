@@ -1945,9 +1945,15 @@ fn declare(b: &mut Broker, ch: ChannelRef, name: &str, durable: bool, args: &[(&
 
 /// A broker that recovered durable queue `q` with `n` stored messages at positions 1..=n.
 fn recovered(n: u64) -> Broker {
-    let mut b = Broker::new(BrokerConfig::default());
-    b.restore_queue("q", false, Table::new(), n + 1, 0, 0).expect("restored");
-    for seq in 1..=n {
+    recovered_flagged(BrokerConfig::default(), &vec![false; n as usize])
+}
+
+/// A broker that recovered durable queue `q` with a stored message at each position from 1
+/// on, flagged as the store says (`delivered`).
+fn recovered_flagged(config: BrokerConfig, delivered: &[bool]) -> Broker {
+    let mut b = Broker::new(config);
+    b.restore_queue("q", false, Table::new(), delivered.len() as u64 + 1, 0, 0).expect("restored");
+    for (seq, &delivered) in (1..).zip(delivered) {
         let mut m = Message::new("", "q", b"m".to_vec());
         m.properties.persistent = true;
         let stored = StoredMessage {
@@ -1958,7 +1964,7 @@ fn recovered(n: u64) -> Broker {
             expires_at: None,
             ready_at: None,
             delivery_count: 0,
-            delivered: false,
+            delivered,
         };
         b.restore_message("q", stored, 0).expect("restored");
     }
@@ -2014,6 +2020,24 @@ fn a_resume_refuses_tags_and_confirm_numbers_past_what_javascript_can_hold() {
         b.drain_effects().filter_map(|e| if let Effect::Confirm(c) = e { Some(c.seq) } else { None }).collect();
     assert_eq!(confirms, [MAX_SAFE]);
     b.ack(ch, 0, true, 0).unwrap();
+    b.check_invariants().unwrap();
+}
+
+/// With delivery horizons the store flags every stored message that may have been handed
+/// out, so a client that re-announces one the store does not flag as in flight is wrong (the
+/// fuzz makes such claims up). Adopting it anyway let it go out again after a requeue as a
+/// redelivery with no stored trace, and a crash before the next commit brought it back
+/// unflagged. It is forgiven instead, and stays in the queue; a flagged one is adopted.
+#[test]
+fn a_resume_does_not_adopt_a_stored_message_the_store_never_flagged() {
+    let config = BrokerConfig { delivery_horizon: true, ..Default::default() };
+    let mut b = recovered_flagged(config, &[false, true]);
+    let c = b.connect();
+    let in_flight = |seq: u64| InFlight { queue: "q".into(), seq, delivery_tag: seq, consumer_tag: None };
+    let r = Resume { next_delivery_tag: 3, in_flight: vec![in_flight(1), in_flight(2)], ..Default::default() };
+    let resumed = b.resume_channel(c, r, 0).expect("resumed");
+    assert_eq!((resumed.adopted, resumed.forgiven), (vec![2], vec![1]));
+    assert_eq!(b.queue_info("q").map(|q| (q.ready, q.unacked)), Some((1, 1)));
     b.check_invariants().unwrap();
 }
 

@@ -129,6 +129,13 @@ impl Broker {
         if f.seq >= q.stored_below || q.ready.get_mut(f.seq).is_none_or(|e| e.message.is_none()) {
             return false;
         }
+        // With delivery horizons, the store flags every stored message that may have been
+        // handed out (see `horizon`): one it does not flag never went out, and a client
+        // that says it holds it is wrong. Adopted, it would go out again (after a requeue)
+        // as a redelivery with no stored trace, and a crash would bring it back unflagged.
+        if self.delivery_horizon && q.ready.get_mut(f.seq).is_some_and(|e| e.durable && !e.redelivered) {
+            return false;
+        }
         let Some(entry) = q.ready.remove(f.seq) else { return false };
         // Its TTL no longer applies: the message was delivered, as in RabbitMQ.
         q.unacked += 1;
