@@ -38,7 +38,7 @@ test('harness: the page loads /pkg/index.js and version() is the crate version',
   for (const word of ['one', 'two', 'three']) assert.ok(errors.some((e) => e.includes(word)), word);
 });
 
-test('harness: crashPage kills one tab, setQuota makes IndexedDB writes fail', { timeout: TEST_TIMEOUT }, async (t) => {
+test('harness: crashPage kills one tab, setQuota makes IndexedDB writes fail (deletions still commit)', { timeout: TEST_TIMEOUT }, async (t) => {
   const server = await startServer();
   t.after(() => server.close());
   const browser = await launchBrowser();
@@ -65,11 +65,22 @@ test('harness: crashPage kills one tab, setQuota makes IndexedDB writes fail', {
         tx.oncomplete = () => ok(null);
         tx.onabort = () => ok(tx.error?.name ?? 'aborted');
       });
-      if (failed) return { i, failed };
+      if (failed) {
+        // What the broker's fence relies on (README, "The guarantee"): full storage takes a
+        // transaction that only deletes.
+        const deleted = await new Promise((ok) => {
+          const tx = db.transaction('s', 'readwrite');
+          tx.objectStore('s').delete(0);
+          tx.oncomplete = () => ok(null);
+          tx.onabort = () => ok(tx.error?.name ?? 'aborted');
+        });
+        return { i, failed, deleted };
+      }
     }
     return { i: 64, failed: null };
   });
   assert.equal(written.failed, 'QuotaExceededError', `64 KB writes under a 1 MB quota: ${JSON.stringify(written)}`);
   assert.ok(written.i >= 4 && written.i <= 16, `failed after ${written.i} writes of 64 KB`);
+  assert.equal(written.deleted, null, `a deletion once storage is full: ${JSON.stringify(written)}`);
   assert.deepEqual(errors, []);
 });
