@@ -269,18 +269,7 @@ fn command() -> BoxedStrategy<Command> {
 }
 
 fn counters() -> BoxedStrategy<QueueCounters> {
-    vec(uint(), 8)
-        .prop_map(|c| QueueCounters {
-            enqueued: c[0],
-            delivered: c[1],
-            redelivered: c[2],
-            acked: c[3],
-            auto_acked: c[4],
-            dead_lettered: c[5],
-            discarded: c[6],
-            purged: c[7],
-        })
-        .boxed()
+    prop::array::uniform8(uint()).prop_map(QueueCounters::from_array).boxed()
 }
 
 fn stats() -> BoxedStrategy<Stats> {

@@ -250,6 +250,27 @@ pub struct QueueCounters {
     pub purged: u64,
 }
 
+impl QueueCounters {
+    /// The counters in their wire order (the frame codec's), and back.
+    pub fn to_array(&self) -> [u64; 8] {
+        [
+            self.enqueued,
+            self.delivered,
+            self.redelivered,
+            self.acked,
+            self.auto_acked,
+            self.dead_lettered,
+            self.discarded,
+            self.purged,
+        ]
+    }
+
+    pub fn from_array(c: [u64; 8]) -> QueueCounters {
+        let [enqueued, delivered, redelivered, acked, auto_acked, dead_lettered, discarded, purged] = c;
+        QueueCounters { enqueued, delivered, redelivered, acked, auto_acked, dead_lettered, discarded, purged }
+    }
+}
+
 #[derive(Debug)]
 pub struct Queue {
     pub name: Rc<str>,

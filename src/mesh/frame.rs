@@ -326,7 +326,7 @@ fn delivery(w: &mut Writer, d: &WireDelivery) {
 }
 
 fn counters(w: &mut Writer, c: &QueueCounters) {
-    for v in [c.enqueued, c.delivered, c.redelivered, c.acked, c.auto_acked, c.dead_lettered, c.discarded, c.purged] {
+    for v in c.to_array() {
         w.uvar(v);
     }
 }
@@ -834,16 +834,7 @@ fn read_answer(r: &mut Reader) -> R<Answer> {
                     delayed: v[3],
                     unacked: v[4],
                     consumers: v[5],
-                    counters: QueueCounters {
-                        enqueued: c[0],
-                        delivered: c[1],
-                        redelivered: c[2],
-                        acked: c[3],
-                        auto_acked: c[4],
-                        dead_lettered: c[5],
-                        discarded: c[6],
-                        purged: c[7],
-                    },
+                    counters: QueueCounters::from_array(c),
                 });
             }
             Answer::Stats(Box::new(Stats {
