@@ -121,19 +121,18 @@ impl Broker {
     /// one this broker can vouch for, and the tag is to be forgiven.
     fn adopt(&mut self, ch: ChannelRef, f: &InFlight) -> bool {
         let Some(&qid) = self.queue_ids.get(f.queue.as_str()) else { return false };
+        let horizons = self.delivery_horizon;
         let q = self.queues.get_mut(&qid).expect("listed queue exists");
         // Only a position that came from the store names the message the client has: a
         // later one may be a new message that reuses the position of a lost one.
         // A paged-out message stays (it has no body to hand back if the client
         // returns it before a page-in); it is delivered again later instead.
-        if f.seq >= q.stored_below || q.ready.get_mut(f.seq).is_none_or(|e| e.message.is_none()) {
-            return false;
-        }
         // With delivery horizons, the store flags every stored message that may have been
         // handed out (see `horizon`): one it does not flag never went out, and a client
         // that says it holds it is wrong. Adopted, it would go out again (after a requeue)
         // as a redelivery with no stored trace, and a crash would bring it back unflagged.
-        if self.delivery_horizon && q.ready.get_mut(f.seq).is_some_and(|e| e.durable && !e.redelivered) {
+        let vouched = |e: &mut super::Entry| e.message.is_some() && !(horizons && e.durable && !e.redelivered);
+        if f.seq >= q.stored_below || !q.ready.get_mut(f.seq).is_some_and(vouched) {
             return false;
         }
         let Some(entry) = q.ready.remove(f.seq) else { return false };
