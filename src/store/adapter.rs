@@ -17,7 +17,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use super::indexeddb::{key_from_js, key_to_js, StoreError};
-use super::log::{Batch, Collection, Record};
+use super::log::{Collection, Record, Write};
 
 pub struct JsAdapter {
     obj: JsValue,
@@ -67,9 +67,9 @@ impl JsAdapter {
         Ok((records, problems))
     }
 
-    pub async fn write(&self, batch: &Batch) -> Result<(), StoreError> {
-        let writes: Array = batch
-            .writes
+    /// Applies a batch's writes, atomically as the adapter promises.
+    pub async fn write(&self, writes: &[Write]) -> Result<(), StoreError> {
+        let writes: Array = writes
             .iter()
             .map(|w| {
                 let o = Object::new();

@@ -9,7 +9,7 @@
 use js_sys::{Array, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
-use super::log::{Batch, Collection, Key, Record};
+use super::log::{Collection, Key, Record, Write};
 
 #[wasm_bindgen(module = "/src/store/indexeddb.js")]
 extern "C" {
@@ -171,15 +171,15 @@ impl IndexedDb {
             .collect())
     }
 
-    /// Writes a batch in one transaction; resolves after its `complete` event.
-    pub async fn write(&self, batch: &Batch) -> Result<(), StoreError> {
-        let writes = Array::new();
-        for w in &batch.writes {
-            writes.push(&JsValue::from_str(w.collection.name()));
-            writes.push(&key_to_js(&w.key));
-            writes.push(&w.value.as_deref().map_or(JsValue::UNDEFINED, |v| Uint8Array::from(v).into()));
+    /// Writes a batch's writes in one transaction; resolves after its `complete` event.
+    pub async fn write(&self, writes: &[Write]) -> Result<(), StoreError> {
+        let array = Array::new();
+        for w in writes {
+            array.push(&JsValue::from_str(w.collection.name()));
+            array.push(&key_to_js(&w.key));
+            array.push(&w.value.as_deref().map_or(JsValue::UNDEFINED, |v| Uint8Array::from(v).into()));
         }
-        self.db.write(writes).await.map(|_| ()).map_err(StoreError::from_js)
+        self.db.write(array).await.map(|_| ()).map_err(StoreError::from_js)
     }
 
     pub fn close(&self) {

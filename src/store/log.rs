@@ -1,6 +1,7 @@
 //! The stored layout and its bookkeeping, sans-IO: [`Log`] turns the broker's
 //! [`StoreOp`]s into record writes, one [`Batch`] per event-loop turn (one transaction),
-//! and turns stored records back into a broker ([`Log::recover`], [`restore`]).
+//! and turns stored records back into a broker ([`Log::recover`], [`restore`]; streamed
+//! a chunk of segments at a time: [`Recovery`]).
 //!
 //! Layout, one collection (IndexedDB object store) each:
 //! - `exchanges`, `queues`: one record per durable exchange / queue, keyed by name. A
@@ -1048,6 +1049,69 @@ pub fn restore_message(broker: &mut Broker, queue: &str, m: StoredMessage, now: 
 pub fn finish_restore(broker: &mut Broker, now: u64) {
     broker.end_recovery(now);
     broker.tick(now);
+}
+
+/// Restoring a broker from a store that streams its segments (IndexedDB), so that a large
+/// store is held a chunk at a time: [`Recovery::start`] with every record but segments,
+/// [`Recovery::segments`] for each chunk of segments in key order, then
+/// [`Recovery::finish`]. Messages beyond the first `keep_loaded` of a queue that can page
+/// come back paged out: their bodies stay in the store until a page-in.
+pub struct Recovery {
+    log: Log,
+    keep_loaded: usize,
+    /// Messages restored so far, by queue.
+    loaded: FxMap<Rc<str>, usize>,
+    problems: Vec<String>,
+    now: u64,
+}
+
+impl Recovery {
+    /// Step 1: exchanges, queues and bindings from `records` (every record but segments)
+    /// go into `broker`. `problems`: what reading the records skipped already.
+    pub fn start(
+        broker: &mut Broker,
+        records: Vec<Record>,
+        problems: Vec<String>,
+        keep_loaded: usize,
+        now: u64,
+    ) -> Self {
+        let (log, mut recovered) = Log::recover_meta(records);
+        let mut all = problems;
+        all.extend(restore_topology(broker, &mut recovered, now));
+        Recovery { log, keep_loaded, loaded: FxMap::default(), problems: all, now }
+    }
+
+    /// Where a reader of segments reports what it skipped, in order.
+    pub fn problems(&mut self) -> &mut Vec<String> {
+        &mut self.problems
+    }
+
+    /// Step 2: the next segments, in key order, and their live messages into `broker`.
+    pub fn segments(&mut self, broker: &mut Broker, segments: Vec<(u64, Vec<u8>)>) {
+        let (loaded, keep_loaded, now) = (&mut self.loaded, self.keep_loaded, self.now);
+        let mut restore_problems = Vec::new();
+        for (id, bytes) in segments {
+            self.log.recover_segment(id, &bytes, &mut self.problems, &mut |queue, mut m| {
+                let n = loaded.entry(queue.clone()).or_default();
+                *n += 1;
+                if *n > keep_loaded && broker.can_page(queue) {
+                    m.message = None;
+                }
+                restore_message(broker, queue, m, now, &mut restore_problems);
+            });
+        }
+        self.problems.append(&mut restore_problems);
+    }
+
+    /// Step 3: the horizons recovery raised, then the broker's clock runs to `now`.
+    /// Returns the log and what could not be restored, each with why.
+    pub fn finish(mut self, broker: &mut Broker) -> (Log, Vec<String>) {
+        for (queue, horizon) in self.log.finish_recovery() {
+            broker.restore_horizon(&queue, horizon);
+        }
+        finish_restore(broker, self.now);
+        (self.log, self.problems)
+    }
 }
 
 /// A driver takes this turn's writes as one batch to write (see the fence, in the

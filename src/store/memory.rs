@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::log::{Batch, Collection, Key, Record};
+use super::log::{Batch, Collection, Key, Record, Write};
 
 /// A store that keeps its records in a map: applying a batch is atomic, as a transaction.
 #[derive(Clone, Debug, Default)]
@@ -17,7 +17,12 @@ impl MemoryStore {
     }
 
     pub fn apply(&mut self, batch: &Batch) {
-        for w in &batch.writes {
+        self.write(&batch.writes);
+    }
+
+    /// Applies a transaction's writes (`host::engine::Transaction`), as one.
+    pub fn write(&mut self, writes: &[Write]) {
+        for w in writes {
             let k = (w.collection, w.key.clone());
             match &w.value {
                 Some(v) => self.records.insert(k, v.clone()),

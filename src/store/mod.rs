@@ -10,7 +10,7 @@ pub mod range_set;
 
 pub use log::{
     end_write, finish_restore, restore, restore_message, restore_topology, start_write, Batch, Collection, Key, Log,
-    Record, Recovered, Write,
+    Record, Recovered, Recovery, Write,
 };
 pub use memory::MemoryStore;
 
