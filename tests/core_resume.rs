@@ -710,3 +710,31 @@ mod properties {
         }
     }
 }
+
+/// Topology recovery after failover (`crate::mesh::topology`): the owner declares its
+/// server-named exclusive queue again under the name it was given.
+#[test]
+fn a_server_named_queue_is_declared_again_under_its_name_by_redeclare_only() {
+    let mut h = H::new();
+    let ch = h.channel();
+    let d = QueueDeclare { exclusive: true, ..Default::default() };
+    let name = h.queue_with(ch, d.clone()).unwrap().queue;
+    assert!(name.starts_with("amq.gen-"));
+
+    // A new broker (the next host): the owner's new connection declares it again.
+    let mut next = H::new();
+    let owner = next.channel();
+    let again = QueueDeclare { name: name.to_string(), ..d.clone() };
+    // An app may not declare an amq. name itself.
+    assert_eq!(code(next.queue_with(owner, again.clone())), 403);
+    let owner = next.channel();
+    let ok = next.run(|b, now| b.redeclare_queue(owner, again.clone(), now)).unwrap();
+    assert_eq!(ok.queue, name);
+    // Exclusive to the connection that declared it again.
+    let other = next.channel();
+    assert_eq!(code(next.run(|b, now| b.redeclare_queue(other, again.clone(), now))), 405);
+    // Any other reserved name is still refused.
+    let owner2 = next.channel();
+    let reserved = QueueDeclare { name: "amq.mine".into(), ..Default::default() };
+    assert_eq!(code(next.run(|b, now| b.redeclare_queue(owner2, reserved, now))), 403);
+}

@@ -262,7 +262,9 @@ impl RawChannel {
     }
 
     /// Resolves once every message published so far is confirmed; rejects if one was
-    /// refused. On a channel without confirms it resolves at once.
+    /// refused. On a channel without confirms it resolves at once. While `close()` completes
+    /// (within the task that called it) it rejects if confirms were outstanding; once closed,
+    /// their callbacks have had the error and it resolves, as amqplib's does.
     #[wasm_bindgen(js_name = waitForConfirms)]
     pub fn wait_for_confirms(&self) -> Promise {
         let link = self.link.clone();
@@ -272,7 +274,11 @@ impl RawChannel {
             match chans.get_mut(&chan) {
                 Some(c) => c.wait_for_confirms(resolve, reject),
                 None => {
-                    let _ = resolve.call0(&JsValue::NULL);
+                    drop(chans);
+                    let _ = match link.closing_unconfirmed(chan) {
+                        Some(e) => reject.call1(&JsValue::NULL, &e),
+                        None => resolve.call0(&JsValue::NULL),
+                    };
                 }
             }
         })

@@ -597,9 +597,16 @@ export interface FailoverInfo {
   hosting: boolean;
   /**
    * Consumers of this context the new host could not restore (their queue died with the old
-   * host: a transient or exclusive queue); their callbacks got `null`.
+   * host and was not declared again); their callbacks got `null`.
    */
   cancelled: string[];
+  /**
+   * What this context declared that died with the old host (transient exchanges, transient and
+   * exclusive queues, bindings) and the new host could not declare again, each with why: for
+   * example a binding to a transient exchange that only the dead host's tab had declared.
+   * Empty when everything was restored.
+   */
+  notRestored: { what: string; error: Error & { code: number } }[];
 }
 
 /** The storage a broker uses. */

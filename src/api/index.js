@@ -473,7 +473,7 @@ export async function connect(options = {}) {
 
 /**
  * A connection to a broker: amqplib's Connection. Events: 'close', 'error', and beyond
- * amqplib 'failover' ({hosting, cancelled}) after another context took over hosting the broker.
+ * amqplib 'failover' ({hosting, cancelled, notRestored}) after another context took over hosting the broker.
  */
 export class Connection extends Emitter {
   #broker;

@@ -32,6 +32,7 @@ use crate::mesh::frame::{
     self, Answer, ChannelState, Command, ContextInfo, Frame, InFlight, PostWriter, Stats, WireDelivery, WireEvent,
     EVERYONE,
 };
+use crate::mesh::topology::Recorded;
 
 #[wasm_bindgen(module = "/src/api/glue.js")]
 extern "C" {
@@ -160,15 +161,24 @@ impl Chan {
         });
     }
 
-    /// Every pending confirm fails with `error`.
-    fn fail_all(&mut self, error: &JsValue) {
-        for (_, cb) in self.callbacks.drain() {
+    /// Every pending confirm fails with `error`, in publish order; says whether any was pending.
+    fn fail_all(&mut self, error: &JsValue) -> bool {
+        let had = !self.outstanding.is_empty();
+        for cb in self.take_callbacks() {
             let _ = cb.call1(&JsValue::NULL, error);
         }
         self.outstanding.clear();
         for w in self.waiters.drain(..) {
             let _ = w.reject.call1(&JsValue::NULL, error);
         }
+        had
+    }
+
+    /// The publish callbacks still waiting, in publish order.
+    pub(super) fn take_callbacks(&mut self) -> Vec<Function> {
+        let mut all: Vec<(u64, Function)> = self.callbacks.drain().collect();
+        all.sort_unstable_by_key(|(seq, _)| *seq);
+        all.into_iter().map(|(_, cb)| cb).collect()
     }
 
     /// A publish on a confirm channel awaits its confirm.
@@ -253,13 +263,27 @@ pub(crate) enum Reply {
     Stats,
     Peek,
     Nothing,
+    /// A channel re-announced after failover.
     Resume,
+    /// A connection's topology declared again after failover.
+    Restore,
 }
 
 struct Pending {
     resolve: Function,
     reject: Function,
     reply: Reply,
+    /// A topology command: recorded for connection `.0` once it succeeds.
+    record: Option<(u32, Command)>,
+}
+
+/// An event for a channel of this context, while it hosts: handed over after the current
+/// task, as a client gets its events in a later post, so that the app sees the same order
+/// whether its context hosts or not (a confirm callback never runs inside `publish`).
+enum Local {
+    Event(u32, WireEvent),
+    /// A cancelled consumer's callback goes, after the deliveries made before the cancel.
+    Cancelled(u32, String),
 }
 
 /// The host's bookkeeping: which core connection and channel each context's ids map to.
@@ -304,8 +328,16 @@ struct Net {
     pending: FxMap<u32, Pending>,
     next_id: u32,
     dropped: u64,
-    /// After failover: resume replies still due, and the consumers that could not be restored.
-    resuming: Option<(usize, Vec<String>)>,
+    /// After failover: replies still due to re-announcements, and what could not be
+    /// restored.
+    resuming: Option<(usize, Lost)>,
+}
+
+/// After failover: consumers the new host could not restore, and topology (what, why).
+#[derive(Default)]
+pub(super) struct Lost {
+    cancelled: Vec<String>,
+    topology: Vec<(String, AmqpError)>,
 }
 
 mod serve;
@@ -331,6 +363,15 @@ pub(crate) struct Link {
     /// `open()` waits for a role: resolve, reject.
     ready: RefCell<Option<(Function, Function)>>,
     next_local: Cell<u32>,
+    /// Per connection: the topology it declared that dies with the host (see
+    /// [`crate::mesh::topology`]).
+    topology: RefCell<FxMap<u32, Recorded>>,
+    /// Host role: events for this context's channels, handed over after the current task.
+    local: RefCell<VecDeque<Local>>,
+    local_scheduled: Cell<bool>,
+    /// Channels the app closed with confirms outstanding, until the task that closed them
+    /// ends (see `RawChannel::wait_for_confirms`): (channel, the error its confirms failed with).
+    closing_unconfirmed: Rc<RefCell<Vec<(u32, JsValue)>>>,
 }
 
 /// A `Resume` for the core from a channel's re-announced state.
@@ -545,6 +586,10 @@ impl Link {
             on_failover: RefCell::new(None),
             ready: RefCell::new(None),
             next_local: Cell::new(1),
+            topology: RefCell::default(),
+            local: RefCell::default(),
+            local_scheduled: Cell::new(false),
+            closing_unconfirmed: Rc::default(),
         })
     }
 
@@ -713,6 +758,16 @@ impl Link {
 
     /// A call to the host answered later: its promise.
     fn request(self: &Rc<Self>, reply: Reply, frame: impl FnOnce(u32) -> Frame) -> Promise {
+        self.request_recording(reply, None, frame)
+    }
+
+    /// [`Link::request`], recording a topology command once it succeeds.
+    fn request_recording(
+        self: &Rc<Self>,
+        reply: Reply,
+        record: Option<(u32, Command)>,
+        frame: impl FnOnce(u32) -> Frame,
+    ) -> Promise {
         let mut slot = None;
         let promise = Promise::new(&mut |resolve, reject| slot = Some((resolve, reject)));
         let (resolve, reject) = slot.expect("the executor runs at once");
@@ -720,7 +775,7 @@ impl Link {
             let mut net = self.net.borrow_mut();
             net.next_id = net.next_id.wrapping_add(1).max(1);
             let id = net.next_id;
-            net.pending.insert(id, Pending { resolve, reject, reply });
+            net.pending.insert(id, Pending { resolve, reject, reply, record });
             id
         };
         self.to_host(frame(id));
@@ -731,22 +786,46 @@ impl Link {
 
     /// A channel command that answers: at once when hosting, else a promise.
     pub(crate) fn call(self: &Rc<Self>, chan: u32, cmd: Command, reply: Reply) -> Result<JsValue, JsValue> {
+        let conn = self.chans.borrow().get(&chan).map(|c| c.conn);
+        let record = match conn {
+            Some(conn) if Recorded::concerns(&cmd) => Some((conn, cmd.clone())),
+            _ => None,
+        };
         if let Some((host, ch)) = self.local(chan) {
             let ch = ch.ok_or_else(|| to_js(closed_channel()))?;
             let answer = host.with(|core| execute(core, ch, cmd, now())).map_err(to_js)?;
+            if let Some((conn, cmd)) = record {
+                self.record(conn, cmd, &answer);
+            }
             return Ok(self.answer_js(reply, answer));
         }
-        if !self.chans.borrow().contains_key(&chan) {
+        if conn.is_none() {
             return Err(to_js(closed_channel()));
         }
-        Ok(self.request(reply, |id| Frame::Call { id, chan, cmd }).into())
+        Ok(self.request_recording(reply, record, |id| Frame::Call { id, chan, cmd }).into())
+    }
+
+    /// A topology command of connection `conn` succeeded.
+    fn record(&self, conn: u32, cmd: Command, answer: &Answer) {
+        let queue = match answer {
+            Answer::Queue(ok) => Some(&*ok.queue),
+            _ => None,
+        };
+        self.topology.borrow_mut().entry(conn).or_default().record(cmd, queue);
     }
 
     /// A channel command that answers nothing (publish, ack, nack, reject): an error
     /// closes the channel and reaches the app as its events.
     pub(crate) fn cast(self: &Rc<Self>, chan: u32, cmd: Command) -> Result<(), JsValue> {
         if let Some((host, ch)) = self.local(chan) {
-            let ch = ch.ok_or_else(|| to_js(closed_channel()))?;
+            let Some(ch) = ch else {
+                // Closed by the broker, and the app not told yet (its events come after
+                // this task): taken and dropped, as a host would a client's.
+                return match self.chans.borrow().contains_key(&chan) {
+                    true => Ok(()),
+                    false => Err(to_js(closed_channel())),
+                };
+            };
             let _ = host.with(|core| execute(core, ch, cmd, now()));
             return Ok(());
         }
@@ -876,6 +955,7 @@ impl Link {
 
     /// A connection closed by the app: its channels close, its exclusive queues go.
     pub(crate) fn close_conn(self: &Rc<Self>, conn: u32) {
+        self.topology.borrow_mut().remove(&conn);
         if let Some(host) = self.host() {
             let id = match &*self.role.borrow() {
                 Role::Host(s) => s.conns.get(&(self.me, conn)).copied(),
@@ -897,8 +977,19 @@ impl Link {
     /// A channel closed by the app: its pending confirms fail, and it says `close`.
     fn close_handlers(&self, chan: u32) {
         let Some(mut h) = self.chans.borrow_mut().remove(&chan) else { return };
-        h.fail_all(&to_js(AmqpError::new(ReplyCode::ChannelError, "channel closed before the broker confirmed")));
+        let err = to_js(AmqpError::new(ReplyCode::ChannelError, "channel closed before the broker confirmed"));
+        if h.fail_all(&err) {
+            let closing = self.closing_unconfirmed.clone();
+            closing.borrow_mut().push((chan, err));
+            spawn_local(async move { closing.borrow_mut().retain(|(c, _)| *c != chan) });
+        }
         let _ = h.emit.call2(&JsValue::NULL, &"close".into(), &JsValue::UNDEFINED);
+    }
+
+    /// `waitForConfirms()` on a closed channel: the error its outstanding confirms failed
+    /// with, while the task that closed it runs; else `None`.
+    pub(crate) fn closing_unconfirmed(&self, chan: u32) -> Option<JsValue> {
+        self.closing_unconfirmed.borrow().iter().find(|(c, _)| *c == chan).map(|(_, e)| e.clone())
     }
 
     pub(crate) fn stats(self: &Rc<Self>) -> JsValue {
@@ -936,7 +1027,7 @@ impl Link {
         self.closures.borrow_mut().clear();
         let err = to_js(AmqpError::new(ReplyCode::ChannelError, "the connection closed before the broker answered"));
         let pending: Vec<Pending> = self.net.borrow_mut().pending.drain().map(|(_, p)| p).collect();
-        for p in pending.into_iter().filter(|p| !matches!(p.reply, Reply::Resume)) {
+        for p in pending.into_iter().filter(|p| !matches!(p.reply, Reply::Resume | Reply::Restore)) {
             let _ = p.reject.call1(&JsValue::NULL, &err);
         }
     }
@@ -954,7 +1045,7 @@ impl Link {
         );
         let err = to_js(error.clone());
         let pending: Vec<Pending> = self.net.borrow_mut().pending.drain().map(|(_, p)| p).collect();
-        for p in pending.into_iter().filter(|p| !matches!(p.reply, Reply::Resume)) {
+        for p in pending.into_iter().filter(|p| !matches!(p.reply, Reply::Resume | Reply::Restore)) {
             let _ = p.reject.call1(&JsValue::NULL, &err);
         }
         let chans: Vec<u32> = self.chans.borrow().keys().copied().collect();
@@ -976,10 +1067,13 @@ impl Link {
             (Reply::Exchange(name), _) => obj(&[("exchange", name.into())]),
             (Reply::Tag(tag), _) => obj(&[("consumerTag", tag.into())]),
             (Reply::Cancelled { chan, tag }, _) => {
-                if let Some(h) = self.chans.borrow_mut().get_mut(&chan) {
-                    h.consumers.remove(tag.as_str());
+                let out = obj(&[("consumerTag", JsValue::from_str(&tag))]);
+                match self.hosting() {
+                    // After the deliveries made before the cancel, which wait for this task to end.
+                    true => self.push_local(Local::Cancelled(chan, tag)),
+                    false => self.forget_consumer(chan, &tag),
                 }
-                obj(&[("consumerTag", tag.into())])
+                out
             }
             (Reply::Got { .. }, Answer::Got(None)) => JsValue::FALSE,
             (Reply::Got { chan, no_ack }, Answer::Got(Some((d, left)))) => {
@@ -992,6 +1086,34 @@ impl Link {
             (Reply::Peek, Answer::Peeked(m)) => peeked_js(&m),
             (Reply::Nothing, _) => JsValue::UNDEFINED,
             _ => obj(&[]),
+        }
+    }
+
+    fn forget_consumer(&self, chan: u32, tag: &str) {
+        if let Some(h) = self.chans.borrow_mut().get_mut(&chan) {
+            h.consumers.remove(tag);
+        }
+    }
+
+    /// Host role: an event for this context, handed over once the current task ends.
+    fn push_local(self: &Rc<Self>, l: Local) {
+        self.local.borrow_mut().push_back(l);
+        if !self.local_scheduled.replace(true) {
+            let link = self.clone();
+            spawn_local(async move { link.hand_over_local() });
+        }
+    }
+
+    fn hand_over_local(&self) {
+        self.local_scheduled.set(false);
+        // Events that callbacks cause meanwhile join the queue and go in this same loop.
+        loop {
+            let next = self.local.borrow_mut().pop_front();
+            match next {
+                Some(Local::Event(chan, e)) => self.route(chan, e),
+                Some(Local::Cancelled(chan, tag)) => self.forget_consumer(chan, &tag),
+                None => return,
+            }
         }
     }
 
@@ -1115,7 +1237,7 @@ impl Link {
         };
         match remote {
             true => self.send(ctx, Frame::Event { chan, event: wire }),
-            false => self.route(chan, wire),
+            false => self.push_local(Local::Event(chan, wire)),
         }
     }
 
@@ -1202,9 +1324,12 @@ impl Link {
                 match result {
                     Ok(Answer::Resumed(lost)) => {
                         let _ = p.resolve.call0(&JsValue::NULL);
-                        self.resume_answered(lost);
+                        self.resume_answered(&p.reply, lost);
                     }
                     Ok(a) => {
+                        if let Some((conn, cmd)) = p.record {
+                            self.record(conn, cmd, &a);
+                        }
                         let v = self.answer_js(p.reply, a);
                         let _ = p.resolve.call1(&JsValue::NULL, &v);
                     }
@@ -1218,14 +1343,20 @@ impl Link {
         }
     }
 
-    /// Another context hosts now: re-announce every channel to it.
+    /// Another context hosts now: re-announce every connection's topology and every
+    /// channel to it.
     fn take_new_host(self: &Rc<Self>, host: u64) {
         *self.role.borrow_mut() = Role::Client(host);
         self.fail_in_flight_calls();
         self.send(host, Frame::Hello { label: self.label.clone() });
+        let topology = self.topology_to_restore();
         let states: Vec<(u32, u32, ChannelState)> =
             self.chans.borrow().iter().map(|(k, c)| (*k, c.conn, c.state())).collect();
-        self.net.borrow_mut().resuming = Some((states.len(), Vec::new()));
+        self.net.borrow_mut().resuming = Some((topology.len() + states.len(), Lost::default()));
+        // Before the channels: their consumers need the queues.
+        for (conn, commands) in topology {
+            let _ = self.request(Reply::Restore, |id| Frame::Restore { id, conn, commands });
+        }
         for (chan, conn, state) in states {
             // The promise settles through resume_answered; its own value is not needed.
             let _ = self.request(Reply::Resume, |id| Frame::Resume { id, conn, chan, state });
@@ -1233,18 +1364,42 @@ impl Link {
         self.send(host, Frame::Resumed);
         if self.net.borrow().resuming.as_ref().is_some_and(|(n, _)| *n == 0) {
             self.net.borrow_mut().resuming = None;
-            self.emit_failover(Vec::new());
+            self.emit_failover(Lost::default());
         }
     }
 
-    fn resume_answered(&self, lost: Vec<(String, AmqpError)>) {
-        // The channel of each lost consumer: the one whose specs name its tag.
-        let mut cancelled = Vec::new();
-        for (tag, e) in lost {
-            let chan =
-                self.chans.borrow().iter().find(|(_, c)| c.consumers.contains_key(tag.as_str())).map(|(k, _)| *k);
-            if let Some(chan) = chan {
-                cancelled.extend(self.cancel_lost(chan, vec![(tag, e)]));
+    /// Per connection, the commands that build again what it declared (see
+    /// [`crate::mesh::topology`]).
+    pub(super) fn topology_to_restore(&self) -> Vec<(u32, Vec<Command>)> {
+        let chans = self.chans.borrow();
+        let consumed =
+            |conn: u32, queue: &str| chans.values().any(|c| c.conn == conn && c.specs.iter().any(|s| s.queue == queue));
+        let topology = self.topology.borrow();
+        topology
+            .iter()
+            .filter(|(_, r)| !r.is_empty())
+            .map(|(conn, r)| (*conn, r.commands(|q| consumed(*conn, q))))
+            .collect()
+    }
+
+    /// A re-announcement was answered: `lost` is what the new host could not restore.
+    fn resume_answered(&self, reply: &Reply, lost: Vec<(String, AmqpError)>) {
+        let mut gone = Lost::default();
+        match reply {
+            Reply::Restore => gone.topology = lost,
+            _ => {
+                // The channel of each lost consumer: the one whose specs name its tag.
+                for (tag, e) in lost {
+                    let chan = self
+                        .chans
+                        .borrow()
+                        .iter()
+                        .find(|(_, c)| c.consumers.contains_key(tag.as_str()))
+                        .map(|(k, _)| *k);
+                    if let Some(chan) = chan {
+                        gone.cancelled.extend(self.cancel_lost(chan, vec![(tag, e)]));
+                    }
+                }
             }
         }
         let done = {
@@ -1252,7 +1407,8 @@ impl Link {
             match &mut net.resuming {
                 Some((n, all)) => {
                     *n = n.saturating_sub(1);
-                    all.extend(cancelled);
+                    all.cancelled.extend(gone.cancelled);
+                    all.topology.extend(gone.topology);
                     if *n == 0 {
                         net.resuming.take().map(|(_, all)| all)
                     } else {

@@ -75,7 +75,7 @@ pub struct BrokerConfig {
 }
 
 /// `assertExchange` / `checkExchange`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ExchangeDeclare {
     pub name: String,
     pub kind: String,
@@ -89,7 +89,7 @@ pub struct ExchangeDeclare {
 }
 
 /// `assertQueue` / `checkQueue`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct QueueDeclare {
     /// `""` asks for a server-named queue.
     pub name: String,
@@ -233,6 +233,8 @@ pub struct Broker {
 }
 
 const DEFAULT_EXCHANGE: ExchangeId = ExchangeId(0);
+/// The names of server-named queues.
+const GENERATED_QUEUE_PREFIX: &str = "amq.gen-";
 
 fn bool_word(b: bool) -> &'static str {
     if b {
@@ -767,10 +769,23 @@ impl Broker {
 
     /// `assertQueue` (or `checkQueue` when `passive`).
     pub fn declare_queue(&mut self, ch: ChannelRef, d: QueueDeclare, now: u64) -> Result<QueueDeclareOk> {
-        self.on_channel(ch, now, |b| b.declare_queue_inner(ch, d, now))
+        self.on_channel(ch, now, |b| b.declare_queue_inner(ch, d, false, now))
     }
 
-    fn declare_queue_inner(&mut self, ch: ChannelRef, d: QueueDeclare, now: u64) -> Result<QueueDeclareOk> {
+    /// A queue declared again by its owner after failover (topology recovery, see
+    /// `crate::mesh::topology`): as [`Broker::declare_queue`], but a server-generated name
+    /// (`amq.gen-…`) is taken as it is, so that a server-named queue keeps its name.
+    pub fn redeclare_queue(&mut self, ch: ChannelRef, d: QueueDeclare, now: u64) -> Result<QueueDeclareOk> {
+        self.on_channel(ch, now, |b| b.declare_queue_inner(ch, d, true, now))
+    }
+
+    fn declare_queue_inner(
+        &mut self,
+        ch: ChannelRef,
+        d: QueueDeclare,
+        generated_name: bool,
+        now: u64,
+    ) -> Result<QueueDeclareOk> {
         names::check("queue name", &d.name)?;
         if d.passive {
             let q = self.queue_id(&d.name)?;
@@ -805,9 +820,11 @@ impl Broker {
             return Ok(self.declare_ok(id));
         }
         let name = if d.name.is_empty() {
-            self.names.next("amq.gen-")
+            self.names.next(GENERATED_QUEUE_PREFIX)
         } else {
-            names::check_not_reserved("queue", &d.name)?;
+            if !(generated_name && d.name.starts_with(GENERATED_QUEUE_PREFIX)) {
+                names::check_not_reserved("queue", &d.name)?;
+            }
             d.name
         };
         let args = QueueArgs::parse(&name, &d.arguments)?;

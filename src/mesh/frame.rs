@@ -175,6 +175,14 @@ pub enum Frame {
         chan: u32,
         state: ChannelState,
     },
+    /// After failover, before its channels' `Resume`: build again what connection `conn`
+    /// declared that died with the host (declarations and bindings only; see
+    /// [`super::topology`]). Answered with `Answer::Resumed`, listing what failed.
+    Restore {
+        id: u32,
+        conn: u32,
+        commands: Vec<Command>,
+    },
     /// After failover: every channel of this client has been re-announced.
     Resumed,
     // Host to client.
@@ -489,6 +497,15 @@ pub fn frame(w: &mut Writer, f: &Frame) {
             w.uvar(*conn as u64);
             w.uvar(*chan as u64);
             channel_state(w, state);
+        }
+        Frame::Restore { id, conn, commands } => {
+            w.u8(12);
+            w.uvar(*id as u64);
+            w.uvar(*conn as u64);
+            w.uvar(commands.len() as u64);
+            for c in commands {
+                command(w, c);
+            }
         }
         Frame::Resumed => w.u8(7),
         Frame::Host => w.u8(8),
@@ -915,6 +932,15 @@ fn read_frame(r: &mut Reader) -> R<Frame> {
         5 => Frame::Flush { id: u32v(r)? },
         11 => Frame::Peek { id: u32v(r)?, queue: string(r)?, count: u32v(r)? },
         6 => Frame::Resume { id: u32v(r)?, conn: u32v(r)?, chan: u32v(r)?, state: read_channel_state(r)? },
+        12 => {
+            let (id, conn) = (u32v(r)?, u32v(r)?);
+            let n = r.count(1)?;
+            let mut commands = Vec::with_capacity(n);
+            for _ in 0..n {
+                commands.push(read_command(r)?);
+            }
+            Frame::Restore { id, conn, commands }
+        }
         7 => Frame::Resumed,
         8 => Frame::Host,
         9 => {
@@ -1164,6 +1190,24 @@ mod tests {
                     )],
                 },
             },
+            Frame::Restore {
+                id: 11,
+                conn: 1,
+                commands: vec![
+                    Command::DeclareQueue(QueueDeclare {
+                        name: "amq.gen-x".into(),
+                        exclusive: true,
+                        ..Default::default()
+                    }),
+                    Command::BindQueue {
+                        queue: "amq.gen-x".into(),
+                        source: "feed".into(),
+                        pattern: "news.#".into(),
+                        args: Table::default(),
+                    },
+                ],
+            },
+            Frame::Restore { id: 12, conn: 2, commands: vec![] },
             Frame::Resumed,
             Frame::Host,
             Frame::Reply { id: 1, result: Ok(Answer::Done) },

@@ -6,6 +6,7 @@
 //! client logic in `src/api/link.rs`.
 
 pub mod frame;
+pub mod topology;
 
 use crate::core::{names, AmqpError};
 

@@ -28,7 +28,7 @@ export const state = {
   hostingChanges: [],
   /** Date.now() when this context was last seen to become the host; null while it is not. */
   hostingSince: null,
-  /** Each 'failover' event: {at, hosting, cancelled}. */
+  /** Each 'failover' event: {at, hosting, cancelled, notRestored: [{what, code}]}. */
   failovers: [],
   /** One per consume(): {index, queue, tag, prefetch, received, acked, outstanding, maxOutstanding, cancelled}. */
   consumers: [],
@@ -105,7 +105,12 @@ export async function join(name, options = {}) {
   conn = await connect({ name, ...options });
   state.joinedAt = Date.now();
   conn.on('failover', (info) => {
-    const entry = { at: Date.now(), hosting: info?.hosting, cancelled: Array.from(info?.cancelled ?? []) };
+    const entry = {
+      at: Date.now(),
+      hosting: info?.hosting,
+      cancelled: Array.from(info?.cancelled ?? []),
+      notRestored: Array.from(info?.notRestored ?? [], (n) => ({ what: n.what, code: n.error?.code })),
+    };
     state.failovers.push(entry);
     report('failover', entry);
   });

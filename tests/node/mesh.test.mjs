@@ -687,25 +687,37 @@ test('mesh: navigating the host tab away hands hosting over; back from the bfcac
 
 // ---- 7. what dies with its context ------------------------------------------------------------
 
-test("mesh: a client's exclusive queue goes with it; transient queues go with the host, and their consumers are told", { timeout: TEST_TIMEOUT }, async (t) => {
+test("mesh: a client's exclusive queue goes with it; after a host crash a client's own transient topology is declared again, the dead host's is gone and its consumers are told", { timeout: TEST_TIMEOUT }, async (t) => {
   const context = await newContext(t);
   const name = brokerName('transient');
   const a = await openTab(context, name, 'A');
   const b = await openTab(context, name, 'B');
   const c = await openTab(context, name, 'C');
-  // C owns an exclusive queue; B consumes a transient queue and a durable one.
+  // C owns an exclusive queue. A (the host) declares a transient queue and a transient
+  // exchange; B declares a transient queue of its own, binds it to A's exchange and to
+  // amq.topic, and consumes A's queue, its own and a durable one.
   await c.page.evaluate(async () => {
     const ch = await globalThis.mesh.conn().createChannel();
     await ch.assertQueue('mine', { exclusive: true });
   });
+  await a.page.evaluate(async () => {
+    const ch = await globalThis.mesh.conn().createChannel();
+    await ch.assertQueue('hosts', { durable: false });
+    await ch.assertExchange('hosts-x', 'fanout', { durable: false });
+  });
   const tags = await b.page.evaluate(async () => {
     const ch = await globalThis.mesh.conn().createChannel();
     globalThis.__nulls = [];
+    globalThis.__got = [];
     await ch.assertQueue('temp', { durable: false });
     await ch.assertQueue('kept', { durable: true });
-    const temp = await ch.consume('temp', (m) => m === null && globalThis.__nulls.push('temp'));
-    const kept = await ch.consume('kept', (m) => m === null && globalThis.__nulls.push('kept'));
-    return [temp.consumerTag, kept.consumerTag];
+    await ch.bindQueue('temp', 'hosts-x', '');
+    await ch.bindQueue('temp', 'amq.topic', 'b.#');
+    const on = (q) => (m) => (m === null ? globalThis.__nulls.push(q) : globalThis.__got.push(`${q}:${new TextDecoder().decode(m.content)}`));
+    const hosts = await ch.consume('hosts', on('hosts'), { noAck: true });
+    const temp = await ch.consume('temp', on('temp'), { noAck: true });
+    const kept = await ch.consume('kept', on('kept'), { noAck: true });
+    return [hosts.consumerTag, temp.consumerTag, kept.consumerTag];
   });
   assert.ok(await a.call('queueCounts', 'mine'), 'A sees C\'s exclusive queue');
 
@@ -717,10 +729,22 @@ test("mesh: a client's exclusive queue goes with it; transient queues go with th
   await waitUntil('B to be told of the failover', async () => (await b.state()).failovers.length === 1, 5000);
   const { failovers } = await b.state();
   const nulls = await b.page.evaluate(() => globalThis.__nulls);
-  assert.deepEqual(failovers[0].cancelled, [tags[0]], 'the consumer of the transient queue is listed as cancelled');
-  assert.deepEqual(nulls, ['temp'], 'its callback got null; the durable queue\'s consumer goes on');
-  assert.equal(await b.call('queueCounts', 'temp'), null, 'the transient queue is gone');
+  assert.deepEqual(failovers[0].cancelled, [tags[0]], 'the consumer of the queue only the dead host declared is listed as cancelled');
+  assert.deepEqual(
+    failovers[0].notRestored,
+    [{ what: "binding of queue 'temp' to exchange 'hosts-x' with pattern ''", code: 404 }],
+    'the binding to the exchange only the dead host declared could not be restored, and B is told why',
+  );
+  assert.deepEqual(nulls, ['hosts'], 'its callback got null; the others go on');
+  assert.equal(await b.call('queueCounts', 'hosts'), null, 'the dead host\'s transient queue is gone');
+  assert.deepEqual(await b.call('queueCounts', 'temp'), { ready: 0, unacked: 0, consumers: 1 }, 'B\'s own transient queue is back, consumed');
   assert.deepEqual(await b.call('queueCounts', 'kept'), { ready: 0, unacked: 0, consumers: 1 });
+  // B's binding of its transient queue to amq.topic came back with it.
+  await b.page.evaluate(async () => {
+    const ch = await globalThis.mesh.conn().createChannel();
+    ch.publish('amq.topic', 'b.news', new TextEncoder().encode('after'));
+  });
+  await waitUntil('the message published after the failover to reach temp', async () => (await b.page.evaluate(() => globalThis.__got)).includes('temp:after'), 5000);
   await assertClean([b]);
 });
 

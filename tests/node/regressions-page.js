@@ -13,7 +13,7 @@ import { connect } from '/pkg/index.js';
 /** What Node reads; plain data only. */
 export const state = {
   name: null,
-  /** Each 'failover' event: {hosting, cancelled}. */
+  /** Each 'failover' event: {hosting, cancelled, notRestored (as 'what: why' lines)}. */
   failovers: [],
   /** The feed consumer (feed()): its queue, tag, the message texts it got, and how often it got null. */
   feed: null,
@@ -53,7 +53,13 @@ export async function join(name) {
   if (conn) throw new Error(`regressions-page: joined '${state.name}' already`);
   state.name = name;
   conn = await connect({ name });
-  conn.on('failover', (info) => state.failovers.push({ hosting: info?.hosting, cancelled: Array.from(info?.cancelled ?? []) }));
+  conn.on('failover', (info) =>
+    state.failovers.push({
+      hosting: info?.hosting,
+      cancelled: Array.from(info?.cancelled ?? []),
+      notRestored: Array.from(info?.notRestored ?? [], (n) => `${n.what}: ${n.error?.message}`),
+    }),
+  );
   conn.on('error', (e) => state.errors.push(`connection error: ${text(e)}`));
   return { hosting: conn.hosting };
 }

@@ -13,17 +13,10 @@
 //    bound to a transient topic exchange; the hosting tab crashes; after failover both consumers
 //    are still there (no null, nothing in the 'failover' event's `cancelled`), their queues keep
 //    their names and bindings, and every message published afterwards reaches both.
-//
-// Both are marked `todo` until the fixes land (a todo test's failure does not fail the run):
-//   REGRESSIONS_STRICT=1 node tests/node/run.mjs regressions   # runs them as ordinary tests
-// When the fixes are in, delete TODO_CONFIRMS and TODO_FEED below (or set them to false).
+
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BLANK, TEST_TIMEOUT, crashPage, launchBrowser, openPage, startServer, waitUntil } from './browser.mjs';
-
-const STRICT = process.env.REGRESSIONS_STRICT === '1';
-const TODO_CONFIRMS = STRICT ? false : 'bug: in a hosting tab confirm callbacks run inside publish() and waitForConfirms() misses refusals';
-const TODO_FEED = STRICT ? false : 'bug: exclusive server-named queues, their bindings and consumers are lost in a failover';
 
 const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 
@@ -91,7 +84,7 @@ async function assertClean(tabs) {
 
 // ---- 1. publisher confirms: host = client ---------------------------------------------------
 
-test('regression: publisher confirms give the same results in the hosting tab and in a client tab (as amqplib)', { timeout: TEST_TIMEOUT, todo: TODO_CONFIRMS }, async (t) => {
+test('regression: publisher confirms give the same results in the hosting tab and in a client tab (as amqplib)', { timeout: TEST_TIMEOUT }, async (t) => {
   const context = await newContext(t);
   const name = brokerName('confirms');
   const host = await openTab(context, name, 'host');
@@ -132,7 +125,7 @@ test('regression: publisher confirms give the same results in the hosting tab an
 
 // ---- 2. a cross-tab feed survives failover ------------------------------------------------
 
-test('regression: a feed on server-named exclusive queues in two client tabs survives the hosting tab crashing', { timeout: TEST_TIMEOUT, todo: TODO_FEED }, async (t) => {
+test('regression: a feed on server-named exclusive queues in two client tabs survives the hosting tab crashing', { timeout: TEST_TIMEOUT }, async (t) => {
   const BEFORE = 3; // published by A before the crash
   const AFTER = 10; // published by each of B and C after the failover
   const context = await newContext(t);
@@ -203,13 +196,13 @@ test('regression: a feed on server-named exclusive queues in two client tabs sur
   );
   assert.deepEqual(
     {
-      B: { cancelled: sb.failovers.map((f) => f.cancelled), nulls: sb.feed.nulls, receivedAfter: afterCrash(sb), publishErrors: fromB.errors },
-      C: { cancelled: sc.failovers.map((f) => f.cancelled), nulls: sc.feed.nulls, receivedAfter: afterCrash(sc), publishErrors: fromC.errors },
+      B: { cancelled: sb.failovers.map((f) => f.cancelled), notRestored: sb.failovers.map((f) => f.notRestored), nulls: sb.feed.nulls, receivedAfter: afterCrash(sb), publishErrors: fromB.errors },
+      C: { cancelled: sc.failovers.map((f) => f.cancelled), notRestored: sc.failovers.map((f) => f.notRestored), nulls: sc.feed.nulls, receivedAfter: afterCrash(sc), publishErrors: fromC.errors },
       stats: statsAfter,
     },
     {
-      B: { cancelled: [[]], nulls: 0, receivedAfter: posted, publishErrors: [] },
-      C: { cancelled: [[]], nulls: 0, receivedAfter: posted, publishErrors: [] },
+      B: { cancelled: [[]], notRestored: [[]], nulls: 0, receivedAfter: posted, publishErrors: [] },
+      C: { cancelled: [[]], notRestored: [[]], nulls: 0, receivedAfter: posted, publishErrors: [] },
       stats: expectedStats,
     },
     'after the failover: one failover event with nothing cancelled, no null, every message to both consumers once, the same queues and bindings',

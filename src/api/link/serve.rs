@@ -114,15 +114,18 @@ impl Link {
         }
         let previous = self.install(host, true);
         let took_over = matches!(previous, Role::Client(_));
-        let mut cancelled = Vec::new();
+        let mut lost = Lost::default();
         if took_over {
             self.fail_in_flight_calls();
-            // Our own channels are rebuilt here first, as a client's would be.
+            // Our own topology and channels are rebuilt here first, as a client's would be.
+            for (conn, commands) in self.topology_to_restore() {
+                lost.topology.extend(self.server_restore(self.me, conn, commands));
+            }
             let states: Vec<(u32, u32, ChannelState)> =
                 self.chans.borrow().iter().map(|(k, c)| (*k, c.conn, c.state())).collect();
             for (chan, conn, state) in states {
-                let lost = self.server_resume(self.me, conn, chan, state);
-                cancelled.extend(self.cancel_lost(chan, lost));
+                let gone = self.server_resume(self.me, conn, chan, state);
+                lost.cancelled.extend(self.cancel_lost(chan, gone));
             }
         }
         self.send(EVERYONE, Frame::Host);
@@ -130,7 +133,7 @@ impl Link {
             let _ = resolve.call0(&JsValue::NULL);
         }
         if took_over {
-            self.emit_failover(cancelled);
+            self.emit_failover(lost);
         }
         // Who else is alive: wait for each to re-announce, up to RESUME_WINDOW_MS.
         let live = self.port.borrow().as_ref().map(Port::live_clients);
@@ -237,6 +240,51 @@ impl Link {
         Ok(())
     }
 
+    /// Builds again what connection `conn` of context `ctx` declared that died with the
+    /// previous host (see [`crate::mesh::topology`]), on a channel of its own so that its
+    /// exclusive queues are the connection's; answers what could not be restored, and why.
+    fn server_restore(self: &Rc<Self>, ctx: u64, conn: u32, commands: Vec<Command>) -> Vec<(String, AmqpError)> {
+        let describe = crate::mesh::topology::describe;
+        let (host, id) = match self.server_conn(ctx, conn) {
+            Ok(x) => x,
+            Err(e) => return commands.iter().map(|c| (describe(c), e.clone())).collect(),
+        };
+        host.with(|core| {
+            let at = now();
+            let mut lost = Vec::new();
+            let mut ch = None;
+            for cmd in commands {
+                // A failed declaration has closed its channel, as any channel error does.
+                let c = match ch {
+                    Some(c) => c,
+                    None => match core.open_channel(id) {
+                        Ok(c) => *ch.insert(c),
+                        Err(e) => {
+                            lost.push((describe(&cmd), e));
+                            continue;
+                        }
+                    },
+                };
+                let what = describe(&cmd);
+                let done = match cmd {
+                    Command::DeclareQueue(d) => core.redeclare_queue(c, d, at).map(|_| ()),
+                    cmd @ (Command::DeclareExchange(_) | Command::BindQueue { .. } | Command::BindExchange { .. }) => {
+                        execute(core, c, cmd, at).map(|_| ())
+                    }
+                    _ => Err(AmqpError::precondition("only declarations and bindings are restored")),
+                };
+                if let Err(e) = done {
+                    lost.push((what, e));
+                    ch = None;
+                }
+            }
+            if let Some(c) = ch {
+                let _ = core.close_channel(c, at);
+            }
+            lost
+        })
+    }
+
     /// Rebuilds a channel a context re-announced; answers the consumers it could not restore.
     fn server_resume(self: &Rc<Self>, ctx: u64, conn: u32, chan: u32, state: ChannelState) -> Vec<(String, AmqpError)> {
         let (host, id) = match self.server_conn(ctx, conn) {
@@ -289,10 +337,19 @@ impl Link {
         out
     }
 
-    pub(super) fn emit_failover(&self, cancelled: Vec<String>) {
+    pub(super) fn emit_failover(&self, lost: Lost) {
         let Some(f) = self.on_failover.borrow().clone() else { return };
-        let tags: Array = cancelled.iter().map(|t| JsValue::from_str(t)).collect();
-        call(&f, &obj(&[("hosting", self.hosting().into()), ("cancelled", tags.into())]));
+        let tags: Array = lost.cancelled.iter().map(|t| JsValue::from_str(t)).collect();
+        let not_restored: Array =
+            lost.topology.into_iter().map(|(what, e)| obj(&[("what", what.into()), ("error", to_js(e))])).collect();
+        call(
+            &f,
+            &obj(&[
+                ("hosting", self.hosting().into()),
+                ("cancelled", tags.into()),
+                ("notRestored", not_restored.into()),
+            ]),
+        );
     }
 
     /// The previous host is gone: calls it never answered fail, and so do confirms it
@@ -301,18 +358,18 @@ impl Link {
         let err = to_js(host_gone());
         let pending: Vec<Pending> = self.net.borrow_mut().pending.drain().map(|(_, p)| p).collect();
         // A re-announcement's promise has no one waiting on it: the next host asks anew.
-        for p in pending.into_iter().filter(|p| !matches!(p.reply, Reply::Resume)) {
+        for p in pending.into_iter().filter(|p| !matches!(p.reply, Reply::Resume | Reply::Restore)) {
             let _ = p.reject.call1(&JsValue::NULL, &err);
         }
         let mut chans = self.chans.borrow_mut();
         for c in chans.values_mut() {
-            let failed = std::mem::take(&mut c.callbacks);
+            let failed = c.take_callbacks();
             c.outstanding.clear();
             for w in c.waiters.iter_mut() {
                 w.nacked = true;
             }
             c.settle_waiters();
-            for (_, cb) in failed {
+            for cb in failed {
                 let _ = cb.call1(&JsValue::NULL, &err);
             }
         }
@@ -367,7 +424,9 @@ impl Link {
             Role::Host(s) => s.window.is_some(),
             _ => return,
         };
-        if in_window && !matches!(f, Frame::Resume { .. } | Frame::Resumed | Frame::Hello { .. }) {
+        if in_window
+            && !matches!(f, Frame::Restore { .. } | Frame::Resume { .. } | Frame::Resumed | Frame::Hello { .. })
+        {
             if let Role::Host(s) = &mut *self.role.borrow_mut() {
                 if let Some(w) = &mut s.window {
                     w.backlog.push((from, f));
@@ -426,6 +485,10 @@ impl Link {
             }
             Frame::Resume { id, conn, chan, state } => {
                 let lost = self.server_resume(from, conn, chan, state);
+                self.send(from, Frame::Reply { id, result: Ok(Answer::Resumed(lost)) });
+            }
+            Frame::Restore { id, conn, commands } => {
+                let lost = self.server_restore(from, conn, commands);
                 self.send(from, Frame::Reply { id, result: Ok(Answer::Resumed(lost)) });
             }
             Frame::Resumed => self.resumed(from),
