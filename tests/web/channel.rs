@@ -44,6 +44,12 @@ fn texts(messages: &[JsValue]) -> Vec<String> {
     messages.iter().map(content).collect()
 }
 
+/// Lets the current task end: a channel's events (deliveries, confirms, returns, errors)
+/// come after the task that caused them, in the hosting context as in the others.
+async fn settle() {
+    JsFuture::from(tick()).await.unwrap();
+}
+
 #[wasm_bindgen_test]
 async fn consumers_share_a_queue_round_robin_under_prefetch_and_acks_free_room() {
     let broker = memory_broker("consume").await;
@@ -59,17 +65,21 @@ async fn consumers_share_a_queue_round_robin_under_prefetch_and_acks_free_room()
     for i in 0..6 {
         ch_a.publish("", "work", format!("m{i}").into(), JsValue::UNDEFINED, None).unwrap();
     }
+    assert!(got(&a).is_empty(), "delivered after the task that published");
+    settle().await;
     assert_eq!(texts(&got(&a)), ["m0", "m2"], "round-robin, two each under prefetch 2");
     assert_eq!(texts(&got(&b)), ["m1", "m3"]);
     let first = &got(&a)[0];
     assert_eq!(prop(&prop(first, "fields"), "consumerTag").as_string(), Some(tag_a.clone()));
     ch_a.ack(first.clone(), None).unwrap();
+    settle().await;
     assert_eq!(texts(&got(&a)), ["m0", "m2", "m4"], "an ack frees room for the next message");
     // a goes away; recover() puts its unacked m2 and m4 back, ahead of m5.
     ch_a.cancel(&tag_a).unwrap();
     ch_a.recover().unwrap();
     let b_msgs = got(&b);
     ch_b.ack(b_msgs[1].clone(), Some(true)).unwrap();
+    settle().await;
     assert_eq!(texts(&got(&b)), ["m1", "m3", "m2", "m4"], "requeued messages keep their place");
     assert_eq!(prop(&prop(&got(&b)[2], "fields"), "redelivered").as_bool(), Some(true));
     broker.close().await;
@@ -94,6 +104,7 @@ async fn a_consumer_that_acks_inside_its_callback_still_sees_its_messages_in_ord
         .unchecked_into();
     let consume = Function::new_with_args("ch, cb", "return ch.consume('q', cb);");
     consume.call2(&JsValue::NULL, &ch, &callback).unwrap();
+    settle().await;
     assert_eq!(texts(&got(&seen)), ["0", "1", "2", "3", "4"]);
     broker.close().await;
 }
@@ -107,7 +118,9 @@ async fn confirms_reach_their_callbacks() {
     let (c1, c2) = (collector(), collector());
     ch.publish("", "small", "fits".into(), JsValue::UNDEFINED, Some(c1.clone())).unwrap();
     ch.publish("", "small", "refused".into(), JsValue::UNDEFINED, Some(c2.clone())).unwrap();
-    JsFuture::from(ch.wait_for_confirms()).await.unwrap();
+    assert!(got(&c1).is_empty() && got(&c2).is_empty(), "a callback never runs inside publish()");
+    let err = JsFuture::from(ch.wait_for_confirms()).await.unwrap_err();
+    assert!(prop(&err, "message").as_string().unwrap().contains("nacked"), "one was refused: it rejects");
     assert_eq!(got(&c1), [JsValue::NULL], "acked: the callback gets null");
     let nack = &got(&c2)[0];
     assert_eq!(prop(nack, "code").as_f64(), Some(506.0));
@@ -148,6 +161,7 @@ async fn mandatory_messages_nobody_takes_come_back_as_return_events() {
     ch.assert_exchange("ex", "direct", JsValue::UNDEFINED).unwrap();
     ch.publish("ex", "nobody", "lost?".into(), json(r#"{"mandatory": true}"#), None).unwrap();
     ch.publish("ex", "nobody", "dropped".into(), JsValue::UNDEFINED, None).unwrap();
+    settle().await;
     let ev = events(&emit);
     assert_eq!(ev.len(), 1, "only the mandatory one");
     assert_eq!(ev[0].0, "return");
@@ -168,6 +182,7 @@ async fn a_channel_error_emits_error_then_close_and_fails_pending_confirms() {
     let cb = collector();
     // Publishing to a missing exchange is a channel error: reported as events, not thrown.
     assert!(ch.publish("no-such-exchange", "k", "x".into(), JsValue::UNDEFINED, Some(cb.clone())).unwrap());
+    settle().await;
     let ev = events(&emit);
     assert_eq!(ev.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["error", "close"]);
     assert_eq!(prop(&ev[0].1, "code").as_f64(), Some(404.0));
@@ -180,6 +195,7 @@ async fn a_channel_error_emits_error_then_close_and_fails_pending_confirms() {
     let emit3 = recorder();
     let third = conn.create_channel(false, emit3.clone()).unwrap();
     third.ack(json(r#"{"fields": {"deliveryTag": 99}}"#), None).unwrap();
+    settle().await;
     let ev = events(&emit3);
     assert_eq!(ev.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["error", "close"]);
     assert_eq!(prop(&ev[0].1, "code").as_f64(), Some(406.0));
@@ -200,6 +216,7 @@ async fn deleting_a_queue_cancels_its_consumers_with_null() {
     ch.consume("doomed", c.clone(), JsValue::UNDEFINED).unwrap();
     let other = conn.create_channel(false, recorder()).unwrap();
     other.delete_queue("doomed", JsValue::UNDEFINED).unwrap();
+    settle().await;
     assert_eq!(got(&c), [JsValue::NULL], "amqplib calls the consumer with null");
     broker.close().await;
 }
@@ -215,10 +232,12 @@ async fn closing_a_connection_requeues_its_unacked_messages_for_others() {
     ch2.publish("", "q", "held".into(), JsValue::UNDEFINED, None).unwrap();
     let first = collector();
     ch1.consume("q", first.clone(), JsValue::UNDEFINED).unwrap();
+    settle().await;
     assert_eq!(texts(&got(&first)), ["held"]);
     c1.close();
     let second = collector();
     ch2.consume("q", second.clone(), JsValue::UNDEFINED).unwrap();
+    settle().await;
     assert_eq!(texts(&got(&second)), ["held"], "back in the queue, for the other connection");
     assert_eq!(prop(&prop(&got(&second)[0], "fields"), "redelivered").as_bool(), Some(true));
     let err = ch2.check_queue("mine").unwrap_err();
