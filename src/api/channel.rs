@@ -10,7 +10,7 @@ use js_sys::{Array, Function, Promise};
 use wasm_bindgen::prelude::*;
 
 use super::convert::{self, opt_bool, table};
-use super::link::{closed_channel, Link, Reply};
+use super::link::{Link, Reply};
 use super::to_js;
 use crate::core::AmqpError;
 use crate::mesh::frame::Command;
@@ -242,23 +242,8 @@ impl RawChannel {
         callback: Option<Function>,
     ) -> R<bool> {
         let (message, mandatory) = convert::message(exchange, routing_key, &content, &options).map_err(to_js)?;
-        let seq = {
-            let mut chans = self.link.chans.borrow_mut();
-            let c = chans.get_mut(&self.chan).ok_or_else(|| to_js(closed_channel()))?;
-            let seq = c.next_seq;
-            if self.confirm {
-                c.expect_confirm(seq, callback);
-                c.next_seq += 1;
-            }
-            seq
-        };
-        let sent = self.link.cast(self.chan, Command::Publish { message, mandatory });
-        if sent.is_err() && self.confirm {
-            if let Some(c) = self.link.chans.borrow_mut().get_mut(&self.chan) {
-                c.unexpect_confirm(seq);
-            }
-        }
-        sent.map(|_| true)
+        let publish = Command::Publish { message, mandatory };
+        self.link.publish(self.chan, publish, callback.filter(|_| self.confirm)).map(|_| true)
     }
 
     /// Resolves once every message published so far is confirmed; rejects if one was
@@ -267,21 +252,7 @@ impl RawChannel {
     /// their callbacks have had the error and it resolves, as amqplib's does.
     #[wasm_bindgen(js_name = waitForConfirms)]
     pub fn wait_for_confirms(&self) -> Promise {
-        let link = self.link.clone();
-        let chan = self.chan;
-        Promise::new(&mut |resolve, reject| {
-            let mut chans = link.chans.borrow_mut();
-            match chans.get_mut(&chan) {
-                Some(c) => c.wait_for_confirms(resolve, reject),
-                None => {
-                    drop(chans);
-                    let _ = match link.closing_unconfirmed(chan) {
-                        Some(e) => reject.call1(&JsValue::NULL, &e),
-                        None => resolve.call0(&JsValue::NULL),
-                    };
-                }
-            }
-        })
+        self.link.wait_for_confirms(self.chan)
     }
 
     /// `consume(queue, callback, options)` → `{consumerTag}` (or a promise of it).
@@ -307,32 +278,9 @@ impl RawChannel {
             Ok(b) => b,
             Err(e) => return Promise::reject(&to_js(e)),
         };
-        let Some(host) = self.link.host() else {
-            return settled(self.link.get(self.chan, queue, no_ack));
-        };
-        // A `get` that fails because its head is not ready after all (an expired head
-        // went between the check and the get, a ms later) waits and tries again.
-        let retry = |host: &crate::host::Host, got: &Result<JsValue, JsValue>, queue: &str| {
-            got.is_err() && !host.can_get(queue)
-        };
-        if host.can_get(&queue) {
-            let got = self.link.get(self.chan, queue.clone(), no_ack);
-            if !retry(&host, &got, &queue) {
-                return settled(got);
-            }
-        }
-        let (link, chan) = (self.link.clone(), self.chan);
-        wasm_bindgen_futures::future_to_promise(async move {
-            loop {
-                // Deep in a long queue, the store gives the head back; a first delivery
-                // beyond the queue's stored delivery horizon waits for a higher one.
-                host.get_ready(&queue).await;
-                let got = link.get(chan, queue.clone(), no_ack);
-                if !retry(&host, &got, &queue) {
-                    return wasm_bindgen_futures::JsFuture::from(Promise::resolve(&got?)).await;
-                }
-            }
-        })
+        // Deep in a long queue, the host reads the head back from the store first; a
+        // first delivery beyond the queue's stored delivery horizon waits for a higher one.
+        settled(self.link.get(self.chan, queue, no_ack))
     }
 
     /// `ack(message, allUpTo)`.

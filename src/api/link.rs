@@ -1,22 +1,25 @@
-//! What joins a context's channels to the broker, wherever it runs. A [`Link`] is one
-//! broker name in one context. Its role is either
-//! - `Host`: this context runs the core ([`Host`]) for itself and for the other contexts,
-//!   whose frames it executes and whose events it sends back; or
-//! - `Client`: another context hosts; commands go to it as frames, replies and events
-//!   come back. The client keeps what a new host needs after failover: each channel's
-//!   prefetch, confirm numbering, consumers and deliveries in flight.
+//! The browser's driver of the mesh. A [`Link`] is one broker name in one context: it
+//! moves bytes between BroadcastChannel / Web Locks and the mesh's state machines, and
+//! between those machines and the app's JS (promises, callbacks, channel events).
+//!
+//! - [`ClientState`] (every context) turns the app's calls into frames for whoever hosts
+//!   and the host's frames into what the app is told;
+//! - [`HostState`] (the context holding the host lock) serves every context's frames on
+//!   the engine (`crate::host`), the hosting context's own included: its frames reach
+//!   its host state at once, and what the host sends back reaches its client state after
+//!   the current task, as a post would, so that the app sees one behaviour whoever hosts.
 //!
 //! Without Web Locks and BroadcastChannel (Node, Deno, workerd), or with `mesh: false`,
 //! a link hosts its own broker and has no port.
 //!
-//! The hosting side (taking over, serving other contexts) is in `link/serve.rs`.
+//! Taking over as host and driving the host state is in `link/serve.rs`.
 //!
-//! Borrow discipline: the host's core runs events back into the link (its event sink),
-//! and JS callbacks call back into channels, so no `RefCell` of the link is held across
-//! `Host::with` or a call into JS.
+//! Borrow discipline: JS callbacks call back into the link, so no `RefCell` of the link
+//! is held across a call into JS; notices a nested call causes are handed over by the
+//! outer loop, in order.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::{Rc, Weak};
 
 use js_sys::{Array, Function, Object, Promise, Uint8Array};
@@ -25,14 +28,12 @@ use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use super::convert::{self, set, Fields};
 use super::to_js;
-use crate::core::fxhash::{FxMap, FxSet};
-use crate::core::{AmqpError, Broker, ChannelRef, ConnId, Consume, ReplyCode, Resume};
-use crate::host::{now, Event, Host, Storage};
-use crate::mesh::frame::{
-    self, Answer, ChannelState, Command, ContextInfo, Frame, InFlight, PostWriter, Stats, WireDelivery, WireEvent,
-    EVERYONE,
-};
-use crate::mesh::topology::Recorded;
+use crate::core::fxhash::FxMap;
+use crate::core::{AmqpError, Consume, ReplyCode};
+use crate::host::{now, Engine, Host, Storage};
+use crate::mesh::client::{ClientState, Notice, Track};
+use crate::mesh::frame::{self, Answer, Command, Frame, PostWriter, Stats, WireDelivery};
+use crate::mesh::host::HostState;
 
 #[wasm_bindgen(module = "/src/api/glue.js")]
 extern "C" {
@@ -64,17 +65,6 @@ extern "C" {
     fn close(this: &Port);
 }
 
-/// How long a new host waits at most for the live clients (those holding their client
-/// lock) to re-announce their channels before it hands out messages again. It goes on as
-/// soon as every one has, within a few ms when none is busy. A client starved of CPU
-/// re-announces seconds late: until it has, the host cannot know which messages it still
-/// holds, and would hand them to others too (the README's bug 2). A hung client must not
-/// stall the broker forever, though.
-const RESUME_WINDOW_MS: i32 = 10_000;
-/// How long a client remembers a settled delivery, and how many per channel at most: a
-/// host stores a settlement within a turn or so of receiving it.
-const SETTLED_KEEP_MS: f64 = 2000.0;
-const SETTLED_KEEP_MAX: usize = 65_536;
 /// A post is sent once its frames reach this size, even mid-turn.
 const POST_SPLIT_BYTES: usize = 4 << 20;
 
@@ -94,150 +84,7 @@ pub(crate) fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
     o.into()
 }
 
-fn host_gone() -> AmqpError {
-    AmqpError::new(
-        ReplyCode::ConnectionForced,
-        "the context hosting the broker went away before answering: the call may or may not have taken effect; \
-         another context hosts now, so try again",
-    )
-}
-
-pub(crate) fn closed_channel() -> AmqpError {
-    AmqpError::new(ReplyCode::ChannelError, "channel is closed: open a new one")
-}
-
-/// `waitForConfirms()` calls: every publish up to `upto` settles first.
-struct ConfirmWaiter {
-    upto: u64,
-    resolve: Function,
-    reject: Function,
-    nacked: bool,
-}
-
-/// One channel of this context: its JS side, and what a new host needs to rebuild it.
-pub(crate) struct Chan {
-    conn: u32,
-    confirm: bool,
-    /// Consumer tag → the callback that takes each message (and `null` when cancelled).
-    consumers: FxMap<Rc<str>, Function>,
-    /// The consumers' options, re-announced after failover.
-    specs: Vec<Consume>,
-    /// Confirm sequence number → the publish callback `(err) => …`, if one was given.
-    callbacks: FxMap<u64, Function>,
-    outstanding: BTreeSet<u64>,
-    waiters: Vec<ConfirmWaiter>,
-    /// `emit(name, arg)`: the JS channel's events (`return`, `error`, `close`).
-    emit: Function,
-    /// The confirm sequence number of the next publish.
-    pub(crate) next_seq: u64,
-    prefetch: (u32, u32),
-    /// Client role only: deliveries not yet acked, by tag, and the highest tag seen.
-    in_flight: BTreeMap<u64, InFlight>,
-    last_tag: u64,
-    /// Client role: deliveries settled lately (when, what, ack or reject), re-announced
-    /// after failover in case the dead host never stored their settlement.
-    settled: VecDeque<(f64, InFlight, bool)>,
-}
-
-impl Chan {
-    /// Resolves the `waitForConfirms` calls whose publishes have all settled.
-    fn settle_waiters(&mut self) {
-        let first_open = self.outstanding.first().copied().unwrap_or(u64::MAX);
-        self.waiters.retain(|w| {
-            if w.upto >= first_open {
-                return true;
-            }
-            let _ = match w.nacked {
-                false => w.resolve.call0(&JsValue::NULL),
-                true => w.reject.call1(
-                    &JsValue::NULL,
-                    &to_js(AmqpError::new(
-                        ReplyCode::ResourceError,
-                        "a message published before waitForConfirms was nacked: its publish callback has the reason",
-                    )),
-                ),
-            };
-            false
-        });
-    }
-
-    /// Every pending confirm fails with `error`, in publish order; says whether any was pending.
-    fn fail_all(&mut self, error: &JsValue) -> bool {
-        let had = !self.outstanding.is_empty();
-        for cb in self.take_callbacks() {
-            let _ = cb.call1(&JsValue::NULL, error);
-        }
-        self.outstanding.clear();
-        for w in self.waiters.drain(..) {
-            let _ = w.reject.call1(&JsValue::NULL, error);
-        }
-        had
-    }
-
-    /// The publish callbacks still waiting, in publish order.
-    pub(super) fn take_callbacks(&mut self) -> Vec<Function> {
-        let mut all: Vec<(u64, Function)> = self.callbacks.drain().collect();
-        all.sort_unstable_by_key(|(seq, _)| *seq);
-        all.into_iter().map(|(_, cb)| cb).collect()
-    }
-
-    /// A publish on a confirm channel awaits its confirm.
-    pub(crate) fn expect_confirm(&mut self, seq: u64, callback: Option<Function>) {
-        self.outstanding.insert(seq);
-        if let Some(cb) = callback {
-            self.callbacks.insert(seq, cb);
-        }
-    }
-
-    /// The publish did not go out (the channel closed meanwhile).
-    pub(crate) fn unexpect_confirm(&mut self, seq: u64) {
-        self.outstanding.remove(&seq);
-        self.callbacks.remove(&seq);
-        self.next_seq = seq;
-    }
-
-    pub(crate) fn wait_for_confirms(&mut self, resolve: Function, reject: Function) {
-        self.waiters.push(ConfirmWaiter { upto: self.next_seq - 1, resolve, reject, nacked: false });
-        self.settle_waiters();
-    }
-
-    fn state(&self) -> ChannelState {
-        ChannelState {
-            next_delivery_tag: self.last_tag + 1,
-            confirm_seq: self.confirm.then_some(self.next_seq),
-            consumer_prefetch: self.prefetch.0,
-            channel_prefetch: self.prefetch.1,
-            consumers: self.specs.clone(),
-            in_flight: self.in_flight.values().cloned().collect(),
-            settled: self.settled.iter().map(|(_, f, ack)| (f.clone(), *ack)).collect(),
-        }
-    }
-
-    /// Client role: an ack, nack or reject settles deliveries in flight. Acks and rejects
-    /// without requeue are kept a while (see `settled`); a requeued message is back in its
-    /// queue either way.
-    fn settle(&mut self, tag: u64, multiple: bool, keep: Option<bool>) {
-        let done: Vec<InFlight> = match (tag, multiple) {
-            (0, true) => std::mem::take(&mut self.in_flight).into_values().collect(),
-            (t, true) => {
-                let rest = self.in_flight.split_off(&(t + 1));
-                std::mem::replace(&mut self.in_flight, rest).into_values().collect()
-            }
-            (t, false) => self.in_flight.remove(&t).into_iter().collect(),
-        };
-        let now = js_sys::Date::now();
-        while self.settled.front().is_some_and(|(at, _, _)| now - at > SETTLED_KEEP_MS)
-            || self.settled.len() > SETTLED_KEEP_MAX
-        {
-            self.settled.pop_front();
-        }
-        if let Some(ack) = keep {
-            self.settled.extend(done.into_iter().map(|f| (now, f, ack)));
-        }
-    }
-}
-
-/// What a reply turns into.
+/// What an answer turns into in JS.
 pub(crate) enum Reply {
     /// `{queue, messageCount, consumerCount}`
     Queue,
@@ -249,95 +96,44 @@ pub(crate) enum Reply {
     Exchange(String),
     /// `{consumerTag}`
     Tag(String),
-    /// `{consumerTag}` of a cancelled consumer, whose callback goes once the host has
-    /// answered: deliveries sent before the cancel still reach it, as in amqplib.
-    Cancelled {
-        chan: u32,
-        tag: String,
-    },
-    /// A message (tracked while unacked) or `false`.
-    Got {
-        chan: u32,
-        no_ack: bool,
-    },
+    /// A message or `false`.
+    Got,
     Stats,
     Peek,
+    /// `undefined`
     Nothing,
-    /// A channel re-announced after failover.
-    Resume,
-    /// A connection's topology declared again after failover.
-    Restore,
 }
 
-struct Pending {
-    resolve: Function,
-    reject: Function,
-    reply: Reply,
-    /// A topology command: recorded for connection `.0` once it succeeds.
-    record: Option<(u32, Command)>,
+/// The JS side of one channel.
+struct ChanJs {
+    /// `emit(name, arg)`: the JS channel's events (`return`, `error`, `close`).
+    emit: Function,
+    /// Consumer tag → the callback that takes each message (and `null` when cancelled).
+    consumers: FxMap<String, Function>,
+    /// Confirm sequence number → the publish callback `(err) => …`, if one was given.
+    callbacks: BTreeMap<u64, Function>,
 }
 
-/// An event for a channel of this context, while it hosts: handed over after the current
-/// task, as a client gets its events in a later post, so that the app sees the same order
-/// whether its context hosts or not (a confirm callback never runs inside `publish`).
-enum Local {
-    Event(u32, WireEvent),
-    /// A cancelled consumer's callback goes, after the deliveries made before the cancel.
-    Cancelled(u32, String),
-}
-
-/// The host's bookkeeping: which core connection and channel each context's ids map to.
-struct Server {
-    host: Host,
-    /// (context, its connection id) → core connection.
-    conns: FxMap<(u64, u32), ConnId>,
-    /// (context, its channel id) → core channel, and back.
-    chans: FxMap<(u64, u32), ChannelRef>,
-    owners: FxMap<ChannelRef, (u64, u32)>,
-    watched: FxSet<u64>,
-    /// What each context calls itself (`connect({label})`).
-    labels: FxMap<u64, String>,
-    /// (time, totals) of recent stats, for rates.
-    samples: VecDeque<(u64, [u64; 6])>,
-    /// After taking over: the live clients not yet re-announced, and the frames that
-    /// came meanwhile. Messages are held back until it ends.
-    window: Option<Window>,
-}
-
+/// What JS waits for: promises of calls and of `waitForConfirms()`, and each channel's
+/// callbacks.
 #[derive(Default)]
-struct Window {
-    waiting: Option<FxSet<u64>>,
-    done: FxSet<u64>,
-    backlog: Vec<(u64, Frame)>,
-}
-
-enum Role {
-    /// No host known yet.
-    Waiting,
-    Client(u64),
-    Host(Server),
-    Closed,
+struct Js {
+    calls: FxMap<u32, (Function, Function, Reply)>,
+    waits: FxMap<u64, (Function, Function)>,
+    chans: FxMap<u32, ChanJs>,
 }
 
 #[derive(Default)]
 struct Net {
     out: PostWriter,
     post_scheduled: bool,
-    /// Frames for a host not known yet.
-    waiting: Vec<Frame>,
-    pending: FxMap<u32, Pending>,
-    next_id: u32,
     dropped: u64,
-    /// After failover: replies still due to re-announcements, and what could not be
-    /// restored.
-    resuming: Option<(usize, Lost)>,
 }
 
-/// After failover: consumers the new host could not restore, and topology (what, why).
-#[derive(Default)]
-pub(super) struct Lost {
-    cancelled: Vec<String>,
-    topology: Vec<(String, AmqpError)>,
+/// This context hosts: the driver of the engine, and the mesh's host state.
+struct Server {
+    host: Host,
+    state: HostState,
 }
 
 mod serve;
@@ -353,113 +149,29 @@ pub(crate) struct Link {
     /// What this context calls itself in the stats.
     label: String,
     storage: JsValue,
-    role: RefCell<Role>,
-    pub(crate) chans: RefCell<FxMap<u32, Chan>>,
+    client: RefCell<ClientState>,
+    server: RefCell<Option<Server>>,
+    closed: Cell<bool>,
+    js: RefCell<Js>,
     net: RefCell<Net>,
     port: RefCell<Option<Port>>,
     /// The port's callbacks, kept alive while the port is.
     closures: RefCell<Vec<Callback>>,
     on_failover: RefCell<Option<Function>>,
-    /// `open()` waits for a role: resolve, reject.
+    /// `open()` waits for a host: resolve, reject.
     ready: RefCell<Option<(Function, Function)>>,
-    next_local: Cell<u32>,
-    /// Per connection: the topology it declared that dies with the host (see
-    /// [`crate::mesh::topology`]).
-    topology: RefCell<FxMap<u32, Recorded>>,
-    /// Host role: events for this context's channels, handed over after the current task.
-    local: RefCell<VecDeque<Local>>,
+    /// Host role: what the host sent this context, handed over after the current task.
+    local: RefCell<VecDeque<Frame>>,
     local_scheduled: Cell<bool>,
+    /// Notices are being handed over: a nested call leaves its own to the outer loop.
+    pumping: Cell<bool>,
     /// Channels the app closed with confirms outstanding, until the task that closed them
     /// ends (see `RawChannel::wait_for_confirms`): (channel, the error its confirms failed with).
     closing_unconfirmed: Rc<RefCell<Vec<(u32, JsValue)>>>,
 }
 
-/// A `Resume` for the core from a channel's re-announced state.
-fn resume_of(s: ChannelState) -> Resume {
-    // Settled ones are taken back with no consumer (so they do not count against its
-    // prefetch), to be settled again at once.
-    let settled = s.settled.into_iter().map(|(f, _)| InFlight { consumer_tag: None, ..f });
-    let in_flight = s.in_flight.into_iter().chain(settled);
-    Resume {
-        next_delivery_tag: s.next_delivery_tag,
-        confirm_seq: s.confirm_seq,
-        consumer_prefetch: s.consumer_prefetch,
-        channel_prefetch: s.channel_prefetch,
-        consumers: s.consumers,
-        in_flight: in_flight.collect(),
-    }
-}
-
-/// Runs one channel command on the core.
-fn execute(core: &mut Broker, ch: ChannelRef, cmd: Command, now: u64) -> Result<Answer, AmqpError> {
-    let done = |r: crate::core::Result<()>| r.map(|_| Answer::Done);
-    match cmd {
-        Command::DeclareQueue(d) => core.declare_queue(ch, d, now).map(Answer::Queue),
-        Command::DeleteQueue { name, if_unused, if_empty } => {
-            core.delete_queue(ch, &name, if_unused, if_empty, now).map(Answer::Count)
-        }
-        Command::PurgeQueue(name) => core.purge_queue(ch, &name, now).map(Answer::Count),
-        Command::BindQueue { queue, source, pattern, args } => {
-            done(core.bind_queue(ch, &queue, &source, &pattern, args, now))
-        }
-        Command::UnbindQueue { queue, source, pattern, args } => {
-            done(core.unbind_queue(ch, &queue, &source, &pattern, args, now))
-        }
-        Command::DeclareExchange(d) => done(core.declare_exchange(ch, d, now)),
-        Command::DeleteExchange { name, if_unused } => done(core.delete_exchange(ch, &name, if_unused, now)),
-        Command::BindExchange { destination, source, pattern, args } => {
-            done(core.bind_exchange(ch, &destination, &source, &pattern, args, now))
-        }
-        Command::UnbindExchange { destination, source, pattern, args } => {
-            done(core.unbind_exchange(ch, &destination, &source, &pattern, args, now))
-        }
-        Command::Publish { message, mandatory } => done(core.publish(ch, message, mandatory, now)),
-        Command::Consume(c) => done(core.consume(ch, c, now).map(|_| ())),
-        Command::Cancel(tag) => done(core.cancel(ch, &tag, now)),
-        Command::Get { queue, no_ack } => {
-            let got = core.get(ch, &queue, no_ack, now)?;
-            Ok(Answer::Got(got.map(|g| {
-                let d = g.delivery;
-                let wire = WireDelivery {
-                    consumer_tag: None,
-                    delivery_tag: d.delivery_tag,
-                    redelivered: d.redelivered,
-                    delivery_count: d.delivery_count,
-                    queue: queue.as_str().into(),
-                    seq: d.seq,
-                    message: d.message,
-                };
-                (wire, g.message_count)
-            })))
-        }
-        Command::Ack { tag, multiple } => done(core.ack(ch, tag, multiple, now)),
-        Command::Nack { tag, multiple, requeue } => done(core.nack(ch, tag, multiple, requeue, now)),
-        Command::Reject { tag, requeue } => done(core.reject(ch, tag, requeue, now)),
-        Command::Prefetch { count, global } => done(core.prefetch(ch, count, global, now)),
-        Command::Recover => done(core.recover(ch, now)),
-        Command::Close => done(core.close_channel(ch, now)),
-    }
-}
-
 /// The names of `Stats::totals` and `rates` in JS.
 const TOTALS: [&str; 6] = ["published", "delivered", "redelivered", "acked", "deadLettered", "discarded"];
-
-/// How far back rates look, and how often a sample is kept.
-const RATE_WINDOW_MS: u64 = 5_000;
-const RATE_SAMPLE_MS: u64 = 250;
-
-fn totals_of(queues: &[crate::core::QueueInfo]) -> [u64; 6] {
-    let mut t = [0u64; 6];
-    for q in queues {
-        let c = q.counters;
-        let v =
-            [c.enqueued, c.delivered, c.redelivered, c.acked + c.auto_acked, c.dead_lettered, c.discarded + c.purged];
-        for (a, b) in t.iter_mut().zip(v) {
-            *a += b;
-        }
-    }
-    t
-}
 
 fn counts_js(names: &[&str; 6], v: impl Iterator<Item = f64>) -> JsValue {
     let o = Object::new();
@@ -571,24 +283,26 @@ fn message_js(d: &WireDelivery, message_count: Option<u32>) -> JsValue {
 }
 
 impl Link {
-    fn new(prefix: &str, storage: JsValue, label: String, limits: crate::core::Limits, role: Role) -> Rc<Link> {
+    fn new(prefix: &str, storage: JsValue, label: String, limits: crate::core::Limits) -> Rc<Link> {
+        let me = (js_sys::Math::random() * 9.0e15) as u64 + 1;
         Rc::new(Link {
-            me: (js_sys::Math::random() * 9.0e15) as u64 + 1,
+            me,
             prefix: prefix.into(),
             limits,
-            label,
+            label: label.clone(),
             storage,
-            role: RefCell::new(role),
-            chans: RefCell::default(),
+            client: RefCell::new(ClientState::new(me, label)),
+            server: RefCell::new(None),
+            closed: Cell::new(false),
+            js: RefCell::default(),
             net: RefCell::default(),
             port: RefCell::new(None),
             closures: RefCell::default(),
             on_failover: RefCell::new(None),
             ready: RefCell::new(None),
-            next_local: Cell::new(1),
-            topology: RefCell::default(),
             local: RefCell::default(),
             local_scheduled: Cell::new(false),
+            pumping: Cell::new(false),
             closing_unconfirmed: Rc::default(),
         })
     }
@@ -606,11 +320,13 @@ impl Link {
         let label = label.unwrap_or_else(default_label);
         if !mesh || !mesh_available() {
             let host = Host::open(prefix, kind, limits.clone()).await.map_err(to_js)?;
-            let link = Link::new(prefix, storage, label, limits, Role::Waiting);
+            let link = Link::new(prefix, storage, label, limits);
             link.install(host, false);
+            link.client.borrow_mut().hosting_now();
+            link.pump();
             return Ok(link);
         }
-        let link = Link::new(prefix, storage, label, limits, Role::Waiting);
+        let link = Link::new(prefix, storage, label, limits);
         let ready = Promise::new(&mut |resolve, reject| *link.ready.borrow_mut() = Some((resolve, reject)));
         let weak = Rc::downgrade(&link);
         let on_post = Closure::<dyn FnMut(JsValue)>::new({
@@ -654,7 +370,8 @@ impl Link {
         let started = port.start();
         *link.port.borrow_mut() = Some(port);
         JsFuture::from(started?).await?;
-        link.send(EVERYONE, Frame::Hello { label: link.label.clone() });
+        // Asks who hosts.
+        link.pump();
         JsFuture::from(ready).await?;
         Ok(link)
     }
@@ -664,13 +381,11 @@ impl Link {
     }
 
     pub(crate) fn next_id(&self) -> u32 {
-        let id = self.next_local.get();
-        self.next_local.set(id + 1);
-        id
+        self.client.borrow_mut().next_id()
     }
 
     pub(crate) fn hosting(&self) -> bool {
-        matches!(*self.role.borrow(), Role::Host(_))
+        self.server.borrow().is_some()
     }
 
     pub(crate) fn set_on_failover(&self, f: Option<Function>) {
@@ -679,18 +394,7 @@ impl Link {
 
     /// The host, when this context hosts.
     pub(crate) fn host(&self) -> Option<Host> {
-        match &*self.role.borrow() {
-            Role::Host(s) => Some(s.host.clone()),
-            _ => None,
-        }
-    }
-
-    /// The core channel of local channel `chan`, when this context hosts.
-    fn local(&self, chan: u32) -> Option<(Host, Option<ChannelRef>)> {
-        match &*self.role.borrow() {
-            Role::Host(s) => Some((s.host.clone(), s.chans.get(&(self.me, chan)).copied())),
-            _ => None,
-        }
+        self.server.borrow().as_ref().map(|s| s.host.clone())
     }
 
     pub(crate) fn storage_name(&self) -> &'static str {
@@ -706,22 +410,12 @@ impl Link {
 
     // ------------------------------------------------------------ sending
 
+    /// A frame for another context (`frame::EVERYONE`: all of them).
     fn send(self: &Rc<Self>, to: u64, f: Frame) {
-        let host = match &*self.role.borrow() {
-            Role::Client(h) => Some(*h),
-            Role::Closed => return,
-            _ => None,
-        };
+        if self.closed.get() || self.port.borrow().is_none() {
+            return;
+        }
         let mut net = self.net.borrow_mut();
-        let to = match (to, host) {
-            (EVERYONE, _) => EVERYONE,
-            (u64::MAX, None) => {
-                net.waiting.push(f);
-                return;
-            }
-            (u64::MAX, Some(h)) => h,
-            (to, _) => to,
-        };
         net.out.push(to, &f);
         if net.out.len() >= POST_SPLIT_BYTES {
             // Receivers drop posts over 64 MiB: a large turn goes out in several, in order.
@@ -735,11 +429,6 @@ impl Link {
             // Everything this context sends in one turn goes in one post.
             spawn_local(async move { link.post_now() });
         }
-    }
-
-    /// A frame for whoever hosts (held until a host is known).
-    fn to_host(self: &Rc<Self>, f: Frame) {
-        self.send(u64::MAX, f);
     }
 
     fn post_now(&self) {
@@ -756,234 +445,226 @@ impl Link {
         }
     }
 
-    /// A call to the host answered later: its promise.
-    fn request(self: &Rc<Self>, reply: Reply, frame: impl FnOnce(u32) -> Frame) -> Promise {
-        self.request_recording(reply, None, frame)
+    /// Hands over what the client state said, in order: frames to the host (this
+    /// context's own host state at once), answers and events to JS.
+    fn pump(self: &Rc<Self>) {
+        if self.pumping.replace(true) {
+            return;
+        }
+        loop {
+            let next = self.client.borrow_mut().poll_notice();
+            let Some(notice) = next else { break };
+            self.notice(notice);
+        }
+        self.pumping.set(false);
     }
 
-    /// [`Link::request`], recording a topology command once it succeeds.
-    fn request_recording(
-        self: &Rc<Self>,
-        reply: Reply,
-        record: Option<(u32, Command)>,
-        frame: impl FnOnce(u32) -> Frame,
-    ) -> Promise {
-        let mut slot = None;
-        let promise = Promise::new(&mut |resolve, reject| slot = Some((resolve, reject)));
-        let (resolve, reject) = slot.expect("the executor runs at once");
-        let id = {
-            let mut net = self.net.borrow_mut();
-            net.next_id = net.next_id.wrapping_add(1).max(1);
-            let id = net.next_id;
-            net.pending.insert(id, Pending { resolve, reject, reply, record });
-            id
-        };
-        self.to_host(frame(id));
+    fn notice(self: &Rc<Self>, notice: Notice) {
+        match notice {
+            Notice::Post { to, frame } if to == self.me => {
+                let me = self.me;
+                self.hosted(|s, e, now| s.receive(e, me, frame, now));
+            }
+            Notice::Post { to, frame } => self.send(to, frame),
+            Notice::Ready => {
+                if let Some((resolve, _)) = self.ready.borrow_mut().take() {
+                    let _ = resolve.call0(&JsValue::NULL);
+                }
+            }
+            Notice::Answer { id, result } => {
+                let Some((resolve, reject, reply)) = self.js.borrow_mut().calls.remove(&id) else { return };
+                let _ = match result {
+                    Ok(a) => resolve.call1(&JsValue::NULL, &self.answer_js(reply, a)),
+                    Err(e) => reject.call1(&JsValue::NULL, &to_js(e)),
+                };
+            }
+            Notice::Confirm { chan, seq, error } => {
+                let cb = self.js.borrow_mut().chans.get_mut(&chan).and_then(|c| c.callbacks.remove(&seq));
+                if let Some(cb) = cb {
+                    call(&cb, &error.map_or(JsValue::NULL, to_js));
+                }
+            }
+            Notice::Waited { wait, result, .. } => {
+                let Some((resolve, reject)) = self.js.borrow_mut().waits.remove(&wait) else { return };
+                let _ = match result {
+                    Ok(()) => resolve.call0(&JsValue::NULL),
+                    Err(e) => reject.call1(&JsValue::NULL, &to_js(e)),
+                };
+            }
+            Notice::Deliver { chan, delivery } => {
+                let tag = delivery.consumer_tag.as_deref().unwrap_or("");
+                let f = self.js.borrow().chans.get(&chan).and_then(|c| c.consumers.get(tag).cloned());
+                if let Some(f) = f {
+                    call(&f, &message_js(&delivery, None));
+                }
+            }
+            Notice::Return { chan, code, text, message } => {
+                let Some(emit) = self.js.borrow().chans.get(&chan).map(|c| c.emit.clone()) else { return };
+                let fields = Fields::Return { reply_code: code, reply_text: &text };
+                let msg = convert::message_to_js(&message, fields, 0);
+                let _ = emit.call2(&JsValue::NULL, &"return".into(), &msg);
+            }
+            Notice::ConsumerGone { chan, tag, notify } => {
+                let f = self.js.borrow_mut().chans.get_mut(&chan).and_then(|c| c.consumers.remove(&tag));
+                if let (Some(f), true) = (f, notify) {
+                    call(&f, &JsValue::NULL);
+                }
+            }
+            Notice::Closed { chan, error } => {
+                let Some(c) = self.js.borrow_mut().chans.remove(&chan) else { return };
+                if let Some(e) = error {
+                    let _ = c.emit.call2(&JsValue::NULL, &"error".into(), &to_js(e));
+                }
+                let _ = c.emit.call2(&JsValue::NULL, &"close".into(), &JsValue::UNDEFINED);
+            }
+            Notice::Failover { cancelled, not_restored } => {
+                let Some(f) = self.on_failover.borrow().clone() else { return };
+                let tags: Array = cancelled.iter().map(|t| JsValue::from_str(t)).collect();
+                let not_restored: Array = not_restored
+                    .into_iter()
+                    .map(|(what, e)| obj(&[("what", what.into()), ("error", to_js(e))]))
+                    .collect();
+                let info = obj(&[
+                    ("hosting", self.hosting().into()),
+                    ("cancelled", tags.into()),
+                    ("notRestored", not_restored.into()),
+                ]);
+                call(&f, &info);
+            }
+        }
+    }
+
+    /// A promise for call `id` (registered before the client state's notices go).
+    fn promise(self: &Rc<Self>, id: u32, reply: Reply) -> Promise {
+        let mut reply = Some(reply);
+        let promise = Promise::new(&mut |resolve, reject| {
+            let reply = reply.take().unwrap_or(Reply::Nothing);
+            self.js.borrow_mut().calls.insert(id, (resolve, reject, reply));
+        });
+        self.pump();
         promise
     }
 
     // ------------------------------------------------------------ commands
 
-    /// A channel command that answers: at once when hosting, else a promise.
+    /// A channel command that answers: a promise of the answer.
     pub(crate) fn call(self: &Rc<Self>, chan: u32, cmd: Command, reply: Reply) -> Result<JsValue, JsValue> {
-        let conn = self.chans.borrow().get(&chan).map(|c| c.conn);
-        let record = match conn {
-            Some(conn) if Recorded::concerns(&cmd) => Some((conn, cmd.clone())),
-            _ => None,
-        };
-        if let Some((host, ch)) = self.local(chan) {
-            let ch = ch.ok_or_else(|| to_js(closed_channel()))?;
-            let answer = host.with(|core| execute(core, ch, cmd, now())).map_err(to_js)?;
-            if let Some((conn, cmd)) = record {
-                self.record(conn, cmd, &answer);
-            }
-            return Ok(self.answer_js(reply, answer));
-        }
-        if conn.is_none() {
-            return Err(to_js(closed_channel()));
-        }
-        Ok(self.request_recording(reply, record, |id| Frame::Call { id, chan, cmd }).into())
+        let id = self.client.borrow_mut().call(chan, cmd, Track::Nothing).map_err(to_js)?;
+        Ok(self.promise(id, reply).into())
     }
 
-    /// A topology command of connection `conn` succeeded.
-    fn record(&self, conn: u32, cmd: Command, answer: &Answer) {
-        let queue = match answer {
-            Answer::Queue(ok) => Some(&*ok.queue),
-            _ => None,
-        };
-        self.topology.borrow_mut().entry(conn).or_default().record(cmd, queue);
-    }
-
-    /// A channel command that answers nothing (publish, ack, nack, reject): an error
-    /// closes the channel and reaches the app as its events.
+    /// A channel command that answers nothing (ack, nack, reject): an error closes the
+    /// channel and reaches the app as its events.
     pub(crate) fn cast(self: &Rc<Self>, chan: u32, cmd: Command) -> Result<(), JsValue> {
-        if let Some((host, ch)) = self.local(chan) {
-            let Some(ch) = ch else {
-                // Closed by the broker, and the app not told yet (its events come after
-                // this task): taken and dropped, as a host would a client's.
-                return match self.chans.borrow().contains_key(&chan) {
-                    true => Ok(()),
-                    false => Err(to_js(closed_channel())),
-                };
-            };
-            let _ = host.with(|core| execute(core, ch, cmd, now()));
-            return Ok(());
-        }
-        {
-            let mut chans = self.chans.borrow_mut();
-            let c = chans.get_mut(&chan).ok_or_else(|| to_js(closed_channel()))?;
-            match &cmd {
-                Command::Ack { tag, multiple } => c.settle(*tag, *multiple, Some(true)),
-                Command::Nack { tag, multiple, requeue } => c.settle(*tag, *multiple, (!requeue).then_some(false)),
-                Command::Reject { tag, requeue } => c.settle(*tag, false, (!requeue).then_some(false)),
-                _ => {}
+        let at = match cmd {
+            Command::Ack { .. } | Command::Nack { .. } | Command::Reject { .. } => now(),
+            _ => 0,
+        };
+        self.client.borrow_mut().cast(chan, cmd, at).map_err(to_js)?;
+        self.pump();
+        Ok(())
+    }
+
+    /// A publish; on a confirm channel `callback(err)` runs once the broker confirms.
+    pub(crate) fn publish(self: &Rc<Self>, chan: u32, cmd: Command, callback: Option<Function>) -> Result<(), JsValue> {
+        let seq = self.client.borrow_mut().cast(chan, cmd, 0).map_err(to_js)?;
+        if let (Some(seq), Some(cb)) = (seq, callback) {
+            if let Some(c) = self.js.borrow_mut().chans.get_mut(&chan) {
+                c.callbacks.insert(seq, cb);
             }
         }
-        self.to_host(Frame::Call { id: 0, chan, cmd });
+        self.pump();
         Ok(())
+    }
+
+    /// `waitForConfirms()`.
+    pub(crate) fn wait_for_confirms(self: &Rc<Self>, chan: u32) -> Promise {
+        let wait = self.client.borrow_mut().wait_for_confirms(chan);
+        let promise = Promise::new(&mut |resolve, reject| match wait {
+            Some(id) => {
+                self.js.borrow_mut().waits.insert(id, (resolve, reject));
+            }
+            None => {
+                // Closed: while the task that closed it runs, it rejects if confirms
+                // were outstanding, as amqplib's does.
+                let _ = match self.closing_unconfirmed(chan) {
+                    Some(e) => reject.call1(&JsValue::NULL, &e),
+                    None => resolve.call0(&JsValue::NULL),
+                };
+            }
+        });
+        self.pump();
+        promise
     }
 
     pub(crate) fn add_chan(self: &Rc<Self>, conn: u32, confirm: bool, emit: Function) -> Result<u32, JsValue> {
         let chan = self.next_id();
-        if self.host().is_some() {
-            self.server_open(self.me, conn, chan, confirm).map_err(to_js)?;
-        } else {
-            self.to_host(Frame::OpenChannel { conn, chan, confirm });
-        }
-        let c = Chan {
-            conn,
-            confirm,
-            consumers: FxMap::default(),
-            specs: Vec::new(),
-            callbacks: FxMap::default(),
-            outstanding: BTreeSet::new(),
-            waiters: Vec::new(),
-            emit,
-            next_seq: 1,
-            prefetch: (0, 0),
-            in_flight: BTreeMap::new(),
-            last_tag: 0,
-            settled: VecDeque::new(),
-        };
-        self.chans.borrow_mut().insert(chan, c);
+        let js = ChanJs { emit, consumers: FxMap::default(), callbacks: BTreeMap::new() };
+        self.js.borrow_mut().chans.insert(chan, js);
+        self.client.borrow_mut().open_channel(conn, chan, confirm);
+        self.pump();
         Ok(chan)
     }
 
     /// Registers a consumer's callback (before the first delivery can come) and starts it.
     pub(crate) fn consume(self: &Rc<Self>, chan: u32, c: Consume, callback: Function) -> Result<JsValue, JsValue> {
-        let tag: Rc<str> = c.consumer_tag.as_str().into();
-        let previous = match self.chans.borrow_mut().get_mut(&chan) {
-            Some(h) => {
-                h.specs.push(c.clone());
-                h.consumers.insert(tag.clone(), callback)
-            }
-            None => return Err(to_js(closed_channel())),
-        };
-        let started = self.call(chan, Command::Consume(c), Reply::Tag(tag.to_string()));
-        if let Err(e) = &started {
-            self.drop_consumer(chan, &tag, previous);
-            return Err(e.clone());
-        }
-        started
-    }
-
-    /// Undoes a consumer registration (a failed consume keeps the earlier one with that tag).
-    fn drop_consumer(&self, chan: u32, tag: &str, previous: Option<Function>) {
-        if let Some(h) = self.chans.borrow_mut().get_mut(&chan) {
-            if let Some(i) = h.specs.iter().rposition(|s| s.consumer_tag == tag) {
-                h.specs.remove(i);
-            }
-            match previous {
-                Some(p) => {
-                    h.consumers.insert(tag.into(), p);
-                }
-                None => {
-                    h.consumers.remove(tag);
-                }
+        let tag = c.consumer_tag.clone();
+        let fresh = !self.client.borrow().has_consumer(chan, &tag);
+        let id = self.client.borrow_mut().consume(chan, c).map_err(to_js)?;
+        if fresh {
+            if let Some(h) = self.js.borrow_mut().chans.get_mut(&chan) {
+                h.consumers.insert(tag.clone(), callback);
             }
         }
+        Ok(self.promise(id, Reply::Tag(tag)).into())
     }
 
     pub(crate) fn cancel(self: &Rc<Self>, chan: u32, tag: &str) -> Result<JsValue, JsValue> {
-        if let Some(h) = self.chans.borrow_mut().get_mut(&chan) {
-            // Not re-announced to a new host from now on.
-            h.specs.retain(|s| s.consumer_tag != tag);
-        }
-        self.call(chan, Command::Cancel(tag.into()), Reply::Cancelled { chan, tag: tag.into() })
+        let id = self.client.borrow_mut().cancel(chan, tag).map_err(to_js)?;
+        Ok(self.promise(id, Reply::Tag(tag.into())).into())
     }
 
     pub(crate) fn prefetch(self: &Rc<Self>, chan: u32, count: u32, global: bool) -> Result<JsValue, JsValue> {
-        let out = self.call(chan, Command::Prefetch { count, global }, Reply::Empty)?;
-        if let Some(h) = self.chans.borrow_mut().get_mut(&chan) {
-            match global {
-                false => h.prefetch.0 = count,
-                true => h.prefetch.1 = count,
-            }
-        }
-        Ok(out)
+        let id = self.client.borrow_mut().prefetch(chan, count, global).map_err(to_js)?;
+        Ok(self.promise(id, Reply::Empty).into())
     }
 
     pub(crate) fn recover(self: &Rc<Self>, chan: u32) -> Result<JsValue, JsValue> {
-        let out = self.call(chan, Command::Recover, Reply::Empty)?;
-        if let Some(h) = self.chans.borrow_mut().get_mut(&chan) {
-            h.in_flight.clear();
-        }
-        Ok(out)
+        let id = self.client.borrow_mut().recover(chan).map_err(to_js)?;
+        Ok(self.promise(id, Reply::Empty).into())
     }
 
-    /// `get` when the head of the queue is at hand, or from another context.
+    /// `get`: answered once the head of the queue is at hand.
     pub(crate) fn get(self: &Rc<Self>, chan: u32, queue: String, no_ack: bool) -> Result<JsValue, JsValue> {
-        self.call(chan, Command::Get { queue, no_ack }, Reply::Got { chan, no_ack })
+        let id = self.client.borrow_mut().get(chan, queue, no_ack).map_err(to_js)?;
+        Ok(self.promise(id, Reply::Got).into())
     }
 
     /// `close()` of a channel: unacked messages go back; pending confirms fail.
     pub(crate) fn close_chan(self: &Rc<Self>, chan: u32) {
-        match self.local(chan) {
-            Some((host, Some(ch))) => {
-                let _ = host.with(|core| core.close_channel(ch, now()));
-                self.forget(self.me, chan);
-            }
-            Some((_, None)) => {}
-            None => {
-                if self.chans.borrow().contains_key(&chan) {
-                    self.to_host(Frame::Call { id: 0, chan, cmd: Command::Close });
-                }
-            }
-        }
-        self.close_handlers(chan);
+        let had = self.client.borrow_mut().close_channel(chan);
+        self.closing(chan, had);
+        self.pump();
     }
 
     /// A connection closed by the app: its channels close, its exclusive queues go.
     pub(crate) fn close_conn(self: &Rc<Self>, conn: u32) {
-        self.topology.borrow_mut().remove(&conn);
-        if let Some(host) = self.host() {
-            let id = match &*self.role.borrow() {
-                Role::Host(s) => s.conns.get(&(self.me, conn)).copied(),
-                _ => None,
-            };
-            if let Some(id) = id {
-                host.with(|core| core.disconnect(id, now()));
-            }
-            self.forget_conn(self.me, conn);
-        } else {
-            self.to_host(Frame::CloseConnection { conn });
+        let unconfirmed = self.client.borrow_mut().close_connection(conn);
+        for chan in unconfirmed {
+            self.closing(chan, true);
         }
-        let gone: Vec<u32> = self.chans.borrow().iter().filter(|(_, c)| c.conn == conn).map(|(k, _)| *k).collect();
-        for chan in gone {
-            self.close_handlers(chan);
-        }
+        self.pump();
     }
 
-    /// A channel closed by the app: its pending confirms fail, and it says `close`.
-    fn close_handlers(&self, chan: u32) {
-        let Some(mut h) = self.chans.borrow_mut().remove(&chan) else { return };
-        let err = to_js(AmqpError::new(ReplyCode::ChannelError, "channel closed before the broker confirmed"));
-        if h.fail_all(&err) {
-            let closing = self.closing_unconfirmed.clone();
-            closing.borrow_mut().push((chan, err));
-            spawn_local(async move { closing.borrow_mut().retain(|(c, _)| *c != chan) });
+    /// Channel `chan` was closed by the app, with confirms outstanding or not.
+    fn closing(&self, chan: u32, had_outstanding: bool) {
+        if !had_outstanding {
+            return;
         }
-        let _ = h.emit.call2(&JsValue::NULL, &"close".into(), &JsValue::UNDEFINED);
+        let err = to_js(AmqpError::new(ReplyCode::ChannelError, "channel closed before the broker confirmed"));
+        let closing = self.closing_unconfirmed.clone();
+        closing.borrow_mut().push((chan, err));
+        spawn_local(async move { closing.borrow_mut().retain(|(c, _)| *c != chan) });
     }
 
     /// `waitForConfirms()` on a closed channel: the error its outstanding confirms failed
@@ -993,43 +674,36 @@ impl Link {
     }
 
     pub(crate) fn stats(self: &Rc<Self>) -> JsValue {
-        match self.host_stats() {
-            Some(s) => stats_to_js(&s, self.me),
-            None => self.request(Reply::Stats, |id| Frame::Stats { id }).into(),
-        }
+        let id = self.client.borrow_mut().ask(|id| Frame::Stats { id });
+        self.promise(id, Reply::Stats).into()
     }
 
     /// `peek(queue, count)`: messages at the head of a queue, not consumed.
     pub(crate) fn peek(self: &Rc<Self>, queue: String, count: u32) -> JsValue {
-        match self.host() {
-            Some(host) => peeked_js(&host.read(|core| core.peek(&queue, count as usize))),
-            None => self.request(Reply::Peek, |id| Frame::Peek { id, queue, count }).into(),
-        }
+        let id = self.client.borrow_mut().ask(|id| Frame::Peek { id, queue, count });
+        self.promise(id, Reply::Peek).into()
     }
 
     pub(crate) fn flush(self: &Rc<Self>) -> Promise {
-        match self.host() {
-            Some(host) => host.flush(),
-            None => self.request(Reply::Nothing, |id| Frame::Flush { id }),
-        }
+        let id = self.client.borrow_mut().ask(|id| Frame::Flush { id });
+        self.promise(id, Reply::Nothing)
     }
 
     /// Leaves: a host writes what it has and lets another context take over.
     pub(crate) async fn close(self: &Rc<Self>) {
         self.post_now();
-        let role = std::mem::replace(&mut *self.role.borrow_mut(), Role::Closed);
-        if let Role::Host(s) = role {
+        let error = AmqpError::new(ReplyCode::ChannelError, "the connection closed before the broker answered");
+        self.client.borrow_mut().leave(error, false);
+        self.pump();
+        self.closed.set(true);
+        let server = self.server.borrow_mut().take();
+        if let Some(s) = server {
             s.host.close().await;
         }
         if let Some(port) = self.port.borrow_mut().take() {
             port.close();
         }
         self.closures.borrow_mut().clear();
-        let err = to_js(AmqpError::new(ReplyCode::ChannelError, "the connection closed before the broker answered"));
-        let pending: Vec<Pending> = self.net.borrow_mut().pending.drain().map(|(_, p)| p).collect();
-        for p in pending.into_iter().filter(|p| !matches!(p.reply, Reply::Resume | Reply::Restore)) {
-            let _ = p.reject.call1(&JsValue::NULL, &err);
-        }
     }
 
     /// The page went into the back/forward cache and its port left the mesh: this link is
@@ -1037,26 +711,20 @@ impl Link {
     /// app connects again if the page comes back. A host writes nothing more: the next host
     /// recovers from the store.
     fn left(self: &Rc<Self>) {
-        *self.role.borrow_mut() = Role::Closed;
+        self.closed.set(true);
+        self.server.borrow_mut().take();
         self.port.borrow_mut().take();
         let error = AmqpError::new(
             ReplyCode::ConnectionForced,
             "this page went into the back/forward cache and left the broker: connect again",
         );
-        let err = to_js(error.clone());
-        let pending: Vec<Pending> = self.net.borrow_mut().pending.drain().map(|(_, p)| p).collect();
-        for p in pending.into_iter().filter(|p| !matches!(p.reply, Reply::Resume | Reply::Restore)) {
-            let _ = p.reject.call1(&JsValue::NULL, &err);
-        }
-        let chans: Vec<u32> = self.chans.borrow().keys().copied().collect();
-        for chan in chans {
-            self.route(chan, WireEvent::Closed(error.clone()));
-        }
+        self.client.borrow_mut().leave(error, true);
+        self.pump();
     }
 
-    // ------------------------------------------------------------ answers and events
+    // ------------------------------------------------------------ answers
 
-    fn answer_js(self: &Rc<Self>, reply: Reply, answer: Answer) -> JsValue {
+    fn answer_js(&self, reply: Reply, answer: Answer) -> JsValue {
         match (reply, answer) {
             (Reply::Queue, Answer::Queue(ok)) => obj(&[
                 ("queue", JsValue::from_str(&ok.queue)),
@@ -1066,178 +734,12 @@ impl Link {
             (Reply::Count, Answer::Count(n)) => obj(&[("messageCount", n.into())]),
             (Reply::Exchange(name), _) => obj(&[("exchange", name.into())]),
             (Reply::Tag(tag), _) => obj(&[("consumerTag", tag.into())]),
-            (Reply::Cancelled { chan, tag }, _) => {
-                let out = obj(&[("consumerTag", JsValue::from_str(&tag))]);
-                match self.hosting() {
-                    // After the deliveries made before the cancel, which wait for this task to end.
-                    true => self.push_local(Local::Cancelled(chan, tag)),
-                    false => self.forget_consumer(chan, &tag),
-                }
-                out
-            }
-            (Reply::Got { .. }, Answer::Got(None)) => JsValue::FALSE,
-            (Reply::Got { chan, no_ack }, Answer::Got(Some((d, left)))) => {
-                if !no_ack && !self.hosting() {
-                    self.track(chan, &d);
-                }
-                message_js(&d, Some(left))
-            }
+            (Reply::Got, Answer::Got(None)) => JsValue::FALSE,
+            (Reply::Got, Answer::Got(Some((d, left)))) => message_js(&d, Some(left)),
             (Reply::Stats, Answer::Stats(s)) => stats_to_js(&s, self.me),
             (Reply::Peek, Answer::Peeked(m)) => peeked_js(&m),
             (Reply::Nothing, _) => JsValue::UNDEFINED,
             _ => obj(&[]),
-        }
-    }
-
-    fn forget_consumer(&self, chan: u32, tag: &str) {
-        if let Some(h) = self.chans.borrow_mut().get_mut(&chan) {
-            h.consumers.remove(tag);
-        }
-    }
-
-    /// Host role: an event for this context, handed over once the current task ends.
-    fn push_local(self: &Rc<Self>, l: Local) {
-        self.local.borrow_mut().push_back(l);
-        if !self.local_scheduled.replace(true) {
-            let link = self.clone();
-            spawn_local(async move { link.hand_over_local() });
-        }
-    }
-
-    fn hand_over_local(&self) {
-        self.local_scheduled.set(false);
-        // Events that callbacks cause meanwhile join the queue and go in this same loop.
-        loop {
-            let next = self.local.borrow_mut().pop_front();
-            match next {
-                Some(Local::Event(chan, e)) => self.route(chan, e),
-                Some(Local::Cancelled(chan, tag)) => self.forget_consumer(chan, &tag),
-                None => return,
-            }
-        }
-    }
-
-    /// Client role: a delivery to ack later, re-announced if the host changes.
-    fn track(&self, chan: u32, d: &WireDelivery) {
-        if let Some(c) = self.chans.borrow_mut().get_mut(&chan) {
-            c.last_tag = c.last_tag.max(d.delivery_tag);
-            let tag = d.consumer_tag.as_deref();
-            let no_ack = tag.is_some_and(|t| c.specs.iter().any(|s| s.consumer_tag == t && s.no_ack));
-            if !no_ack {
-                let f = InFlight {
-                    queue: d.queue.to_string(),
-                    seq: d.seq,
-                    delivery_tag: d.delivery_tag,
-                    consumer_tag: tag.map(str::to_owned),
-                };
-                c.in_flight.insert(d.delivery_tag, f);
-            }
-        }
-    }
-
-    /// An event for local channel `chan`, to its JS side.
-    fn route(&self, chan: u32, event: WireEvent) {
-        let mut chans = self.chans.borrow_mut();
-        match event {
-            WireEvent::Confirm { seq, error } => {
-                let Some(h) = chans.get_mut(&chan) else { return };
-                h.outstanding.remove(&seq);
-                let err = error.map(to_js);
-                if err.is_some() {
-                    for w in h.waiters.iter_mut().filter(|w| w.upto >= seq) {
-                        w.nacked = true;
-                    }
-                }
-                let cb = h.callbacks.remove(&seq);
-                h.settle_waiters();
-                drop(chans);
-                if let Some(cb) = cb {
-                    call(&cb, &err.unwrap_or(JsValue::NULL));
-                }
-            }
-            WireEvent::Deliver(d) => {
-                let tag = d.consumer_tag.clone().unwrap_or_else(|| "".into());
-                let known = chans.get(&chan).map(|h| h.consumers.get(&tag).cloned());
-                drop(chans);
-                // A cancelled consumer keeps its callback until the host answers the cancel,
-                // after which the host sends it nothing more.
-                let Some(Some(f)) = known else { return };
-                if !d.queue.is_empty() {
-                    self.track(chan, &d);
-                }
-                call(&f, &message_js(&d, None));
-            }
-            WireEvent::Return { code, text, message } => {
-                let Some(emit) = chans.get(&chan).map(|h| h.emit.clone()) else { return };
-                drop(chans);
-                let fields = Fields::Return { reply_code: code, reply_text: &text };
-                let msg = convert::message_to_js(&message, fields, 0);
-                let _ = emit.call2(&JsValue::NULL, &"return".into(), &msg);
-            }
-            WireEvent::Cancelled(tag) => {
-                let Some(h) = chans.get_mut(&chan) else { return };
-                h.specs.retain(|s| *s.consumer_tag != *tag);
-                let Some(f) = h.consumers.remove(&tag) else { return };
-                drop(chans);
-                call(&f, &JsValue::NULL);
-            }
-            WireEvent::Closed(error) => {
-                let Some(mut h) = chans.remove(&chan) else { return };
-                drop(chans);
-                let err = to_js(error);
-                h.fail_all(&err);
-                let _ = h.emit.call2(&JsValue::NULL, &"error".into(), &err);
-                let _ = h.emit.call2(&JsValue::NULL, &"close".into(), &JsValue::UNDEFINED);
-            }
-        }
-    }
-
-    /// The host's event for a channel of some context: to it, local or remote.
-    fn on_host_event(self: &Rc<Self>, event: Event) {
-        let channel = match &event {
-            Event::Confirm { channel, .. } => *channel,
-            Event::Deliver(d) => d.channel,
-            Event::Return(r) => r.channel,
-            Event::ConsumerCancelled { channel, .. } => *channel,
-            Event::ChannelClosed { channel, .. } => *channel,
-        };
-        let owner = match &*self.role.borrow() {
-            Role::Host(s) => s.owners.get(&channel).copied(),
-            _ => None,
-        };
-        let Some((ctx, chan)) = owner else { return };
-        let remote = ctx != self.me;
-        let wire = match event {
-            Event::Confirm { seq, result, .. } => WireEvent::Confirm { seq, error: result.err() },
-            Event::Deliver(d) => {
-                let queue: Rc<str> = match remote {
-                    true => {
-                        self.host().and_then(|h| h.read(|core| core.queue_name(d.queue))).unwrap_or_else(|| "".into())
-                    }
-                    false => "".into(),
-                };
-                WireEvent::Deliver(WireDelivery {
-                    consumer_tag: d.consumer_tag,
-                    delivery_tag: d.delivery_tag,
-                    redelivered: d.redelivered,
-                    delivery_count: d.delivery_count,
-                    queue,
-                    seq: d.seq,
-                    message: d.message,
-                })
-            }
-            Event::Return(r) => {
-                WireEvent::Return { code: r.reply_code, text: r.reply_text.to_string(), message: r.message }
-            }
-            Event::ConsumerCancelled { consumer_tag, .. } => WireEvent::Cancelled(consumer_tag),
-            Event::ChannelClosed { error, .. } => {
-                self.forget(ctx, chan);
-                WireEvent::Closed(error)
-            }
-        };
-        match remote {
-            true => self.send(ctx, Frame::Event { chan, event: wire }),
-            false => self.push_local(Local::Event(chan, wire)),
         }
     }
 
@@ -1248,27 +750,33 @@ impl Link {
         let (from, frames) = match v.dyn_into::<Uint8Array>().ok().map(|a| self.read_post(&a)) {
             Some(Ok(x)) => x,
             _ => {
-                self.net.borrow_mut().dropped += 1;
+                let dropped = {
+                    let mut net = self.net.borrow_mut();
+                    net.dropped += 1;
+                    net.dropped
+                };
+                self.hosted(|s, _, _| s.dropped_posts = dropped);
                 return;
             }
         };
-        // A host learns of a context's death by waiting for its lock, from its first post.
-        let watch = match &mut *self.role.borrow_mut() {
-            Role::Host(s) => from != self.me && s.watched.insert(from),
-            _ => false,
-        };
-        if watch {
-            if let Some(port) = &*self.port.borrow() {
-                port.watch(from as f64);
+        if self.hosting() {
+            // A host learns of a context's death by waiting for its lock, from its first post.
+            self.hosted(|s, e, now| {
+                s.heard_from(from);
+                for f in frames {
+                    s.receive(e, from, f, now);
+                }
+            });
+            return;
+        }
+        {
+            let mut client = self.client.borrow_mut();
+            let at = now();
+            for f in frames {
+                client.receive(from, f, at);
             }
         }
-        for f in frames {
-            if self.hosting() {
-                self.serve(from, f);
-            } else {
-                self.client_frame(from, f);
-            }
-        }
+        self.pump();
     }
 
     /// The frames of a post for this context. Only the directory and this context's
@@ -1291,135 +799,24 @@ impl Link {
         Ok((dir.from, frames))
     }
 
-    /// Client role: a frame from the host.
-    fn client_frame(self: &Rc<Self>, from: u64, f: Frame) {
-        let current = match &*self.role.borrow() {
-            Role::Client(h) => Some(*h),
-            Role::Waiting => None,
-            _ => return,
-        };
-        if let Frame::Host = f {
-            match current {
-                Some(h) if h == from => {}
-                None => {
-                    *self.role.borrow_mut() = Role::Client(from);
-                    let waiting = std::mem::take(&mut self.net.borrow_mut().waiting);
-                    for f in waiting {
-                        self.send(from, f);
-                    }
-                    if let Some((resolve, _)) = self.ready.borrow_mut().take() {
-                        let _ = resolve.call0(&JsValue::NULL);
-                    }
-                }
-                Some(_) => self.take_new_host(from),
-            }
-            return;
-        }
-        if current != Some(from) {
-            return;
-        }
-        match f {
-            Frame::Reply { id, result } => {
-                let Some(p) = self.net.borrow_mut().pending.remove(&id) else { return };
-                match result {
-                    Ok(Answer::Resumed(lost)) => {
-                        let _ = p.resolve.call0(&JsValue::NULL);
-                        self.resume_answered(&p.reply, lost);
-                    }
-                    Ok(a) => {
-                        if let Some((conn, cmd)) = p.record {
-                            self.record(conn, cmd, &a);
-                        }
-                        let v = self.answer_js(p.reply, a);
-                        let _ = p.resolve.call1(&JsValue::NULL, &v);
-                    }
-                    Err(e) => {
-                        let _ = p.reject.call1(&JsValue::NULL, &to_js(e));
-                    }
-                }
-            }
-            Frame::Event { chan, event } => self.route(chan, event),
-            _ => {}
+    /// Host role: a frame the host sent this context, handed over once the current task
+    /// ends, as a client gets its frames in a later post.
+    fn push_local(self: &Rc<Self>, f: Frame) {
+        self.local.borrow_mut().push_back(f);
+        if !self.local_scheduled.replace(true) {
+            let link = self.clone();
+            spawn_local(async move { link.hand_over_local() });
         }
     }
 
-    /// Another context hosts now: re-announce every connection's topology and every
-    /// channel to it.
-    fn take_new_host(self: &Rc<Self>, host: u64) {
-        *self.role.borrow_mut() = Role::Client(host);
-        self.fail_in_flight_calls();
-        self.send(host, Frame::Hello { label: self.label.clone() });
-        let topology = self.topology_to_restore();
-        let states: Vec<(u32, u32, ChannelState)> =
-            self.chans.borrow().iter().map(|(k, c)| (*k, c.conn, c.state())).collect();
-        self.net.borrow_mut().resuming = Some((topology.len() + states.len(), Lost::default()));
-        // Before the channels: their consumers need the queues.
-        for (conn, commands) in topology {
-            let _ = self.request(Reply::Restore, |id| Frame::Restore { id, conn, commands });
-        }
-        for (chan, conn, state) in states {
-            // The promise settles through resume_answered; its own value is not needed.
-            let _ = self.request(Reply::Resume, |id| Frame::Resume { id, conn, chan, state });
-        }
-        self.send(host, Frame::Resumed);
-        if self.net.borrow().resuming.as_ref().is_some_and(|(n, _)| *n == 0) {
-            self.net.borrow_mut().resuming = None;
-            self.emit_failover(Lost::default());
-        }
-    }
-
-    /// Per connection, the commands that build again what it declared (see
-    /// [`crate::mesh::topology`]).
-    pub(super) fn topology_to_restore(&self) -> Vec<(u32, Vec<Command>)> {
-        let chans = self.chans.borrow();
-        let consumed =
-            |conn: u32, queue: &str| chans.values().any(|c| c.conn == conn && c.specs.iter().any(|s| s.queue == queue));
-        let topology = self.topology.borrow();
-        topology
-            .iter()
-            .filter(|(_, r)| !r.is_empty())
-            .map(|(conn, r)| (*conn, r.commands(|q| consumed(*conn, q))))
-            .collect()
-    }
-
-    /// A re-announcement was answered: `lost` is what the new host could not restore.
-    fn resume_answered(&self, reply: &Reply, lost: Vec<(String, AmqpError)>) {
-        let mut gone = Lost::default();
-        match reply {
-            Reply::Restore => gone.topology = lost,
-            _ => {
-                // The channel of each lost consumer: the one whose specs name its tag.
-                for (tag, e) in lost {
-                    let chan = self
-                        .chans
-                        .borrow()
-                        .iter()
-                        .find(|(_, c)| c.consumers.contains_key(tag.as_str()))
-                        .map(|(k, _)| *k);
-                    if let Some(chan) = chan {
-                        gone.cancelled.extend(self.cancel_lost(chan, vec![(tag, e)]));
-                    }
-                }
-            }
-        }
-        let done = {
-            let mut net = self.net.borrow_mut();
-            match &mut net.resuming {
-                Some((n, all)) => {
-                    *n = n.saturating_sub(1);
-                    all.cancelled.extend(gone.cancelled);
-                    all.topology.extend(gone.topology);
-                    if *n == 0 {
-                        net.resuming.take().map(|(_, all)| all)
-                    } else {
-                        None
-                    }
-                }
-                None => None,
-            }
-        };
-        if let Some(all) = done {
-            self.emit_failover(all);
+    fn hand_over_local(self: &Rc<Self>) {
+        self.local_scheduled.set(false);
+        // Frames that callbacks cause meanwhile join the queue and go in this same loop.
+        loop {
+            let next = self.local.borrow_mut().pop_front();
+            let Some(f) = next else { return };
+            self.client.borrow_mut().receive(self.me, f, now());
+            self.pump();
         }
     }
 }

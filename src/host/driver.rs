@@ -5,13 +5,16 @@
 //! events to the binding, in order.
 
 use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
-use js_sys::{Function, Promise};
+use js_sys::Function;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 
-use super::engine::{Engine, Event, PageIn, Paging, WriteOutcome};
+use super::engine::{Done, Engine, PageIn, Paging, WriteOutcome};
 use crate::core::fxhash::FxMap;
 use crate::core::{AmqpError, Broker, BrokerConfig, ReplyCode};
 use crate::store::adapter::JsAdapter;
@@ -108,9 +111,19 @@ fn outcome(result: Result<(), StoreError>) -> WriteOutcome {
     }
 }
 
-/// Where events go. It may call back into the host: events it causes are queued and
-/// handed over after the current one, so each consumer sees its messages in order.
-pub type EventSink = Box<dyn FnMut(Event)>;
+/// What the driver tells the binding after its own work (a commit, a timer, a page-in)
+/// or after [`Host::after`].
+pub enum Notice {
+    /// The engine has events: the binding takes them ([`Engine::poll_event`]) with
+    /// [`Host::engine`].
+    Events,
+    /// A wait the binding asked the engine for ended.
+    Done(Done),
+}
+
+/// Where notices go. It may call back into the host; a notice it causes is handed over
+/// after the current one.
+pub type EventSink = Box<dyn FnMut(Notice)>;
 
 struct Inner {
     engine: Engine,
@@ -126,9 +139,43 @@ struct Inner {
     sink: Option<EventSink>,
     /// An event is being handed over: nested calls only queue theirs.
     dispatching: bool,
-    /// The promises of the engine's waits, by id: resolve, reject.
-    waits: FxMap<u64, (Function, Function)>,
+    /// This driver's own waits on the engine, by id: where the result goes.
+    waits: FxMap<u64, Rc<WaitSlot>>,
     closed: bool,
+}
+
+/// Where the result of one of the engine's waits goes, and who to wake.
+#[derive(Default)]
+struct WaitSlot {
+    result: RefCell<Option<Result<(), AmqpError>>>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl WaitSlot {
+    fn fill(&self, result: Result<(), AmqpError>) {
+        *self.result.borrow_mut() = Some(result);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+}
+
+/// A future of one of the engine's waits ([`Host::flush`]): `Err` when the writes it
+/// waited for failed.
+pub struct Wait(Rc<WaitSlot>);
+
+impl Future for Wait {
+    type Output = Result<(), AmqpError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.0.result.borrow_mut().take() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                *self.0.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
 }
 
 /// A broker hosted in this context.
@@ -237,26 +284,20 @@ impl Host {
         &self.problems
     }
 
-    /// Where events go.
+    /// Where notices go.
     pub fn on_event(&self, sink: EventSink) {
         self.inner.borrow_mut().sink = Some(sink);
     }
 
-    /// Runs a command on the core, then handles the effects it produced.
-    pub fn with<T>(&self, f: impl FnOnce(&mut Broker) -> T) -> T {
-        let out = self.inner.borrow_mut().engine.with(now(), f);
-        self.after();
-        out
-    }
-
-    /// Reads the core without commands.
-    pub fn read<T>(&self, f: impl FnOnce(&Broker) -> T) -> T {
-        f(self.inner.borrow().engine.core())
+    /// Runs `f` on the engine. The caller calls [`Host::after`] once it has released
+    /// what the sink needs.
+    pub fn engine<T>(&self, f: impl FnOnce(&mut Engine) -> T) -> T {
+        f(&mut self.inner.borrow_mut().engine)
     }
 
     /// After every call into the engine: the write loop scheduled if there is something
     /// to write, the timer checked, events handed over, page-ins started.
-    fn after(&self) {
+    pub fn after(&self) {
         {
             let mut guard = self.inner.borrow_mut();
             let inner = &mut *guard;
@@ -281,58 +322,66 @@ impl Host {
         self.start_page_ins();
     }
 
-    /// Ends the waits that are over (resolving a promise runs nothing now), then hands
-    /// queued events to the sink, outside any borrow; a nested call (from inside the
-    /// sink) leaves its events to the outer loop, which keeps them in order.
+    /// Settles this driver's own waits that are over (resolving a promise runs nothing
+    /// now), and tells the sink of the binding's waits and of events, outside any borrow;
+    /// a nested call (from inside the sink) leaves its notices to the outer loop, which
+    /// keeps them in order. Without a sink, events are dropped.
     fn dispatch_events(&self) {
-        self.settle_waits();
         let mut sink = {
             let mut inner = self.inner.borrow_mut();
             if inner.dispatching {
                 return;
             }
-            let Some(sink) = inner.sink.take() else {
-                while inner.engine.poll_event().is_some() {}
-                return;
-            };
             inner.dispatching = true;
-            sink
+            inner.sink.take()
         };
         loop {
-            let event = self.inner.borrow_mut().engine.poll_event();
-            match event {
-                Some(e) => sink(e),
+            let next = {
+                let mut guard = self.inner.borrow_mut();
+                let inner = &mut *guard;
+                match inner.engine.poll_done() {
+                    Some(done) => match inner.waits.remove(&done.id) {
+                        Some(callbacks) => Some(Ok((done, callbacks))),
+                        None => Some(Err(Notice::Done(done))),
+                    },
+                    None if inner.engine.has_events() => match &sink {
+                        Some(_) => Some(Err(Notice::Events)),
+                        None => {
+                            while inner.engine.poll_event().is_some() {}
+                            None
+                        }
+                    },
+                    None => None,
+                }
+            };
+            match next {
+                Some(Ok((done, slot))) => slot.fill(done.result),
+                Some(Err(notice)) => {
+                    let events = matches!(notice, Notice::Events);
+                    if let Some(sink) = &mut sink {
+                        sink(notice);
+                    }
+                    // Events the binding did not take (it no longer hosts) are dropped.
+                    if events {
+                        while self.inner.borrow_mut().engine.poll_event().is_some() {}
+                    }
+                }
                 None => break,
             }
-            self.settle_waits();
         }
         let mut inner = self.inner.borrow_mut();
-        inner.sink = Some(sink);
+        if inner.sink.is_none() {
+            inner.sink = sink;
+        }
         inner.dispatching = false;
     }
 
-    fn settle_waits(&self) {
-        loop {
-            let (done, callbacks) = {
-                let mut inner = self.inner.borrow_mut();
-                let Some(done) = inner.engine.poll_done() else { return };
-                let callbacks = inner.waits.remove(&done.id);
-                (done, callbacks)
-            };
-            let Some((resolve, reject)) = callbacks else { continue };
-            let _ = match done.result {
-                Ok(()) => resolve.call0(&JsValue::NULL),
-                Err(e) => reject.call1(&JsValue::NULL, &crate::api::to_js(e)),
-            };
-        }
-    }
-
-    /// A promise for the engine's wait `id`, settled when the engine says it is over:
-    /// make it before the next [`Host::dispatch_events`].
-    fn wait(&self, id: u64) -> Promise {
-        Promise::new(&mut |resolve, reject| {
-            self.inner.borrow_mut().waits.insert(id, (resolve, reject));
-        })
+    /// The engine's wait `id`, over when the engine says so: make it before the next
+    /// [`Host::dispatch_events`].
+    fn wait(&self, id: u64) -> Wait {
+        let slot = Rc::new(WaitSlot::default());
+        self.inner.borrow_mut().waits.insert(id, slot.clone());
+        Wait(slot)
     }
 
     /// Starts reading back the bodies of paged-out messages near the head of each queue.
@@ -353,33 +402,6 @@ impl Host {
         // A failed read is tried again after the next command.
         self.inner.borrow_mut().engine.page_in_done(page, read, now());
         self.after();
-    }
-
-    /// Resolves once a `get` of `queue` can take its head (at once if it can, or if
-    /// there is no such queue): the head is in memory, and a first delivery of it is
-    /// within the stored delivery horizon (see [`crate::core::StoreOp::Horizon`]).
-    pub async fn get_ready(&self, queue: &str) {
-        loop {
-            let wait = self.inner.borrow_mut().engine.get_wait(queue, now());
-            let promise = wait.map(|id| self.wait(id));
-            self.after();
-            let Some(promise) = promise else { return };
-            let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
-        }
-    }
-
-    /// Whether a `get` of `queue` can take its head now (see [`Host::get_ready`]).
-    pub fn can_get(&self, queue: &str) -> bool {
-        self.read(|core| core.get_ready(queue, now()))
-    }
-
-    /// Resolves once the head of `queue` is in memory (at once if it is).
-    pub fn head_loaded(&self, queue: &str) -> Promise {
-        let id = self.inner.borrow_mut().engine.head_loaded(queue);
-        let promise = self.wait(id);
-        // A page-in for it is under way, or starts now (a read that failed is tried again).
-        self.after();
-        promise
     }
 
     fn arm_timer(inner: &mut Inner) {
@@ -423,16 +445,16 @@ impl Host {
     /// Delivery horizons are lowered to what was handed out first (see
     /// [`Broker::retract_horizons`]), so that once it resolves a crash brings back
     /// flagged `redelivered` exactly the messages that were delivered.
-    pub fn flush(&self) -> Promise {
+    pub fn flush(&self) -> Wait {
         let id = self.inner.borrow_mut().engine.flush(now());
-        let promise = self.wait(id);
+        let wait = self.wait(id);
         self.after();
-        promise
+        wait
     }
 
     /// Stops the clock and closes the database once pending writes are done.
     pub async fn close(&self) {
-        let _ = wasm_bindgen_futures::JsFuture::from(self.flush()).await;
+        let _ = self.flush().await;
         let mut inner = self.inner.borrow_mut();
         inner.closed = true;
         inner.engine.close();

@@ -303,6 +303,11 @@ impl Engine {
         self.events.pop_front()
     }
 
+    /// Whether [`Engine::poll_event`] has one.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// The next wait that is over.
     pub fn poll_done(&mut self) -> Option<Done> {
         self.done.pop_front()

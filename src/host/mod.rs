@@ -11,4 +11,4 @@ pub use engine::{ConfirmResult, Engine, Event};
 #[cfg(target_arch = "wasm32")]
 mod driver;
 #[cfg(target_arch = "wasm32")]
-pub use driver::{now, EventSink, Host, Storage};
+pub use driver::{now, EventSink, Host, Notice, Storage};

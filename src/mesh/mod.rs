@@ -1,11 +1,14 @@
 //! The mesh: one logical broker per name across the contexts (tabs, workers) of an
 //! origin. One context hosts the core; the others send it commands and receive their
-//! events over `BroadcastChannel('<prefix>')` ([`resource_prefix`]). This module holds what
-//! is testable natively: the wire format ([`frame`]) and the names of the origin-wide
-//! resources. The JS side (locks, the channel) is in `src/api/glue.js`, the hosting and
-//! client logic in `src/api/link.rs`.
+//! events over `BroadcastChannel('<prefix>')` ([`resource_prefix`]). Everything here is
+//! sans-IO and tested natively: the two state machines ([`client::ClientState`] in every
+//! context, [`host::HostState`] in the hosting one), the wire format ([`frame`]), topology
+//! recovery ([`topology`]) and the names of the origin-wide resources. The browser's driver
+//! (BroadcastChannel, Web Locks, the app's JS) is `src/api/link.rs` with `src/api/glue.js`.
 
+pub mod client;
 pub mod frame;
+pub mod host;
 pub mod topology;
 
 use crate::core::{names, AmqpError};

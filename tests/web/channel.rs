@@ -8,7 +8,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
-use super::{content, prop, unique};
+use super::{content, prop, resolved, unique};
 
 #[wasm_bindgen(module = "/tests/web/helpers.js")]
 extern "C" {
@@ -60,7 +60,8 @@ async fn consumers_share_a_queue_round_robin_under_prefetch_and_acks_free_room()
     ch_a.prefetch(2.0, None).unwrap();
     ch_b.prefetch(2.0, None).unwrap();
     let (a, b) = (collector(), collector());
-    let tag_a = prop(&ch_a.consume("work", a.clone(), JsValue::UNDEFINED).unwrap(), "consumerTag").as_string().unwrap();
+    let started = resolved(ch_a.consume("work", a.clone(), JsValue::UNDEFINED)).await.unwrap();
+    let tag_a = prop(&started, "consumerTag").as_string().unwrap();
     ch_b.consume("work", b.clone(), JsValue::UNDEFINED).unwrap();
     for i in 0..6 {
         ch_a.publish("", "work", format!("m{i}").into(), JsValue::UNDEFINED, None).unwrap();
@@ -240,7 +241,7 @@ async fn closing_a_connection_requeues_its_unacked_messages_for_others() {
     settle().await;
     assert_eq!(texts(&got(&second)), ["held"], "back in the queue, for the other connection");
     assert_eq!(prop(&prop(&got(&second)[0], "fields"), "redelivered").as_bool(), Some(true));
-    let err = ch2.check_queue("mine").unwrap_err();
+    let err = resolved(ch2.check_queue("mine")).await.unwrap_err();
     assert_eq!(prop(&err, "code").as_f64(), Some(404.0), "the exclusive queue went with its connection");
     JsFuture::from(tick()).await.unwrap();
     broker.close().await;

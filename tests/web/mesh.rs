@@ -7,7 +7,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
-use super::{content, prop, unique};
+use super::{content, prop, resolved, unique};
 
 #[wasm_bindgen(module = "/tests/web/helpers.js")]
 extern "C" {
@@ -40,7 +40,7 @@ async fn a_lone_context_hosts_and_drops_posts_that_are_not_tabbit_frames() {
     post_raw(&name, &bad);
     let mut dropped = 0.0;
     for _ in 0..100 {
-        dropped = prop(&broker.stats(), "droppedPosts").as_f64().unwrap();
+        dropped = prop(&resolved(Ok(broker.stats())).await.unwrap(), "droppedPosts").as_f64().unwrap();
         if dropped >= 6.0 {
             break;
         }

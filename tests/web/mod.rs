@@ -43,16 +43,16 @@ impl JsBroker {
         self.broker.problems()
     }
 
-    pub fn assert_queue(&self, name: &str, options: JsValue) -> Result<JsValue, JsValue> {
-        self.ch.assert_queue(name, options)
+    pub async fn assert_queue(&self, name: &str, options: JsValue) -> Result<JsValue, JsValue> {
+        resolved(self.ch.assert_queue(name, options)).await
     }
 
-    pub fn assert_exchange(&self, name: &str, kind: &str, options: JsValue) -> Result<JsValue, JsValue> {
-        self.ch.assert_exchange(name, kind, options)
+    pub async fn assert_exchange(&self, name: &str, kind: &str, options: JsValue) -> Result<JsValue, JsValue> {
+        resolved(self.ch.assert_exchange(name, kind, options)).await
     }
 
-    pub fn bind_queue(&self, queue: &str, source: &str, pattern: &str, args: JsValue) -> Result<(), JsValue> {
-        self.ch.bind_queue(queue, source, pattern, args).map(|_| ())
+    pub async fn bind_queue(&self, queue: &str, source: &str, pattern: &str, args: JsValue) -> Result<(), JsValue> {
+        resolved(self.ch.bind_queue(queue, source, pattern, args)).await.map(|_| ())
     }
 
     /// Publishes on the confirm channel: a promise of the confirm (an error for a nack or
@@ -81,14 +81,15 @@ impl JsBroker {
     }
 
     /// The queue's entry in `stats()`, or `undefined`.
-    pub fn queue_info(&self, queue: &str) -> JsValue {
-        let queues = js_sys::Array::from(&prop(&self.broker.stats(), "queues"));
+    pub async fn queue_info(&self, queue: &str) -> JsValue {
+        let stats = resolved(Ok(self.broker.stats())).await.unwrap();
+        let queues = js_sys::Array::from(&prop(&stats, "queues"));
         queues.iter().find(|q| prop(q, "name").as_string().as_deref() == Some(queue)).unwrap_or(JsValue::UNDEFINED)
     }
 
     /// Ready messages, or `None` without such a queue.
-    pub fn message_count(&self, queue: &str) -> Option<u32> {
-        let q = self.queue_info(queue);
+    pub async fn message_count(&self, queue: &str) -> Option<u32> {
+        let q = self.queue_info(queue).await;
         (!q.is_undefined()).then(|| prop(&q, "ready").as_f64().unwrap() as u32)
     }
 
@@ -99,6 +100,16 @@ impl JsBroker {
     pub async fn close(&self) {
         self.conn.close();
         self.broker.close().await;
+    }
+}
+
+/// A call's answer: every call answers a promise, in the hosting context too (its
+/// frames go to its own host, and what comes back comes after the current task).
+pub async fn resolved(v: Result<JsValue, JsValue>) -> Result<JsValue, JsValue> {
+    let v = v?;
+    match v.dyn_ref::<Promise>() {
+        Some(p) => wasm_bindgen_futures::JsFuture::from(p.clone()).await,
+        None => Ok(v),
     }
 }
 
@@ -135,18 +146,18 @@ fn version_matches_the_crate_version() {
 async fn js_broker_declares_publishes_gets_and_acks() {
     let b = JsBroker::open(Some(unique("basic")), JsValue::from("memory")).await.unwrap();
     assert_eq!(b.storage(), "memory");
-    let ok = b.assert_queue("jobs", JsValue::UNDEFINED).unwrap();
+    let ok = b.assert_queue("jobs", JsValue::UNDEFINED).await.unwrap();
     assert_eq!(prop(&ok, "queue").as_string().as_deref(), Some("jobs"));
     confirmed(b.send_to_queue("jobs", js_sys::Uint8Array::from(&b"first"[..]).into(), JsValue::UNDEFINED))
         .await
         .unwrap();
     confirmed(b.send_to_queue("jobs", "second".into(), JsValue::UNDEFINED)).await.unwrap();
-    assert_eq!(b.message_count("jobs"), Some(2));
+    assert_eq!(b.message_count("jobs").await, Some(2));
     let msg = got(b.get("jobs".into())).await;
     assert_eq!(content(&msg), "first");
     assert_eq!(prop(&prop(&msg, "fields"), "redelivered").as_bool(), Some(false));
     b.ack(msg, None).unwrap();
-    assert_eq!(b.message_count("jobs"), Some(1));
+    assert_eq!(b.message_count("jobs").await, Some(1));
     got(b.get("jobs".into())).await;
     assert_eq!(got(b.get("jobs".into())).await, JsValue::FALSE, "an empty queue answers false, as amqplib");
 }
@@ -160,10 +171,10 @@ async fn js_errors_are_errors_with_the_amqp_code() {
     let message = prop(&err, "message").as_string().unwrap();
     assert!(message.contains("no queue 'missing'"), "{message}");
     // The error closed the channel, as in AMQP; a new one goes on.
-    let err = b.assert_queue("q", JsValue::UNDEFINED).unwrap_err();
+    let err = b.assert_queue("q", JsValue::UNDEFINED).await.unwrap_err();
     assert_eq!(prop(&err, "code").as_f64(), Some(504.0));
     b.ch = b.conn.create_channel(true, Function::new_no_args("")).unwrap();
-    b.assert_queue("q", JsValue::UNDEFINED).unwrap();
+    b.assert_queue("q", JsValue::UNDEFINED).await.unwrap();
     let err = confirmed(b.send_to_queue("q", JsValue::from_f64(5.0), JsValue::UNDEFINED)).await.unwrap_err();
     assert_eq!(prop(&err, "code").as_f64(), Some(406.0));
     assert!(prop(&err, "message").as_string().unwrap().contains("Uint8Array or a string"));
@@ -174,7 +185,7 @@ async fn js_errors_are_errors_with_the_amqp_code() {
     let err = confirmed(b.send_to_queue("q", "x".into(), opts)).await.unwrap_err();
     assert!(prop(&err, "message").as_string().unwrap().contains("unknown publish option 'persistant'"));
     // Bad arguments throw without closing the channel.
-    b.assert_queue("q", JsValue::UNDEFINED).unwrap();
+    b.assert_queue("q", JsValue::UNDEFINED).await.unwrap();
     let err = JsBroker::open(None, JsValue::from("disk")).await.err().unwrap();
     assert!(prop(&err, "message").as_string().unwrap().contains("use 'indexeddb', 'memory', or an adapter"));
 }

@@ -81,8 +81,8 @@ async fn durable_messages_survive_close_and_reopen_and_acks_stick() {
     let name = unique("reopen");
     let b = open(&name).await;
     assert_eq!(b.storage(), "indexeddb");
-    b.assert_queue("jobs", JsValue::UNDEFINED).unwrap();
-    b.assert_queue("scratch", json(r#"{"durable": false}"#)).unwrap();
+    b.assert_queue("jobs", JsValue::UNDEFINED).await.unwrap();
+    b.assert_queue("scratch", json(r#"{"durable": false}"#)).await.unwrap();
     let mut confirms = Vec::new();
     for i in 1..=5 {
         confirms.push(b.send_to_queue("jobs", format!("m{i}").into(), persistent()));
@@ -105,7 +105,7 @@ async fn durable_messages_survive_close_and_reopen_and_acks_stick() {
 
     let b = open(&name).await;
     assert_eq!(b.problems().length(), 0);
-    assert!(b.message_count("scratch").is_none(), "a transient queue is not stored");
+    assert!(b.message_count("scratch").await.is_none(), "a transient queue is not stored");
     assert_eq!(drain(&b, "jobs").await, owned(&[("m2", true, 0), ("m3", true, 1), ("m4", false, 0), ("m5", false, 0)]));
     JsFuture::from(b.flush()).await.unwrap();
     assert_eq!(count(&name, "segments").await, 0, "every message acked: the segment is deleted");
@@ -119,7 +119,7 @@ async fn durable_messages_survive_close_and_reopen_and_acks_stick() {
 async fn a_confirm_resolves_only_once_the_message_is_in_indexeddb() {
     let name = unique("confirm");
     let b = open(&name).await;
-    b.assert_queue("q", JsValue::UNDEFINED).unwrap();
+    b.assert_queue("q", JsValue::UNDEFINED).await.unwrap();
     JsFuture::from(b.flush()).await.unwrap();
     let db = JsFuture::from(open_db(&format!("tabbit:{name}"))).await.unwrap();
     let before = count_now(&db, "segments");
@@ -141,18 +141,18 @@ async fn a_confirm_resolves_only_once_the_message_is_in_indexeddb() {
 async fn ttl_that_passes_while_closed_dead_letters_at_reopen() {
     let name = unique("ttl");
     let b = open(&name).await;
-    b.assert_exchange("dlx", "fanout", JsValue::UNDEFINED).unwrap();
-    b.assert_queue("dead", JsValue::UNDEFINED).unwrap();
-    b.bind_queue("dead", "dlx", "", JsValue::UNDEFINED).unwrap();
-    b.assert_queue("short", json(r#"{"messageTtl": 150, "deadLetterExchange": "dlx"}"#)).unwrap();
-    b.assert_queue("long", json(r#"{"messageTtl": 60000}"#)).unwrap();
+    b.assert_exchange("dlx", "fanout", JsValue::UNDEFINED).await.unwrap();
+    b.assert_queue("dead", JsValue::UNDEFINED).await.unwrap();
+    b.bind_queue("dead", "dlx", "", JsValue::UNDEFINED).await.unwrap();
+    b.assert_queue("short", json(r#"{"messageTtl": 150, "deadLetterExchange": "dlx"}"#)).await.unwrap();
+    b.assert_queue("long", json(r#"{"messageTtl": 60000}"#)).await.unwrap();
     confirmed(b.send_to_queue("short", "expires".into(), persistent())).await.unwrap();
     confirmed(b.send_to_queue("long", "stays".into(), persistent())).await.unwrap();
     b.close().await;
     JsFuture::from(sleep(300.0)).await.unwrap();
 
     let b = open(&name).await;
-    assert_eq!(b.message_count("short"), Some(0));
+    assert_eq!(b.message_count("short").await, Some(0));
     assert_eq!(drain(&b, "long").await, owned(&[("stays", false, 0)]));
     let dead = got(b.get("dead".into())).await;
     assert_eq!(content(&dead), "expires");
@@ -165,18 +165,18 @@ async fn ttl_that_passes_while_closed_dead_letters_at_reopen() {
 async fn memory_storage_keeps_nothing_across_reopen() {
     let name = unique("memory");
     let b = JsBroker::open(Some(name.clone()), JsValue::from("memory")).await.unwrap();
-    b.assert_queue("q", JsValue::UNDEFINED).unwrap();
+    b.assert_queue("q", JsValue::UNDEFINED).await.unwrap();
     confirmed(b.send_to_queue("q", "x".into(), persistent())).await.unwrap();
     b.close().await;
     let b = JsBroker::open(Some(name), JsValue::from("memory")).await.unwrap();
-    assert!(b.message_count("q").is_none());
+    assert!(b.message_count("q").await.is_none());
 }
 
 #[wasm_bindgen_test]
 async fn foreign_and_corrupt_records_are_skipped_and_reported() {
     let name = unique("foreign");
     let b = open(&name).await;
-    b.assert_queue("q", JsValue::UNDEFINED).unwrap();
+    b.assert_queue("q", JsValue::UNDEFINED).await.unwrap();
     confirmed(b.send_to_queue("q", "kept".into(), persistent())).await.unwrap();
     b.close().await;
     let db = format!("tabbit:{name}");
@@ -197,11 +197,11 @@ async fn foreign_and_corrupt_records_are_skipped_and_reported() {
 async fn a_deep_queue_pages_bodies_out_and_back_in_order_across_reopen() {
     let name = unique("paging");
     let b = open(&name).await;
-    b.assert_queue("deep", JsValue::UNDEFINED).unwrap();
+    b.assert_queue("deep", JsValue::UNDEFINED).await.unwrap();
     let n = 6000;
     let all: Array = (0..n).map(|i| b.send_to_queue("deep", format!("{i}").into(), persistent())).collect();
     JsFuture::from(Promise::all(&all)).await.unwrap();
-    let info = b.queue_info("deep");
+    let info = b.queue_info("deep").await;
     let paged = prop(&info, "pagedOut").as_f64().unwrap() as u32;
     assert!(paged >= n - 2048 - 512, "bodies deep in the queue are paged out: {paged}");
     assert_eq!(prop(&info, "ready").as_f64(), Some(n as f64));
@@ -213,7 +213,10 @@ async fn a_deep_queue_pages_bodies_out_and_back_in_order_across_reopen() {
     }
     b.close().await;
     let b = open(&name).await;
-    assert!(prop(&b.queue_info("deep"), "pagedOut").as_f64().unwrap() > 0.0, "recovery leaves deep messages paged");
+    assert!(
+        prop(&b.queue_info("deep").await, "pagedOut").as_f64().unwrap() > 0.0,
+        "recovery leaves deep messages paged"
+    );
     let rest = drain(&b, "deep").await;
     let want: Vec<String> = (n / 2..n).map(|i| i.to_string()).collect();
     assert_eq!(rest.into_iter().map(|m| m.0).collect::<Vec<_>>(), want);
@@ -226,7 +229,7 @@ async fn a_storage_adapter_object_keeps_the_broker_across_reopen() {
     let name = unique("adapter");
     let b = JsBroker::open(Some(name.clone()), adapter.clone()).await.unwrap();
     assert_eq!(b.storage(), "adapter");
-    b.assert_queue("q", JsValue::UNDEFINED).unwrap();
+    b.assert_queue("q", JsValue::UNDEFINED).await.unwrap();
     confirmed(b.send_to_queue("q", "kept".into(), persistent())).await.unwrap();
     // A write the adapter refuses nacks the publishes it held, and the broker goes on.
     adapter.set_fail_next(true);
@@ -246,8 +249,8 @@ async fn a_storage_adapter_object_keeps_the_broker_across_reopen() {
 async fn adapter_broker(tag: &str) -> (MapAdapter, JsBroker) {
     let adapter = MapAdapter::new();
     let b = JsBroker::open(Some(unique(tag)), adapter.clone()).await.unwrap();
-    b.assert_queue("q", JsValue::UNDEFINED).unwrap();
-    b.assert_queue("g", JsValue::UNDEFINED).unwrap();
+    b.assert_queue("q", JsValue::UNDEFINED).await.unwrap();
+    b.assert_queue("g", JsValue::UNDEFINED).await.unwrap();
     (adapter, b)
 }
 
@@ -341,7 +344,7 @@ async fn another_context_upgrading_or_deleting_the_database_is_not_blocked() {
     let name = unique("versionchange");
     let db = format!("tabbit:{name}");
     let b = open(&name).await;
-    b.assert_queue("q", JsValue::UNDEFINED).unwrap();
+    b.assert_queue("q", JsValue::UNDEFINED).await.unwrap();
     confirmed(b.send_to_queue("q", "one".into(), persistent())).await.unwrap();
     // Deleting the database: the broker steps aside, then writes into a new one.
     JsFuture::from(delete_db(&db)).await.expect("not blocked by the open broker");
