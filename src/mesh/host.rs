@@ -639,7 +639,7 @@ impl HostState {
                 WireEvent::Deliver(WireDelivery {
                     consumer_tag: d.consumer_tag,
                     delivery_tag: d.delivery_tag,
-                    redelivered: false,
+                    redelivered: d.redelivered,
                     delivery_count: d.delivery_count,
                     queue,
                     seq: d.seq,

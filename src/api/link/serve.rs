@@ -28,7 +28,18 @@ impl Link {
         loop {
             let next = self.server.borrow_mut().as_mut().and_then(|s| s.state.poll_output());
             match next {
-                Some(Output::Post { to, frame }) if to == self.me => self.push_local(frame),
+                Some(Output::Post { to, frame }) if to == self.me => {
+                    // An answer settles a promise, which runs nothing now (a re-announcement's
+                    // ends the take-over this task runs): with nothing handed over before it
+                    // still waiting, it goes at once. Events wait for the end of the task: a
+                    // callback never runs inside the call that caused it.
+                    if matches!(frame, Frame::Reply { .. }) && self.local.borrow().is_empty() {
+                        self.client.borrow_mut().receive(self.me, frame, now());
+                        self.pump();
+                    } else {
+                        self.push_local(frame);
+                    }
+                }
                 Some(Output::Post { to, frame }) => self.send(to, frame),
                 Some(Output::Watch(ctx)) => {
                     if let Some(port) = &*self.port.borrow() {
