@@ -1,8 +1,8 @@
 //! The amqplib-shaped classes under the package's `connect()` (`index.js` wraps them in
 //! promises and events): `RawBroker` (one per broker name in a context), `RawConnection`,
-//! `RawChannel`. Each method converts and checks its arguments, then runs through the
-//! [`Link`]: at once when this context hosts the broker (the answer, or a thrown `Error`
-//! with the AMQP `code`), else as a frame to the host (a promise of the answer).
+//! `RawChannel`. Each method converts and checks its arguments (a bad one throws an `Error`
+//! with the AMQP `code`), then goes through the [`Link`] as a frame to whoever hosts, this
+//! context included: a method that answers returns a promise of the answer.
 
 use std::rc::Rc;
 
@@ -97,14 +97,14 @@ impl RawBroker {
         self.link.close().await;
     }
 
-    /// The broker's state for the management view (a promise of it from a client): see
-    /// `BrokerStats` in index.d.ts.
+    /// A promise of the broker's state for the management view: see `BrokerStats` in
+    /// index.d.ts.
     pub fn stats(&self) -> JsValue {
         self.link.stats()
     }
 
-    /// Up to `count` messages at the head of `queue`, not consumed (a promise of them from
-    /// a client); `[]` for a queue that does not exist.
+    /// A promise of up to `count` messages at the head of `queue`, not consumed; `[]` for a
+    /// queue that does not exist.
     pub fn peek(&self, queue: String, count: Option<u32>) -> JsValue {
         self.link.peek(queue, count.unwrap_or(10).min(1000))
     }
@@ -149,7 +149,7 @@ fn binding(args: &JsValue) -> R<crate::core::Table> {
 }
 
 /// One channel, amqplib's method names and argument order. Methods that answer return
-/// the answer, or a promise of it when another context hosts.
+/// a promise of the answer.
 #[wasm_bindgen]
 pub struct RawChannel {
     link: Rc<Link>,
@@ -255,7 +255,7 @@ impl RawChannel {
         self.link.wait_for_confirms(self.chan)
     }
 
-    /// `consume(queue, callback, options)` → `{consumerTag}` (or a promise of it).
+    /// `consume(queue, callback, options)` → a promise of `{consumerTag}`.
     /// `callback(message)` runs for each delivery, and with `null` if the broker cancels
     /// the consumer.
     pub fn consume(&self, queue: &str, callback: Function, options: JsValue) -> R<JsValue> {
