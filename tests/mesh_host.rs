@@ -214,8 +214,7 @@ fn the_hosting_context_is_served_as_any_other() {
     let mine = m.to(ME);
     assert_eq!(names(&mine), ["reply 1", "reply 2", "deliver hello"]);
     let Frame::Event { chan: 5, event: WireEvent::Deliver(d) } = &mine[2] else { panic!("{mine:?}") };
-    // Its deliveries need no queue name: the hosting context is never re-announced.
-    assert_eq!(&*d.queue, "");
+    assert_eq!(&*d.queue, "q");
     let e = m.s.call(&mut m.e, ME, 6, declare("q", false), m.now).unwrap_err();
     assert_eq!(e.code.code(), 504);
 }

@@ -1453,6 +1453,7 @@ impl Broker {
                 redelivered: entry.redelivered,
                 delivery_count: entry.delivery_count,
                 queue: qid,
+                queue_name: q.name.clone(),
                 seq: entry.seq,
                 message: entry.loaded().clone(),
             };
@@ -1523,6 +1524,7 @@ impl Broker {
                 redelivered: entry.redelivered,
                 delivery_count: entry.delivery_count,
                 queue: qid,
+                queue_name: q.name.clone(),
                 seq: entry.seq,
                 message: entry.loaded().clone(),
             };
@@ -1759,7 +1761,7 @@ impl Broker {
         }
     }
 
-    /// The name of a queue by id (a delivery names its queue by id).
+    /// The name of a queue by id.
     pub fn queue_name(&self, id: QueueId) -> Option<Rc<str>> {
         self.queues.get(&id).map(|q| q.name.clone())
     }

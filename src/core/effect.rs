@@ -40,6 +40,8 @@ pub struct Delivery {
     /// as `x-delivery-count` when it is not zero, as RabbitMQ's quorum queues do.
     pub delivery_count: u32,
     pub queue: QueueId,
+    /// The queue's name, which a client keeps for a new host after failover.
+    pub queue_name: Rc<str>,
     /// The message's position in its queue; with `queue`, it names the message.
     pub seq: u64,
     pub message: Rc<Message>,

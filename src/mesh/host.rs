@@ -546,7 +546,7 @@ impl HostState {
     /// page-ins) and turns each into a post or a local event, in order.
     pub fn take_events(&mut self, engine: &mut Engine) {
         while let Some(e) = engine.poll_event() {
-            self.event(engine.core(), e);
+            self.event(e);
         }
     }
 
@@ -618,7 +618,7 @@ impl HostState {
     }
 
     /// An event of the engine, for the context that owns its channel.
-    fn event(&mut self, core: &Broker, event: Event) {
+    fn event(&mut self, event: Event) {
         let channel = match &event {
             Event::Confirm { channel, .. } => *channel,
             Event::Deliver(d) => d.channel,
@@ -627,25 +627,18 @@ impl HostState {
             Event::ChannelClosed { channel, .. } => *channel,
         };
         let Some((ctx, chan)) = self.owners.get(&channel).copied() else { return };
-        let remote = ctx != self.me;
         let wire = match event {
             Event::Confirm { seq, result, .. } => WireEvent::Confirm { seq, error: result.err() },
-            Event::Deliver(d) => {
-                // A client tracks what it holds by queue, for a new host after failover.
-                let queue = match remote {
-                    true => core.queue_name(d.queue).unwrap_or_else(|| "".into()),
-                    false => "".into(),
-                };
-                WireEvent::Deliver(WireDelivery {
-                    consumer_tag: d.consumer_tag,
-                    delivery_tag: d.delivery_tag,
-                    redelivered: d.redelivered,
-                    delivery_count: d.delivery_count,
-                    queue,
-                    seq: d.seq,
-                    message: d.message,
-                })
-            }
+            // A client tracks what it holds by queue, for a new host after failover.
+            Event::Deliver(d) => WireEvent::Deliver(WireDelivery {
+                consumer_tag: d.consumer_tag,
+                delivery_tag: d.delivery_tag,
+                redelivered: d.redelivered,
+                delivery_count: d.delivery_count,
+                queue: d.queue_name,
+                seq: d.seq,
+                message: d.message,
+            }),
             Event::Return(r) => {
                 WireEvent::Return { code: r.reply_code, text: r.reply_text.to_string(), message: r.message }
             }
