@@ -440,6 +440,9 @@ impl ClientState {
                     for f in std::mem::take(&mut self.waiting) {
                         self.for_host(f);
                     }
+                    // Nothing to re-announce: a host taking over need not wait for this
+                    // context (it holds its lock, so the host counts it among the live).
+                    self.for_host(Frame::Resumed);
                     self.out.push_back(Notice::Ready);
                 }
                 Some(_) => self.take_new_host(from),
