@@ -58,7 +58,7 @@ fn string_value(v: &JsValue, key: &str) -> Result<String> {
 fn uint_value(v: &JsValue, key: &str, max: f64) -> Result<u64> {
     match v.as_f64() {
         Some(n) if n >= 0.0 && n <= max && n.fract() == 0.0 => Ok(n as u64),
-        _ => Err(bad(&format!("option '{key}'"), &format!("a whole number from 0 to {max}"))),
+        _ => Err(bad(&format!("option '{key}'"), &format!("a whole number from 0 to {}", max as u64))),
     }
 }
 
