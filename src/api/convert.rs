@@ -27,7 +27,9 @@ pub fn get(obj: &JsValue, key: &str) -> JsValue {
 }
 
 pub fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
-    Reflect::set(obj, &name(key), &value.into()).expect("setting a property of a plain object");
+    // Cannot fail on a plain object of ours. (An `expect` here would ship `JsValue`'s `Debug`
+    // and wasm-bindgen's debugString for its message.)
+    let _ = Reflect::set(obj, &name(key), &value.into());
 }
 
 /// An optional option: `undefined` and `null` are absent.
