@@ -37,6 +37,7 @@ use std::rc::Rc;
 use super::codec::{DecodeError, Reader, Writer};
 use super::range_set::RangeSet;
 use crate::core::fxhash::FxMap;
+use crate::core::sort;
 use crate::core::{Broker, Message, StoreDestination, StoreOp, StoredMessage, Table};
 
 /// Entries per segment, at most; a segment of ~100 messages writes 10–30× faster than
@@ -566,7 +567,7 @@ impl Log {
             }
         }
         let mut dirty: Vec<(&Rc<str>, &mut QueueLog)> = self.queues.iter_mut().filter(|(_, q)| q.dirty).collect();
-        dirty.sort_by(|a, b| a.0.cmp(b.0));
+        sort::sort_by(&mut dirty, |a, b| a.0.cmp(b.0));
         for (name, q) in dirty {
             q.dirty = false;
             batch.writes.push(Write::put(Collection::Acks, Key::Num(q.id), q.encode_acks()));
@@ -610,7 +611,7 @@ impl Log {
                 lost.push((name.clone(), seqs));
             }
         }
-        lost.sort_by(|a, b| a.0.cmp(&b.0));
+        sort::sort_by(&mut lost, |a, b| a.0.cmp(&b.0));
         for seg in &batch.segments {
             self.segments.remove(seg);
         }
@@ -645,7 +646,7 @@ impl Log {
                 Key::Str(_) => None,
             })
             .collect();
-        segments.sort_by_key(|s| s.0);
+        sort::sort_by_key(&mut segments, |s| s.0);
         let index: FxMap<Rc<str>, usize> = out.queues.iter().enumerate().map(|(i, q)| (q.name.clone(), i)).collect();
         let mut problems = Vec::new();
         for (id, bytes) in segments {
@@ -672,7 +673,7 @@ impl Log {
         }
         let mut take = |c: Collection| {
             let mut v = by_collection.remove(&c).unwrap_or_default();
-            v.sort_by(|a, b| a.key.cmp(&b.key));
+            sort::sort_by(&mut v, |a, b| a.key.cmp(&b.key));
             v
         };
         let (meta, exchanges, queues) = (take(Collection::Meta), take(Collection::Exchanges), take(Collection::Queues));
@@ -852,7 +853,7 @@ impl Log {
                 raised.push((name.clone(), q.horizon));
             }
         }
-        raised.sort();
+        sort::sort(&mut raised);
         self.names_by_id.clear();
         raised
     }
