@@ -1,13 +1,25 @@
 //! One sort for the whole crate. `slice::sort_by` is instantiated anew for every element type
 //! and comparison, and each copy of std's sort is kilobytes of wasm; these sort a permutation
 //! of `u32` indices with one comparison behind `dyn` (a single copy of std's sort in the
-//! package) and then move the elements into place. Stable, like `slice::sort_by`.
+//! package) and then move the elements into place; short slices take an insertion sort in place.
+//! Stable, like `slice::sort_by`.
 
 use std::cmp::Ordering;
 
+/// Up to this length an insertion sort, in place.
+const SMALL: usize = 16;
+
 /// Sorts `v` by `cmp`, stably.
 pub fn sort_by<T>(v: &mut [T], mut cmp: impl FnMut(&T, &T) -> Ordering) {
-    if v.len() < 2 {
+    if v.len() <= SMALL {
+        // Short slices (a message's destinations, say) sort in place, without allocating.
+        for i in 1..v.len() {
+            let mut j = i;
+            while j > 0 && cmp(&v[j - 1], &v[j]) == Ordering::Greater {
+                v.swap(j - 1, j);
+                j -= 1;
+            }
+        }
         return;
     }
     let mut order: Vec<u32> = (0..v.len() as u32).collect();
@@ -52,7 +64,7 @@ mod tests {
     #[test]
     fn sorts_stably_like_std() {
         let mut seed = 7u64;
-        for len in [0, 1, 2, 3, 10, 100, 1000] {
+        for len in [0, 1, 2, 3, 10, 16, 17, 100, 1000] {
             let v: Vec<(u8, u32)> = (0..len)
                 .map(|i| {
                     seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
