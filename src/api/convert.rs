@@ -27,7 +27,9 @@ pub fn get(obj: &JsValue, key: &str) -> JsValue {
 }
 
 pub fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
-    Reflect::set(obj, &name(key), &value.into()).expect("setting a property of a plain object");
+    // Cannot fail on a plain object of ours. (An `expect` here would ship `JsValue`'s `Debug`
+    // and wasm-bindgen's debugString for its message.)
+    let _ = Reflect::set(obj, &name(key), &value.into());
 }
 
 /// An optional option: `undefined` and `null` are absent.
@@ -58,7 +60,7 @@ fn string_value(v: &JsValue, key: &str) -> Result<String> {
 fn uint_value(v: &JsValue, key: &str, max: f64) -> Result<u64> {
     match v.as_f64() {
         Some(n) if n >= 0.0 && n <= max && n.fract() == 0.0 => Ok(n as u64),
-        _ => Err(bad(&format!("option '{key}'"), &format!("a whole number from 0 to {max}"))),
+        _ => Err(bad(&format!("option '{key}'"), &format!("a whole number from 0 to {}", max as u64))),
     }
 }
 

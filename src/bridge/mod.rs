@@ -110,10 +110,20 @@ fn text(v: &FieldValue) -> Option<String> {
         FieldValue::Str(s) => Some(s.clone()),
         FieldValue::Bool(b) => Some(b.to_string()),
         FieldValue::Int(i) => Some(i.to_string()),
-        FieldValue::Float(x) if x.is_finite() => Some(x.to_string()),
+        FieldValue::Float(x) if x.is_finite() => Some(float_text(*x)),
         FieldValue::Timestamp(t) => Some(t.to_string()),
         _ => None,
     }
+}
+
+/// A float header's text: in the browser JavaScript's `String(x)`, so the package ships no
+/// float formatting of its own (Rust's would be ~10 KB of wasm); the two differ only past
+/// 1e21 and below 1e-6, where JavaScript writes an exponent.
+fn float_text(x: f64) -> String {
+    #[cfg(target_arch = "wasm32")]
+    return js_sys::Number::from(x).to_string_with_radix(10).map(String::from).unwrap_or_default();
+    #[cfg(not(target_arch = "wasm32"))]
+    return x.to_string();
 }
 
 /// The AMQP properties of a MESSAGE frame, as RabbitMQ sent them: the mapped headers back

@@ -45,11 +45,11 @@ impl fmt::Display for StompError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StompError::TooLarge(limit) => write!(f, "a STOMP frame from the server is over {limit} bytes"),
-            StompError::BadCommand(c) => write!(f, "a STOMP frame from the server has a bad command line {c:?}"),
-            StompError::BadHeader(h) => write!(f, "a STOMP frame from the server has a bad header line {h:?}"),
-            StompError::BadEscape(h) => write!(f, "a STOMP header from the server has a bad escape: {h:?}"),
+            StompError::BadCommand(c) => write!(f, "a STOMP frame from the server has a bad command line \"{c}\""),
+            StompError::BadHeader(h) => write!(f, "a STOMP frame from the server has a bad header line \"{h}\""),
+            StompError::BadEscape(h) => write!(f, "a STOMP header from the server has a bad escape: \"{h}\""),
             StompError::BadContentLength(v) => {
-                write!(f, "a STOMP frame from the server has a bad content-length {v:?}")
+                write!(f, "a STOMP frame from the server has a bad content-length \"{v}\"")
             }
             StompError::MissingNul => {
                 write!(f, "a STOMP frame from the server does not end with NUL after its content-length")

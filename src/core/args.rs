@@ -49,20 +49,42 @@ const EQUIVALENCE_KEYS: &[&str] = &[
 
 fn invalid(queue: &str, key: &str, expected: &str, got: &FieldValue) -> AmqpError {
     AmqpError::precondition(format!(
-        "invalid arg '{key}' for queue '{queue}': expected {expected}, got {} {}",
+        "invalid arg '{key}' for queue '{queue}': expected {expected}, got {}{}",
         got.type_name(),
         show(got)
     ))
 }
 
+/// The value after its type name in an error: scalars only, and floats without `f64`'s
+/// `Display` (float formatting would ship ~10 KB of wasm for this one message).
 fn show(v: &FieldValue) -> String {
     match v {
-        FieldValue::Str(s) => format!("'{s}'"),
-        FieldValue::Int(i) => i.to_string(),
-        FieldValue::Float(f) => f.to_string(),
-        FieldValue::Bool(b) => b.to_string(),
-        other => format!("{other:?}"),
+        FieldValue::Str(s) => format!(" '{s}'"),
+        FieldValue::Int(i) => format!(" {i}"),
+        FieldValue::Timestamp(t) => format!(" {t}"),
+        FieldValue::Float(f) => format!(" {}", float_text(*f)),
+        FieldValue::Bool(b) => format!(" {b}"),
+        _ => String::new(),
     }
+}
+
+/// `f` in decimal with at most 6 decimals (trailing zeros dropped), as integers format it.
+fn float_text(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    let sign = if f < 0.0 { "-" } else { "" };
+    let a = f.abs();
+    if a >= 1e15 {
+        return format!("{sign}{}", if a.is_infinite() { "Infinity" } else { "1e15 or more" });
+    }
+    let micros = (a * 1e6).round() as u64;
+    let (int, frac) = (micros / 1_000_000, micros % 1_000_000);
+    if frac == 0 {
+        return format!("{sign}{int}");
+    }
+    let digits = format!("{frac:06}");
+    format!("{sign}{int}.{}", digits.trim_end_matches('0'))
 }
 
 fn uint(queue: &str, key: &str, v: &FieldValue, min: i64, max: i64, unit: &str) -> Result<u64> {
@@ -148,5 +170,21 @@ impl QueueArgs {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::float_text;
+
+    #[test]
+    fn floats_show_in_decimal_without_float_formatting() {
+        let cases =
+            [(1.5, "1.5"), (-0.25, "-0.25"), (3.0, "3"), (0.1, "0.1"), (2.0000004, "2"), (1e20, "1e15 or more")];
+        for (f, want) in cases {
+            assert_eq!(float_text(f), want, "{f}");
+        }
+        assert_eq!(float_text(f64::NAN), "NaN");
+        assert_eq!(float_text(f64::NEG_INFINITY), "-Infinity");
     }
 }

@@ -18,6 +18,7 @@ use super::ids::{ChannelRef, ConnId, Destination, ExchangeId, QueueId};
 use super::message::Message;
 use super::names::{self, NameSource};
 use super::queue::{DropReason, Entry, Queue, QueueCounters, ReadyList};
+use super::sort;
 use super::value::{same_table, FieldValue, Table};
 
 mod horizon;
@@ -643,7 +644,7 @@ impl Broker {
             }
         }
         // Sorted so that the store ops come out in the same order on every run.
-        found.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        sort::sort_by(&mut found, |a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         for (source, key, args) in found {
             self.remove_binding(source, dest, &key, &args);
         }
@@ -1058,7 +1059,7 @@ impl Broker {
         }
         self.route_via(exchange, message, visited, out);
         if out.len() > 1 {
-            out.sort_unstable();
+            sort::sort(out);
             out.dedup();
         }
     }
@@ -1687,7 +1688,7 @@ impl Broker {
     /// their `x-expires`. Returns when it next needs to run, if ever.
     pub fn tick(&mut self, now: u64) -> Option<u64> {
         let mut ids: Vec<QueueId> = self.queues.keys().copied().collect();
-        ids.sort_unstable();
+        sort::sort(&mut ids);
         for qid in ids {
             let unused = self.queues.get(&qid).is_some_and(|q| {
                 q.args.expires.is_some_and(|e| q.consumers.is_empty() && q.last_used.saturating_add(e) <= now)
@@ -1769,7 +1770,7 @@ impl Broker {
     /// Names of every queue, sorted.
     pub fn queue_names(&self) -> Vec<Rc<str>> {
         let mut v: Vec<Rc<str>> = self.queue_ids.keys().cloned().collect();
-        v.sort();
+        sort::sort(&mut v);
         v
     }
 

@@ -14,6 +14,7 @@ pub mod ids;
 pub mod message;
 pub mod names;
 mod queue;
+pub(crate) mod sort;
 pub mod value;
 
 pub use args::{Overflow, QueueArgs};

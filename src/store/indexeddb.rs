@@ -89,8 +89,12 @@ fn record(collection: Collection, k: &JsValue, v: JsValue, problems: &mut Vec<St
     match v.dyn_into::<Uint8Array>() {
         Ok(bytes) => Some((key, bytes.to_vec())),
         Err(_) => {
+            let key = match &key {
+                Key::Str(s) => format!("'{s}'"),
+                Key::Num(n) => n.to_string(),
+            };
             problems
-                .push(format!("record {key:?} in '{}' is not tabbit's (not bytes) and was skipped", collection.name()));
+                .push(format!("record {key} in '{}' is not tabbit's (not bytes) and was skipped", collection.name()));
             None
         }
     }

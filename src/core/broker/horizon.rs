@@ -26,6 +26,7 @@
 
 use super::{Broker, Queue, QueueId};
 use crate::core::effect::{Effect, StoreOp};
+use crate::core::sort;
 
 /// The largest lookahead beyond demand, in messages.
 pub const MAX_LOOKAHEAD: u64 = 4096;
@@ -193,7 +194,7 @@ impl Broker {
             self.effects.push_back(Effect::Store(op));
             retracted.push(qid);
         }
-        retracted.sort();
+        sort::sort(&mut retracted);
         for qid in retracted {
             self.dispatch(qid, now);
         }
@@ -222,7 +223,7 @@ impl Broker {
                 freed.push(qid);
             }
         }
-        freed.sort();
+        sort::sort(&mut freed);
         for qid in freed {
             self.dispatch(qid, now);
         }

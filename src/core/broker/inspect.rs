@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use super::{Broker, ConnId, Destination};
+use crate::core::sort;
 use crate::core::value::Table;
 
 /// An exchange as the management view lists it (the default exchange `""` included).
@@ -50,7 +51,7 @@ impl Broker {
                 arguments: x.arguments.clone(),
             })
             .collect();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
+        sort::sort_by(&mut v, |a, b| a.name.cmp(&b.name));
         v
     }
 
@@ -81,7 +82,9 @@ impl Broker {
                 }
             }
         }
-        v.sort_by(|a, b| (&a.source, &a.destination, &a.routing_key).cmp(&(&b.source, &b.destination, &b.routing_key)));
+        sort::sort_by(&mut v, |a, b| {
+            (&a.source, &a.destination, &a.routing_key).cmp(&(&b.source, &b.destination, &b.routing_key))
+        });
         v
     }
 

@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use super::{Broker, DropReason, Queue};
 use crate::core::message::Message;
+use crate::core::sort;
 
 impl Broker {
     /// Drops the bodies of ready messages beyond the first `keep` of each queue that can
@@ -41,7 +42,7 @@ impl Broker {
                 (!seqs.is_empty()).then(|| (q.name.clone(), seqs))
             })
             .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        sort::sort_by(&mut out, |a, b| a.0.cmp(&b.0));
         out
     }
 

@@ -8,6 +8,7 @@
 
 use super::{first_delivery, Broker, ChannelRef, ConnId, Consume, QueueId, Result, Unacked};
 use crate::core::error::AmqpError;
+use crate::core::sort;
 
 /// A delivery a client holds unacked, as it announces it when resuming its channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,7 +70,7 @@ impl Broker {
         let Resume { next_delivery_tag, confirm_seq, consumer_prefetch, channel_prefetch, consumers, mut in_flight } =
             r;
         // The window takes tags in increasing order.
-        in_flight.sort_by_key(|f| f.delivery_tag);
+        sort::sort_by_key(&mut in_flight, |f| f.delivery_tag);
         check_resume(next_delivery_tag, confirm_seq, &in_flight)?;
         let ch = self.open_channel(conn)?;
         let channel = self.channels.get_mut(&ch).expect("just opened");
