@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use super::frame::{Answer, ChannelState, Command, Frame, InFlight, WireDelivery, WireEvent, EVERYONE};
 use super::topology::Recorded;
 use crate::core::fxhash::{FxMap, FxSet};
+use crate::core::sort;
 use crate::core::{AmqpError, Consume, Message, ReplyCode};
 
 /// How long a client remembers a settled delivery, and how many per channel at most: a
@@ -386,7 +387,7 @@ impl ClientState {
         self.topology.remove(&conn);
         self.for_host(Frame::CloseConnection { conn });
         let mut gone: Vec<u32> = self.chans.iter().filter(|(_, c)| c.conn == conn).map(|(k, _)| *k).collect();
-        gone.sort_unstable();
+        sort::sort(&mut gone);
         gone.into_iter().filter(|chan| self.channel_closed(*chan)).collect()
     }
 
@@ -407,7 +408,7 @@ impl ClientState {
         self.fail_pending(&error);
         if close_channels {
             let mut chans: Vec<u32> = self.chans.keys().copied().collect();
-            chans.sort_unstable();
+            sort::sort(&mut chans);
             for chan in chans {
                 self.event(chan, WireEvent::Closed(error.clone()), 0);
             }
@@ -416,7 +417,7 @@ impl ClientState {
 
     fn fail_pending(&mut self, error: &AmqpError) {
         let mut ids: Vec<u32> = self.pending.keys().copied().collect();
-        ids.sort_unstable();
+        sort::sort(&mut ids);
         for id in ids {
             // A re-announcement has no one waiting on it: the next host asks anew.
             if let Some(Pending::App { .. }) = self.pending.remove(&id) {
@@ -584,7 +585,7 @@ impl ClientState {
         }
         let topology = self.topology_to_restore();
         let mut chans: Vec<u32> = self.chans.keys().copied().collect();
-        chans.sort_unstable();
+        sort::sort(&mut chans);
         self.resuming = Some((topology.len() + chans.len(), Lost::default()));
         // Before the channels: their consumers need the queues.
         for (conn, commands) in topology {
@@ -610,7 +611,7 @@ impl ClientState {
         let err = host_gone();
         self.fail_pending(&err);
         let mut chans: Vec<u32> = self.chans.keys().copied().collect();
-        chans.sort_unstable();
+        sort::sort(&mut chans);
         for chan in chans {
             let c = self.chans.get_mut(&chan).expect("listed");
             let failed: Vec<u64> = std::mem::take(&mut c.outstanding).into_iter().collect();
@@ -635,7 +636,7 @@ impl ClientState {
             .filter(|(_, r)| !r.is_empty())
             .map(|(conn, r)| (*conn, r.commands(|q| consumed(*conn, q))))
             .collect();
-        out.sort_unstable_by_key(|(conn, _)| *conn);
+        sort::sort_by_key(&mut out, |(conn, _)| *conn);
         out
     }
 

@@ -30,7 +30,7 @@ pub fn resource_prefix(name: &str, app: Option<&str>) -> Result<String, AmqpErro
     names::check("app name", app)?;
     if app.is_empty() || app.contains(APP_SEPARATOR) {
         return Err(AmqpError::precondition(format!(
-            "connect(): 'app' is {app:?}; it must be 1 to 255 bytes without '{APP_SEPARATOR}' (the separator between \
+            "connect(): 'app' is '{app}'; it must be 1 to 255 bytes without '{APP_SEPARATOR}' (the separator between \
              the app and the broker name in IndexedDB, lock and channel names): use e.g. 'my-app'"
         )));
     }
