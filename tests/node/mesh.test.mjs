@@ -998,8 +998,8 @@ test('mesh: apps: two apps with one broker name on one origin do not see each ot
     const databases = (await indexedDB.databases()).map((d) => d.name).filter((n) => n.endsWith(name)).sort();
     return { refused, databases };
   }, name);
-  assert.match(checks.refused[0], /^406 PRECONDITION_FAILED - connect\(\): 'app' is "alpha:v2"; it must be 1 to 255 bytes without ':'.*use e\.g\. 'my-app'/);
-  assert.match(checks.refused[1], /^406 .*'app' is ""/);
+  assert.match(checks.refused[0], /^406 PRECONDITION_FAILED - connect\(\): 'app' is 'alpha:v2'; it must be 1 to 255 bytes without ':'.*use e\.g\. 'my-app'/);
+  assert.match(checks.refused[1], /^406 .*'app' is ''/);
   assert.match(checks.refused[2], /^406 .*'app' must be a string/);
   assert.deepEqual(
     checks.databases,
