@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::frame::{Answer, ChannelState, Command, Frame, InFlight, WireDelivery, WireEvent, EVERYONE};
+use super::host::closed_channel;
 use super::topology::Recorded;
 use crate::core::fxhash::{FxMap, FxSet};
 use crate::core::sort;
@@ -164,11 +165,6 @@ pub struct ClientState {
     out: VecDeque<Notice>,
 }
 
-/// The error of a call on a channel the app closed, or the broker did.
-pub fn closed_channel() -> AmqpError {
-    super::host::closed_channel()
-}
-
 fn host_gone() -> AmqpError {
     AmqpError::new(
         ReplyCode::ConnectionForced,
@@ -206,10 +202,6 @@ impl ClientState {
         c
     }
 
-    pub fn me(&self) -> u64 {
-        self.me
-    }
-
     /// Who hosts, once known.
     pub fn host(&self) -> Option<u64> {
         self.host
@@ -225,16 +217,6 @@ impl ClientState {
         let id = self.next_local;
         self.next_local += 1;
         id
-    }
-
-    /// Whether the app's channel `chan` is open (as far as the app was told).
-    pub fn is_open(&self, chan: u32) -> bool {
-        self.chans.contains_key(&chan)
-    }
-
-    /// The confirm sequence number the next publish on `chan` gets.
-    pub fn next_seq(&self, chan: u32) -> Option<u64> {
-        self.chans.get(&chan).map(|c| c.next_seq)
     }
 
     /// Whether `chan` has the consumer `tag` registered.
@@ -666,11 +648,6 @@ impl ClientState {
             let (_, all) = self.resuming.take().expect("resuming");
             self.out.push_back(Notice::Failover { cancelled: all.cancelled, not_restored: all.topology });
         }
-    }
-
-    /// The confirm sequence numbers outstanding on `chan`, for tests.
-    pub fn outstanding(&self, chan: u32) -> Vec<u64> {
-        self.chans.get(&chan).map(|c| c.outstanding.iter().copied().collect()).unwrap_or_default()
     }
 
     /// The delivery tags in flight on `chan` (client role), for tests.

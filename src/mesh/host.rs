@@ -209,11 +209,6 @@ impl HostState {
         }
     }
 
-    /// The hosting context's id.
-    pub fn me(&self) -> u64 {
-        self.me
-    }
-
     /// What to do next, in order.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
@@ -362,9 +357,9 @@ impl HostState {
         }
     }
 
-    /// A command on channel `chan` of context `ctx`, answered at once (the hosting
-    /// context's own calls; a `get` waits for its head beforehand, see
-    /// [`Engine::get_wait`]).
+    /// A command on channel `chan` of context `ctx`, answered at once, outside the frames
+    /// and the resume window (for a driver or test that sets state up directly; a `get`
+    /// here does not wait for its head, see [`Engine::get_wait`]).
     pub fn call(
         &mut self,
         engine: &mut Engine,
