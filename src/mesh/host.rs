@@ -10,7 +10,7 @@
 //! clients not yet re-announced and the frames held meanwhile), the `get`s and `flush`es
 //! waiting for the engine, and samples for the stats' rates.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use super::frame::EVERYONE;
 use super::frame::{Answer, ChannelState, Command, ContextInfo, Frame, InFlight, Stats, WireDelivery, WireEvent};
@@ -649,15 +649,24 @@ impl HostState {
     /// The broker's state, with each context's load and the recent rates.
     pub fn stats(&mut self, core: &Broker, now: u64) -> Stats {
         let queues: Vec<_> = core.queue_names().iter().filter_map(|n| core.queue_info(n)).collect();
-        let mut by_context: BTreeMap<u64, ContextInfo> = BTreeMap::new();
+        // A few contexts: a vector, sorted by id once filled.
+        let mut by_context: Vec<ContextInfo> = Vec::new();
         for ((ctx, _), id) in &self.conns {
             let Some(load) = core.connection_info(*id) else { continue };
-            let c = by_context.entry(*ctx).or_insert_with(|| ContextInfo { id: *ctx, ..Default::default() });
+            let i = match by_context.iter().position(|c| c.id == *ctx) {
+                Some(i) => i,
+                None => {
+                    by_context.push(ContextInfo { id: *ctx, ..Default::default() });
+                    by_context.len() - 1
+                }
+            };
+            let c = &mut by_context[i];
             c.connections += 1;
             c.channels += load.channels as u32;
             c.consumers += load.consumers as u32;
             c.unacked += load.unacked as u32;
         }
+        crate::core::sort::sort_by_key(&mut by_context, |c| c.id);
         let mut s = Stats {
             at: now,
             host: self.me,
@@ -666,7 +675,7 @@ impl HostState {
             queues,
             exchanges: core.exchange_infos(),
             bindings: core.binding_infos(),
-            contexts: by_context.into_values().collect(),
+            contexts: by_context,
             rates: [0.0; 6],
             dropped_posts: self.dropped_posts,
         };
