@@ -394,7 +394,7 @@ fn frame() -> BoxedStrategy<Frame> {
         2 => (u32v(), u32v(), u32v(), channel_state())
             .prop_map(|(id, conn, chan, state)| Frame::Resume { id, conn, chan, state }),
         1 => Just(Frame::Resumed),
-        1 => Just(Frame::Host),
+        1 => any::<u64>().prop_map(|since| Frame::Host { since }),
         5 => (u32v(), prop_oneof![4 => answer().prop_map(Ok), 1 => error().prop_map(Err)])
             .prop_map(|(id, result)| Frame::Reply { id, result }),
         6 => (u32v(), event()).prop_map(|(chan, event)| Frame::Event { chan, event }),

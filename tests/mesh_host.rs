@@ -121,7 +121,7 @@ fn names(frames: &[Frame]) -> Vec<String> {
             Frame::Event { event: WireEvent::Cancelled(t), .. } => format!("cancelled {t}"),
             Frame::Event { event: WireEvent::Closed(e), .. } => format!("closed {}", e.code.code()),
             Frame::Event { event: WireEvent::Confirm { seq, .. }, .. } => format!("confirm {seq}"),
-            Frame::Host => "host".into(),
+            Frame::Host { .. } => "host".into(),
             other => format!("{other:?}"),
         })
         .collect()

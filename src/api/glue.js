@@ -50,6 +50,17 @@ export function meshAvailable() {
   return typeof BroadcastChannel === 'function' && typeof globalThis.navigator?.locks?.request === 'function';
 }
 
+/**
+ * The time in microseconds since 1970, as finely as this context's clock tells it: a hosting
+ * context's term (mesh::host::HostState::since) starts from it, so that two take-overs in one
+ * millisecond still come in order.
+ */
+export function clockMicros() {
+  const p = globalThis.performance;
+  const ms = typeof p?.now === 'function' && typeof p.timeOrigin === 'number' ? p.timeOrigin + p.now() : Date.now();
+  return Math.floor(ms * 1000);
+}
+
 /** What a context is called in the stats when connect() gets no label: the page's title or path, or the worker's kind and name. */
 export function defaultLabel() {
   const g = globalThis;

@@ -43,6 +43,9 @@ extern "C" {
     #[wasm_bindgen(js_name = defaultLabel)]
     fn default_label() -> String;
 
+    #[wasm_bindgen(js_name = clockMicros)]
+    fn clock_micros() -> f64;
+
     type Port;
     #[wasm_bindgen(constructor)]
     fn new(
@@ -321,8 +324,8 @@ impl Link {
         if !mesh || !mesh_available() {
             let host = Host::open(prefix, kind, limits.clone()).await.map_err(to_js)?;
             let link = Link::new(prefix, storage, label, limits);
-            link.install(host, false);
-            link.client.borrow_mut().hosting_now();
+            let since = link.install(host, false);
+            link.client.borrow_mut().hosting_now(since, now());
             link.pump();
             return Ok(link);
         }

@@ -121,7 +121,9 @@ struct Chan {
 }
 
 impl Chan {
-    fn state(&self) -> ChannelState {
+    /// The channel as a new host takes it; settlements older than `SETTLED_KEEP_MS` at
+    /// `now` are left out (the list is pruned only as the app settles more).
+    fn state(&self, now: u64) -> ChannelState {
         ChannelState {
             next_delivery_tag: self.last_tag + 1,
             confirm_seq: self.confirm.then_some(self.next_seq),
@@ -129,7 +131,12 @@ impl Chan {
             channel_prefetch: self.prefetch.1,
             consumers: self.specs.clone(),
             in_flight: self.in_flight.values().cloned().collect(),
-            settled: self.settled.iter().map(|(_, f, ack)| (f.clone(), *ack)).collect(),
+            settled: self
+                .settled
+                .iter()
+                .filter(|(at, _, _)| now.saturating_sub(*at) <= SETTLED_KEEP_MS)
+                .map(|(_, f, ack)| (f.clone(), *ack))
+                .collect(),
         }
     }
 }
@@ -148,6 +155,9 @@ pub struct ClientState {
     label: String,
     /// Who hosts (`me` when this context does), once known.
     host: Option<u64>,
+    /// The host's term (`Frame::Host`): a `Host` frame of another context with a lower
+    /// one is a late post of a host that is gone, read after its successor's.
+    since: u64,
     closed: bool,
     chans: FxMap<u32, Chan>,
     pending: FxMap<u32, Pending>,
@@ -187,6 +197,7 @@ impl ClientState {
             me,
             label: label.clone(),
             host: None,
+            since: 0,
             closed: false,
             chans: FxMap::default(),
             pending: FxMap::default(),
@@ -205,6 +216,12 @@ impl ClientState {
     /// Who hosts, once known.
     pub fn host(&self) -> Option<u64> {
         self.host
+    }
+
+    /// The term of the host this context knows (0 before it knows one): a host this
+    /// context becomes takes a later one ([`crate::mesh::host::HostState::follow`]).
+    pub fn since(&self) -> u64 {
+        self.since
     }
 
     /// What to do next, in order.
@@ -415,11 +432,12 @@ impl ClientState {
         if self.closed {
             return;
         }
-        if let Frame::Host = f {
+        if let Frame::Host { since } = f {
             match self.host {
-                Some(h) if h == from => {}
+                Some(h) if h == from => self.since = self.since.max(since),
                 None => {
                     self.host = Some(from);
+                    self.since = since;
                     for f in std::mem::take(&mut self.waiting) {
                         self.for_host(f);
                     }
@@ -428,7 +446,12 @@ impl ClientState {
                     self.for_host(Frame::Resumed);
                     self.out.push_back(Notice::Ready);
                 }
-                Some(_) => self.take_new_host(from),
+                // A host that is gone, read late (see `since`).
+                Some(_) if since < self.since => {}
+                Some(_) => {
+                    self.since = since;
+                    self.take_new_host(from, now);
+                }
             }
             return;
         }
@@ -442,9 +465,11 @@ impl ClientState {
         }
     }
 
-    /// This context hosts now (it won the host lock): its own channels are re-announced
-    /// to it as to any new host.
-    pub fn hosting_now(&mut self) {
+    /// This context hosts now (it won the host lock), with term `since` (its host
+    /// state's: see [`ClientState::since`]): its own channels are re-announced to it as
+    /// to any new host.
+    pub fn hosting_now(&mut self, since: u64, now: u64) {
+        self.since = since;
         match self.host {
             None => {
                 self.host = Some(self.me);
@@ -454,7 +479,7 @@ impl ClientState {
                 self.out.push_back(Notice::Ready);
             }
             Some(h) if h == self.me => {}
-            Some(_) => self.take_new_host(self.me),
+            Some(_) => self.take_new_host(self.me, now),
         }
     }
 
@@ -559,7 +584,7 @@ impl ClientState {
 
     /// Another context hosts now: calls in flight fail, then every connection's topology
     /// and every channel is re-announced to it.
-    fn take_new_host(&mut self, host: u64) {
+    fn take_new_host(&mut self, host: u64, now: u64) {
         self.host = Some(host);
         self.fail_in_flight();
         if host != self.me {
@@ -576,7 +601,7 @@ impl ClientState {
         for chan in chans {
             let (conn, state) = {
                 let c = &self.chans[&chan];
-                (c.conn, c.state())
+                (c.conn, c.state(now))
             };
             self.request(Pending::Resume, |id| Frame::Resume { id, conn, chan, state });
         }

@@ -16,7 +16,7 @@ use crate::store::codec::{DecodeError, Reader, Writer};
 /// First byte of every post.
 pub const MAGIC: u8 = 0xB7;
 /// The protocol version; a post with another one is dropped (and counted).
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// The receiver id that means every context.
 pub const EVERYONE: u64 = 0;
 
@@ -186,8 +186,13 @@ pub enum Frame {
     /// After failover: every channel of this client has been re-announced.
     Resumed,
     // Host to client.
-    /// The sender hosts the broker (sent when it starts hosting and to answer `Hello`).
-    Host,
+    /// The sender hosts the broker (sent when it starts hosting and to answer `Hello`),
+    /// since `since`: a term that grows from one host to the next (see
+    /// [`crate::mesh::host::HostState::since`]), so that a client tells a late post of a
+    /// host that is gone from its successor's.
+    Host {
+        since: u64,
+    },
     Reply {
         id: u32,
         result: Result<Answer, AmqpError>,
@@ -508,7 +513,10 @@ pub fn frame(w: &mut Writer, f: &Frame) {
             }
         }
         Frame::Resumed => w.u8(7),
-        Frame::Host => w.u8(8),
+        Frame::Host { since } => {
+            w.u8(8);
+            w.uvar(*since);
+        }
         Frame::Reply { id, result } => {
             w.u8(9);
             w.uvar(*id as u64);
@@ -942,7 +950,7 @@ fn read_frame(r: &mut Reader) -> R<Frame> {
             Frame::Restore { id, conn, commands }
         }
         7 => Frame::Resumed,
-        8 => Frame::Host,
+        8 => Frame::Host { since: r.uvar()? },
         9 => {
             let id = u32v(r)?;
             let result = match r.u8()? {
@@ -1209,7 +1217,7 @@ mod tests {
             },
             Frame::Restore { id: 12, conn: 2, commands: vec![] },
             Frame::Resumed,
-            Frame::Host,
+            Frame::Host { since: 1_733_000_000_000 },
             Frame::Reply { id: 1, result: Ok(Answer::Done) },
             Frame::Reply { id: 2, result: Err(err.clone()) },
             Frame::Reply {
@@ -1242,7 +1250,7 @@ mod tests {
         for f in &frames {
             p.push(42, f);
         }
-        p.push(EVERYONE, &Frame::Host);
+        p.push(EVERYONE, &Frame::Host { since: 5 });
         p.push(43, &Frame::Hello { label: String::new() });
         let bytes = p.finish(7);
         let (from, got) = decode(&bytes, 42).unwrap();
@@ -1262,7 +1270,7 @@ mod tests {
         for i in 0..40 {
             p.push(100 + i, &Frame::Hello { label: format!("context {i}") });
         }
-        p.push(7, &Frame::Host);
+        p.push(7, &Frame::Host { since: 5 });
         let bytes = p.finish(3);
         let mut len = 1;
         let d = loop {
@@ -1275,7 +1283,7 @@ mod tests {
         assert_eq!(d.from, 3);
         assert_eq!(d.sections.len(), 1);
         let (n, start, end) = d.sections[0];
-        assert!(matches!(section(&bytes[start..end], n).unwrap()[..], [Frame::Host]));
+        assert!(matches!(section(&bytes[start..end], n).unwrap()[..], [Frame::Host { since: 5 }]));
         assert_eq!(directory(&[MAGIC], 1, 7), Err(Dropped::Version(0)));
     }
 

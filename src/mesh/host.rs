@@ -73,6 +73,8 @@ pub struct HostState {
     /// What the hosting context calls itself, and its storage's name, for the stats.
     label: String,
     storage: &'static str,
+    /// This host's term (see [`HostState::since`]).
+    since: u64,
     /// (context, its connection id) → core connection.
     conns: FxMap<(u64, u32), ConnId>,
     /// (context, its channel id) → core channel, and back.
@@ -196,6 +198,7 @@ impl HostState {
             me,
             label,
             storage,
+            since: now.saturating_mul(1000),
             conns: FxMap::default(),
             chans: FxMap::default(),
             owners: FxMap::default(),
@@ -207,6 +210,30 @@ impl HostState {
             out: VecDeque::new(),
             dropped_posts: 0,
         }
+    }
+
+    /// This host's term, in its `Host` frames: the time it began hosting in
+    /// microseconds, or if the host this context knew before ([`HostState::follow`]) had
+    /// a term as late, one above that. A context hosts until it dies or leaves, and the
+    /// next one is granted the host lock only after, so terms grow from each host to the
+    /// next: a client takes a `Host` frame with a lower term than its host's for a late
+    /// post of a host that is gone. (A context that takes over without having heard of
+    /// its predecessor relies on its clock alone: a clock set back by more than the time
+    /// between the two take-overs would give it the lower term.)
+    pub fn since(&self) -> u64 {
+        self.since
+    }
+
+    /// Sets the term from the clock (`clock_us`, microseconds) and the term of the host
+    /// this context knew before (`previous`, from its client state; 0 if none): the
+    /// later of the clock and one above `previous`.
+    pub fn follow(&mut self, previous: u64, clock_us: u64) {
+        self.since = clock_us.max(previous.saturating_add(1));
+    }
+
+    /// Tells every context that this one hosts (after a take-over).
+    pub fn announce(&mut self) {
+        self.post(EVERYONE, Frame::Host { since: self.since });
     }
 
     /// What to do next, in order.
@@ -433,12 +460,23 @@ impl HostState {
         now: u64,
     ) -> Vec<(String, AmqpError)> {
         let id = self.conn(engine, ctx, conn);
+        // Announced before: the client took another host meanwhile and came back. What
+        // the earlier channel holds goes back to its queues (flagged redelivered) and
+        // this announcement takes back what the client still has, so the client has
+        // one channel here, not two.
+        let before = self.chans.get(&(ctx, chan)).copied();
+        if before.is_some() {
+            self.forget(ctx, chan);
+        }
         let tags: Vec<String> = state.consumers.iter().map(|c| c.consumer_tag.clone()).collect();
         let settled: Vec<(u64, bool)> = state.settled.iter().map(|(f, ack)| (f.delivery_tag, *ack)).collect();
         // Deliveries wait until the channel is known as this context's: one made before
         // would find no owner and stay unacked on a channel whose app never saw it.
         let resumed = self.run(engine, now, |core| {
             core.hold_deliveries();
+            if let Some(ch) = before {
+                let _ = core.close_channel(ch, now);
+            }
             let r = core.resume_channel(id, resume_of(state), now)?;
             // Settle again what the client settled lately (a no-op where the store had it).
             for (tag, ack) in settled {
@@ -494,7 +532,7 @@ impl HostState {
         match f {
             Frame::Hello { label } => {
                 self.labels.insert(from, label);
-                self.post(EVERYONE, Frame::Host);
+                self.post(EVERYONE, Frame::Host { since: self.since });
             }
             Frame::OpenChannel { conn, chan, confirm } => {
                 if let Err(e) = self.open_channel(engine, from, conn, chan, confirm, now) {
@@ -525,7 +563,7 @@ impl HostState {
                 self.post(from, Frame::Reply { id, result: Ok(Answer::Resumed(lost)) });
             }
             Frame::Resumed => self.resumed(engine, from, now),
-            Frame::Host | Frame::Reply { .. } | Frame::Event { .. } => {}
+            Frame::Host { .. } | Frame::Reply { .. } | Frame::Event { .. } => {}
         }
     }
 

@@ -63,7 +63,8 @@ impl Link {
 
     /// Hosts `host`: installs its notice sink and the host state (with a resume window
     /// when `take_over`).
-    pub(super) fn install(self: &Rc<Self>, host: Host, take_over: bool) {
+    /// Returns the host's term ([`HostState::since`]).
+    pub(super) fn install(self: &Rc<Self>, host: Host, take_over: bool) -> u64 {
         let weak: Weak<Link> = Rc::downgrade(self);
         host.on_event(Box::new(move |notice| {
             if let Some(link) = weak.upgrade() {
@@ -72,8 +73,11 @@ impl Link {
         }));
         let storage = host.storage();
         let mut state = host.engine(|e| HostState::new(self.me, self.label.clone(), storage, e, take_over, now()));
+        state.follow(self.client.borrow().since(), clock_micros() as u64);
         state.dropped_posts = self.net.borrow().dropped;
+        let since = state.since();
         *self.server.borrow_mut() = Some(Server { host, state });
+        since
     }
 
     /// The host lock is ours: recover the broker from storage, then take over from the
@@ -107,12 +111,12 @@ impl Link {
         }
         // Other contexts may hold what an earlier host handed out: deliveries wait until
         // the live ones have re-announced.
-        self.install(host, true);
+        let since = self.install(host, true);
         // This context's own channels and topology are re-announced to it, as a client's
         // would be (the failover event follows their answers).
-        self.client.borrow_mut().hosting_now();
+        self.client.borrow_mut().hosting_now(since, now());
         self.pump();
-        self.send(frame::EVERYONE, Frame::Host);
+        self.send(frame::EVERYONE, Frame::Host { since });
         // Who else is alive: wait for each to re-announce, up to RESUME_WINDOW_MS.
         let live = self.port.borrow().as_ref().map(Port::live_clients);
         let live: Vec<u64> = match live {
