@@ -417,8 +417,8 @@ export interface GetMessageFields extends CommonMessageFields {
 
 /** A message delivered to this channel (by `consume`, `messages` or `get`): ack it unless `noAck`. */
 export interface Message {
-  /** The body, as bytes (a string published comes back as its UTF-8). */
-  content: Uint8Array;
+  /** The body, as bytes (a string published comes back as its UTF-8): `content.toString()` is the text. */
+  content: MessageContent;
   fields: MessageFields;
   properties: MessageProperties;
   /** With the `structured` option of consume/get/messages: the value a `structured` publish sent. */
@@ -446,9 +446,25 @@ export interface ReturnMessageFields {
 
 /** A `mandatory` message no queue took, given back by the channel's 'return' event. It was not delivered: nothing to ack. */
 export interface ReturnMessage {
-  content: Uint8Array;
+  content: MessageContent;
   fields: ReturnMessageFields;
   properties: MessageProperties;
+}
+
+/** An encoding `MessageContent.toString` takes, as Buffer's does. */
+export type ContentEncoding =
+  | 'utf8' | 'utf-8' | 'hex' | 'base64' | 'base64url' | 'latin1' | 'binary' | 'ascii' | 'utf16le' | 'utf-16le' | 'ucs2' | 'ucs-2';
+
+/**
+ * A message's body, as amqplib gives it: in Node, Deno and Bun a `Buffer`; elsewhere a
+ * `Uint8Array` whose `toString` decodes as Buffer's does, so that `msg.content.toString()`,
+ * `` `${msg.content}` `` and `JSON.parse(msg.content)` read the text.
+ */
+export interface MessageContent extends Uint8Array {
+  /** The bytes from `start` to `end` as text (`'utf8'` by default); an unknown encoding throws a TypeError. */
+  toString(encoding?: ContentEncoding, start?: number, end?: number): string;
+  /** `{ type: 'Buffer', data: [...bytes] }`, as Buffer's. */
+  toJSON(): { type: 'Buffer'; data: number[] };
 }
 
 /** Message content given to `publish`: bytes (Node's `Buffer` is a `Uint8Array`), or a string, sent as UTF-8. Anything else throws 406. */
@@ -586,7 +602,7 @@ export interface Counts {
 
 /** A message `peek()` shows: not delivered, so no delivery tag. */
 export interface PeekedMessage {
-  content: Uint8Array;
+  content: MessageContent;
   fields: { exchange: string; routingKey: string };
   properties: MessageProperties;
 }

@@ -272,6 +272,8 @@ export function encodeValue(value) {
 
 /** Decodes encodeValue()'s bytes; throws 406 on bytes it did not write. */
 export function decodeValue(bytes) {
+  // A plain view: a Buffer's slice() shares its memory, where Uint8Array's copies.
+  bytes = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let at = 0;
   const refs = [];
