@@ -666,6 +666,16 @@ export interface ChannelEvents {
   error: (err: TabbitError) => void;
   /** The channel closed: by `close()`, its connection closing, or a channel error. */
   close: () => void;
+  /** A confirm channel's publish was confirmed (after its callback). `deliveryTag`: its sequence number, from 1. */
+  ack: (fields: ConfirmFields) => void;
+  /** A confirm channel's publish was refused (after its callback). */
+  nack: (fields: ConfirmFields) => void;
+}
+
+/** A confirm channel's 'ack' or 'nack', as amqplib gives it; tabbit confirms one publish at a time (`multiple` false). */
+export interface ConfirmFields {
+  deliveryTag: number;
+  multiple: boolean;
 }
 
 // ---- the API ---------------------------------------------------------------------------------

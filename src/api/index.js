@@ -607,6 +607,11 @@ export class Channel extends Emitter {
   constructor(connection, confirm) {
     super();
     this.#raw = connection.createChannel(confirm, (name, arg) => {
+      if (name === 'ack' || name === 'nack') {
+        // A confirm: amqplib's event shape, made only when someone listens.
+        if (this.listenerCount(name)) this.emit(name, { deliveryTag: arg, multiple: false });
+        return;
+      }
       if (name === 'close') this.#closed = true;
       this.emit(name, arg);
     });
@@ -762,7 +767,11 @@ export class Channel extends Emitter {
   }
 }
 
-/** amqplib's ConfirmChannel: publish takes a callback `(err, ok)`; waitForConfirms(). */
+/**
+ * amqplib's ConfirmChannel: publish takes a callback `(err, ok)`; waitForConfirms(); events
+ * 'ack' and 'nack' with `{ deliveryTag, multiple }` (deliveryTag: the publish's sequence
+ * number, from 1), after the publish's callback.
+ */
 export class ConfirmChannel extends Channel {
   publish(exchange, routingKey, content, options, callback) {
     const cb = callback && ((err) => (err ? callback(err) : callback(null, {})));

@@ -107,9 +107,15 @@ pub(crate) enum Reply {
     Nothing,
 }
 
+thread_local! {
+    /// The names of a confirm channel's events, made once.
+    static CONFIRM_EVENTS: [JsValue; 2] = [JsValue::from_str("ack"), JsValue::from_str("nack")];
+}
+
 /// The JS side of one channel.
 struct ChanJs {
-    /// `emit(name, arg)`: the JS channel's events (`return`, `error`, `close`).
+    /// `emit(name, arg)`: the JS channel's events (`return`, `error`, `close`, and a
+    /// confirm channel's `ack` and `nack` with the confirm's sequence number).
     emit: Function,
     /// Consumer tag → the callback that takes each message (and `null` when cancelled).
     consumers: FxMap<String, Function>,
@@ -482,10 +488,19 @@ impl Link {
                 };
             }
             Notice::Confirm { chan, seq, error } => {
-                let cb = self.js.borrow_mut().chans.get_mut(&chan).and_then(|c| c.callbacks.remove(&seq));
+                let (cb, emit) = match self.js.borrow_mut().chans.get_mut(&chan) {
+                    Some(c) => (c.callbacks.remove(&seq), c.emit.clone()),
+                    None => return,
+                };
+                let nacked = error.is_some();
                 if let Some(cb) = cb {
                     call(&cb, &error.map_or(JsValue::NULL, to_js));
                 }
+                // Then the channel's 'ack' or 'nack' event, as amqplib's confirm channel
+                // emits it after the callbacks (the JS channel makes `{deliveryTag, multiple}`
+                // only when someone listens).
+                let name = CONFIRM_EVENTS.with(|n| n[nacked as usize].clone());
+                let _ = emit.call2(&JsValue::NULL, &name, &JsValue::from(seq as f64));
             }
             Notice::Waited { wait, result, .. } => {
                 let Some((resolve, reject)) = self.js.borrow_mut().waits.remove(&wait) else { return };

@@ -96,11 +96,14 @@ export async function confirmProgram(tag) {
     const queue = `capped-${tag}`;
     await ch.assertQueue(queue, { durable: false, arguments: { 'x-max-length': 1, 'x-overflow': 'reject-publish' } });
     const results = [];
+    // amqplib's confirm events, after each publish's callback.
+    ch.on('ack', (f) => results.push(['ack', f.deliveryTag, f.multiple]));
+    ch.on('nack', (f) => results.push(['nack', f.deliveryTag, f.multiple]));
     ch.sendToQueue(queue, bytes('a'), {}, (err) => results.push(['cb1', code(err)]));
     ch.sendToQueue(queue, bytes('b'), {}, (err) => results.push(['cb2', code(err)])); // refused: the queue is full
     results.push(['sync-after-publish']); // the confirm callbacks must not have run inside publish
     const waited = await outcome(ch.waitForConfirms());
-    await until(() => results.length >= 3);
+    await until(() => results.length >= 5);
     await sleep(50); // a callback called twice would show now
     const { messageCount } = await ch.checkQueue(queue);
     record.rejectPublish = { results, waited, messageCount };

@@ -102,7 +102,7 @@ test('regression: publisher confirms give the same results in the hosting tab an
   // channel (404), 504 for a channel closed before the confirm.
   const expected = {
     rejectPublish: {
-      results: [['sync-after-publish'], ['cb1', null], ['cb2', 506]],
+      results: [['sync-after-publish'], ['cb1', null], ['ack', 1, false], ['cb2', 506], ['nack', 2, false]],
       waited: 'rejected',
       messageCount: 1,
     },

@@ -31,6 +31,8 @@ export const EXPECTED = {
     returned: ['no.such.queue'],
     returnedBody: 'lost',
     rejected: { ok: 1, nacked: 1 },
+    events: [...Array.from({ length: 12 }, (_, i) => `ack ${i + 1}`), 'nack 13'],
+    callbackFirst: true,
   },
   content: {
     toString: 'héllo {"n":1}',
@@ -155,8 +157,21 @@ async function confirms(conn) {
   const outcomes = [];
   const returned = [];
   ch.on('return', (m) => returned.push({ key: m.fields.routingKey, body: text(m) }));
+  // amqplib's confirm events, each after its publish's callback.
+  const events = [];
+  let callbackFirst = true;
+  const seen = new Set();
+  for (const name of ['ack', 'nack']) {
+    ch.on(name, ({ deliveryTag, multiple }) => {
+      events.push(`${name} ${deliveryTag}${multiple ? '+' : ''}`);
+      if (deliveryTag <= 10 && !seen.has(deliveryTag)) callbackFirst = false;
+    });
+  }
   for (let i = 0; i < 10; i++) {
-    ch.sendToQueue('confirmed', `m${i}`, { messageId: `m${i}` }, (err) => outcomes.push(err ? err.message : null));
+    ch.sendToQueue('confirmed', `m${i}`, { messageId: `m${i}` }, (err) => {
+      outcomes.push(err ? err.message : null);
+      seen.add(i + 1);
+    });
   }
   ch.publish('', 'no.such.queue', 'lost', { mandatory: true });
   await within(10_000, 'waitForConfirms', ch.waitForConfirms());
@@ -179,6 +194,8 @@ async function confirms(conn) {
       ok: bounded.filter((b) => b === 'ok').length,
       nacked: bounded.filter((b) => b === 'nacked').length,
     },
+    events,
+    callbackFirst,
   };
   await ch.close();
   return result;
