@@ -156,7 +156,9 @@ fn error() -> BoxedStrategy<AmqpError> {
         NotAllowed,
         InternalError,
     ];
-    (select(codes), text()).prop_map(|(code, m)| AmqpError::new(code, m)).boxed()
+    (select(codes), text(), any::<(u16, u16)>())
+        .prop_map(|(code, m, method)| AmqpError::new(code, m).in_method(method))
+        .boxed()
 }
 
 fn consume() -> BoxedStrategy<Consume> {

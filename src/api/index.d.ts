@@ -15,6 +15,8 @@
 
 /**
  * The AMQP reply codes tabbit's errors carry:
+ * - 320 CONNECTION_FORCED: the context hosting the broker went away before answering (the
+ *   call may or may not have taken effect); another context hosts now.
  * - 403 ACCESS_REFUSED: a name starting with `amq.` (reserved), an operation on the default
  *   exchange `''` or a built-in one, publishing to an internal exchange, or a consumer
  *   conflicting with an exclusive one.
@@ -23,22 +25,32 @@
  *   exclusive when declared `exclusive`.
  * - 406 PRECONDITION_FAILED: a bad argument or option, an inequivalent redeclaration, an
  *   unknown delivery tag, `ifUnused`/`ifEmpty` not met, a broker limit reached.
+ * - 501 FRAME_ERROR: a STOMP frame from RabbitMQ that cannot be read (the bridge).
  * - 503 COMMAND_INVALID: an unknown exchange type.
  * - 504 CHANNEL_ERROR: the channel or connection is closed.
  * - 506 RESOURCE_ERROR: storage is full or cannot be opened; a publish that was not stored.
  * - 530 NOT_ALLOWED: a consumer tag in use on the channel, too many channels.
+ * - 540 NOT_IMPLEMENTED: this runtime lacks what the call needs (a WebSocket for `bridge()`).
  * - 541 INTERNAL_ERROR: a bug in tabbit; please report it.
  */
-export type ReplyCode = 403 | 404 | 405 | 406 | 503 | 504 | 506 | 530 | 541;
+export type ReplyCode = 320 | 403 | 404 | 405 | 406 | 501 | 503 | 504 | 506 | 530 | 540 | 541;
 
 /**
- * An error from tabbit: an `Error` with the AMQP reply `code` (`ReplyCode`), for example
- * `{code: 404, message: "NOT_FOUND - no queue 'jobs': declare it first with assertQueue"}`.
- * Not a class: test `code`, not `instanceof`. Errors that do not come from the broker have
- * no `code`: the wasm failing to load, an adapter's own rejection, an AbortSignal's reason.
+ * An error from tabbit: an `Error` with the AMQP reply `code` (`ReplyCode`). One the broker
+ * gave for an AMQP method has amqplib's shape and wording too: `classId` and `methodId` name
+ * the method (50/10 queue.declare, 60/40 basic.publish, 60/70 basic.get, …), a rejected call
+ * reads `Operation failed: QueueDeclare; 404 (NOT-FOUND) with message "NOT_FOUND - no queue
+ * 'jobs': declare it first with assertQueue"`, and a channel's 'error' event `Channel closed
+ * by server: 404 (NOT-FOUND) with message "…"`. Other errors read `NOT_FOUND - …`. Not a
+ * class: test `code`, not `instanceof`. Errors that do not come from the broker have no
+ * `code`: the wasm failing to load, an adapter's own rejection, an AbortSignal's reason.
  */
 export interface TabbitError extends Error {
   code: ReplyCode | number;
+  /** The AMQP class of the method that failed (40 exchange, 50 queue, 60 basic, 20 channel). */
+  classId?: number;
+  /** The AMQP method that failed, within its class. */
+  methodId?: number;
 }
 
 // ---- field tables ----------------------------------------------------------------------------

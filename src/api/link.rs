@@ -487,7 +487,7 @@ impl Link {
                     Err(e) => reject.call1(&JsValue::NULL, &to_js(e)),
                 };
             }
-            Notice::Confirm { chan, seq, error } => {
+            Notice::Confirm { chan, seq, error, broker } => {
                 let (cb, emit) = match self.js.borrow_mut().chans.get_mut(&chan) {
                     Some(c) => (c.callbacks.remove(&seq), c.emit.clone()),
                     None => return,
@@ -496,11 +496,14 @@ impl Link {
                 if let Some(cb) = cb {
                     call(&cb, &error.map_or(JsValue::NULL, to_js));
                 }
-                // Then the channel's 'ack' or 'nack' event, as amqplib's confirm channel
-                // emits it after the callbacks (the JS channel makes `{deliveryTag, multiple}`
-                // only when someone listens).
-                let name = CONFIRM_EVENTS.with(|n| n[nacked as usize].clone());
-                let _ = emit.call2(&JsValue::NULL, &name, &JsValue::from(seq as f64));
+                // Then the channel's 'ack' or 'nack' event for the broker's answer, as
+                // amqplib's confirm channel emits it after the callbacks (the JS channel makes
+                // `{deliveryTag, multiple}` only when someone listens). A confirm that failed
+                // here (the channel closed, the host went away) has its callback only.
+                if broker {
+                    let name = CONFIRM_EVENTS.with(|n| n[nacked as usize].clone());
+                    let _ = emit.call2(&JsValue::NULL, &name, &JsValue::from(seq as f64));
+                }
             }
             Notice::Waited { wait, result, .. } => {
                 let Some((resolve, reject)) = self.js.borrow_mut().waits.remove(&wait) else { return };
@@ -531,7 +534,7 @@ impl Link {
             Notice::Closed { chan, error } => {
                 let Some(c) = self.js.borrow_mut().chans.remove(&chan) else { return };
                 if let Some(e) = error {
-                    let _ = c.emit.call2(&JsValue::NULL, &"error".into(), &to_js(e));
+                    let _ = c.emit.call2(&JsValue::NULL, &"error".into(), &super::closed_js(e));
                 }
                 let _ = c.emit.call2(&JsValue::NULL, &"close".into(), &JsValue::UNDEFINED);
             }

@@ -36,7 +36,9 @@ pub enum Notice {
     /// Call `id` is answered.
     Answer { id: u32, result: Result<Answer, AmqpError> },
     /// Publish `seq` of channel `chan` is confirmed (`error`: refused, or unknown).
-    Confirm { chan: u32, seq: u64, error: Option<AmqpError> },
+    /// `broker`: the host acked or nacked it (amqplib's 'ack' and 'nack' events); else it
+    /// failed here, as the channel closed or the host went away.
+    Confirm { chan: u32, seq: u64, error: Option<AmqpError>, broker: bool },
     /// `waitForConfirms()` call `wait` of channel `chan` is over.
     Waited { chan: u32, wait: u64, result: Result<(), AmqpError> },
     /// A message for consumer `delivery.consumer_tag` of channel `chan`.
@@ -549,7 +551,7 @@ impl ClientState {
                     }
                 }
                 settle_waiters(chan, c, &mut self.out);
-                self.out.push_back(Notice::Confirm { chan, seq, error });
+                self.out.push_back(Notice::Confirm { chan, seq, error, broker: true });
             }
             WireEvent::Deliver(d) => {
                 // A cancelled consumer is known until the host answers the cancel, after
@@ -627,7 +629,7 @@ impl ClientState {
             }
             settle_waiters(chan, c, &mut self.out);
             for seq in failed {
-                self.out.push_back(Notice::Confirm { chan, seq, error: Some(err.clone()) });
+                self.out.push_back(Notice::Confirm { chan, seq, error: Some(err.clone()), broker: false });
             }
         }
     }
@@ -740,7 +742,7 @@ fn settle_waiters(chan: u32, c: &mut Chan, out: &mut VecDeque<Notice>) {
 fn fail_all(chan: u32, c: &mut Chan, error: &AmqpError, out: &mut VecDeque<Notice>) -> bool {
     let had = !c.outstanding.is_empty();
     for seq in std::mem::take(&mut c.outstanding) {
-        out.push_back(Notice::Confirm { chan, seq, error: Some(error.clone()) });
+        out.push_back(Notice::Confirm { chan, seq, error: Some(error.clone()), broker: false });
     }
     for w in c.waiters.drain(..) {
         out.push_back(Notice::Waited { chan, wait: w.id, result: Err(error.clone()) });

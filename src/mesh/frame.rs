@@ -48,6 +48,37 @@ pub enum Command {
     Close,
 }
 
+/// channel.open (and confirm.select with it): the method of an error opening a channel.
+pub const CHANNEL_OPEN: (u16, u16) = (20, 10);
+
+impl Command {
+    /// The AMQP 0-9-1 method this command is, as (class id, method id): what a channel
+    /// error it causes names (`AmqpError::method`).
+    pub fn method(&self) -> (u16, u16) {
+        match self {
+            Command::DeclareExchange(_) => (40, 10),
+            Command::DeleteExchange { .. } => (40, 20),
+            Command::BindExchange { .. } => (40, 30),
+            Command::UnbindExchange { .. } => (40, 40),
+            Command::DeclareQueue(_) => (50, 10),
+            Command::BindQueue { .. } => (50, 20),
+            Command::PurgeQueue(_) => (50, 30),
+            Command::DeleteQueue { .. } => (50, 40),
+            Command::UnbindQueue { .. } => (50, 50),
+            Command::Prefetch { .. } => (60, 10),
+            Command::Consume(_) => (60, 20),
+            Command::Cancel(_) => (60, 30),
+            Command::Publish { .. } => (60, 40),
+            Command::Get { .. } => (60, 70),
+            Command::Ack { .. } => (60, 80),
+            Command::Reject { .. } => (60, 90),
+            Command::Recover => (60, 110),
+            Command::Nack { .. } => (60, 120),
+            Command::Close => (20, 40),
+        }
+    }
+}
+
 /// A delivery as it crosses to the consumer's context.
 #[derive(Clone, Debug)]
 pub struct WireDelivery {
@@ -223,6 +254,8 @@ pub enum Dropped {
 fn error(w: &mut Writer, e: &AmqpError) {
     w.uvar(e.code.code() as u64);
     w.str(&e.message);
+    w.uvar(e.method.0 as u64);
+    w.uvar(e.method.1 as u64);
 }
 
 fn table_args(w: &mut Writer, a: &str, b: &str, c: &str, t: &Table) {
@@ -653,7 +686,10 @@ fn read_error(r: &mut Reader) -> R<AmqpError> {
         541 => ReplyCode::InternalError,
         _ => return bad("unknown reply code", r),
     };
-    Ok(AmqpError::new(code, string(r)?))
+    let message = string(r)?;
+    let mut id = || u16::try_from(r.uvar()?).or_else(|_| bad("method id out of range", r));
+    let method = (id()?, id()?);
+    Ok(AmqpError::new(code, message).in_method(method))
 }
 
 fn flags(r: &mut Reader, max: u8) -> R<u8> {

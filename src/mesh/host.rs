@@ -92,6 +92,8 @@ pub struct HostState {
     /// Posts the driver could not read (undecodable, another version, too large), for
     /// the stats: the driver keeps it up to date.
     pub dropped_posts: u64,
+    /// The AMQP method of the command being run: the channel errors it causes name it.
+    method: (u16, u16),
 }
 
 /// A `Resume` for the core from a channel's re-announced state.
@@ -209,6 +211,7 @@ impl HostState {
             waits: FxMap::default(),
             out: VecDeque::new(),
             dropped_posts: 0,
+            method: (0, 0),
         }
     }
 
@@ -399,7 +402,7 @@ impl HostState {
         if let Command::Close = cmd {
             self.forget(ctx, chan);
         }
-        self.run(engine, now, |core| execute(core, ch, cmd, now))
+        self.run_cmd(engine, ch, cmd, now)
     }
 
     /// Builds again what connection `conn` of context `ctx` declared that died with the
@@ -536,6 +539,7 @@ impl HostState {
             }
             Frame::OpenChannel { conn, chan, confirm } => {
                 if let Err(e) = self.open_channel(engine, from, conn, chan, confirm, now) {
+                    let e = e.in_method(super::frame::CHANNEL_OPEN);
                     self.post(from, Frame::Event { chan, event: WireEvent::Closed(e) });
                 }
             }
@@ -565,6 +569,16 @@ impl HostState {
             Frame::Resumed => self.resumed(engine, from, now),
             Frame::Host { .. } | Frame::Reply { .. } | Frame::Event { .. } => {}
         }
+    }
+
+    /// Runs a channel command: its error, and the channel error event it causes, name its
+    /// AMQP method.
+    fn run_cmd(&mut self, engine: &mut Engine, ch: ChannelRef, cmd: Command, now: u64) -> Result<Answer, AmqpError> {
+        let method = cmd.method();
+        self.method = method;
+        let result = self.run(engine, now, |core| execute(core, ch, cmd, now));
+        self.method = (0, 0);
+        result.map_err(|e| e.in_method(method))
     }
 
     /// Runs `f` on the core through the engine, then takes the events it caused, so that
@@ -602,7 +616,7 @@ impl HostState {
         if let Command::Close = cmd {
             self.forget(from, chan);
         }
-        let result = self.run(engine, now, |core| execute(core, ch, cmd, now));
+        let result = self.run_cmd(engine, ch, cmd, now);
         self.reply(from, id, result);
     }
 
@@ -623,7 +637,7 @@ impl HostState {
                 self.waits.insert(wait, Wait::Get { from, id, chan, queue, cmd: Box::new(cmd) });
                 return;
             }
-            let result = self.run(engine, now, |core| execute(core, ch, cmd.clone(), now));
+            let result = self.run_cmd(engine, ch, cmd.clone(), now);
             if result.is_ok() || engine.core().get_ready(&queue, now) {
                 self.reply(from, id, result);
                 return;
@@ -678,7 +692,7 @@ impl HostState {
             Event::ConsumerCancelled { consumer_tag, .. } => WireEvent::Cancelled(consumer_tag),
             Event::ChannelClosed { error, .. } => {
                 self.forget(ctx, chan);
-                WireEvent::Closed(error)
+                WireEvent::Closed(error.in_method(self.method))
             }
         };
         self.post(ctx, Frame::Event { chan, event: wire });

@@ -1160,7 +1160,7 @@ impl Sim {
                 Notice::Post { to, frame } => self.ctxs[i].out.push(to, &frame),
                 Notice::Ready => {}
                 Notice::Answer { id, result } => self.answered(i, id, result)?,
-                Notice::Confirm { chan, seq, error } => self.confirmed(i, chan, seq, error.is_none())?,
+                Notice::Confirm { chan, seq, error, .. } => self.confirmed(i, chan, seq, error.is_none())?,
                 Notice::Waited { chan, wait, result } => {
                     let hosting = self.ctxs[i].hosting.is_some();
                     match hosting {

@@ -68,6 +68,13 @@ export function hosting() {
   return conn.hosting;
 }
 
+/** The amqplib/callback_api program (tests/runtimes/callback-program.mjs) on this tab's broker. */
+export async function callbackProgram() {
+  const { default: amqp } = await import('/pkg/callback_api.js');
+  const { run } = await import('/tests/runtimes/callback-program.mjs');
+  return new Promise((ok, fail) => run(amqp, state.name, {}, (err, out) => (err ? fail(err) : ok(out))));
+}
+
 // ---- bug 1: publisher confirms, host = client ------------------------------------------------
 
 /**
@@ -113,7 +120,8 @@ export async function confirmProgram(tag) {
   {
     const ch = await conn.createConfirmChannel();
     const events = [];
-    ch.on('error', (e) => events.push(['error', code(e)]));
+    // amqplib's error: code, classId and methodId (basic.publish), and its wording.
+    ch.on('error', (e) => events.push(['error', code(e), e.classId, e.methodId, e.message.replaceAll(tag, '<tag>')]));
     ch.on('close', () => events.push(['close']));
     const cbs = [];
     let threw = null;
@@ -126,6 +134,14 @@ export async function confirmProgram(tag) {
     await until(() => events.some(([e]) => e === 'close') && cbs.length > 0);
     await sleep(50);
     record.missingExchange = { threw, cbs, events, waited };
+  }
+
+  {
+    // A rejected call, as amqplib words it.
+    const ch = await conn.createChannel();
+    ch.on('error', () => {});
+    const e = await ch.checkQueue(`no-such-queue-${tag}`).then(() => null, (err) => err);
+    record.rejectedCall = [e?.code, e?.classId, e?.methodId, e?.message.replaceAll(tag, '<tag>')];
   }
 
   {
@@ -245,4 +261,4 @@ export async function feedStats(queues) {
   };
 }
 
-globalThis.reg = { join, hosting, confirmProgram, feed, publishFeed, feedStats, state };
+globalThis.reg = { join, hosting, confirmProgram, callbackProgram, feed, publishFeed, feedStats, state };

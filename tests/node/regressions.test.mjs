@@ -106,7 +106,28 @@ test('regression: publisher confirms give the same results in the hosting tab an
       waited: 'rejected',
       messageCount: 1,
     },
-    missingExchange: { threw: null, cbs: [404], events: [['error', 404], ['close']], waited: 'rejected' },
+    missingExchange: {
+      threw: null,
+      cbs: [404],
+      events: [
+        [
+          'error',
+          404,
+          60,
+          40,
+          'Channel closed by server: 404 (NOT-FOUND) with message "NOT_FOUND - no exchange \'no-such-exchange-<tag>\': declare it first with assertExchange"',
+        ],
+        ['close'],
+      ],
+      waited: 'rejected',
+    },
+    // amqplib's wording of a rejected call, with tabbit's advice.
+    rejectedCall: [
+      404,
+      50,
+      10,
+      'Operation failed: QueueDeclare; 404 (NOT-FOUND) with message "NOT_FOUND - no queue \'no-such-queue-<tag>\': declare it first with assertQueue"',
+    ],
     // waitedAtClose: called right after close(), the confirm still outstanding: rejects when the
     // channel closes. waitedAfterClose: called once close() resolved, when the callback already
     // has the 504: nothing left to wait for (amqplib's waitForConfirms only waits for confirms
@@ -120,6 +141,23 @@ test('regression: publisher confirms give the same results in the hosting tab an
     'the same program in the hosting tab and in a client tab: amqplib\'s results in both',
   );
   assert.equal(await host.call('hosting'), true, 'the host still hosts');
+  await assertClean([host, client]);
+});
+
+// ---- 1b. an amqplib/callback_api program: host = client -----------------------------------------
+
+test('regression: an amqplib/callback_api program gives amqplib\'s results in the hosting tab and in a client tab', { timeout: TEST_TIMEOUT }, async (t) => {
+  const { CALLBACK_EXPECTED } = await import('../runtimes/callback-program.mjs');
+  const context = await newContext(t);
+  const name = brokerName('callback');
+  const host = await openTab(context, name, 'host');
+  const client = await openTab(context, name, 'client');
+  assert.equal(host.joined.hosting, true);
+  assert.equal(client.joined.hosting, false);
+  // One after the other: they use the same queues.
+  const hosting = await host.call('callbackProgram');
+  const other = await client.call('callbackProgram');
+  assert.deepEqual({ hosting, client: other }, { hosting: CALLBACK_EXPECTED, client: CALLBACK_EXPECTED });
   await assertClean([host, client]);
 });
 
