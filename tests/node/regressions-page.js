@@ -68,6 +68,13 @@ export function hosting() {
   return conn.hosting;
 }
 
+/** The amqplib program (tests/runtimes/amqplib-program.mjs, promise API) on this tab's broker. */
+export async function amqplibProgram() {
+  const { default: amqp } = await import('/pkg/index.js');
+  const { run } = await import('/tests/runtimes/amqplib-program.mjs');
+  return run(amqp, state.name, {});
+}
+
 /** The amqplib/callback_api program (tests/runtimes/callback-program.mjs) on this tab's broker. */
 export async function callbackProgram() {
   const { default: amqp } = await import('/pkg/callback_api.js');
@@ -261,4 +268,4 @@ export async function feedStats(queues) {
   };
 }
 
-globalThis.reg = { join, hosting, confirmProgram, callbackProgram, feed, publishFeed, feedStats, state };
+globalThis.reg = { join, hosting, confirmProgram, callbackProgram, amqplibProgram, feed, publishFeed, feedStats, state };

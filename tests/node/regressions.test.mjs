@@ -161,6 +161,22 @@ test('regression: an amqplib/callback_api program gives amqplib\'s results in th
   await assertClean([host, client]);
 });
 
+// ---- 1c. an amqplib program (promise API): host = client ------------------------------------------
+
+test('regression: an amqplib program gives amqplib\'s results in the hosting tab and in a client tab', { timeout: TEST_TIMEOUT }, async (t) => {
+  const { PROMISE_EXPECTED } = await import('../runtimes/amqplib-program.mjs');
+  const context = await newContext(t);
+  const name = brokerName('amqplib');
+  const host = await openTab(context, name, 'host');
+  const client = await openTab(context, name, 'client');
+  assert.equal(host.joined.hosting, true);
+  assert.equal(client.joined.hosting, false);
+  const hosting = await host.call('amqplibProgram');
+  const other = await client.call('amqplibProgram');
+  assert.deepEqual({ hosting, client: other }, { hosting: PROMISE_EXPECTED, client: PROMISE_EXPECTED });
+  await assertClean([host, client]);
+});
+
 // ---- 2. a cross-tab feed survives failover ------------------------------------------------
 
 test('regression: a feed on server-named exclusive queues in two client tabs survives the hosting tab crashing', { timeout: TEST_TIMEOUT }, async (t) => {

@@ -274,3 +274,9 @@ test('runtime node: an amqplib/callback_api program runs on tabbit/callback_api 
   const err = await new Promise((ok) => amqp.connect('amqp://localhost', (e) => ok(e)));
   assert.equal(err?.code, 406);
 });
+
+test('runtime node: an amqplib program (promise API) runs on tabbit with only the import changed', { timeout: TIMEOUT }, async () => {
+  const tabbit = await importPackage();
+  const { run, PROMISE_EXPECTED } = await import('../runtimes/amqplib-program.mjs');
+  assert.deepEqual(await run(tabbit.default, `amqplib-${Date.now()}`, { storage: 'memory' }), PROMISE_EXPECTED);
+});
