@@ -144,37 +144,31 @@ test('regression: publisher confirms give the same results in the hosting tab an
   await assertClean([host, client]);
 });
 
-// ---- 1b. an amqplib/callback_api program: host = client -----------------------------------------
+// ---- 1b. amqplib programs (callback and promise API): host = client ----------------------------
 
-test('regression: an amqplib/callback_api program gives amqplib\'s results in the hosting tab and in a client tab', { timeout: TEST_TIMEOUT }, async (t) => {
-  const { CALLBACK_EXPECTED } = await import('../runtimes/callback-program.mjs');
+/** Runs page function `fn` in a hosting tab, then in a client tab: both answer `expected`. */
+async function hostAndClient(t, fn, expected) {
   const context = await newContext(t);
-  const name = brokerName('callback');
+  const name = brokerName(fn);
   const host = await openTab(context, name, 'host');
   const client = await openTab(context, name, 'client');
   assert.equal(host.joined.hosting, true);
   assert.equal(client.joined.hosting, false);
   // One after the other: they use the same queues.
-  const hosting = await host.call('callbackProgram');
-  const other = await client.call('callbackProgram');
-  assert.deepEqual({ hosting, client: other }, { hosting: CALLBACK_EXPECTED, client: CALLBACK_EXPECTED });
+  const hosting = await host.call(fn);
+  const other = await client.call(fn);
+  assert.deepEqual({ hosting, client: other }, { hosting: expected, client: expected });
   await assertClean([host, client]);
-});
+}
 
-// ---- 1c. an amqplib program (promise API): host = client ------------------------------------------
+test('regression: an amqplib/callback_api program gives amqplib\'s results in the hosting tab and in a client tab', { timeout: TEST_TIMEOUT }, async (t) => {
+  const { CALLBACK_EXPECTED } = await import('../runtimes/callback-program.mjs');
+  await hostAndClient(t, 'callbackProgram', CALLBACK_EXPECTED);
+});
 
 test('regression: an amqplib program gives amqplib\'s results in the hosting tab and in a client tab', { timeout: TEST_TIMEOUT }, async (t) => {
   const { PROMISE_EXPECTED } = await import('../runtimes/amqplib-program.mjs');
-  const context = await newContext(t);
-  const name = brokerName('amqplib');
-  const host = await openTab(context, name, 'host');
-  const client = await openTab(context, name, 'client');
-  assert.equal(host.joined.hosting, true);
-  assert.equal(client.joined.hosting, false);
-  const hosting = await host.call('amqplibProgram');
-  const other = await client.call('amqplibProgram');
-  assert.deepEqual({ hosting, client: other }, { hosting: PROMISE_EXPECTED, client: PROMISE_EXPECTED });
-  await assertClean([host, client]);
+  await hostAndClient(t, 'amqplibProgram', PROMISE_EXPECTED);
 });
 
 // ---- 2. a cross-tab feed survives failover ------------------------------------------------
