@@ -166,6 +166,12 @@ function report(e) {
 }
 
 /** Runs a binding call as a promise: a thrown error becomes a rejection. */
+/**
+ * A message's delivery tag, read here rather than by the binding (two property reads across
+ * the boundary per ack); anything else goes as it is, for the binding to accept or refuse.
+ */
+const tagOf = (m) => (typeof m?.fields?.deliveryTag === 'number' ? m.fields.deliveryTag : m);
+
 function promise(fn) {
   try {
     return Promise.resolve(guard(fn));
@@ -687,19 +693,19 @@ export class Channel extends Emitter {
   }
 
   ack(message, allUpTo) {
-    guard(() => this.#r.ack(message, allUpTo));
+    guard(() => this.#r.ack(tagOf(message), allUpTo));
   }
   ackAll() {
     guard(() => this.#r.ackAll());
   }
   nack(message, allUpTo, requeue) {
-    guard(() => this.#r.nack(message, allUpTo, requeue));
+    guard(() => this.#r.nack(tagOf(message), allUpTo, requeue));
   }
   nackAll(requeue) {
     guard(() => this.#r.nackAll(requeue));
   }
   reject(message, requeue) {
-    guard(() => this.#r.reject(message, requeue));
+    guard(() => this.#r.reject(tagOf(message), requeue));
   }
 
   [DEAD](error) {
