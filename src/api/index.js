@@ -688,8 +688,10 @@ export class Channel extends Emitter {
   }
 
   get(queue, options) {
-    const { structured, ...rest } = options ?? {};
-    return this.#r.get(queue, options && rest).then((m) => incoming(m, structured));
+    // Without `structured`, the binding's promise as it is: no second promise per get.
+    if (!options?.structured) return this.#r.get(queue, options);
+    const { structured, ...rest } = options;
+    return this.#r.get(queue, rest).then((m) => incoming(m, structured));
   }
 
   ack(message, allUpTo) {
