@@ -19,7 +19,7 @@
 //! outer loop, in order.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 
 use js_sys::{Array, Function, Object, Promise, Uint8Array};
@@ -111,7 +111,7 @@ struct ChanJs {
     /// Consumer tag → the callback that takes each message (and `null` when cancelled).
     consumers: FxMap<String, Function>,
     /// Confirm sequence number → the publish callback `(err) => …`, if one was given.
-    callbacks: BTreeMap<u64, Function>,
+    callbacks: FxMap<u64, Function>,
 }
 
 /// A call not answered yet, as JS waits for it.
@@ -635,7 +635,7 @@ impl Link {
 
     pub(crate) fn add_chan(self: &Rc<Self>, conn: u32, confirm: bool, emit: Function) -> Result<u32, JsValue> {
         let chan = self.next_id();
-        let js = ChanJs { emit, consumers: FxMap::default(), callbacks: BTreeMap::new() };
+        let js = ChanJs { emit, consumers: FxMap::default(), callbacks: FxMap::default() };
         self.js.borrow_mut().chans.insert(chan, js);
         self.client.borrow_mut().open_channel(conn, chan, confirm);
         self.pump();
