@@ -166,6 +166,12 @@ function report(e) {
 }
 
 /** Runs a binding call as a promise: a thrown error becomes a rejection. */
+/**
+ * A message's delivery tag, read here rather than by the binding (two property reads across
+ * the boundary per ack); anything else goes as it is, for the binding to accept or refuse.
+ */
+const tagOf = (m) => (typeof m?.fields?.deliveryTag === 'number' ? m.fields.deliveryTag : m);
+
 function promise(fn) {
   try {
     return Promise.resolve(guard(fn));
@@ -689,24 +695,26 @@ export class Channel extends Emitter {
   }
 
   get(queue, options) {
-    const { structured, ...rest } = options ?? {};
-    return this.#r.get(queue, options && rest).then((m) => incoming(m, structured));
+    // Without `structured`, the binding's promise as it is: no second promise per get.
+    if (!options?.structured) return this.#r.get(queue, options);
+    const { structured, ...rest } = options;
+    return this.#r.get(queue, rest).then((m) => incoming(m, structured));
   }
 
   ack(message, allUpTo) {
-    guard(() => this.#r.ack(message, allUpTo));
+    guard(() => this.#r.ack(tagOf(message), allUpTo));
   }
   ackAll() {
     guard(() => this.#r.ackAll());
   }
   nack(message, allUpTo, requeue) {
-    guard(() => this.#r.nack(message, allUpTo, requeue));
+    guard(() => this.#r.nack(tagOf(message), allUpTo, requeue));
   }
   nackAll(requeue) {
     guard(() => this.#r.nackAll(requeue));
   }
   reject(message, requeue) {
-    guard(() => this.#r.reject(message, requeue));
+    guard(() => this.#r.reject(tagOf(message), requeue));
   }
 
   [DEAD](error) {

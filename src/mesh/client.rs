@@ -11,7 +11,7 @@
 //! the calls not answered yet; frames for a host not known yet; and, after failover,
 //! the re-announcements not answered yet.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use super::frame::{Answer, ChannelState, Command, Frame, InFlight, WireDelivery, WireEvent, EVERYONE};
 use super::host::closed_channel;
@@ -108,7 +108,8 @@ struct Chan {
     consumers: FxSet<String>,
     /// The live consumers' options, re-announced after failover.
     specs: Vec<Consume>,
-    outstanding: BTreeSet<u64>,
+    /// Unconfirmed publishes, in publish order (so sorted: numbers only grow).
+    outstanding: VecDeque<u64>,
     waiters: Vec<Waiter>,
     /// The confirm sequence number of the next publish.
     next_seq: u64,
@@ -275,7 +276,7 @@ impl ClientState {
             confirm,
             consumers: FxSet::default(),
             specs: Vec::new(),
-            outstanding: BTreeSet::new(),
+            outstanding: VecDeque::new(),
             waiters: Vec::new(),
             next_seq: 1,
             prefetch: (0, 0),
@@ -308,7 +309,7 @@ impl ClientState {
         match &cmd {
             Command::Publish { .. } if c.confirm => {
                 seq = Some(c.next_seq);
-                c.outstanding.insert(c.next_seq);
+                c.outstanding.push_back(c.next_seq);
                 c.next_seq += 1;
             }
             Command::Ack { tag, multiple } if !hosting => settle(c, *tag, *multiple, Some(true), now),
@@ -544,7 +545,10 @@ impl ClientState {
         let Some(c) = self.chans.get_mut(&chan) else { return };
         match event {
             WireEvent::Confirm { seq, error } => {
-                c.outstanding.remove(&seq);
+                // Confirms come mostly in order: the first, found at once.
+                if let Ok(i) = c.outstanding.binary_search(&seq) {
+                    c.outstanding.remove(i);
+                }
                 if error.is_some() {
                     for w in c.waiters.iter_mut().filter(|w| w.upto >= seq) {
                         w.nacked = true;
@@ -723,7 +727,7 @@ fn settle(c: &mut Chan, tag: u64, multiple: bool, keep: Option<bool>, now: u64) 
 
 /// The `waitForConfirms` calls whose publishes have all settled are over.
 fn settle_waiters(chan: u32, c: &mut Chan, out: &mut VecDeque<Notice>) {
-    let first_open = c.outstanding.first().copied().unwrap_or(u64::MAX);
+    let first_open = c.outstanding.front().copied().unwrap_or(u64::MAX);
     c.waiters.retain(|w| {
         if w.upto >= first_open {
             return true;

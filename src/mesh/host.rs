@@ -16,7 +16,7 @@ use super::frame::EVERYONE;
 use super::frame::{Answer, ChannelState, Command, ContextInfo, Frame, InFlight, Stats, WireDelivery, WireEvent};
 use super::topology::describe;
 use crate::core::fxhash::{FxMap, FxSet};
-use crate::core::{AmqpError, Broker, ChannelRef, ConnId, ReplyCode, Resume};
+use crate::core::{AmqpError, Broker, ChannelRef, ConnId, Delivery, ReplyCode, Resume};
 use crate::host::engine::Done;
 use crate::host::{Engine, Event};
 
@@ -59,7 +59,7 @@ struct Window {
 #[derive(Debug)]
 enum Wait {
     /// A `get` whose queue's head is paged out or beyond its stored delivery horizon.
-    Get { from: u64, id: u32, chan: u32, queue: String, cmd: Box<Command> },
+    Get { from: u64, id: u32, chan: u32, queue: String, no_ack: bool },
     /// A `flush`.
     Flush { from: u64, id: u32 },
     /// The context that waited died meanwhile.
@@ -118,6 +118,9 @@ pub fn closed_channel() -> AmqpError {
     AmqpError::new(ReplyCode::ChannelError, "channel is closed: open a new one")
 }
 
+/// basic.get, as errors name it.
+const GET: (u16, u16) = (60, 70);
+
 /// Runs one channel command on the core.
 pub fn execute(core: &mut Broker, ch: ChannelRef, cmd: Command, now: u64) -> Result<Answer, AmqpError> {
     let done = |r: crate::core::Result<()>| r.map(|_| Answer::Done);
@@ -144,28 +147,33 @@ pub fn execute(core: &mut Broker, ch: ChannelRef, cmd: Command, now: u64) -> Res
         Command::Publish { message, mandatory } => done(core.publish(ch, message, mandatory, now)),
         Command::Consume(c) => done(core.consume(ch, c, now).map(|_| ())),
         Command::Cancel(tag) => done(core.cancel(ch, &tag, now)),
-        Command::Get { queue, no_ack } => {
-            let got = core.get(ch, &queue, no_ack, now)?;
-            Ok(Answer::Got(got.map(|g| {
-                let d = g.delivery;
-                let wire = WireDelivery {
-                    consumer_tag: None,
-                    delivery_tag: d.delivery_tag,
-                    redelivered: d.redelivered,
-                    delivery_count: d.delivery_count,
-                    queue: queue.as_str().into(),
-                    seq: d.seq,
-                    message: d.message,
-                };
-                (wire, g.message_count)
-            })))
-        }
+        Command::Get { queue, no_ack } => get(core, ch, &queue, no_ack, now),
         Command::Ack { tag, multiple } => done(core.ack(ch, tag, multiple, now)),
         Command::Nack { tag, multiple, requeue } => done(core.nack(ch, tag, multiple, requeue, now)),
         Command::Reject { tag, requeue } => done(core.reject(ch, tag, requeue, now)),
         Command::Prefetch { count, global } => done(core.prefetch(ch, count, global, now)),
         Command::Recover => done(core.recover(ch, now)),
         Command::Close => done(core.close_channel(ch, now)),
+    }
+}
+
+/// A `get` on the core.
+fn get(core: &mut Broker, ch: ChannelRef, queue: &str, no_ack: bool, now: u64) -> Result<Answer, AmqpError> {
+    let got = core.get(ch, queue, no_ack, now)?;
+    Ok(Answer::Got(got.map(|g| (wire(g.delivery), g.message_count))))
+}
+
+/// A delivery as a context receives it: with its queue's name, which a client keeps for
+/// a new host after failover.
+fn wire(d: Delivery) -> WireDelivery {
+    WireDelivery {
+        consumer_tag: d.consumer_tag,
+        delivery_tag: d.delivery_tag,
+        redelivered: d.redelivered,
+        delivery_count: d.delivery_count,
+        queue: d.queue_name,
+        seq: d.seq,
+        message: d.message,
     }
 }
 
@@ -574,9 +582,20 @@ impl HostState {
     /// Runs a channel command: its error, and the channel error event it causes, name its
     /// AMQP method.
     fn run_cmd(&mut self, engine: &mut Engine, ch: ChannelRef, cmd: Command, now: u64) -> Result<Answer, AmqpError> {
-        let method = cmd.method();
+        self.run_method(engine, now, cmd.method(), |core| execute(core, ch, cmd, now))
+    }
+
+    /// Runs `f` as AMQP method `method` (class id, method id): its error, and the channel
+    /// error event it causes, name the method.
+    fn run_method<T>(
+        &mut self,
+        engine: &mut Engine,
+        now: u64,
+        method: (u16, u16),
+        f: impl FnOnce(&mut Broker) -> Result<T, AmqpError>,
+    ) -> Result<T, AmqpError> {
         self.method = method;
-        let result = self.run(engine, now, |core| execute(core, ch, cmd, now));
+        let result = self.run(engine, now, f);
         self.method = (0, 0);
         result.map_err(|e| e.in_method(method))
     }
@@ -608,9 +627,8 @@ impl HostState {
             self.reply(from, id, Err(closed_channel()));
             return;
         };
-        if let Command::Get { queue, .. } = &cmd {
-            let queue = queue.clone();
-            self.try_get(engine, from, id, chan, queue, cmd, now);
+        if let Command::Get { queue, no_ack } = cmd {
+            self.try_get(engine, from, id, chan, queue, no_ack, now);
             return;
         }
         if let Command::Close = cmd {
@@ -625,7 +643,7 @@ impl HostState {
     /// that fails because the head is not ready after all (an expired head went between
     /// the check and the get) waits and tries again.
     #[allow(clippy::too_many_arguments)]
-    fn try_get(&mut self, engine: &mut Engine, from: u64, id: u32, chan: u32, queue: String, cmd: Command, now: u64) {
+    fn try_get(&mut self, engine: &mut Engine, from: u64, id: u32, chan: u32, queue: String, no_ack: bool, now: u64) {
         loop {
             let Some(ch) = self.channel(from, chan) else {
                 self.reply(from, id, Err(closed_channel()));
@@ -634,10 +652,10 @@ impl HostState {
             let wait = engine.get_wait(&queue, now);
             self.take_events(engine);
             if let Some(wait) = wait {
-                self.waits.insert(wait, Wait::Get { from, id, chan, queue, cmd: Box::new(cmd) });
+                self.waits.insert(wait, Wait::Get { from, id, chan, queue, no_ack });
                 return;
             }
-            let result = self.run_cmd(engine, ch, cmd.clone(), now);
+            let result = self.run_method(engine, now, GET, |core| get(core, ch, &queue, no_ack, now));
             if result.is_ok() || engine.core().get_ready(&queue, now) {
                 self.reply(from, id, result);
                 return;
@@ -658,7 +676,7 @@ impl HostState {
                     .map_err(|e| AmqpError::new(ReplyCode::ResourceError, format!("flush failed: {}", e.message)));
                 self.reply(from, id, result);
             }
-            Wait::Get { from, id, chan, queue, cmd } => self.try_get(engine, from, id, chan, queue, *cmd, now),
+            Wait::Get { from, id, chan, queue, no_ack } => self.try_get(engine, from, id, chan, queue, no_ack, now),
             Wait::Dropped => {}
         }
         None
@@ -676,16 +694,7 @@ impl HostState {
         let Some((ctx, chan)) = self.owners.get(&channel).copied() else { return };
         let wire = match event {
             Event::Confirm { seq, result, .. } => WireEvent::Confirm { seq, error: result.err() },
-            // A client tracks what it holds by queue, for a new host after failover.
-            Event::Deliver(d) => WireEvent::Deliver(WireDelivery {
-                consumer_tag: d.consumer_tag,
-                delivery_tag: d.delivery_tag,
-                redelivered: d.redelivered,
-                delivery_count: d.delivery_count,
-                queue: d.queue_name,
-                seq: d.seq,
-                message: d.message,
-            }),
+            Event::Deliver(d) => WireEvent::Deliver(wire(d)),
             Event::Return(r) => {
                 WireEvent::Return { code: r.reply_code, text: r.reply_text.to_string(), message: r.message }
             }

@@ -12,19 +12,20 @@ impl Link {
     /// driver go on and carries out what the state said.
     pub(super) fn hosted<T>(self: &Rc<Self>, f: impl FnOnce(&mut HostState, &mut Engine, u64) -> T) -> Option<T> {
         let host = self.host()?;
+        let at = now();
         let out = {
             let mut server = self.server.borrow_mut();
             let s = server.as_mut()?;
-            host.engine(|e| f(&mut s.state, e, now()))
+            host.engine(|e| f(&mut s.state, e, at))
         };
         // Its notices come back here (hosted() again): this borrow is over.
         host.after();
-        self.carry_out();
+        self.carry_out(at);
         Some(out)
     }
 
-    /// Does what the host's state said, in order.
-    fn carry_out(self: &Rc<Self>) {
+    /// Does what the host's state said at `now`, in order.
+    fn carry_out(self: &Rc<Self>, now: u64) {
         loop {
             let next = self.server.borrow_mut().as_mut().and_then(|s| s.state.poll_output());
             match next {
@@ -34,7 +35,7 @@ impl Link {
                     // still waiting, it goes at once. Events wait for the end of the task: a
                     // callback never runs inside the call that caused it.
                     if matches!(frame, Frame::Reply { .. }) && self.local.borrow().is_empty() {
-                        self.client.borrow_mut().receive(self.me, frame, now());
+                        self.client.borrow_mut().receive(self.me, frame, now);
                         self.pump();
                     } else {
                         self.push_local(frame);
