@@ -366,6 +366,8 @@ fn answer() -> BoxedStrategy<Answer> {
         1 => stats().prop_map(|s| Answer::Stats(Box::new(s))),
         1 => vec((text(), error()), 0..3).prop_map(Answer::Resumed),
         1 => vec(message().prop_map(Rc::new), 0..3).prop_map(Answer::Peeked),
+        1 => text().prop_map(Answer::Exchange),
+        1 => text().prop_map(Answer::Tag),
     ]
     .boxed()
 }

@@ -10,7 +10,7 @@ use js_sys::{Array, Function, Promise};
 use wasm_bindgen::prelude::*;
 
 use super::convert::{self, opt_bool, table};
-use super::link::{Link, Reply};
+use super::link::Link;
 use super::to_js;
 use crate::core::AmqpError;
 use crate::mesh::frame::Command;
@@ -159,74 +159,74 @@ pub struct RawChannel {
 
 #[wasm_bindgen]
 impl RawChannel {
-    fn call(&self, cmd: Command, reply: Reply) -> R<JsValue> {
-        self.link.call(self.chan, cmd, reply)
+    fn call(&self, cmd: Command) -> R<JsValue> {
+        self.link.call(self.chan, cmd)
     }
 
     #[wasm_bindgen(js_name = assertQueue)]
     pub fn assert_queue(&self, name: &str, options: JsValue) -> R<JsValue> {
         let d = convert::queue_declare(name, &options, false).map_err(to_js)?;
-        self.call(Command::DeclareQueue(d), Reply::Queue)
+        self.call(Command::DeclareQueue(d))
     }
 
     #[wasm_bindgen(js_name = checkQueue)]
     pub fn check_queue(&self, name: &str) -> R<JsValue> {
         let d = convert::queue_declare(name, &JsValue::UNDEFINED, true).map_err(to_js)?;
-        self.call(Command::DeclareQueue(d), Reply::Queue)
+        self.call(Command::DeclareQueue(d))
     }
 
     #[wasm_bindgen(js_name = deleteQueue)]
     pub fn delete_queue(&self, name: &str, options: JsValue) -> R<JsValue> {
         let if_unused = opt_bool(&options, "ifUnused").map_err(to_js)?;
         let if_empty = opt_bool(&options, "ifEmpty").map_err(to_js)?;
-        self.call(Command::DeleteQueue { name: name.into(), if_unused, if_empty }, Reply::Count)
+        self.call(Command::DeleteQueue { name: name.into(), if_unused, if_empty })
     }
 
     #[wasm_bindgen(js_name = purgeQueue)]
     pub fn purge_queue(&self, name: &str) -> R<JsValue> {
-        self.call(Command::PurgeQueue(name.into()), Reply::Count)
+        self.call(Command::PurgeQueue(name.into()))
     }
 
     #[wasm_bindgen(js_name = bindQueue)]
     pub fn bind_queue(&self, queue: &str, source: &str, pattern: &str, args: JsValue) -> R<JsValue> {
         let (queue, source, pattern, args) = (queue.into(), source.into(), pattern.into(), binding(&args)?);
-        self.call(Command::BindQueue { queue, source, pattern, args }, Reply::Empty)
+        self.call(Command::BindQueue { queue, source, pattern, args })
     }
 
     #[wasm_bindgen(js_name = unbindQueue)]
     pub fn unbind_queue(&self, queue: &str, source: &str, pattern: &str, args: JsValue) -> R<JsValue> {
         let (queue, source, pattern, args) = (queue.into(), source.into(), pattern.into(), binding(&args)?);
-        self.call(Command::UnbindQueue { queue, source, pattern, args }, Reply::Empty)
+        self.call(Command::UnbindQueue { queue, source, pattern, args })
     }
 
     #[wasm_bindgen(js_name = assertExchange)]
     pub fn assert_exchange(&self, name: &str, kind: &str, options: JsValue) -> R<JsValue> {
         let d = convert::exchange_declare(name, kind, &options, false).map_err(to_js)?;
-        self.call(Command::DeclareExchange(d), Reply::Exchange(name.into()))
+        self.call(Command::DeclareExchange(d))
     }
 
     #[wasm_bindgen(js_name = checkExchange)]
     pub fn check_exchange(&self, name: &str) -> R<JsValue> {
         let d = convert::exchange_declare(name, "", &JsValue::UNDEFINED, true).map_err(to_js)?;
-        self.call(Command::DeclareExchange(d), Reply::Empty)
+        self.call(Command::DeclareExchange(d))
     }
 
     #[wasm_bindgen(js_name = deleteExchange)]
     pub fn delete_exchange(&self, name: &str, options: JsValue) -> R<JsValue> {
         let if_unused = opt_bool(&options, "ifUnused").map_err(to_js)?;
-        self.call(Command::DeleteExchange { name: name.into(), if_unused }, Reply::Empty)
+        self.call(Command::DeleteExchange { name: name.into(), if_unused })
     }
 
     #[wasm_bindgen(js_name = bindExchange)]
     pub fn bind_exchange(&self, destination: &str, source: &str, pattern: &str, args: JsValue) -> R<JsValue> {
         let (destination, source, pattern, args) = (destination.into(), source.into(), pattern.into(), binding(&args)?);
-        self.call(Command::BindExchange { destination, source, pattern, args }, Reply::Empty)
+        self.call(Command::BindExchange { destination, source, pattern, args })
     }
 
     #[wasm_bindgen(js_name = unbindExchange)]
     pub fn unbind_exchange(&self, destination: &str, source: &str, pattern: &str, args: JsValue) -> R<JsValue> {
         let (destination, source, pattern, args) = (destination.into(), source.into(), pattern.into(), binding(&args)?);
-        self.call(Command::UnbindExchange { destination, source, pattern, args }, Reply::Empty)
+        self.call(Command::UnbindExchange { destination, source, pattern, args })
     }
 
     /// `publish(exchange, routingKey, content, options, callback)` → `true`. On a confirm

@@ -563,7 +563,7 @@ export class Connection extends Emitter {
 
   /** Resolves when every write made so far is stored. */
   flush() {
-    return this.#b.flush();
+    return this.#b.flush().then(() => undefined);
   }
 
   /** The broker's exchanges, queues, bindings, contexts, totals and rates, for a management view. */

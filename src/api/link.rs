@@ -87,26 +87,6 @@ pub(crate) fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
     o.into()
 }
 
-/// What an answer turns into in JS.
-pub(crate) enum Reply {
-    /// `{queue, messageCount, consumerCount}`
-    Queue,
-    /// `{messageCount}`
-    Count,
-    /// `{}`
-    Empty,
-    /// `{exchange}`
-    Exchange(String),
-    /// `{consumerTag}`
-    Tag(String),
-    /// A message or `false`.
-    Got,
-    Stats,
-    Peek,
-    /// `undefined`
-    Nothing,
-}
-
 thread_local! {
     /// The names of a confirm channel's events, made once.
     static CONFIRM_EVENTS: [JsValue; 2] = [JsValue::from_str("ack"), JsValue::from_str("nack")];
@@ -126,10 +106,10 @@ struct ChanJs {
 /// A call not answered yet, as JS waits for it.
 enum Call {
     /// Its promise: resolve, reject.
-    Promised(Function, Function, Reply),
+    Promised(Function, Function),
     /// Its answer may come before the call returns (the hosting context's own host
     /// answers most at once): it is kept, and the call returns a settled promise.
-    Returning(Reply),
+    Returning,
     /// Answered before the call returned.
     Answered(Result<JsValue, JsValue>),
 }
@@ -493,12 +473,12 @@ impl Link {
             }
             Notice::Answer { id, result } => {
                 let call = self.js.borrow_mut().calls.remove(&id);
-                let (reply, promised) = match call {
-                    Some(Call::Promised(resolve, reject, reply)) => (reply, Some((resolve, reject))),
-                    Some(Call::Returning(reply)) => (reply, None),
+                let promised = match call {
+                    Some(Call::Promised(resolve, reject)) => Some((resolve, reject)),
+                    Some(Call::Returning) => None,
                     _ => return,
                 };
-                let settled = result.map(|a| self.answer_js(reply, a)).map_err(to_js);
+                let settled = result.map(|a| self.answer_js(a)).map_err(to_js);
                 let _ = match (promised, settled) {
                     (Some((resolve, _)), Ok(v)) => resolve.call1(&JsValue::NULL, &v),
                     (Some((_, reject)), Err(e)) => reject.call1(&JsValue::NULL, &e),
@@ -580,20 +560,18 @@ impl Link {
     /// answer that comes while they go (the hosting context's own host answers most at
     /// once) makes a settled promise, without an executor: the app cannot tell the two
     /// apart, as its handlers are attached once the call has returned.
-    fn promise(self: &Rc<Self>, id: u32, reply: Reply) -> Promise {
-        self.js.borrow_mut().calls.insert(id, Call::Returning(reply));
+    fn promise(self: &Rc<Self>, id: u32) -> Promise {
+        self.js.borrow_mut().calls.insert(id, Call::Returning);
         self.pump();
         let call = self.js.borrow_mut().calls.remove(&id);
         match call {
             Some(Call::Answered(Ok(v))) => Promise::resolve(&v),
             Some(Call::Answered(Err(e))) => Promise::reject(&e),
-            Some(Call::Returning(reply)) => {
+            Some(Call::Returning) => {
                 // A nested call (from a callback of the loop handing notices over): the
                 // outer loop answers it once this call has returned.
-                let mut reply = Some(reply);
                 Promise::new(&mut |resolve, reject| {
-                    let reply = reply.take().unwrap_or(Reply::Nothing);
-                    self.js.borrow_mut().calls.insert(id, Call::Promised(resolve, reject, reply));
+                    self.js.borrow_mut().calls.insert(id, Call::Promised(resolve, reject));
                 })
             }
             Some(Call::Promised(..)) | None => Promise::resolve(&JsValue::UNDEFINED),
@@ -603,9 +581,9 @@ impl Link {
     // ------------------------------------------------------------ commands
 
     /// A channel command that answers: a promise of the answer.
-    pub(crate) fn call(self: &Rc<Self>, chan: u32, cmd: Command, reply: Reply) -> Result<JsValue, JsValue> {
+    pub(crate) fn call(self: &Rc<Self>, chan: u32, cmd: Command) -> Result<JsValue, JsValue> {
         let id = self.client.borrow_mut().call(chan, cmd, Track::Nothing).map_err(to_js)?;
-        Ok(self.promise(id, reply).into())
+        Ok(self.promise(id).into())
     }
 
     /// A channel command that answers nothing (ack, nack, reject): an error closes the
@@ -673,28 +651,28 @@ impl Link {
                 h.consumers.insert(tag.clone(), callback);
             }
         }
-        Ok(self.promise(id, Reply::Tag(tag)).into())
+        Ok(self.promise(id).into())
     }
 
     pub(crate) fn cancel(self: &Rc<Self>, chan: u32, tag: &str) -> Result<JsValue, JsValue> {
         let id = self.client.borrow_mut().cancel(chan, tag).map_err(to_js)?;
-        Ok(self.promise(id, Reply::Tag(tag.into())).into())
+        Ok(self.promise(id).into())
     }
 
     pub(crate) fn prefetch(self: &Rc<Self>, chan: u32, count: u32, global: bool) -> Result<JsValue, JsValue> {
         let id = self.client.borrow_mut().prefetch(chan, count, global).map_err(to_js)?;
-        Ok(self.promise(id, Reply::Empty).into())
+        Ok(self.promise(id).into())
     }
 
     pub(crate) fn recover(self: &Rc<Self>, chan: u32) -> Result<JsValue, JsValue> {
         let id = self.client.borrow_mut().recover(chan).map_err(to_js)?;
-        Ok(self.promise(id, Reply::Empty).into())
+        Ok(self.promise(id).into())
     }
 
     /// `get`: answered once the head of the queue is at hand.
     pub(crate) fn get(self: &Rc<Self>, chan: u32, queue: String, no_ack: bool) -> Result<JsValue, JsValue> {
         let id = self.client.borrow_mut().get(chan, queue, no_ack).map_err(to_js)?;
-        Ok(self.promise(id, Reply::Got).into())
+        Ok(self.promise(id).into())
     }
 
     /// `close()` of a channel: unacked messages go back; pending confirms fail.
@@ -732,18 +710,18 @@ impl Link {
 
     pub(crate) fn stats(self: &Rc<Self>) -> JsValue {
         let id = self.client.borrow_mut().ask(|id| Frame::Stats { id });
-        self.promise(id, Reply::Stats).into()
+        self.promise(id).into()
     }
 
     /// `peek(queue, count)`: messages at the head of a queue, not consumed.
     pub(crate) fn peek(self: &Rc<Self>, queue: String, count: u32) -> JsValue {
         let id = self.client.borrow_mut().ask(|id| Frame::Peek { id, queue, count });
-        self.promise(id, Reply::Peek).into()
+        self.promise(id).into()
     }
 
     pub(crate) fn flush(self: &Rc<Self>) -> Promise {
         let id = self.client.borrow_mut().ask(|id| Frame::Flush { id });
-        self.promise(id, Reply::Nothing)
+        self.promise(id)
     }
 
     /// Leaves: a host writes what it has and lets another context take over.
@@ -781,22 +759,22 @@ impl Link {
 
     // ------------------------------------------------------------ answers
 
-    fn answer_js(&self, reply: Reply, answer: Answer) -> JsValue {
-        match (reply, answer) {
-            (Reply::Queue, Answer::Queue(ok)) => obj(&[
+    /// The app's value for an answer, in amqplib's shapes.
+    fn answer_js(&self, answer: Answer) -> JsValue {
+        match answer {
+            Answer::Done | Answer::Resumed(_) => obj(&[]),
+            Answer::Queue(ok) => obj(&[
                 ("queue", JsValue::from_str(&ok.queue)),
                 ("messageCount", ok.message_count.into()),
                 ("consumerCount", ok.consumer_count.into()),
             ]),
-            (Reply::Count, Answer::Count(n)) => obj(&[("messageCount", n.into())]),
-            (Reply::Exchange(name), _) => obj(&[("exchange", name.into())]),
-            (Reply::Tag(tag), _) => obj(&[("consumerTag", tag.into())]),
-            (Reply::Got, Answer::Got(None)) => JsValue::FALSE,
-            (Reply::Got, Answer::Got(Some((d, left)))) => message_js(&d, Some(left)),
-            (Reply::Stats, Answer::Stats(s)) => stats_to_js(&s, self.me),
-            (Reply::Peek, Answer::Peeked(m)) => peeked_js(&m),
-            (Reply::Nothing, _) => JsValue::UNDEFINED,
-            _ => obj(&[]),
+            Answer::Count(n) => obj(&[("messageCount", n.into())]),
+            Answer::Exchange(name) => obj(&[("exchange", name.into())]),
+            Answer::Tag(tag) => obj(&[("consumerTag", tag.into())]),
+            Answer::Got(None) => JsValue::FALSE,
+            Answer::Got(Some((d, left))) => message_js(&d, Some(left)),
+            Answer::Stats(s) => stats_to_js(&s, self.me),
+            Answer::Peeked(m) => peeked_js(&m),
         }
     }
 

@@ -94,10 +94,16 @@ pub struct WireDelivery {
     pub message: Rc<Message>,
 }
 
-/// What a call answers.
+/// What a call answers: each the shape of one amqplib reply, so that the binding makes
+/// the app's value from the answer alone.
 #[derive(Clone, Debug)]
 pub enum Answer {
+    /// `{}`.
     Done,
+    /// `assertExchange`: `{exchange}`.
+    Exchange(String),
+    /// `consume` and `cancel`: `{consumerTag}`.
+    Tag(String),
     Queue(QueueDeclareOk),
     Count(u32),
     /// `get`: the message and the ready count left, or nothing.
@@ -461,6 +467,14 @@ fn answer(w: &mut Writer, a: &Answer) {
             for m in messages {
                 w.message(m);
             }
+        }
+        Answer::Exchange(name) => {
+            w.u8(8);
+            w.str(name);
+        }
+        Answer::Tag(tag) => {
+            w.u8(9);
+            w.str(tag);
         }
     }
 }
@@ -927,6 +941,8 @@ fn read_answer(r: &mut Reader) -> R<Answer> {
             }
             Answer::Peeked(out)
         }
+        8 => Answer::Exchange(string(r)?),
+        9 => Answer::Tag(string(r)?),
         _ => return bad("unknown answer", r),
     })
 }
@@ -1266,6 +1282,8 @@ mod tests {
             Frame::Reply { id: 7, result: Ok(Answer::Resumed(vec![("c1".into(), err.clone())])) },
             Frame::Reply { id: 8, result: Ok(Answer::Stats(Box::new(stats()))) },
             Frame::Reply { id: 9, result: Ok(Answer::Peeked(vec![Rc::new(message()), Rc::new(message())])) },
+            Frame::Reply { id: 10, result: Ok(Answer::Exchange("logs".into())) },
+            Frame::Reply { id: 11, result: Ok(Answer::Tag("amq.ctag-1".into())) },
             Frame::Event { chan: 2, event: WireEvent::Deliver(d) },
             Frame::Event { chan: 2, event: WireEvent::Confirm { seq: 3, error: None } },
             Frame::Event { chan: 2, event: WireEvent::Confirm { seq: 4, error: Some(err.clone()) } },

@@ -136,7 +136,11 @@ pub fn execute(core: &mut Broker, ch: ChannelRef, cmd: Command, now: u64) -> Res
         Command::UnbindQueue { queue, source, pattern, args } => {
             done(core.unbind_queue(ch, &queue, &source, &pattern, args, now))
         }
-        Command::DeclareExchange(d) => done(core.declare_exchange(ch, d, now)),
+        Command::DeclareExchange(d) => {
+            // `checkExchange` (passive) answers `{}`, `assertExchange` `{exchange}`.
+            let name = (!d.passive).then(|| d.name.clone());
+            core.declare_exchange(ch, d, now).map(|()| name.map_or(Answer::Done, Answer::Exchange))
+        }
         Command::DeleteExchange { name, if_unused } => done(core.delete_exchange(ch, &name, if_unused, now)),
         Command::BindExchange { destination, source, pattern, args } => {
             done(core.bind_exchange(ch, &destination, &source, &pattern, args, now))
@@ -145,8 +149,8 @@ pub fn execute(core: &mut Broker, ch: ChannelRef, cmd: Command, now: u64) -> Res
             done(core.unbind_exchange(ch, &destination, &source, &pattern, args, now))
         }
         Command::Publish { message, mandatory } => done(core.publish(ch, message, mandatory, now)),
-        Command::Consume(c) => done(core.consume(ch, c, now).map(|_| ())),
-        Command::Cancel(tag) => done(core.cancel(ch, &tag, now)),
+        Command::Consume(c) => core.consume(ch, c, now).map(|tag| Answer::Tag(tag.to_string())),
+        Command::Cancel(tag) => core.cancel(ch, &tag, now).map(|()| Answer::Tag(tag)),
         Command::Get { queue, no_ack } => get(core, ch, &queue, no_ack, now),
         Command::Ack { tag, multiple } => done(core.ack(ch, tag, multiple, now)),
         Command::Nack { tag, multiple, requeue } => done(core.nack(ch, tag, multiple, requeue, now)),
