@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use super::bridge::{BridgeConfig, BridgeStatus, Declared};
 use super::frame::{Answer, ChannelState, Command, Frame, InFlight, WireDelivery, WireEvent, EVERYONE};
 use super::host::closed_channel;
 use super::topology::Recorded;
@@ -75,6 +76,8 @@ pub enum Track {
         chan: u32,
         no_ack: bool,
     },
+    /// A bridge's declaration: it stays this context's only if the host takes it.
+    Bridge(String),
 }
 
 #[derive(Debug)]
@@ -162,6 +165,8 @@ pub struct ClientState {
     /// Per connection: the topology it declared that dies with the host (see
     /// [`super::topology`]).
     topology: FxMap<u32, Recorded>,
+    /// The bridges this context declared (declared again to a new host), and their statuses.
+    bridges: Declared,
     out: VecDeque<Notice>,
 }
 
@@ -196,6 +201,7 @@ impl ClientState {
             waiting: Vec::new(),
             resuming: None,
             topology: FxMap::default(),
+            bridges: Declared::default(),
             out: VecDeque::new(),
         };
         c.out.push_back(Notice::Post { to: EVERYONE, frame: Frame::Hello { label } });
@@ -343,6 +349,28 @@ impl ClientState {
         self.call(chan, Command::Get { queue, no_ack }, Track::Get { chan, no_ack })
     }
 
+    /// `bridge()`: the call's id ([`Notice::Answer`]) if the host must take it, `None` if
+    /// this context declared it already (alike); a 406 if with other options.
+    pub fn declare_bridge(&mut self, config: BridgeConfig) -> Result<Option<u32>, AmqpError> {
+        if !self.bridges.declare(&config)? {
+            return Ok(None);
+        }
+        let track = Track::Bridge(config.name.clone());
+        Ok(Some(self.request(Pending::App { track, record: None }, |id| Frame::DeclareBridge { id, config })))
+    }
+
+    /// A `bridge()` handle closed: the host is told once this context holds none of `name`.
+    pub fn undeclare_bridge(&mut self, name: &str) {
+        if self.bridges.undeclare(name) {
+            self.for_host(Frame::UndeclareBridge { name: name.into() });
+        }
+    }
+
+    /// Every bridge's latest status as the host told it, with its configuration (no passcode).
+    pub fn bridges(&self) -> impl Iterator<Item = (&BridgeConfig, &BridgeStatus)> {
+        self.bridges.statuses()
+    }
+
     /// `waitForConfirms()`: the wait's id ([`Notice::Waited`]), or `None` if the channel
     /// is closed.
     pub fn wait_for_confirms(&mut self, chan: u32) -> Option<u64> {
@@ -402,7 +430,11 @@ impl ClientState {
         sort::sort(&mut ids);
         for id in ids {
             // A re-announcement has no one waiting on it: the next host asks anew.
-            if let Some(Pending::App { .. }) = self.pending.remove(&id) {
+            if let Some(Pending::App { track, .. }) = self.pending.remove(&id) {
+                // A declaration the host never took is not declared again.
+                if let Track::Bridge(name) = track {
+                    self.bridges.refused(&name);
+                }
                 self.out.push_back(Notice::Answer { id, result: Err(error.clone()) });
             }
         }
@@ -438,6 +470,7 @@ impl ClientState {
         match f {
             Frame::Reply { id, result } => self.answered(id, result),
             Frame::Event { chan, event } => self.event(chan, event, now),
+            f @ (Frame::BridgeStatus { .. } | Frame::BridgeGone { .. }) => self.bridges.told(f),
             _ => {}
         }
     }
@@ -483,6 +516,7 @@ impl ClientState {
                     self.topology.entry(conn).or_default().record(cmd, queue);
                 }
             }
+            (Track::Bridge(name), Err(_)) => self.bridges.refused(name),
             (Track::Consume { chan, tag, fresh: true }, Err(_)) => {
                 if let Some(c) = self.chans.get_mut(chan) {
                     if let Some(i) = c.specs.iter().rposition(|s| s.consumer_tag == *tag) {
@@ -579,6 +613,10 @@ impl ClientState {
                 (c.conn, c.state())
             };
             self.request(Pending::Resume, |id| Frame::Resume { id, conn, chan, state });
+        }
+        // Its bridges run on the new host (answered with nothing: the app has them already).
+        for config in self.bridges.for_new_host() {
+            self.for_host(Frame::DeclareBridge { id: 0, config });
         }
         self.for_host(Frame::Resumed);
         if self.resuming.as_ref().is_some_and(|(n, _)| *n == 0) {

@@ -1136,6 +1136,8 @@ impl Sim {
                     self.ctxs[i].out.push(to, &frame);
                 }
             }
+            // No schedule declares a bridge yet: there is no Runner to start.
+            Output::StartBridge(_) | Output::StopBridge(_) => {}
         }
         Ok(())
     }
@@ -2014,6 +2016,11 @@ fn describe_frames(frames: &[Frame]) -> String {
             }
             Frame::Restore { id, .. } => format!("restore {id}"),
             Frame::Resumed => "resumed".into(),
+            Frame::QueueArguments { id, .. } => format!("queue-arguments {id}"),
+            Frame::DeclareBridge { id, config } => format!("declare-bridge {id} {}", config.name),
+            Frame::UndeclareBridge { name } => format!("undeclare-bridge {name}"),
+            Frame::BridgeStatus { config, .. } => format!("bridge-status {}", config.name),
+            Frame::BridgeGone { name } => format!("bridge-gone {name}"),
             Frame::Reply { id, result: Ok(_) } => format!("reply {id}"),
             Frame::Reply { id, result: Err(e) } => format!("reply {id} err {}", e.code.code()),
             Frame::Event { chan, event } => match event {
