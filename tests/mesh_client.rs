@@ -359,26 +359,40 @@ fn statuses(c: &C) -> Vec<(String, &'static str)> {
 #[test]
 fn a_bridge_is_declared_to_the_host_once_per_context_and_undeclared_with_its_last_handle() {
     let mut c = C::new();
-    let id = c.c.declare_bridge(bridge("b", 10)).unwrap().expect("the host is asked");
-    assert_eq!(names(&c.take()), [format!("post {HOST} declare bridge {id} b")]);
-    // A second handle alike: nothing to ask. Other options: refused here, before any host.
-    assert_eq!(c.c.declare_bridge(bridge("b", 10)).unwrap(), None);
+    let first = c.c.declare_bridge(bridge("b", 10)).unwrap().expect("the host is asked");
+    assert_eq!(names(&c.take()), [format!("post {HOST} declare bridge {first} b")]);
+    // A second handle alike while the first waits: it waits for the host's answer too.
+    let second = c.c.declare_bridge(bridge("b", 10)).unwrap().expect("asked again");
+    assert_eq!(names(&c.take()), [format!("post {HOST} declare bridge {second} b")]);
+    // Other options: refused here, before any host.
     let e = c.c.declare_bridge(bridge("b", 20)).unwrap_err();
     assert_eq!(e.code.code(), 406);
     assert!(e.message.contains("bridge 'b' is declared already in this context with other options"), "{}", e.message);
     assert!(c.take().is_empty());
-    c.from(HOST, Frame::Reply { id, result: Ok(Answer::Done) });
-    assert_eq!(names(&c.take()), [format!("answer {id}")]);
+    for id in [first, second] {
+        c.from(HOST, Frame::Reply { id, result: Ok(Answer::Done) });
+    }
+    assert_eq!(names(&c.take()), [format!("answer {first}"), format!("answer {second}")]);
+    // Once the host runs it, a third handle has nothing to ask.
+    assert_eq!(c.c.declare_bridge(bridge("b", 10)).unwrap(), None);
+    c.c.undeclare_bridge("b");
     c.c.undeclare_bridge("b");
     assert!(c.take().is_empty(), "one handle holds it still");
     c.c.undeclare_bridge("b");
     assert_eq!(names(&c.take()), [format!("post {HOST} undeclare bridge b")]);
     c.c.undeclare_bridge("b");
     assert!(c.take().is_empty());
+    // Let go before the host answered: once it does, it is told again that this context
+    // does not want it (it may have taken the declaration after the undeclaration).
+    let id = c.c.declare_bridge(bridge("b", 10)).unwrap().unwrap();
+    c.c.undeclare_bridge("b");
+    c.take();
+    c.from(HOST, Frame::Reply { id, result: Ok(Answer::Done) });
+    assert_eq!(names(&c.take()), [format!("post {HOST} undeclare bridge b"), format!("answer {id}")]);
 }
 
 #[test]
-fn a_refused_declaration_is_not_the_contexts_and_is_not_declared_again_after_failover() {
+fn a_refused_declaration_is_not_the_contexts_and_an_unanswered_one_goes_to_the_new_host() {
     let mut c = C::new();
     let refused = c.c.declare_bridge(bridge("taken", 10)).unwrap().unwrap();
     let kept = c.c.declare_bridge(bridge("mine", 10)).unwrap().unwrap();
@@ -393,20 +407,26 @@ fn a_refused_declaration_is_not_the_contexts_and_is_not_declared_again_after_fai
     c.from(HOST, Frame::Reply { id: again, result: Ok(Answer::Done) });
     c.c.undeclare_bridge("taken");
     c.take();
-    // The host dies before answering "late": the app is told to try again; "mine" runs on
-    // the new host, declared again before the client says it has re-announced everything.
+    // The host dies before answering "late": its call waits on for the new host, which
+    // gets it with "mine" (answered with nothing) before the client says it has
+    // re-announced everything.
     c.from(NEW_HOST, Frame::Host);
-    let got = names(&c.take());
     assert_eq!(
-        got,
+        names(&c.take()),
         [
-            format!("error {unanswered} 320"),
             format!("post {NEW_HOST} hello"),
             format!("post {NEW_HOST} declare bridge 0 mine"),
+            format!("post {NEW_HOST} declare bridge {unanswered} late"),
             format!("post {NEW_HOST} resumed"),
             "failover [] 0".into(),
         ]
     );
+    c.from(NEW_HOST, Frame::Reply { id: unanswered, result: Ok(Answer::Done) });
+    assert_eq!(names(&c.take()), [format!("answer {unanswered}")]);
+    // A context that leaves fails what waits, a declaration too.
+    let id = c.c.declare_bridge(bridge("last", 10)).unwrap().unwrap();
+    c.c.leave(AmqpError::new(ReplyCode::ChannelError, "closed"), false);
+    assert!(names(&c.take()).contains(&format!("error {id} 504")));
 }
 
 #[test]

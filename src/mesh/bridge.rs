@@ -206,12 +206,16 @@ impl Registry {
         names
     }
 
-    /// The Runner's news of bridge `name`: the frame that tells every context, if it runs.
-    pub fn status(&mut self, name: &str, status: BridgeStatus) -> Option<Frame> {
-        let i = find(&self.bridges, name)?;
-        let b = &mut self.bridges[i];
-        b.status = Some(status);
-        status_frame(b)
+    /// The Runner's news of bridge `name`: whether it runs (and every context is to be told).
+    pub fn status(&mut self, name: &str, status: BridgeStatus) -> bool {
+        let Some(i) = find(&self.bridges, name) else { return false };
+        self.bridges[i].status = Some(status);
+        true
+    }
+
+    /// The frame that tells bridge `name`'s status, if it has one.
+    pub fn status_of(&self, name: &str) -> Option<Frame> {
+        status_frame(&self.bridges[find(&self.bridges, name)?])
     }
 
     /// The statuses known, for a context that just said hello.
@@ -260,7 +264,12 @@ impl Declared {
         let_go(&mut self.mine, name, 0, false)
     }
 
-    /// The host refused it, or went before answering: it is not this context's.
+    /// Whether a `bridge()` handle of this context holds bridge `name`.
+    pub fn holds(&self, name: &str) -> bool {
+        find(&self.mine, name).is_some()
+    }
+
+    /// The host refused it: it is not this context's.
     pub fn refused(&mut self, name: &str) {
         let_go(&mut self.mine, name, 0, true);
     }

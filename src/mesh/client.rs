@@ -352,7 +352,8 @@ impl ClientState {
     /// `bridge()`: the call's id ([`Notice::Answer`]) if the host must take it, `None` if
     /// this context declared it already (alike); a 406 if with other options.
     pub fn declare_bridge(&mut self, config: BridgeConfig) -> Result<Option<u32>, AmqpError> {
-        if !self.bridges.declare(&config)? {
+        // A handle more, while the first waits for the host: it waits for its answer too.
+        if !self.bridges.declare(&config)? && self.declaring(&config.name).is_none() {
             return Ok(None);
         }
         let track = Track::Bridge(config.name.clone());
@@ -415,7 +416,7 @@ impl ClientState {
     /// channel closes with it too.
     pub fn leave(&mut self, error: AmqpError, close_channels: bool) {
         self.closed = true;
-        self.fail_pending(&error);
+        self.fail_pending(&error, false);
         if close_channels {
             let mut chans: Vec<u32> = self.chans.keys().copied().collect();
             sort::sort(&mut chans);
@@ -425,19 +426,31 @@ impl ClientState {
         }
     }
 
-    fn fail_pending(&mut self, error: &AmqpError) {
+    /// Calls waiting for an answer fail with `error`, but for bridge declarations when
+    /// `failover`: those go to the new host, which answers them.
+    fn fail_pending(&mut self, error: &AmqpError, failover: bool) {
         let mut ids: Vec<u32> = self.pending.keys().copied().collect();
         sort::sort(&mut ids);
         for id in ids {
+            if failover && matches!(self.pending[&id], Pending::App { track: Track::Bridge(_), .. }) {
+                continue;
+            }
             // A re-announcement has no one waiting on it: the next host asks anew.
             if let Some(Pending::App { track, .. }) = self.pending.remove(&id) {
-                // A declaration the host never took is not declared again.
                 if let Track::Bridge(name) = track {
                     self.bridges.refused(&name);
                 }
                 self.out.push_back(Notice::Answer { id, result: Err(error.clone()) });
             }
         }
+    }
+
+    /// The declaration of bridge `name` waiting for the host's answer, if one is.
+    fn declaring(&self, name: &str) -> Option<u32> {
+        self.pending.iter().find_map(|(id, p)| match p {
+            Pending::App { track: Track::Bridge(n), .. } if n == name => Some(*id),
+            _ => None,
+        })
     }
 
     // ------------------------------------------------------------ the host's frames
@@ -535,6 +548,10 @@ impl ClientState {
                 }
                 self.out.push_back(Notice::ConsumerGone { chan, tag, notify: false });
             }
+            // Let go (or refused) meanwhile: the host need not run it for this context.
+            (Track::Bridge(name), Ok(_)) if !self.bridges.holds(&name) => {
+                self.for_host(Frame::UndeclareBridge { name })
+            }
             (Track::Get { chan, no_ack: false }, Ok(Answer::Got(Some((d, _))))) if !self.hosting() => {
                 if let Some(c) = self.chans.get_mut(&chan) {
                     track(c, d);
@@ -614,9 +631,11 @@ impl ClientState {
             };
             self.request(Pending::Resume, |id| Frame::Resume { id, conn, chan, state });
         }
-        // Its bridges run on the new host (answered with nothing: the app has them already).
+        // Its bridges run on the new host: answered with nothing, but for a declaration
+        // the old host never answered, whose call waits for the new host's answer.
         for config in self.bridges.for_new_host() {
-            self.for_host(Frame::DeclareBridge { id: 0, config });
+            let id = self.declaring(&config.name).unwrap_or(0);
+            self.for_host(Frame::DeclareBridge { id, config });
         }
         self.for_host(Frame::Resumed);
         if self.resuming.as_ref().is_some_and(|(n, _)| *n == 0) {
@@ -629,7 +648,7 @@ impl ClientState {
     /// never gave (the message may or may not be stored).
     fn fail_in_flight(&mut self) {
         let err = host_gone();
-        self.fail_pending(&err);
+        self.fail_pending(&err, true);
         let mut chans: Vec<u32> = self.chans.keys().copied().collect();
         sort::sort(&mut chans);
         for chan in chans {

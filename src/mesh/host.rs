@@ -568,22 +568,25 @@ impl HostState {
 
     /// Bridge `name` stops: every context learns that it is gone.
     fn stop_bridge(&mut self, name: String) {
-        self.tell_all(Frame::BridgeGone { name: name.clone() });
+        self.tell_all(|_| Some(Frame::BridgeGone { name: name.clone() }));
         self.out.push_back(Output::StopBridge(name));
     }
 
-    /// A frame for every context, this one's client included (a post to [`EVERYONE`]
-    /// reaches only the others).
-    fn tell_all(&mut self, frame: Frame) {
-        self.post(EVERYONE, frame.clone());
-        self.post(self.me, frame);
+    /// A frame about bridges for every context, this one's client included (a post to
+    /// [`EVERYONE`] reaches only the others); made twice rather than cloned.
+    fn tell_all(&mut self, frame: impl Fn(&Registry) -> Option<Frame>) {
+        for to in [EVERYONE, self.me] {
+            if let Some(f) = frame(&self.bridges) {
+                self.post(to, f);
+            }
+        }
     }
 
     /// The driver's Runner tells what bridge `name` does: every context is told (nothing
     /// if it no longer runs).
     pub fn bridge_status(&mut self, name: &str, status: BridgeStatus) {
-        if let Some(f) = self.bridges.status(name, status) {
-            self.tell_all(f);
+        if self.bridges.status(name, status) {
+            self.tell_all(|r| r.status_of(name));
         }
     }
 

@@ -50,7 +50,11 @@ impl Link {
     pub(crate) fn bridges(&self) -> Array {
         let client = self.client.borrow();
         let host = client.host().unwrap_or(0);
-        client.bridges().map(|(c, s)| status_to_js(c, s, host)).collect()
+        let out = Array::new();
+        for (c, s) in client.bridges() {
+            out.push(&status_to_js(c, s, host));
+        }
+        out
     }
 
     /// A Runner's status, for the host state to tell every context (ignored once this
