@@ -406,23 +406,31 @@ fn a_refused_declaration_is_not_the_contexts_and_an_unanswered_one_goes_to_the_n
     let again = c.c.declare_bridge(bridge("taken", 20)).unwrap().unwrap();
     c.from(HOST, Frame::Reply { id: again, result: Ok(Answer::Done) });
     c.c.undeclare_bridge("taken");
+    // A second handle of "late", waiting too; and one declared and let go unanswered.
+    let second = c.c.declare_bridge(bridge("late", 10)).unwrap().unwrap();
+    let gone = c.c.declare_bridge(bridge("gone", 10)).unwrap().unwrap();
+    c.c.undeclare_bridge("gone");
     c.take();
-    // The host dies before answering "late": its call waits on for the new host, which
-    // gets it with "mine" (answered with nothing) before the client says it has
-    // re-announced everything.
+    // The host dies before answering "late": both its calls wait on for the new host,
+    // which gets them with "mine" (answered with nothing) before the client says it has
+    // re-announced everything; "gone" has nothing to wait for.
     c.from(NEW_HOST, Frame::Host);
     assert_eq!(
         names(&c.take()),
         [
+            format!("error {gone} 320"),
             format!("post {NEW_HOST} hello"),
             format!("post {NEW_HOST} declare bridge 0 mine"),
             format!("post {NEW_HOST} declare bridge {unanswered} late"),
+            format!("post {NEW_HOST} declare bridge {second} late"),
             format!("post {NEW_HOST} resumed"),
             "failover [] 0".into(),
         ]
     );
-    c.from(NEW_HOST, Frame::Reply { id: unanswered, result: Ok(Answer::Done) });
-    assert_eq!(names(&c.take()), [format!("answer {unanswered}")]);
+    for id in [unanswered, second] {
+        c.from(NEW_HOST, Frame::Reply { id, result: Ok(Answer::Done) });
+    }
+    assert_eq!(names(&c.take()), [format!("answer {unanswered}"), format!("answer {second}")]);
     // A context that leaves fails what waits, a declaration too.
     let id = c.c.declare_bridge(bridge("last", 10)).unwrap().unwrap();
     c.c.leave(AmqpError::new(ReplyCode::ChannelError, "closed"), false);

@@ -353,7 +353,7 @@ impl ClientState {
     /// this context declared it already (alike); a 406 if with other options.
     pub fn declare_bridge(&mut self, config: BridgeConfig) -> Result<Option<u32>, AmqpError> {
         // A handle more, while the first waits for the host: it waits for its answer too.
-        if !self.bridges.declare(&config)? && self.declaring(&config.name).is_none() {
+        if !self.bridges.declare(&config)? && self.declaring(&config.name).is_empty() {
             return Ok(None);
         }
         let track = Track::Bridge(config.name.clone());
@@ -426,14 +426,16 @@ impl ClientState {
         }
     }
 
-    /// Calls waiting for an answer fail with `error`, but for bridge declarations when
-    /// `failover`: those go to the new host, which answers them.
+    /// Calls waiting for an answer fail with `error`, but for declarations of bridges this
+    /// context holds when `failover`: those go to the new host, which answers them.
     fn fail_pending(&mut self, error: &AmqpError, failover: bool) {
         let mut ids: Vec<u32> = self.pending.keys().copied().collect();
         sort::sort(&mut ids);
         for id in ids {
-            if failover && matches!(self.pending[&id], Pending::App { track: Track::Bridge(_), .. }) {
-                continue;
+            if let Pending::App { track: Track::Bridge(name), .. } = &self.pending[&id] {
+                if failover && self.bridges.holds(name) {
+                    continue;
+                }
             }
             // A re-announcement has no one waiting on it: the next host asks anew.
             if let Some(Pending::App { track, .. }) = self.pending.remove(&id) {
@@ -445,12 +447,16 @@ impl ClientState {
         }
     }
 
-    /// The declaration of bridge `name` waiting for the host's answer, if one is.
-    fn declaring(&self, name: &str) -> Option<u32> {
-        self.pending.iter().find_map(|(id, p)| match p {
-            Pending::App { track: Track::Bridge(n), .. } if n == name => Some(*id),
-            _ => None,
-        })
+    /// The declarations of bridge `name` waiting for the host's answer, in call order.
+    fn declaring(&self, name: &str) -> Vec<u32> {
+        let mut ids: Vec<u32> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| matches!(p, Pending::App { track: Track::Bridge(n), .. } if n == name))
+            .map(|(id, _)| *id)
+            .collect();
+        sort::sort(&mut ids);
+        ids
     }
 
     // ------------------------------------------------------------ the host's frames
@@ -634,8 +640,10 @@ impl ClientState {
         // Its bridges run on the new host: answered with nothing, but for a declaration
         // the old host never answered, whose call waits for the new host's answer.
         for config in self.bridges.for_new_host() {
-            let id = self.declaring(&config.name).unwrap_or(0);
-            self.for_host(Frame::DeclareBridge { id, config });
+            let ids = self.declaring(&config.name);
+            for id in if ids.is_empty() { vec![0] } else { ids } {
+                self.for_host(Frame::DeclareBridge { id, config: config.clone() });
+            }
         }
         self.for_host(Frame::Resumed);
         if self.resuming.as_ref().is_some_and(|(n, _)| *n == 0) {
