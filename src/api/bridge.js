@@ -140,6 +140,7 @@ const alike = (a, b) =>
  * came from any context as a field table (src/mesh/bridge.rs): it runs only if bridgeConfig
  * makes the same of it again, else its status says why it does not.
  * @param {object} opts { openConnection(): Connection, binding(): the wasm binding, check(options): bridgeConfig's config }
+ * @returns {() => void} stops every Runner (after a panic: the instance can run none)
  */
 export function runBridges(broker, opts) {
   const running = new Map();
@@ -163,6 +164,7 @@ export function runBridges(broker, opts) {
     running.set(name, runner);
     runner.start(error);
   });
+  return () => running.forEach((r) => r.stop());
 }
 
 /** One bridge's connection to RabbitMQ, in the hosting context: reconnects with backoff until stopped. */

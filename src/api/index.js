@@ -78,11 +78,16 @@ function panicked(message) {
     541,
   );
   const open = [...brokers.values()].flatMap((entry) => [...entry.open]);
+  const bridges = [...brokers.values()].map((entry) => entry.stopBridges);
   brokers.clear();
   closing.clear();
   loading = undefined;
   // After the current call has failed: the instance traps as soon as this returns.
-  queueMicrotask(() => open.forEach((conn) => conn[DEAD](broken)));
+  queueMicrotask(() => {
+    open.forEach((conn) => conn[DEAD](broken));
+    // Their WebSockets close; the instance can run no Runner.
+    bridges.forEach((stop) => stop?.());
+  });
 }
 
 /** Runs a binding call; after a panic, its trap becomes the panic's error. */
@@ -420,7 +425,7 @@ export async function connect(options = {}) {
     brokers.set(key, entry);
     entry.broker.then(
       (b) => {
-        runBridges(b, {
+        entry.stopBridges = runBridges(b, {
           // The bridges' own connection: not counted, so it never keeps the broker open.
           openConnection: () => new Connection(b, () => Promise.resolve()),
           binding: () => binding,
