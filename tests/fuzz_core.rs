@@ -1715,7 +1715,8 @@ impl World {
             || r.next_delivery_tag > MAX_SAFE
             || tags.first() == Some(&0)
             || tags.windows(2).any(|w| w[0] == w[1])
-            || tags.last().is_some_and(|t| *t >= r.next_delivery_tag);
+            || tags.last().is_some_and(|t| *t >= r.next_delivery_tag)
+            || r.in_flight.iter().any(|f| f.seq > MAX_SAFE);
         let can_open = self.e.core().connection_info(conn).is_some_and(|c| c.channels < self.limits.max_channels);
         let before = self.e.core().connection_info(conn);
         let copy = r.clone();

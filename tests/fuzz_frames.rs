@@ -156,7 +156,9 @@ fn error() -> BoxedStrategy<AmqpError> {
         NotAllowed,
         InternalError,
     ];
-    (select(codes), text()).prop_map(|(code, m)| AmqpError::new(code, m)).boxed()
+    (select(codes), text(), any::<(u16, u16)>())
+        .prop_map(|(code, m, method)| AmqpError::new(code, m).in_method(method))
+        .boxed()
 }
 
 fn consume() -> BoxedStrategy<Consume> {
@@ -394,7 +396,7 @@ fn frame() -> BoxedStrategy<Frame> {
         2 => (u32v(), u32v(), u32v(), channel_state())
             .prop_map(|(id, conn, chan, state)| Frame::Resume { id, conn, chan, state }),
         1 => Just(Frame::Resumed),
-        1 => Just(Frame::Host),
+        1 => any::<u64>().prop_map(|since| Frame::Host { since }),
         5 => (u32v(), prop_oneof![4 => answer().prop_map(Ok), 1 => error().prop_map(Err)])
             .prop_map(|(id, result)| Frame::Reply { id, result }),
         6 => (u32v(), event()).prop_map(|(chan, event)| Frame::Event { chan, event }),

@@ -543,3 +543,42 @@ fn a_closed_engine_writes_nothing_and_confirms_at_once() {
     assert!(!t.e.wants_write(t.now) && t.poll().is_none());
     assert_eq!(t.e.next_wakeup(), None);
 }
+
+/// A message handed out before the transaction that stores it fails (its queue's horizon
+/// was stored already) cannot be taken back from its consumer: its publisher is nacked,
+/// and it stays with the consumer as the transient message it now is. Returned to its
+/// queue or acked, it writes nothing (the store never had it), and deeper messages still
+/// page out past it.
+#[test]
+fn a_message_handed_out_before_its_transaction_failed_is_transient_from_then_on() {
+    let (mut t, ch) = stored_queue(1);
+    t.consume(ch, "q", 10);
+    t.commit();
+    assert_eq!(t.bodies(), ["m1"]);
+    t.acks();
+    // As deliveries keep coming the horizon looks further ahead: soon a message goes out
+    // before the transaction that stores it.
+    let mut n = 1;
+    let early = loop {
+        n += 1;
+        assert!(n < 50, "the horizon never got ahead");
+        t.publish(ch, "q", &format!("m{n}"), true);
+        let at_once = t.bodies();
+        if !at_once.is_empty() {
+            break at_once;
+        }
+        t.commit();
+        assert_eq!(t.bodies(), [format!("m{n}")]);
+        t.cmd(|b, now| b.ack(ch, 0, true, now)).unwrap();
+        t.acks();
+    };
+    assert_eq!(early, [format!("m{n}")]);
+    t.write(quota());
+    assert!(matches!(&t.confirms()[..], [(s, Err(_))] if *s == n as u64), "its publisher is nacked");
+    t.e.keep_effects();
+    t.cmd(|b, now| b.nack(ch, 0, true, true, now)).unwrap();
+    assert_eq!(t.bodies(), [format!("m{n}")], "back to the consumer, redelivered");
+    t.cmd(|b, now| b.ack(ch, 0, true, now)).unwrap();
+    let stored_ops: Vec<Effect> = t.e.take_effects().into_iter().filter(|e| matches!(e, Effect::Store(_))).collect();
+    assert!(stored_ops.is_empty(), "the store never had it: its return and ack write nothing: {stored_ops:?}");
+}

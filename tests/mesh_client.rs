@@ -23,7 +23,7 @@ struct C {
 impl C {
     fn new() -> C {
         let mut c = C { c: ClientState::new(ME, "tab".into()), now: 1_000 };
-        c.from(HOST, Frame::Host);
+        c.from(HOST, Frame::Host { since: 1 });
         c.take();
         c
     }
@@ -132,7 +132,7 @@ fn frames_wait_for_a_host_and_go_to_it_once_known() {
     // A frame from a context that is not the host is ignored until one says it hosts.
     c.receive(HOST, Frame::Reply { id, result: Ok(Answer::Done) }, 0);
     assert!(c.poll_notice().is_none());
-    c.receive(HOST, Frame::Host, 0);
+    c.receive(HOST, Frame::Host { since: 1 }, 0);
     let then: Vec<Notice> = std::iter::from_fn(|| c.poll_notice()).collect();
     assert_eq!(
         names(&then),
@@ -238,7 +238,7 @@ fn a_failed_consume_is_not_re_announced_and_its_callback_goes() {
     c.from(HOST, Frame::Reply { id, result: Err(AmqpError::new(ReplyCode::NotFound, "no queue 'missing'")) });
     assert_eq!(names(&c.take()), [format!("post {HOST} call 1 Consume"), "gone t false".into(), "error 1 404".into()]);
     assert!(!c.c.has_consumer(chan, "t"));
-    c.from(NEW_HOST, Frame::Host);
+    c.from(NEW_HOST, Frame::Host { since: 2 });
     let resume = c.posts().into_iter().find_map(|(_, f)| match f {
         Frame::Resume { state, .. } => Some(state),
         _ => None,
@@ -264,7 +264,7 @@ fn failover_fails_what_was_in_flight_then_re_announces_everything_to_the_new_hos
     let unanswered = c.c.call(chan, Command::Recover, Track::Nothing).unwrap();
     c.take();
     // Another context hosts now.
-    c.from(NEW_HOST, Frame::Host);
+    c.from(NEW_HOST, Frame::Host { since: 2 });
     let n = c.take();
     let shown = names(&n);
     assert_eq!(
@@ -317,7 +317,8 @@ fn the_hosting_context_re_announces_to_itself_and_keeps_no_deliveries_in_flight(
     c.from(HOST, Frame::Reply { id, result: Ok(Answer::Done) });
     c.take();
     // The host died and this context got the host lock.
-    c.c.hosting_now();
+    let now = c.now;
+    c.c.hosting_now(2, now);
     let posts = c.posts();
     assert!(posts.iter().all(|(to, _)| *to == ME), "{posts:?}");
     assert_eq!(
@@ -339,7 +340,7 @@ fn the_hosting_context_re_announces_to_itself_and_keeps_no_deliveries_in_flight(
 fn a_context_that_learns_its_first_host_says_it_has_nothing_to_resume() {
     let mut c = ClientState::new(ME, "tab".into());
     while c.poll_notice().is_some() {}
-    c.receive(HOST, Frame::Host, 0);
+    c.receive(HOST, Frame::Host { since: 1 }, 0);
     let n: Vec<Notice> = std::iter::from_fn(|| c.poll_notice()).collect();
     assert_eq!(names(&n), [format!("post {HOST} resumed"), "ready".into()]);
 }
@@ -414,7 +415,7 @@ fn a_refused_declaration_is_not_the_contexts_and_an_unanswered_one_goes_to_the_n
     // The host dies before answering "late": both its calls wait on for the new host,
     // which gets them with "mine" (answered with nothing) before the client says it has
     // re-announced everything; "gone" has nothing to wait for.
-    c.from(NEW_HOST, Frame::Host);
+    c.from(NEW_HOST, Frame::Host { since: 2 });
     assert_eq!(
         names(&c.take()),
         [
@@ -452,7 +453,7 @@ fn statuses_are_kept_from_the_host_until_gone_and_forgotten_when_the_host_change
     assert_eq!(statuses(&c), [("b".into(), "connected")]);
     assert!(c.take().is_empty(), "statuses are read, not notices");
     // A new host: what the old one told is stale until the new one tells.
-    c.from(NEW_HOST, Frame::Host);
+    c.from(NEW_HOST, Frame::Host { since: 2 });
     assert!(statuses(&c).is_empty());
     c.from(NEW_HOST, told("b", BridgeState::Connecting));
     assert_eq!(statuses(&c), [("b".into(), "connecting")]);

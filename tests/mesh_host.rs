@@ -126,7 +126,7 @@ fn names(frames: &[Frame]) -> Vec<String> {
             Frame::Event { event: WireEvent::Cancelled(t), .. } => format!("cancelled {t}"),
             Frame::Event { event: WireEvent::Closed(e), .. } => format!("closed {}", e.code.code()),
             Frame::Event { event: WireEvent::Confirm { seq, .. }, .. } => format!("confirm {seq}"),
-            Frame::Host => "host".into(),
+            Frame::Host { .. } => "host".into(),
             Frame::BridgeStatus { config, status } => format!("bridge {} {}", config.name, status.state.name()),
             Frame::BridgeGone { name } => format!("bridge gone {name}"),
             other => format!("{other:?}"),
@@ -364,6 +364,39 @@ fn restore_rebuilds_a_contexts_transient_topology_and_lists_what_failed() {
     assert!(m.e.core().queue_info("amq.gen-abc").is_some());
     let stats = m.s.stats(m.e.core(), m.now);
     assert!(stats.bindings.iter().any(|b| &*b.source == "amq.topic" && &*b.destination == "amq.gen-abc"));
+}
+
+/// A refused call and the channel error it causes name the AMQP method that failed, as
+/// RabbitMQ's channel.close does (amqplib's `classId` and `methodId`); errors of no
+/// method (a call on a closed channel) name none.
+#[test]
+fn errors_name_the_amqp_method_that_failed() {
+    let mut m = M::new(false, false);
+    m.open(A, 1);
+    let passive = QueueDeclare { name: "nope".into(), passive: true, ..Default::default() };
+    m.call(A, 1, 1, Command::DeclareQueue(passive));
+    let methods = |frames: Vec<Frame>| -> Vec<(String, (u16, u16))> {
+        frames
+            .into_iter()
+            .filter_map(|f| match f {
+                Frame::Reply { id, result: Err(e) } => Some((format!("error {id} {}", e.code.code()), e.method)),
+                Frame::Event { event: WireEvent::Closed(e), .. } => {
+                    Some((format!("closed {}", e.code.code()), e.method))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(methods(m.to(A)), [("closed 404".into(), (50, 10)), ("error 1 404".into(), (50, 10))]);
+    m.call(A, 2, 1, declare("q", false));
+    assert_eq!(methods(m.to(A)), [("error 2 504".into(), (0, 0))]);
+    m.open(A, 2);
+    let message = Message::new("no-such-exchange", "x", b"x".to_vec());
+    m.call(A, 0, 2, Command::Publish { message, mandatory: false });
+    assert_eq!(methods(m.to(A)), [("closed 404".into(), (60, 40))]);
+    m.open(A, 3);
+    m.call(A, 0, 3, Command::Ack { tag: 7, multiple: false });
+    assert_eq!(methods(m.to(A)), [("closed 406".into(), (60, 80))]);
 }
 
 /// A declaration as bridgeConfig makes them (a few of its fields).

@@ -10,9 +10,6 @@
 //! - `SIM_ONE=<schedule seed>` runs one schedule (as a violation prints it), with its trace;
 //! - `SIM_STEPS=lo-hi` steps per schedule before the drain (default 150-450);
 //! - `SIM_NO_FAULTS=1` no crashes, restarts, starvation or failed transactions;
-//! - `SIM_UNMASK=stale-confirms,stale-host,seq-reuse,unfenced` stops working
-//!   around bugs A, B, E, F (see `Config`; D is fixed: a context that learns its first host
-//!   says `Resumed`);
 //! - `SIM_PLANT=no-horizon|no-window|no-watch|store-failed` plants a bug in the
 //!   simulation's copy of the driver (see `Config::plant`), to see the invariants catch it;
 //! - `SIM_DEBUG_Q=1`, `SIM_DEBUG_SEGS=1` add `d0`'s ready messages after every step, and the
@@ -40,20 +37,9 @@ fn config() -> Config {
     if std::env::var("SIM_NO_FAULTS").is_ok_and(|v| v == "1") {
         cfg.faults = false;
     }
-    // The sim works around the bugs it found (tests/common/sim.rs, `Config`); this
-    // shows them: SIM_UNMASK=stale-confirms,stale-host,seq-reuse,unfenced.
     cfg.plant = std::env::var("SIM_PLANT").ok().filter(|p| !p.is_empty());
     cfg.debug_queue = std::env::var("SIM_DEBUG_Q").is_ok();
     cfg.debug_segments = std::env::var("SIM_DEBUG_SEGS").is_ok();
-    for m in std::env::var("SIM_UNMASK").unwrap_or_default().split(',').filter(|m| !m.is_empty()) {
-        match m {
-            "stale-confirms" => cfg.mask_stale_confirms = false,
-            "stale-host" => cfg.mask_stale_host = false,
-            "seq-reuse" => cfg.mask_seq_reuse = false,
-            "unfenced" => cfg.mask_unfenced = false,
-            other => panic!("SIM_UNMASK: unknown mask {other}"),
-        }
-    }
     cfg
 }
 
@@ -162,10 +148,9 @@ fn the_mesh_keeps_its_promises_under_random_schedules() {
     }
 }
 
-/// Regression tests for the bugs the simulation found, each the smallest form of its
-/// schedule, driving the mesh's machines directly. They fail until the bug is fixed
-/// (hence `#[ignore]`); once fixed, they belong in `tests/mesh_host.rs` and
-/// `tests/mesh_client.rs`, and the simulation's mask (`Config`) can go.
+/// Regression tests for the bugs the simulation found (A, B and E; D's is in
+/// `tests/mesh_client.rs`, F's in `tests/host_engine.rs`), each the smallest form of its
+/// schedule, driving the mesh's machines directly.
 mod found {
     use tabbit::core::*;
     use tabbit::host::engine::{Engine, WriteOutcome};
@@ -262,7 +247,6 @@ mod found {
     /// channel opened on the same connection (the core reuses the channel number, and the
     /// engine holds confirms by `ChannelRef`).
     #[test]
-    #[ignore = "bug A: a closed channel's held confirm reaches the channel that reuses its number"]
     fn a_closed_channels_confirm_does_not_reach_the_next_channel_of_its_connection() {
         let mut h = H::new(MemoryStore::new(), false, 1);
         h.post(A, vec![Frame::OpenChannel { conn: 1, chan: 1, confirm: true }, call(1, 1, durable("d"))]);
@@ -285,16 +269,15 @@ mod found {
     /// `Host` frame of a host this client already left (it died; posts it sent before
     /// arrive late) makes the client take the dead context for the host again.
     #[test]
-    #[ignore = "bug B: a late Host frame of a dead host makes a client go back to it"]
     fn a_late_host_frame_of_a_replaced_host_is_ignored() {
         let mut c = ClientState::new(7, "c".into());
-        c.receive(10, Frame::Host, NOW);
+        c.receive(10, Frame::Host { since: 1 }, NOW);
         let chan = c.next_id();
         c.open_channel(1, chan, false);
-        c.receive(20, Frame::Host, NOW);
+        c.receive(20, Frame::Host { since: 2 }, NOW);
         assert_eq!(c.host(), Some(20));
         while c.poll_notice().is_some() {}
-        c.receive(10, Frame::Host, NOW);
+        c.receive(10, Frame::Host { since: 1 }, NOW);
         assert_eq!(c.host(), Some(20), "went back to the host it left");
         let reannounced = std::iter::from_fn(|| c.poll_notice())
             .any(|n| matches!(n, Notice::Post { frame: Frame::Resume { .. }, .. }));
@@ -305,7 +288,6 @@ mod found {
     /// flip-flop above) gets a second core channel; the first stays with its consumer and
     /// its unacked deliveries, which the client can no longer ack.
     #[test]
-    #[ignore = "bug B: a second Resume of a channel leaves the first core channel behind"]
     fn a_channel_resumed_twice_is_one_channel() {
         let mut h = H::new(MemoryStore::new(), false, 1);
         h.post(A, vec![Frame::OpenChannel { conn: 1, chan: 1, confirm: false }, call(1, 1, durable("d"))]);
@@ -330,7 +312,6 @@ mod found {
     /// it to a later host, which adopts the new message under its name, and the client's
     /// ack takes a persistent message (confirmed, in the schedule) it never saw.
     #[test]
-    #[ignore = "bug E: a message's (queue, seq) names another message after a crash"]
     fn a_stale_in_flight_message_does_not_capture_a_newer_one() {
         // Host 1: A consumes d, gets transient m1.
         let mut h = H::new(MemoryStore::new(), false, 1);

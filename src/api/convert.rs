@@ -366,6 +366,10 @@ extern "C" {
     ) -> JsValue;
     #[wasm_bindgen(js_name = returnFields)]
     fn return_fields(reply_code: u16, reply_text: &str, exchange: &str, routing_key: &str) -> JsValue;
+    /// An empty message content of `length` bytes: a Buffer where there is one, else a
+    /// Uint8Array that reads as text as Buffer does (glue.js).
+    #[wasm_bindgen(js_name = newContent)]
+    fn new_content(length: u32) -> Uint8Array;
     #[wasm_bindgen(js_name = makeMessage)]
     #[allow(clippy::too_many_arguments)]
     fn make_message(
@@ -454,8 +458,10 @@ pub fn message_to_js(m: &Message, fields: Fields, delivery_count: u32) -> JsValu
     if delivery_count > 0 {
         set(&headers, "x-delivery-count", delivery_count as f64);
     }
+    let content = new_content(m.body.len() as u32);
+    content.copy_from(&m.body);
     make_message(
-        Uint8Array::from(&m.body[..]),
+        content,
         fields,
         &p.content_type.as_deref().map_or(JsValue::UNDEFINED, |t| recent(3, t)),
         p.content_encoding.as_deref(),

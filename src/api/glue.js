@@ -19,6 +19,78 @@ export function peekFields(exchange, routingKey) {
   return { exchange, routingKey };
 }
 
+// Message content as amqplib hands it over. Where there is a Buffer (Node, Deno, Bun) it is
+// one, with a buffer of its own (not a slice of the shared pool); elsewhere a Content, a
+// Uint8Array whose toString(encoding) decodes as Buffer's does, so that msg.content.toString(),
+// `${msg.content}` and JSON.parse(msg.content) work as with amqplib. The wasm copies the body
+// straight into it.
+const NodeBuffer =
+  typeof globalThis.Buffer === 'function' && typeof globalThis.Buffer.allocUnsafeSlow === 'function' ? globalThis.Buffer : null;
+
+let utf8Decoder;
+let utf16Decoder;
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+/** Each byte as the character of that code (latin1), in chunks that fit an argument list. */
+function latin1(bytes, mask = 0xff) {
+  let out = '';
+  for (let i = 0; i < bytes.length; i += 0x2000) {
+    const chunk = bytes.subarray(i, i + 0x2000);
+    out += String.fromCharCode.apply(null, mask === 0xff ? chunk : chunk.map((b) => b & mask));
+  }
+  return out;
+}
+
+/** A message's content outside Node: a Uint8Array that reads as text the way Buffer does. */
+export class Content extends Uint8Array {
+  /**
+   * The bytes from `start` to `end` as text: 'utf8' (the default; 'utf-8'), 'hex', 'base64',
+   * 'base64url', 'latin1' ('binary'), 'ascii', or 'utf16le' ('ucs2'), as Buffer's toString.
+   */
+  toString(encoding = 'utf8', start = 0, end = this.length) {
+    start = Math.max(0, Math.trunc(Number(start)) || 0);
+    end = Math.min(this.length, end === undefined ? this.length : Math.trunc(Number(end)) || 0);
+    if (end <= start) return '';
+    const bytes = start === 0 && end === this.length ? this : this.subarray(start, end);
+    switch (String(encoding).toLowerCase()) {
+      case 'utf8':
+      case 'utf-8':
+        return (utf8Decoder ??= new TextDecoder()).decode(bytes);
+      case 'hex': {
+        let out = '';
+        for (const b of bytes) out += HEX[b];
+        return out;
+      }
+      case 'base64':
+        return btoa(latin1(bytes));
+      case 'base64url':
+        return btoa(latin1(bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+      case 'latin1':
+      case 'binary':
+        return latin1(bytes);
+      case 'ascii':
+        return latin1(bytes, 0x7f);
+      case 'utf16le':
+      case 'utf-16le':
+      case 'ucs2':
+      case 'ucs-2':
+        return (utf16Decoder ??= new TextDecoder('utf-16le')).decode(bytes.subarray(0, bytes.length & ~1));
+      default:
+        throw new TypeError(`Unknown encoding: ${encoding} (use 'utf8', 'hex', 'base64', 'base64url', 'latin1', 'ascii' or 'utf16le')`);
+    }
+  }
+
+  /** As Buffer's: `{ type: 'Buffer', data: [bytes] }`. */
+  toJSON() {
+    return { type: 'Buffer', data: Array.from(this) };
+  }
+}
+
+/** An empty content of `length` bytes, for the wasm to fill. */
+export function newContent(length) {
+  return NodeBuffer ? NodeBuffer.allocUnsafeSlow(length) : new Content(length);
+}
+
 export function makeMessage(
   content, fields, contentType, contentEncoding, headers, deliveryMode, priority, correlationId,
   replyTo, expiration, messageId, timestamp, type, userId, appId,
@@ -48,6 +120,17 @@ export function reportUncaught(e) {
 /** Whether this context can join a mesh (Web Locks and BroadcastChannel). */
 export function meshAvailable() {
   return typeof BroadcastChannel === 'function' && typeof globalThis.navigator?.locks?.request === 'function';
+}
+
+/**
+ * The time in microseconds since 1970, as finely as this context's clock tells it: a hosting
+ * context's term (mesh::host::HostState::since) starts from it, so that two take-overs in one
+ * millisecond still come in order.
+ */
+export function clockMicros() {
+  const p = globalThis.performance;
+  const ms = typeof p?.now === 'function' && typeof p.timeOrigin === 'number' ? p.timeOrigin + p.now() : Date.now();
+  return Math.floor(ms * 1000);
 }
 
 /** What a context is called in the stats when connect() gets no label: the page's title or path, or the worker's kind and name. */

@@ -15,6 +15,8 @@
 
 /**
  * The AMQP reply codes tabbit's errors carry:
+ * - 320 CONNECTION_FORCED: the context hosting the broker went away before answering (the
+ *   call may or may not have taken effect); another context hosts now.
  * - 403 ACCESS_REFUSED: a name starting with `amq.` (reserved), an operation on the default
  *   exchange `''` or a built-in one, publishing to an internal exchange, or a consumer
  *   conflicting with an exclusive one.
@@ -23,22 +25,32 @@
  *   exclusive when declared `exclusive`.
  * - 406 PRECONDITION_FAILED: a bad argument or option, an inequivalent redeclaration, an
  *   unknown delivery tag, `ifUnused`/`ifEmpty` not met, a broker limit reached.
+ * - 501 FRAME_ERROR: a STOMP frame from RabbitMQ that cannot be read (the bridge).
  * - 503 COMMAND_INVALID: an unknown exchange type.
  * - 504 CHANNEL_ERROR: the channel or connection is closed.
  * - 506 RESOURCE_ERROR: storage is full or cannot be opened; a publish that was not stored.
  * - 530 NOT_ALLOWED: a consumer tag in use on the channel, too many channels.
+ * - 540 NOT_IMPLEMENTED: this runtime lacks what the call needs (a WebSocket for `bridge()`).
  * - 541 INTERNAL_ERROR: a bug in tabbit; please report it.
  */
-export type ReplyCode = 403 | 404 | 405 | 406 | 503 | 504 | 506 | 530 | 541;
+export type ReplyCode = 320 | 403 | 404 | 405 | 406 | 501 | 503 | 504 | 506 | 530 | 540 | 541;
 
 /**
- * An error from tabbit: an `Error` with the AMQP reply `code` (`ReplyCode`), for example
- * `{code: 404, message: "NOT_FOUND - no queue 'jobs': declare it first with assertQueue"}`.
- * Not a class: test `code`, not `instanceof`. Errors that do not come from the broker have
- * no `code`: the wasm failing to load, an adapter's own rejection, an AbortSignal's reason.
+ * An error from tabbit: an `Error` with the AMQP reply `code` (`ReplyCode`). One the broker
+ * gave for an AMQP method has amqplib's shape and wording too: `classId` and `methodId` name
+ * the method (50/10 queue.declare, 60/40 basic.publish, 60/70 basic.get, …), a rejected call
+ * reads `Operation failed: QueueDeclare; 404 (NOT-FOUND) with message "NOT_FOUND - no queue
+ * 'jobs': declare it first with assertQueue"`, and a channel's 'error' event `Channel closed
+ * by server: 404 (NOT-FOUND) with message "…"`. Other errors read `NOT_FOUND - …`. Not a
+ * class: test `code`, not `instanceof`. Errors that do not come from the broker have no
+ * `code`: the wasm failing to load, an adapter's own rejection, an AbortSignal's reason.
  */
 export interface TabbitError extends Error {
   code: ReplyCode | number;
+  /** The AMQP class of the method that failed (40 exchange, 50 queue, 60 basic, 20 channel). */
+  classId?: number;
+  /** The AMQP method that failed, within its class. */
+  methodId?: number;
 }
 
 // ---- field tables ----------------------------------------------------------------------------
@@ -417,8 +429,8 @@ export interface GetMessageFields extends CommonMessageFields {
 
 /** A message delivered to this channel (by `consume`, `messages` or `get`): ack it unless `noAck`. */
 export interface Message {
-  /** The body, as bytes (a string published comes back as its UTF-8). */
-  content: Uint8Array;
+  /** The body, as bytes (a string published comes back as its UTF-8): `content.toString()` is the text. */
+  content: MessageContent;
   fields: MessageFields;
   properties: MessageProperties;
   /** With the `structured` option of consume/get/messages: the value a `structured` publish sent. */
@@ -446,9 +458,25 @@ export interface ReturnMessageFields {
 
 /** A `mandatory` message no queue took, given back by the channel's 'return' event. It was not delivered: nothing to ack. */
 export interface ReturnMessage {
-  content: Uint8Array;
+  content: MessageContent;
   fields: ReturnMessageFields;
   properties: MessageProperties;
+}
+
+/** An encoding `MessageContent.toString` takes, as Buffer's does. */
+export type ContentEncoding =
+  | 'utf8' | 'utf-8' | 'hex' | 'base64' | 'base64url' | 'latin1' | 'binary' | 'ascii' | 'utf16le' | 'utf-16le' | 'ucs2' | 'ucs-2';
+
+/**
+ * A message's body, as amqplib gives it: in Node, Deno and Bun a `Buffer`; elsewhere a
+ * `Uint8Array` whose `toString` decodes as Buffer's does, so that `msg.content.toString()`,
+ * `` `${msg.content}` `` and `JSON.parse(msg.content)` read the text.
+ */
+export interface MessageContent extends Uint8Array {
+  /** The bytes from `start` to `end` as text (`'utf8'` by default); an unknown encoding throws a TypeError. */
+  toString(encoding?: ContentEncoding, start?: number, end?: number): string;
+  /** `{ type: 'Buffer', data: [...bytes] }`, as Buffer's. */
+  toJSON(): { type: 'Buffer'; data: number[] };
 }
 
 /** Message content given to `publish`: bytes (Node's `Buffer` is a `Uint8Array`), or a string, sent as UTF-8. Anything else throws 406. */
@@ -586,7 +614,7 @@ export interface Counts {
 
 /** A message `peek()` shows: not delivered, so no delivery tag. */
 export interface PeekedMessage {
-  content: Uint8Array;
+  content: MessageContent;
   fields: { exchange: string; routingKey: string };
   properties: MessageProperties;
 }
@@ -650,6 +678,16 @@ export interface ChannelEvents {
   error: (err: TabbitError) => void;
   /** The channel closed: by `close()`, its connection closing, or a channel error. */
   close: () => void;
+  /** A confirm channel's publish was confirmed (after its callback). `deliveryTag`: its sequence number, from 1. */
+  ack: (fields: ConfirmFields) => void;
+  /** A confirm channel's publish was refused (after its callback). */
+  nack: (fields: ConfirmFields) => void;
+}
+
+/** A confirm channel's 'ack' or 'nack', as amqplib gives it; tabbit confirms one publish at a time (`multiple` false). */
+export interface ConfirmFields {
+  deliveryTag: number;
+  multiple: boolean;
 }
 
 // ---- the API ---------------------------------------------------------------------------------

@@ -171,6 +171,12 @@ function report(e) {
 }
 
 /** Runs a binding call as a promise: a thrown error becomes a rejection. */
+/**
+ * A message's delivery tag, read here rather than by the binding (two property reads across
+ * the boundary per ack); anything else goes as it is, for the binding to accept or refuse.
+ */
+const tagOf = (m) => (typeof m?.fields?.deliveryTag === 'number' ? m.fields.deliveryTag : m);
+
 function promise(fn) {
   try {
     return Promise.resolve(guard(fn));
@@ -277,6 +283,8 @@ export function encodeValue(value) {
 
 /** Decodes encodeValue()'s bytes; throws 406 on bytes it did not write. */
 export function decodeValue(bytes) {
+  // A plain view: a Buffer's slice() shares its memory, where Uint8Array's copies.
+  bytes = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let at = 0;
   const refs = [];
@@ -599,6 +607,11 @@ export class Channel extends Emitter {
   constructor(connection, confirm) {
     super();
     this.#raw = connection.createChannel(confirm, (name, arg) => {
+      if (name === 'ack' || name === 'nack') {
+        // A confirm: amqplib's event shape, made only when someone listens.
+        if (this.listenerCount(name)) this.emit(name, { deliveryTag: arg, multiple: false });
+        return;
+      }
       if (name === 'close') this.#closed = true;
       this.emit(name, arg);
     });
@@ -676,24 +689,26 @@ export class Channel extends Emitter {
   }
 
   get(queue, options) {
-    const { structured, ...rest } = options ?? {};
-    return this.#r.get(queue, options && rest).then((m) => incoming(m, structured));
+    // Without `structured`, the binding's promise as it is: no second promise per get.
+    if (!options?.structured) return this.#r.get(queue, options);
+    const { structured, ...rest } = options;
+    return this.#r.get(queue, rest).then((m) => incoming(m, structured));
   }
 
   ack(message, allUpTo) {
-    guard(() => this.#r.ack(message, allUpTo));
+    guard(() => this.#r.ack(tagOf(message), allUpTo));
   }
   ackAll() {
     guard(() => this.#r.ackAll());
   }
   nack(message, allUpTo, requeue) {
-    guard(() => this.#r.nack(message, allUpTo, requeue));
+    guard(() => this.#r.nack(tagOf(message), allUpTo, requeue));
   }
   nackAll(requeue) {
     guard(() => this.#r.nackAll(requeue));
   }
   reject(message, requeue) {
-    guard(() => this.#r.reject(message, requeue));
+    guard(() => this.#r.reject(tagOf(message), requeue));
   }
 
   [DEAD](error) {
@@ -754,7 +769,11 @@ export class Channel extends Emitter {
   }
 }
 
-/** amqplib's ConfirmChannel: publish takes a callback `(err, ok)`; waitForConfirms(). */
+/**
+ * amqplib's ConfirmChannel: publish takes a callback `(err, ok)`; waitForConfirms(); events
+ * 'ack' and 'nack' with `{ deliveryTag, multiple }` (deliveryTag: the publish's sequence
+ * number, from 1), after the publish's callback.
+ */
 export class ConfirmChannel extends Channel {
   publish(exchange, routingKey, content, options, callback) {
     const cb = callback && ((err) => (err ? callback(err) : callback(null, {})));

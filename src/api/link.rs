@@ -19,7 +19,7 @@
 //! outer loop, in order.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 
 use js_sys::{Array, Function, Object, Promise, Uint8Array};
@@ -42,6 +42,9 @@ extern "C" {
 
     #[wasm_bindgen(js_name = defaultLabel)]
     fn default_label() -> String;
+
+    #[wasm_bindgen(js_name = clockMicros)]
+    fn clock_micros() -> f64;
 
     type Port;
     #[wasm_bindgen(constructor)]
@@ -106,21 +109,38 @@ pub(crate) enum Reply {
     Nothing,
 }
 
+thread_local! {
+    /// The names of a confirm channel's events, made once.
+    static CONFIRM_EVENTS: [JsValue; 2] = [JsValue::from_str("ack"), JsValue::from_str("nack")];
+}
+
 /// The JS side of one channel.
 struct ChanJs {
-    /// `emit(name, arg)`: the JS channel's events (`return`, `error`, `close`).
+    /// `emit(name, arg)`: the JS channel's events (`return`, `error`, `close`, and a
+    /// confirm channel's `ack` and `nack` with the confirm's sequence number).
     emit: Function,
     /// Consumer tag → the callback that takes each message (and `null` when cancelled).
     consumers: FxMap<String, Function>,
     /// Confirm sequence number → the publish callback `(err) => …`, if one was given.
-    callbacks: BTreeMap<u64, Function>,
+    callbacks: FxMap<u64, Function>,
+}
+
+/// A call not answered yet, as JS waits for it.
+enum Call {
+    /// Its promise: resolve, reject.
+    Promised(Function, Function, Reply),
+    /// Its answer may come before the call returns (the hosting context's own host
+    /// answers most at once): it is kept, and the call returns a settled promise.
+    Returning(Reply),
+    /// Answered before the call returned.
+    Answered(Result<JsValue, JsValue>),
 }
 
 /// What JS waits for: promises of calls and of `waitForConfirms()`, and each channel's
 /// callbacks.
 #[derive(Default)]
 struct Js {
-    calls: FxMap<u32, (Function, Function, Reply)>,
+    calls: FxMap<u32, Call>,
     waits: FxMap<u64, (Function, Function)>,
     chans: FxMap<u32, ChanJs>,
 }
@@ -327,8 +347,8 @@ impl Link {
         if !mesh || !mesh_available() {
             let host = Host::open(prefix, kind, limits.clone()).await.map_err(to_js)?;
             let link = Link::new(prefix, storage, label, limits);
-            link.install(host, false);
-            link.client.borrow_mut().hosting_now();
+            let since = link.install(host, false);
+            link.client.borrow_mut().hosting_now(since, now());
             link.pump();
             return Ok(link);
         }
@@ -478,16 +498,38 @@ impl Link {
                 }
             }
             Notice::Answer { id, result } => {
-                let Some((resolve, reject, reply)) = self.js.borrow_mut().calls.remove(&id) else { return };
-                let _ = match result {
-                    Ok(a) => resolve.call1(&JsValue::NULL, &self.answer_js(reply, a)),
-                    Err(e) => reject.call1(&JsValue::NULL, &to_js(e)),
+                let call = self.js.borrow_mut().calls.remove(&id);
+                let (reply, promised) = match call {
+                    Some(Call::Promised(resolve, reject, reply)) => (reply, Some((resolve, reject))),
+                    Some(Call::Returning(reply)) => (reply, None),
+                    _ => return,
+                };
+                let settled = result.map(|a| self.answer_js(reply, a)).map_err(to_js);
+                let _ = match (promised, settled) {
+                    (Some((resolve, _)), Ok(v)) => resolve.call1(&JsValue::NULL, &v),
+                    (Some((_, reject)), Err(e)) => reject.call1(&JsValue::NULL, &e),
+                    (None, settled) => {
+                        self.js.borrow_mut().calls.insert(id, Call::Answered(settled));
+                        Ok(JsValue::UNDEFINED)
+                    }
                 };
             }
-            Notice::Confirm { chan, seq, error } => {
-                let cb = self.js.borrow_mut().chans.get_mut(&chan).and_then(|c| c.callbacks.remove(&seq));
+            Notice::Confirm { chan, seq, error, broker } => {
+                let (cb, emit) = match self.js.borrow_mut().chans.get_mut(&chan) {
+                    Some(c) => (c.callbacks.remove(&seq), c.emit.clone()),
+                    None => return,
+                };
+                let nacked = error.is_some();
                 if let Some(cb) = cb {
                     call(&cb, &error.map_or(JsValue::NULL, to_js));
+                }
+                // Then the channel's 'ack' or 'nack' event for the broker's answer, as
+                // amqplib's confirm channel emits it after the callbacks (the JS channel makes
+                // `{deliveryTag, multiple}` only when someone listens). A confirm that failed
+                // here (the channel closed, the host went away) has its callback only.
+                if broker {
+                    let name = CONFIRM_EVENTS.with(|n| n[nacked as usize].clone());
+                    let _ = emit.call2(&JsValue::NULL, &name, &JsValue::from(seq as f64));
                 }
             }
             Notice::Waited { wait, result, .. } => {
@@ -519,7 +561,7 @@ impl Link {
             Notice::Closed { chan, error } => {
                 let Some(c) = self.js.borrow_mut().chans.remove(&chan) else { return };
                 if let Some(e) = error {
-                    let _ = c.emit.call2(&JsValue::NULL, &"error".into(), &to_js(e));
+                    let _ = c.emit.call2(&JsValue::NULL, &"error".into(), &super::closed_js(e));
                 }
                 let _ = c.emit.call2(&JsValue::NULL, &"close".into(), &JsValue::UNDEFINED);
             }
@@ -540,15 +582,28 @@ impl Link {
         }
     }
 
-    /// A promise for call `id` (registered before the client state's notices go).
+    /// A promise for call `id` (registered before the client state's notices go). An
+    /// answer that comes while they go (the hosting context's own host answers most at
+    /// once) makes a settled promise, without an executor: the app cannot tell the two
+    /// apart, as its handlers are attached once the call has returned.
     fn promise(self: &Rc<Self>, id: u32, reply: Reply) -> Promise {
-        let mut reply = Some(reply);
-        let promise = Promise::new(&mut |resolve, reject| {
-            let reply = reply.take().unwrap_or(Reply::Nothing);
-            self.js.borrow_mut().calls.insert(id, (resolve, reject, reply));
-        });
+        self.js.borrow_mut().calls.insert(id, Call::Returning(reply));
         self.pump();
-        promise
+        let call = self.js.borrow_mut().calls.remove(&id);
+        match call {
+            Some(Call::Answered(Ok(v))) => Promise::resolve(&v),
+            Some(Call::Answered(Err(e))) => Promise::reject(&e),
+            Some(Call::Returning(reply)) => {
+                // A nested call (from a callback of the loop handing notices over): the
+                // outer loop answers it once this call has returned.
+                let mut reply = Some(reply);
+                Promise::new(&mut |resolve, reject| {
+                    let reply = reply.take().unwrap_or(Reply::Nothing);
+                    self.js.borrow_mut().calls.insert(id, Call::Promised(resolve, reject, reply));
+                })
+            }
+            Some(Call::Promised(..)) | None => Promise::resolve(&JsValue::UNDEFINED),
+        }
     }
 
     // ------------------------------------------------------------ commands
@@ -562,8 +617,10 @@ impl Link {
     /// A channel command that answers nothing (ack, nack, reject): an error closes the
     /// channel and reaches the app as its events.
     pub(crate) fn cast(self: &Rc<Self>, chan: u32, cmd: Command) -> Result<(), JsValue> {
+        // A client keeps what it settles, with the time (see `ClientState::cast`); the
+        // hosting context does not, and asks the clock nothing.
         let at = match cmd {
-            Command::Ack { .. } | Command::Nack { .. } | Command::Reject { .. } => now(),
+            Command::Ack { .. } | Command::Nack { .. } | Command::Reject { .. } if !self.hosting() => now(),
             _ => 0,
         };
         self.client.borrow_mut().cast(chan, cmd, at).map_err(to_js)?;
@@ -605,7 +662,7 @@ impl Link {
 
     pub(crate) fn add_chan(self: &Rc<Self>, conn: u32, confirm: bool, emit: Function) -> Result<u32, JsValue> {
         let chan = self.next_id();
-        let js = ChanJs { emit, consumers: FxMap::default(), callbacks: BTreeMap::new() };
+        let js = ChanJs { emit, consumers: FxMap::default(), callbacks: FxMap::default() };
         self.js.borrow_mut().chans.insert(chan, js);
         self.client.borrow_mut().open_channel(conn, chan, confirm);
         self.pump();
@@ -820,11 +877,13 @@ impl Link {
 
     fn hand_over_local(self: &Rc<Self>) {
         self.local_scheduled.set(false);
-        // Frames that callbacks cause meanwhile join the queue and go in this same loop.
+        // Frames that callbacks cause meanwhile join the queue and go in this same loop,
+        // at the time this task began (one clock reading for the batch).
+        let at = now();
         loop {
             let next = self.local.borrow_mut().pop_front();
             let Some(f) = next else { return };
-            self.client.borrow_mut().receive(self.me, f, now());
+            self.client.borrow_mut().receive(self.me, f, at);
             self.pump();
         }
     }

@@ -188,6 +188,11 @@ impl Consumer {
 #[derive(Debug, Default)]
 struct Connection {
     channels: Vec<u16>,
+    /// The number given last: the next channel takes the first free one after it, so a
+    /// number comes back only after every other one was used. A closed channel's late
+    /// effects (a confirm held until its transaction commits) then find no channel, never
+    /// the next one opened on the connection.
+    last_channel: u16,
     exclusive_queues: Vec<QueueId>,
 }
 
@@ -322,7 +327,12 @@ impl Broker {
                 format!("connection has {max} channels open, the limit (limits.maxChannels): close channels you no longer use, or raise it in connect()"),
             ));
         }
-        let number = (1..=u16::MAX).find(|n| !c.channels.contains(n)).expect("below the channel limit");
+        let after = c.last_channel;
+        let number = (after.wrapping_add(1)..=u16::MAX)
+            .chain(1..=after)
+            .find(|n| *n != 0 && !c.channels.contains(n))
+            .expect("below the channel limit");
+        c.last_channel = number;
         c.channels.push(number);
         let ch = ChannelRef { conn, channel: number };
         self.channels.insert(ch, Channel::new());

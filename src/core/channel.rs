@@ -86,6 +86,10 @@ impl UnackedWindow {
         self.slots.iter().filter_map(|(t, s)| s.as_ref().map(|u| (*t, u)))
     }
 
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Unacked> {
+        self.slots.iter_mut().filter_map(|(_, s)| s.as_mut())
+    }
+
     /// Drops leading acked slots so memory follows the live deliveries.
     fn trim(&mut self) {
         while let Some((_, None)) = self.slots.front() {

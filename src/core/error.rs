@@ -62,11 +62,23 @@ impl ReplyCode {
 pub struct AmqpError {
     pub code: ReplyCode,
     pub message: String,
+    /// The AMQP method that failed, as (class id, method id) (e.g. (50, 10) for
+    /// queue.declare), as RabbitMQ's `channel.close` names it; (0, 0) when none did.
+    pub method: (u16, u16),
 }
 
 impl AmqpError {
     pub fn new(code: ReplyCode, message: impl Into<String>) -> Self {
-        AmqpError { code, message: message.into() }
+        AmqpError { code, message: message.into(), method: (0, 0) }
+    }
+
+    /// The error, as of AMQP method `method` (class id, method id), unless it names one
+    /// already.
+    pub fn in_method(mut self, method: (u16, u16)) -> Self {
+        if self.method == (0, 0) {
+            self.method = method;
+        }
+        self
     }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(ReplyCode::NotFound, message)

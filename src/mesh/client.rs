@@ -11,7 +11,7 @@
 //! the calls not answered yet; frames for a host not known yet; and, after failover,
 //! the re-announcements not answered yet.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use super::bridge::{BridgeConfig, BridgeStatus, Declared};
 use super::frame::{Answer, ChannelState, Command, Frame, InFlight, WireDelivery, WireEvent, EVERYONE};
@@ -37,7 +37,9 @@ pub enum Notice {
     /// Call `id` is answered.
     Answer { id: u32, result: Result<Answer, AmqpError> },
     /// Publish `seq` of channel `chan` is confirmed (`error`: refused, or unknown).
-    Confirm { chan: u32, seq: u64, error: Option<AmqpError> },
+    /// `broker`: the host acked or nacked it (amqplib's 'ack' and 'nack' events); else it
+    /// failed here, as the channel closed or the host went away.
+    Confirm { chan: u32, seq: u64, error: Option<AmqpError>, broker: bool },
     /// `waitForConfirms()` call `wait` of channel `chan` is over.
     Waited { chan: u32, wait: u64, result: Result<(), AmqpError> },
     /// A message for consumer `delivery.consumer_tag` of channel `chan`.
@@ -109,7 +111,8 @@ struct Chan {
     consumers: FxSet<String>,
     /// The live consumers' options, re-announced after failover.
     specs: Vec<Consume>,
-    outstanding: BTreeSet<u64>,
+    /// Unconfirmed publishes, in publish order (so sorted: numbers only grow).
+    outstanding: VecDeque<u64>,
     waiters: Vec<Waiter>,
     /// The confirm sequence number of the next publish.
     next_seq: u64,
@@ -124,7 +127,9 @@ struct Chan {
 }
 
 impl Chan {
-    fn state(&self) -> ChannelState {
+    /// The channel as a new host takes it; settlements older than `SETTLED_KEEP_MS` at
+    /// `now` are left out (the list is pruned only as the app settles more).
+    fn state(&self, now: u64) -> ChannelState {
         ChannelState {
             next_delivery_tag: self.last_tag + 1,
             confirm_seq: self.confirm.then_some(self.next_seq),
@@ -132,7 +137,12 @@ impl Chan {
             channel_prefetch: self.prefetch.1,
             consumers: self.specs.clone(),
             in_flight: self.in_flight.values().cloned().collect(),
-            settled: self.settled.iter().map(|(_, f, ack)| (f.clone(), *ack)).collect(),
+            settled: self
+                .settled
+                .iter()
+                .filter(|(at, _, _)| now.saturating_sub(*at) <= SETTLED_KEEP_MS)
+                .map(|(_, f, ack)| (f.clone(), *ack))
+                .collect(),
         }
     }
 }
@@ -151,6 +161,9 @@ pub struct ClientState {
     label: String,
     /// Who hosts (`me` when this context does), once known.
     host: Option<u64>,
+    /// The host's term (`Frame::Host`): a `Host` frame of another context with a lower
+    /// one is a late post of a host that is gone, read after its successor's.
+    since: u64,
     closed: bool,
     chans: FxMap<u32, Chan>,
     pending: FxMap<u32, Pending>,
@@ -192,6 +205,7 @@ impl ClientState {
             me,
             label: label.clone(),
             host: None,
+            since: 0,
             closed: false,
             chans: FxMap::default(),
             pending: FxMap::default(),
@@ -211,6 +225,12 @@ impl ClientState {
     /// Who hosts, once known.
     pub fn host(&self) -> Option<u64> {
         self.host
+    }
+
+    /// The term of the host this context knows (0 before it knows one): a host this
+    /// context becomes takes a later one ([`crate::mesh::host::HostState::follow`]).
+    pub fn since(&self) -> u64 {
+        self.since
     }
 
     /// What to do next, in order.
@@ -262,7 +282,7 @@ impl ClientState {
             confirm,
             consumers: FxSet::default(),
             specs: Vec::new(),
-            outstanding: BTreeSet::new(),
+            outstanding: VecDeque::new(),
             waiters: Vec::new(),
             next_seq: 1,
             prefetch: (0, 0),
@@ -295,7 +315,7 @@ impl ClientState {
         match &cmd {
             Command::Publish { .. } if c.confirm => {
                 seq = Some(c.next_seq);
-                c.outstanding.insert(c.next_seq);
+                c.outstanding.push_back(c.next_seq);
                 c.next_seq += 1;
             }
             Command::Ack { tag, multiple } if !hosting => settle(c, *tag, *multiple, Some(true), now),
@@ -466,11 +486,12 @@ impl ClientState {
         if self.closed {
             return;
         }
-        if let Frame::Host = f {
+        if let Frame::Host { since } = f {
             match self.host {
-                Some(h) if h == from => {}
+                Some(h) if h == from => self.since = self.since.max(since),
                 None => {
                     self.host = Some(from);
+                    self.since = since;
                     for f in std::mem::take(&mut self.waiting) {
                         self.for_host(f);
                     }
@@ -479,7 +500,12 @@ impl ClientState {
                     self.for_host(Frame::Resumed);
                     self.out.push_back(Notice::Ready);
                 }
-                Some(_) => self.take_new_host(from),
+                // A host that is gone, read late (see `since`).
+                Some(_) if since < self.since => {}
+                Some(_) => {
+                    self.since = since;
+                    self.take_new_host(from, now);
+                }
             }
             return;
         }
@@ -494,9 +520,11 @@ impl ClientState {
         }
     }
 
-    /// This context hosts now (it won the host lock): its own channels are re-announced
-    /// to it as to any new host.
-    pub fn hosting_now(&mut self) {
+    /// This context hosts now (it won the host lock), with term `since` (its host
+    /// state's: see [`ClientState::since`]): its own channels are re-announced to it as
+    /// to any new host.
+    pub fn hosting_now(&mut self, since: u64, now: u64) {
+        self.since = since;
         match self.host {
             None => {
                 self.host = Some(self.me);
@@ -506,7 +534,7 @@ impl ClientState {
                 self.out.push_back(Notice::Ready);
             }
             Some(h) if h == self.me => {}
-            Some(_) => self.take_new_host(self.me),
+            Some(_) => self.take_new_host(self.me, now),
         }
     }
 
@@ -574,14 +602,17 @@ impl ClientState {
         let Some(c) = self.chans.get_mut(&chan) else { return };
         match event {
             WireEvent::Confirm { seq, error } => {
-                c.outstanding.remove(&seq);
+                // Confirms come mostly in order: the first, found at once.
+                if let Ok(i) = c.outstanding.binary_search(&seq) {
+                    c.outstanding.remove(i);
+                }
                 if error.is_some() {
                     for w in c.waiters.iter_mut().filter(|w| w.upto >= seq) {
                         w.nacked = true;
                     }
                 }
                 settle_waiters(chan, c, &mut self.out);
-                self.out.push_back(Notice::Confirm { chan, seq, error });
+                self.out.push_back(Notice::Confirm { chan, seq, error, broker: true });
             }
             WireEvent::Deliver(d) => {
                 // A cancelled consumer is known until the host answers the cancel, after
@@ -616,7 +647,7 @@ impl ClientState {
 
     /// Another context hosts now: calls in flight fail, then every connection's topology
     /// and every channel is re-announced to it.
-    fn take_new_host(&mut self, host: u64) {
+    fn take_new_host(&mut self, host: u64, now: u64) {
         self.host = Some(host);
         self.fail_in_flight();
         if host != self.me {
@@ -633,7 +664,7 @@ impl ClientState {
         for chan in chans {
             let (conn, state) = {
                 let c = &self.chans[&chan];
-                (c.conn, c.state())
+                (c.conn, c.state(now))
             };
             self.request(Pending::Resume, |id| Frame::Resume { id, conn, chan, state });
         }
@@ -667,7 +698,7 @@ impl ClientState {
             }
             settle_waiters(chan, c, &mut self.out);
             for seq in failed {
-                self.out.push_back(Notice::Confirm { chan, seq, error: Some(err.clone()) });
+                self.out.push_back(Notice::Confirm { chan, seq, error: Some(err.clone()), broker: false });
             }
         }
     }
@@ -761,7 +792,7 @@ fn settle(c: &mut Chan, tag: u64, multiple: bool, keep: Option<bool>, now: u64) 
 
 /// The `waitForConfirms` calls whose publishes have all settled are over.
 fn settle_waiters(chan: u32, c: &mut Chan, out: &mut VecDeque<Notice>) {
-    let first_open = c.outstanding.first().copied().unwrap_or(u64::MAX);
+    let first_open = c.outstanding.front().copied().unwrap_or(u64::MAX);
     c.waiters.retain(|w| {
         if w.upto >= first_open {
             return true;
@@ -780,7 +811,7 @@ fn settle_waiters(chan: u32, c: &mut Chan, out: &mut VecDeque<Notice>) {
 fn fail_all(chan: u32, c: &mut Chan, error: &AmqpError, out: &mut VecDeque<Notice>) -> bool {
     let had = !c.outstanding.is_empty();
     for seq in std::mem::take(&mut c.outstanding) {
-        out.push_back(Notice::Confirm { chan, seq, error: Some(error.clone()) });
+        out.push_back(Notice::Confirm { chan, seq, error: Some(error.clone()), broker: false });
     }
     for w in c.waiters.drain(..) {
         out.push_back(Notice::Waited { chan, wait: w.id, result: Err(error.clone()) });

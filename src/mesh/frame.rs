@@ -17,7 +17,7 @@ use crate::store::codec::{DecodeError, Reader, Writer};
 /// First byte of every post.
 pub const MAGIC: u8 = 0xB7;
 /// The protocol version; a post with another one is dropped (and counted).
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// The receiver id that means every context.
 pub const EVERYONE: u64 = 0;
 
@@ -47,6 +47,37 @@ pub enum Command {
     Prefetch { count: u32, global: bool },
     Recover,
     Close,
+}
+
+/// channel.open (and confirm.select with it): the method of an error opening a channel.
+pub const CHANNEL_OPEN: (u16, u16) = (20, 10);
+
+impl Command {
+    /// The AMQP 0-9-1 method this command is, as (class id, method id): what a channel
+    /// error it causes names (`AmqpError::method`).
+    pub fn method(&self) -> (u16, u16) {
+        match self {
+            Command::DeclareExchange(_) => (40, 10),
+            Command::DeleteExchange { .. } => (40, 20),
+            Command::BindExchange { .. } => (40, 30),
+            Command::UnbindExchange { .. } => (40, 40),
+            Command::DeclareQueue(_) => (50, 10),
+            Command::BindQueue { .. } => (50, 20),
+            Command::PurgeQueue(_) => (50, 30),
+            Command::DeleteQueue { .. } => (50, 40),
+            Command::UnbindQueue { .. } => (50, 50),
+            Command::Prefetch { .. } => (60, 10),
+            Command::Consume(_) => (60, 20),
+            Command::Cancel(_) => (60, 30),
+            Command::Publish { .. } => (60, 40),
+            Command::Get { .. } => (60, 70),
+            Command::Ack { .. } => (60, 80),
+            Command::Reject { .. } => (60, 90),
+            Command::Recover => (60, 110),
+            Command::Nack { .. } => (60, 120),
+            Command::Close => (20, 40),
+        }
+    }
 }
 
 /// A delivery as it crosses to the consumer's context.
@@ -205,8 +236,13 @@ pub enum Frame {
         name: String,
     },
     // Host to client.
-    /// The sender hosts the broker (sent when it starts hosting and to answer `Hello`).
-    Host,
+    /// The sender hosts the broker (sent when it starts hosting and to answer `Hello`),
+    /// since `since`: a term that grows from one host to the next (see
+    /// [`crate::mesh::host::HostState::since`]), so that a client tells a late post of a
+    /// host that is gone from its successor's.
+    Host {
+        since: u64,
+    },
     Reply {
         id: u32,
         result: Result<Answer, AmqpError>,
@@ -246,6 +282,8 @@ pub enum Dropped {
 fn error(w: &mut Writer, e: &AmqpError) {
     w.uvar(e.code.code() as u64);
     w.str(&e.message);
+    w.uvar(e.method.0 as u64);
+    w.uvar(e.method.1 as u64);
 }
 
 fn table_args(w: &mut Writer, a: &str, b: &str, c: &str, t: &Table) {
@@ -564,7 +602,10 @@ pub fn frame(w: &mut Writer, f: &Frame) {
             w.u8(17);
             w.str(name);
         }
-        Frame::Host => w.u8(8),
+        Frame::Host { since } => {
+            w.u8(8);
+            w.uvar(*since);
+        }
         Frame::Reply { id, result } => {
             w.u8(9);
             w.uvar(*id as u64);
@@ -701,7 +742,10 @@ fn read_error(r: &mut Reader) -> R<AmqpError> {
         541 => ReplyCode::InternalError,
         _ => return bad("unknown reply code", r),
     };
-    Ok(AmqpError::new(code, string(r)?))
+    let message = string(r)?;
+    let mut id = || u16::try_from(r.uvar()?).or_else(|_| bad("method id out of range", r));
+    let method = (id()?, id()?);
+    Ok(AmqpError::new(code, message).in_method(method))
 }
 
 fn flags(r: &mut Reader, max: u8) -> R<u8> {
@@ -1005,7 +1049,7 @@ fn read_frame(r: &mut Reader) -> R<Frame> {
         15 => Frame::UndeclareBridge { name: string(r)? },
         16 => Frame::BridgeStatus { config: read_config(r)?, status: read_status(r)? },
         17 => Frame::BridgeGone { name: string(r)? },
-        8 => Frame::Host,
+        8 => Frame::Host { since: r.uvar()? },
         9 => {
             let id = u32v(r)?;
             let result = match r.u8()? {
@@ -1308,7 +1352,7 @@ mod tests {
             },
             Frame::BridgeStatus { config: bridge(), status: BridgeStatus::default() },
             Frame::BridgeGone { name: "b".into() },
-            Frame::Host,
+            Frame::Host { since: 1_733_000_000_000 },
             Frame::Reply { id: 1, result: Ok(Answer::Done) },
             Frame::Reply { id: 2, result: Err(err.clone()) },
             Frame::Reply {
@@ -1343,7 +1387,7 @@ mod tests {
         for f in &frames {
             p.push(42, f);
         }
-        p.push(EVERYONE, &Frame::Host);
+        p.push(EVERYONE, &Frame::Host { since: 5 });
         p.push(43, &Frame::Hello { label: String::new() });
         let bytes = p.finish(7);
         let (from, got) = decode(&bytes, 42).unwrap();
@@ -1363,7 +1407,7 @@ mod tests {
         for i in 0..40 {
             p.push(100 + i, &Frame::Hello { label: format!("context {i}") });
         }
-        p.push(7, &Frame::Host);
+        p.push(7, &Frame::Host { since: 5 });
         let bytes = p.finish(3);
         let mut len = 1;
         let d = loop {
@@ -1376,7 +1420,7 @@ mod tests {
         assert_eq!(d.from, 3);
         assert_eq!(d.sections.len(), 1);
         let (n, start, end) = d.sections[0];
-        assert!(matches!(section(&bytes[start..end], n).unwrap()[..], [Frame::Host]));
+        assert!(matches!(section(&bytes[start..end], n).unwrap()[..], [Frame::Host { since: 5 }]));
         assert_eq!(directory(&[MAGIC], 1, 7), Err(Dropped::Version(0)));
     }
 

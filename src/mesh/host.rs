@@ -17,7 +17,7 @@ use super::frame::EVERYONE;
 use super::frame::{Answer, ChannelState, Command, ContextInfo, Frame, InFlight, Stats, WireDelivery, WireEvent};
 use super::topology::describe;
 use crate::core::fxhash::{FxMap, FxSet};
-use crate::core::{AmqpError, Broker, ChannelRef, ConnId, ReplyCode, Resume};
+use crate::core::{AmqpError, Broker, ChannelRef, ConnId, Delivery, ReplyCode, Resume};
 use crate::host::engine::Done;
 use crate::host::{Engine, Event};
 
@@ -64,7 +64,7 @@ struct Window {
 #[derive(Debug)]
 enum Wait {
     /// A `get` whose queue's head is paged out or beyond its stored delivery horizon.
-    Get { from: u64, id: u32, chan: u32, queue: String, cmd: Box<Command> },
+    Get { from: u64, id: u32, chan: u32, queue: String, no_ack: bool },
     /// A `flush`.
     Flush { from: u64, id: u32 },
     /// The context that waited died meanwhile.
@@ -78,6 +78,8 @@ pub struct HostState {
     /// What the hosting context calls itself, and its storage's name, for the stats.
     label: String,
     storage: &'static str,
+    /// This host's term (see [`HostState::since`]).
+    since: u64,
     /// (context, its connection id) → core connection.
     conns: FxMap<(u64, u32), ConnId>,
     /// (context, its channel id) → core channel, and back.
@@ -97,6 +99,8 @@ pub struct HostState {
     /// Posts the driver could not read (undecodable, another version, too large), for
     /// the stats: the driver keeps it up to date.
     pub dropped_posts: u64,
+    /// The AMQP method of the command being run: the channel errors it causes name it.
+    method: (u16, u16),
 }
 
 /// A `Resume` for the core from a channel's re-announced state.
@@ -120,6 +124,9 @@ fn resume_of(s: ChannelState) -> Resume {
 pub fn closed_channel() -> AmqpError {
     AmqpError::new(ReplyCode::ChannelError, "channel is closed: open a new one")
 }
+
+/// basic.get, as errors name it.
+const GET: (u16, u16) = (60, 70);
 
 /// Runs one channel command on the core.
 pub fn execute(core: &mut Broker, ch: ChannelRef, cmd: Command, now: u64) -> Result<Answer, AmqpError> {
@@ -147,28 +154,33 @@ pub fn execute(core: &mut Broker, ch: ChannelRef, cmd: Command, now: u64) -> Res
         Command::Publish { message, mandatory } => done(core.publish(ch, message, mandatory, now)),
         Command::Consume(c) => done(core.consume(ch, c, now).map(|_| ())),
         Command::Cancel(tag) => done(core.cancel(ch, &tag, now)),
-        Command::Get { queue, no_ack } => {
-            let got = core.get(ch, &queue, no_ack, now)?;
-            Ok(Answer::Got(got.map(|g| {
-                let d = g.delivery;
-                let wire = WireDelivery {
-                    consumer_tag: None,
-                    delivery_tag: d.delivery_tag,
-                    redelivered: d.redelivered,
-                    delivery_count: d.delivery_count,
-                    queue: queue.as_str().into(),
-                    seq: d.seq,
-                    message: d.message,
-                };
-                (wire, g.message_count)
-            })))
-        }
+        Command::Get { queue, no_ack } => get(core, ch, &queue, no_ack, now),
         Command::Ack { tag, multiple } => done(core.ack(ch, tag, multiple, now)),
         Command::Nack { tag, multiple, requeue } => done(core.nack(ch, tag, multiple, requeue, now)),
         Command::Reject { tag, requeue } => done(core.reject(ch, tag, requeue, now)),
         Command::Prefetch { count, global } => done(core.prefetch(ch, count, global, now)),
         Command::Recover => done(core.recover(ch, now)),
         Command::Close => done(core.close_channel(ch, now)),
+    }
+}
+
+/// A `get` on the core.
+fn get(core: &mut Broker, ch: ChannelRef, queue: &str, no_ack: bool, now: u64) -> Result<Answer, AmqpError> {
+    let got = core.get(ch, queue, no_ack, now)?;
+    Ok(Answer::Got(got.map(|g| (wire(g.delivery), g.message_count))))
+}
+
+/// A delivery as a context receives it: with its queue's name, which a client keeps for
+/// a new host after failover.
+fn wire(d: Delivery) -> WireDelivery {
+    WireDelivery {
+        consumer_tag: d.consumer_tag,
+        delivery_tag: d.delivery_tag,
+        redelivered: d.redelivered,
+        delivery_count: d.delivery_count,
+        queue: d.queue_name,
+        seq: d.seq,
+        message: d.message,
     }
 }
 
@@ -203,6 +215,7 @@ impl HostState {
             me,
             label,
             storage,
+            since: now.saturating_mul(1000),
             conns: FxMap::default(),
             chans: FxMap::default(),
             owners: FxMap::default(),
@@ -214,7 +227,32 @@ impl HostState {
             bridges: Registry::default(),
             out: VecDeque::new(),
             dropped_posts: 0,
+            method: (0, 0),
         }
+    }
+
+    /// This host's term, in its `Host` frames: the time it began hosting in
+    /// microseconds, or if the host this context knew before ([`HostState::follow`]) had
+    /// a term as late, one above that. A context hosts until it dies or leaves, and the
+    /// next one is granted the host lock only after, so terms grow from each host to the
+    /// next: a client takes a `Host` frame with a lower term than its host's for a late
+    /// post of a host that is gone. (A context that takes over without having heard of
+    /// its predecessor relies on its clock alone: a clock set back by more than the time
+    /// between the two take-overs would give it the lower term.)
+    pub fn since(&self) -> u64 {
+        self.since
+    }
+
+    /// Sets the term from the clock (`clock_us`, microseconds) and the term of the host
+    /// this context knew before (`previous`, from its client state; 0 if none): the
+    /// later of the clock and one above `previous`.
+    pub fn follow(&mut self, previous: u64, clock_us: u64) {
+        self.since = clock_us.max(previous.saturating_add(1));
+    }
+
+    /// Tells every context that this one hosts (after a take-over).
+    pub fn announce(&mut self) {
+        self.post(EVERYONE, Frame::Host { since: self.since });
     }
 
     /// What to do next, in order.
@@ -380,7 +418,7 @@ impl HostState {
         if let Command::Close = cmd {
             self.forget(ctx, chan);
         }
-        self.run(engine, now, |core| execute(core, ch, cmd, now))
+        self.run_cmd(engine, ch, cmd, now)
     }
 
     /// Builds again what connection `conn` of context `ctx` declared that died with the
@@ -441,12 +479,23 @@ impl HostState {
         now: u64,
     ) -> Vec<(String, AmqpError)> {
         let id = self.conn(engine, ctx, conn);
+        // Announced before: the client took another host meanwhile and came back. What
+        // the earlier channel holds goes back to its queues (flagged redelivered) and
+        // this announcement takes back what the client still has, so the client has
+        // one channel here, not two.
+        let before = self.chans.get(&(ctx, chan)).copied();
+        if before.is_some() {
+            self.forget(ctx, chan);
+        }
         let tags: Vec<String> = state.consumers.iter().map(|c| c.consumer_tag.clone()).collect();
         let settled: Vec<(u64, bool)> = state.settled.iter().map(|(f, ack)| (f.delivery_tag, *ack)).collect();
         // Deliveries wait until the channel is known as this context's: one made before
         // would find no owner and stay unacked on a channel whose app never saw it.
         let resumed = self.run(engine, now, |core| {
             core.hold_deliveries();
+            if let Some(ch) = before {
+                let _ = core.close_channel(ch, now);
+            }
             let r = core.resume_channel(id, resume_of(state), now)?;
             // Settle again what the client settled lately (a no-op where the store had it).
             for (tag, ack) in settled {
@@ -505,7 +554,7 @@ impl HostState {
         match f {
             Frame::Hello { label } => {
                 self.labels.insert(from, label);
-                self.post(EVERYONE, Frame::Host);
+                self.post(EVERYONE, Frame::Host { since: self.since });
                 // After `Host` in the same section: the context knows its host by then.
                 for f in self.bridges.statuses() {
                     self.post(EVERYONE, f);
@@ -513,6 +562,7 @@ impl HostState {
             }
             Frame::OpenChannel { conn, chan, confirm } => {
                 if let Err(e) = self.open_channel(engine, from, conn, chan, confirm, now) {
+                    let e = e.in_method(super::frame::CHANNEL_OPEN);
                     self.post(from, Frame::Event { chan, event: WireEvent::Closed(e) });
                 }
             }
@@ -558,7 +608,7 @@ impl HostState {
                     self.stop_bridge(name);
                 }
             }
-            Frame::Host
+            Frame::Host { .. }
             | Frame::Reply { .. }
             | Frame::Event { .. }
             | Frame::BridgeStatus { .. }
@@ -595,6 +645,27 @@ impl HostState {
         self.bridges.names()
     }
 
+    /// Runs a channel command: its error, and the channel error event it causes, name its
+    /// AMQP method.
+    fn run_cmd(&mut self, engine: &mut Engine, ch: ChannelRef, cmd: Command, now: u64) -> Result<Answer, AmqpError> {
+        self.run_method(engine, now, cmd.method(), |core| execute(core, ch, cmd, now))
+    }
+
+    /// Runs `f` as AMQP method `method` (class id, method id): its error, and the channel
+    /// error event it causes, name the method.
+    fn run_method<T>(
+        &mut self,
+        engine: &mut Engine,
+        now: u64,
+        method: (u16, u16),
+        f: impl FnOnce(&mut Broker) -> Result<T, AmqpError>,
+    ) -> Result<T, AmqpError> {
+        self.method = method;
+        let result = self.run(engine, now, f);
+        self.method = (0, 0);
+        result.map_err(|e| e.in_method(method))
+    }
+
     /// Runs `f` on the core through the engine, then takes the events it caused, so that
     /// they go out before the answer to the frame that caused them.
     fn run<T>(&mut self, engine: &mut Engine, now: u64, f: impl FnOnce(&mut Broker) -> T) -> T {
@@ -622,15 +693,14 @@ impl HostState {
             self.reply(from, id, Err(closed_channel()));
             return;
         };
-        if let Command::Get { queue, .. } = &cmd {
-            let queue = queue.clone();
-            self.try_get(engine, from, id, chan, queue, cmd, now);
+        if let Command::Get { queue, no_ack } = cmd {
+            self.try_get(engine, from, id, chan, queue, no_ack, now);
             return;
         }
         if let Command::Close = cmd {
             self.forget(from, chan);
         }
-        let result = self.run(engine, now, |core| execute(core, ch, cmd, now));
+        let result = self.run_cmd(engine, ch, cmd, now);
         self.reply(from, id, result);
     }
 
@@ -639,7 +709,7 @@ impl HostState {
     /// that fails because the head is not ready after all (an expired head went between
     /// the check and the get) waits and tries again.
     #[allow(clippy::too_many_arguments)]
-    fn try_get(&mut self, engine: &mut Engine, from: u64, id: u32, chan: u32, queue: String, cmd: Command, now: u64) {
+    fn try_get(&mut self, engine: &mut Engine, from: u64, id: u32, chan: u32, queue: String, no_ack: bool, now: u64) {
         loop {
             let Some(ch) = self.channel(from, chan) else {
                 self.reply(from, id, Err(closed_channel()));
@@ -648,10 +718,10 @@ impl HostState {
             let wait = engine.get_wait(&queue, now);
             self.take_events(engine);
             if let Some(wait) = wait {
-                self.waits.insert(wait, Wait::Get { from, id, chan, queue, cmd: Box::new(cmd) });
+                self.waits.insert(wait, Wait::Get { from, id, chan, queue, no_ack });
                 return;
             }
-            let result = self.run(engine, now, |core| execute(core, ch, cmd.clone(), now));
+            let result = self.run_method(engine, now, GET, |core| get(core, ch, &queue, no_ack, now));
             if result.is_ok() || engine.core().get_ready(&queue, now) {
                 self.reply(from, id, result);
                 return;
@@ -672,7 +742,7 @@ impl HostState {
                     .map_err(|e| AmqpError::new(ReplyCode::ResourceError, format!("flush failed: {}", e.message)));
                 self.reply(from, id, result);
             }
-            Wait::Get { from, id, chan, queue, cmd } => self.try_get(engine, from, id, chan, queue, *cmd, now),
+            Wait::Get { from, id, chan, queue, no_ack } => self.try_get(engine, from, id, chan, queue, no_ack, now),
             Wait::Dropped => {}
         }
         None
@@ -690,23 +760,14 @@ impl HostState {
         let Some((ctx, chan)) = self.owners.get(&channel).copied() else { return };
         let wire = match event {
             Event::Confirm { seq, result, .. } => WireEvent::Confirm { seq, error: result.err() },
-            // A client tracks what it holds by queue, for a new host after failover.
-            Event::Deliver(d) => WireEvent::Deliver(WireDelivery {
-                consumer_tag: d.consumer_tag,
-                delivery_tag: d.delivery_tag,
-                redelivered: d.redelivered,
-                delivery_count: d.delivery_count,
-                queue: d.queue_name,
-                seq: d.seq,
-                message: d.message,
-            }),
+            Event::Deliver(d) => WireEvent::Deliver(wire(d)),
             Event::Return(r) => {
                 WireEvent::Return { code: r.reply_code, text: r.reply_text.to_string(), message: r.message }
             }
             Event::ConsumerCancelled { consumer_tag, .. } => WireEvent::Cancelled(consumer_tag),
             Event::ChannelClosed { error, .. } => {
                 self.forget(ctx, chan);
-                WireEvent::Closed(error)
+                WireEvent::Closed(error.in_method(self.method))
             }
         };
         self.post(ctx, Frame::Event { chan, event: wire });

@@ -26,8 +26,8 @@
 //!   when it passes their wake-up (the resume window is 10 s of sim time). A starved
 //!   context takes no step (and fires no timer, ends no transaction) for a while.
 //!
-//! The apps: each context has a connection and up to 3 channels, some in confirm mode
-//! (each confirm channel on a connection of its own while bug A is masked); it publishes (persistent or transient) to the durable queues `d0`, `d1`, `d2`
+//! The apps: each context has a connection and up to 3 channels, some in confirm mode;
+//! it publishes (persistent or transient) to the durable queues `d0`, `d1`, `d2`
 //! (`d2`: `x-max-length` 3 with `reject-publish`, so that publishes are nacked), the
 //! transient queue `t0` and a topic feed; consumes with prefetch, acks (late: any held
 //! delivery), nacks and rejects with or without requeue, cancels, gets, waits for
@@ -70,11 +70,11 @@
 //!   core adopts only if it still has them); every so often and at the end, the store
 //!   recovers the same number of messages in `d0` and `d2` (persistent only) as the core
 //!   has ready and unacked (but for messages of a failed transaction that were handed out
-//!   before it failed, while bug F is masked); after
-//!   the drain, every queue the drain consumes is empty.
+//!   before it failed: their publishers were nacked, and they are transient from then
+//!   on); after the drain, every queue the drain consumes is empty.
 //!
-//! The bugs the simulation found are worked around (masked) by default so that it can go
-//! on looking: see `Config` (bugs A, B, D, E, F) and `SIM_UNMASK` in `tests/sim.rs`.
+//! The bugs the simulation found (A, B, D, E, F in the README's "The mesh, simulated")
+//! are fixed, each with a regression test (`found` in `tests/sim.rs`).
 //!
 //! Bridges: apps declare and let go of bridges `b0` and `b1` (all with the same options);
 //! the host's Runner (simulated: it tells a status at its next step) starts and stops as
@@ -153,51 +153,6 @@ pub struct Config {
     pub faults: bool,
     /// Lines of trace kept for a report.
     pub trace: usize,
-    /// Work around bug A: each confirm channel is opened on a connection of its own.
-    ///
-    /// Bug A (reported, not fixed here): the engine holds a publish's confirm until its
-    /// transaction commits, by core channel (`ChannelRef`: connection and number); the core
-    /// gives a closed channel's number to the next channel opened on the same connection,
-    /// so the confirm of a closed channel's publish reaches the new channel, as a confirm
-    /// of a sequence number that may be one it waits for.
-    pub mask_stale_confirms: bool,
-    /// Work around bug B: a post of a dead context is read without its `Host` frames.
-    ///
-    /// Bug B (reported, not fixed here): a `Host` frame of a host that died meanwhile,
-    /// read after the new host's, makes a client take the dead context for the host: its
-    /// calls fail, it re-announces to the dead context, and its frames from then on go to
-    /// it (nobody answers) until another `Host` frame comes. If one does (the live host
-    /// answering an earlier `Hello`), the client re-announces a second time to the live
-    /// host, which resumes each channel again as a new core channel: the first one stays
-    /// in the core with its consumers and unacked deliveries (unacked until the context
-    /// dies), and the client's acks of them go to the new one (406, channel closed).
-    pub mask_stale_host: bool,
-    /// Work around bug E: a message handed out under a (queue, seq) that another message
-    /// was handed out under before is not counted as lost once a client re-announces that
-    /// name to a new host (the simulation knows which names were reused).
-    ///
-    /// Bug E (reported, not fixed here): a message is named by (queue, seq) when a client
-    /// re-announces what it holds (`in_flight`) and what it settled lately (`settled`), but
-    /// a queue's seq numbers are not unique across hosts: after a crash the next host gives
-    /// seqs used before to new messages (a transient message in a durable queue is not
-    /// stored; and a queue whose stored messages were all acked starts again low). A client
-    /// that still holds (or lately settled) the old message re-announces it to a later
-    /// host, which adopts the new one under that name: the client's ack, or the
-    /// re-settlement of its settled list (which keeps entries past `SETTLED_KEEP_MS` until
-    /// the channel's next settle), acks a message no app ever saw, confirmed and persistent.
-    pub mask_seq_reuse: bool,
-    /// Work around bug F: comparing the store with the core, messages that were handed
-    /// out before the transaction holding them failed may be in the core only.
-    ///
-    /// Bug F (reported, not fixed here): a message is handed out before the transaction
-    /// that stores it commits (its queue's delivery horizon is stored by an earlier one, or
-    /// the fence was deleted after a failure). If that transaction fails, `end_write`
-    /// withdraws the batch's messages from the core (`Broker::withdraw`), but withdraw
-    /// takes back only ready ones: a message delivered meanwhile stays in the core while
-    /// the log dropped it. Its publisher was nacked ("not stored: publish again") though a
-    /// consumer has it; requeued, it is ready in the core and never stored (the store and
-    /// the stats disagree; a crash loses it).
-    pub mask_unfenced: bool,
     /// A bug planted in the simulation's own copy of the driver, to show that the
     /// invariants catch it: `no-horizon` (first deliveries do not wait for their delivery
     /// horizon to be stored: `BrokerConfig::delivery_horizon` false), `no-window` (a new
@@ -218,10 +173,6 @@ impl Default for Config {
             max_contexts: 5,
             faults: true,
             trace: 50,
-            mask_stale_confirms: true,
-            mask_stale_host: true,
-            mask_seq_reuse: true,
-            mask_unfenced: true,
             plant: None,
             debug_queue: false,
             debug_segments: false,
@@ -411,8 +362,8 @@ struct Hosting {
     state: HostState,
     engine: Engine,
     txn: Option<Transaction>,
-    /// Messages handed out before the transaction that held them failed (see
-    /// `mask_unfenced`).
+    /// Messages handed out before the transaction that held them failed: transient from
+    /// then on (`Broker::withdraw`), so in the core and not in the store.
     unstored: BTreeSet<u64>,
     /// Contexts whose `Resumed` reached this host, and when.
     resumed: BTreeMap<u64, u64>,
@@ -510,10 +461,6 @@ pub struct Sim {
     seen: BTreeSet<u64>,
     /// Handed out by a host at least once.
     handed: BTreeSet<(String, u64)>,
-    /// The messages handed out under each (queue, seq), in order (see `mask_seq_reuse`).
-    names: BTreeMap<(String, u64), Vec<u64>>,
-    /// Messages a re-announcement may have taken under a reused name (bug E, masked).
-    renamed: BTreeSet<u64>,
     /// The last settlement of each (queue, message) by an app, when not hosting.
     acks: BTreeMap<(String, u64), SettledAt>,
     trace: VecDeque<String>,
@@ -560,8 +507,6 @@ impl Sim {
             seen: BTreeSet::new(),
             handed: BTreeSet::new(),
             acks: BTreeMap::new(),
-            names: BTreeMap::new(),
-            renamed: BTreeSet::new(),
             trace: VecDeque::new(),
             faults,
             drain: false,
@@ -937,11 +882,7 @@ impl Sim {
     fn read_post(&mut self, i: usize, from: u64) -> Res {
         let me = self.ctxs[i].id;
         let bytes = self.ctxs[i].inbox.get_mut(&from).and_then(|q| q.pop_front()).expect("a post");
-        let (sender, mut frames) =
-            frame::decode(&bytes, me).map_err(|e| format!("ctx{me} cannot decode a post: {e:?}"))?;
-        if self.cfg.mask_stale_host && !self.ctxs[Self::idx(from)].alive {
-            frames.retain(|f| !matches!(f, Frame::Host));
-        }
+        let (sender, frames) = frame::decode(&bytes, me).map_err(|e| format!("ctx{me} cannot decode a post: {e:?}"))?;
         if sender != from {
             return Err(format!("a post from ctx{from} says it is from {sender}"));
         }
@@ -991,9 +932,7 @@ impl Sim {
                 }
             }
         }
-        let renamed = &self.renamed;
-        let lost =
-            self.must_survive.iter().find(|m| !self.settled.contains(m) && !stored.contains(m) && !renamed.contains(m));
+        let lost = self.must_survive.iter().find(|m| !self.settled.contains(m) && !stored.contains(m));
         if let Some(lost) = lost {
             return Err(format!(
                 "confirmed message m{lost} (persistent, to {}) is not in the store ctx{me} recovers from",
@@ -1009,7 +948,11 @@ impl Sim {
         let mut engine = Engine::new(core, Some(log), None);
         engine.pump(now);
         let take_over = !self.planted("no-window");
-        let state = HostState::new(me, format!("ctx{me}"), "indexeddb", &mut engine, take_over, now);
+        let mut state = HostState::new(me, format!("ctx{me}"), "indexeddb", &mut engine, take_over, now);
+        // Take-overs come one after another in real time, though the simulation's
+        // clock may show one millisecond for several: microseconds tell them apart.
+        state.follow(self.ctxs[i].client.since(), now * 1000 + self.tally.failovers % 1000);
+        let since = state.since();
         self.ctxs[i].hosting = Some(Hosting {
             state,
             engine,
@@ -1025,9 +968,9 @@ impl Sim {
         self.tally.failovers += 1;
         let ids: Vec<u64> = stored.iter().take(20).copied().collect();
         self.log(format!("ctx{me} takes over as host ({} messages stored: {ids:?})", stored.len()));
-        self.ctxs[i].client.hosting_now();
+        self.ctxs[i].client.hosting_now(since, now);
         self.pump(i)?;
-        self.ctxs[i].out.push(EVERYONE, &Frame::Host);
+        self.ctxs[i].out.push(EVERYONE, &Frame::Host { since });
         self.host_after(i)
     }
 
@@ -1039,14 +982,6 @@ impl Sim {
             Frame::Resume { chan, .. } => Some(*chan),
             _ => None,
         };
-        if let (Frame::Resume { state, .. }, true) = (&f, self.cfg.mask_seq_reuse) {
-            let names = state.in_flight.iter().chain(state.settled.iter().map(|(f, _)| f));
-            for n in names {
-                if let Some(ids) = self.names.get(&(n.queue.clone(), n.seq)).filter(|ids| ids.len() > 1) {
-                    self.renamed.extend(ids.iter().copied());
-                }
-            }
-        }
         let x = self.ctxs[i].hosting.as_mut().expect("hosting");
         if let Frame::Resumed = f {
             x.resumed.insert(from, now);
@@ -1198,10 +1133,6 @@ impl Sim {
             d.delivery_tag,
             if d.redelivered { " (redelivered)" } else { "" }
         ));
-        let ids = self.names.entry((queue.to_string(), d.seq)).or_default();
-        if !ids.contains(&id) {
-            ids.push(id);
-        }
         // No unflagged redelivery (checked as the host hands messages out: an app may read
         // a second delivery before the first, from two posts).
         if !self.handed.insert((queue.to_string(), id)) && !d.redelivered {
@@ -1277,7 +1208,7 @@ impl Sim {
                 Notice::Post { to, frame } => self.ctxs[i].out.push(to, &frame),
                 Notice::Ready => {}
                 Notice::Answer { id, result } => self.answered(i, id, result)?,
-                Notice::Confirm { chan, seq, error } => self.confirmed(i, chan, seq, error.is_none())?,
+                Notice::Confirm { chan, seq, error, .. } => self.confirmed(i, chan, seq, error.is_none())?,
                 Notice::Waited { chan, wait, result } => {
                     let hosting = self.ctxs[i].hosting.is_some();
                     match hosting {
@@ -1470,10 +1401,7 @@ impl Sim {
         if open.is_empty() || (open.len() < 3 && r < 5) {
             let confirm = self.rng.chance(60);
             let c = &mut self.ctxs[i];
-            let conn = match confirm && self.cfg.mask_stale_confirms {
-                true => c.client.next_id(),
-                false => c.conn,
-            };
+            let conn = c.conn;
             let chan = c.client.next_id();
             c.client.open_channel(conn, chan, confirm);
             c.chans.insert(chan, AppChan { conn, confirm, ..Default::default() });
@@ -1859,10 +1787,8 @@ impl Sim {
                 let stored = recovered.queues.iter().find(|s| &*s.name == q).map_or(0, |s| s.messages.len());
                 let info = core.queue_info(q).ok_or_else(|| format!("durable queue {q} is gone"))?;
                 let total = info.ready + info.unacked;
-                let slack = match self.cfg.mask_unfenced {
-                    true => x.unstored.iter().filter(|id| self.msgs[**id as usize].1 == q).count(),
-                    false => 0,
-                };
+                // Handed out before the transaction that held them failed: transient now.
+                let slack = x.unstored.iter().filter(|id| self.msgs[**id as usize].1 == q).count();
                 if stored > total || total - stored > slack {
                     let ids: Vec<u64> = recovered
                         .queues
@@ -2044,7 +1970,7 @@ impl Sim {
             }
         }
         self.check_counts(true)?;
-        if let Some(lost) = self.must_survive.iter().find(|m| !self.settled.contains(m) && !self.renamed.contains(m)) {
+        if let Some(lost) = self.must_survive.iter().find(|m| !self.settled.contains(m)) {
             return Err(format!(
                 "confirmed message m{lost} (persistent, to {}) never reached an app that acked it",
                 self.msgs[*lost as usize].1
@@ -2103,7 +2029,7 @@ fn describe_frames(frames: &[Frame]) -> String {
     for f in frames.iter().take(6) {
         out.push(match f {
             Frame::Hello { .. } => "hello".to_string(),
-            Frame::Host => "host".into(),
+            Frame::Host { since } => format!("host since {since}"),
             Frame::OpenChannel { chan, .. } => format!("open {chan}"),
             Frame::CloseConnection { conn } => format!("close-conn {conn}"),
             Frame::Call { id, chan, cmd } => format!("call {id}@{chan} {}", command_name(cmd)),

@@ -918,7 +918,10 @@ test("mesh: the host's limits apply to every context, with errors that name them
   assert.deepEqual(got.ids, Array.from({ length: 60 }, (_, i) => `b${i}`), 'every message of the large turn arrived, in order');
   assert.match(got.tooBig, /^406 .*limits\.maxMessageBytes.*raise it in connect\(\)/);
   assert.deepEqual(got.queues.slice(0, 2), ['ok', 'ok']);
-  assert.match(got.queues[2], /^406 PRECONDITION_FAILED - the broker has 3 queues, its limit \(limits\.maxQueues\)/);
+  assert.match(
+    got.queues[2],
+    /^406 Operation failed: QueueDeclare; 406 \(PRECONDITION-FAILED\) with message "PRECONDITION_FAILED - the broker has 3 queues, its limit \(limits\.maxQueues\)/,
+  );
   assert.deepEqual([...hostErrors, ...clientErrors], []);
 });
 

@@ -68,6 +68,20 @@ export function hosting() {
   return conn.hosting;
 }
 
+/** The amqplib program (tests/runtimes/amqplib-program.mjs, promise API) on this tab's broker. */
+export async function amqplibProgram() {
+  const { default: amqp } = await import('/pkg/index.js');
+  const { run } = await import('/tests/runtimes/amqplib-program.mjs');
+  return run(amqp, state.name, {});
+}
+
+/** The amqplib/callback_api program (tests/runtimes/callback-program.mjs) on this tab's broker. */
+export async function callbackProgram() {
+  const { default: amqp } = await import('/pkg/callback_api.js');
+  const { run } = await import('/tests/runtimes/callback-program.mjs');
+  return new Promise((ok, fail) => run(amqp, state.name, {}, (err, out) => (err ? fail(err) : ok(out))));
+}
+
 // ---- bug 1: publisher confirms, host = client ------------------------------------------------
 
 /**
@@ -96,11 +110,14 @@ export async function confirmProgram(tag) {
     const queue = `capped-${tag}`;
     await ch.assertQueue(queue, { durable: false, arguments: { 'x-max-length': 1, 'x-overflow': 'reject-publish' } });
     const results = [];
+    // amqplib's confirm events, after each publish's callback.
+    ch.on('ack', (f) => results.push(['ack', f.deliveryTag, f.multiple]));
+    ch.on('nack', (f) => results.push(['nack', f.deliveryTag, f.multiple]));
     ch.sendToQueue(queue, bytes('a'), {}, (err) => results.push(['cb1', code(err)]));
     ch.sendToQueue(queue, bytes('b'), {}, (err) => results.push(['cb2', code(err)])); // refused: the queue is full
     results.push(['sync-after-publish']); // the confirm callbacks must not have run inside publish
     const waited = await outcome(ch.waitForConfirms());
-    await until(() => results.length >= 3);
+    await until(() => results.length >= 5);
     await sleep(50); // a callback called twice would show now
     const { messageCount } = await ch.checkQueue(queue);
     record.rejectPublish = { results, waited, messageCount };
@@ -110,7 +127,8 @@ export async function confirmProgram(tag) {
   {
     const ch = await conn.createConfirmChannel();
     const events = [];
-    ch.on('error', (e) => events.push(['error', code(e)]));
+    // amqplib's error: code, classId and methodId (basic.publish), and its wording.
+    ch.on('error', (e) => events.push(['error', code(e), e.classId, e.methodId, e.message.replaceAll(tag, '<tag>')]));
     ch.on('close', () => events.push(['close']));
     const cbs = [];
     let threw = null;
@@ -123,6 +141,14 @@ export async function confirmProgram(tag) {
     await until(() => events.some(([e]) => e === 'close') && cbs.length > 0);
     await sleep(50);
     record.missingExchange = { threw, cbs, events, waited };
+  }
+
+  {
+    // A rejected call, as amqplib words it.
+    const ch = await conn.createChannel();
+    ch.on('error', () => {});
+    const e = await ch.checkQueue(`no-such-queue-${tag}`).then(() => null, (err) => err);
+    record.rejectedCall = [e?.code, e?.classId, e?.methodId, e?.message.replaceAll(tag, '<tag>')];
   }
 
   {
@@ -242,4 +268,4 @@ export async function feedStats(queues) {
   };
 }
 
-globalThis.reg = { join, hosting, confirmProgram, feed, publishFeed, feedStats, state };
+globalThis.reg = { join, hosting, confirmProgram, callbackProgram, amqplibProgram, feed, publishFeed, feedStats, state };

@@ -102,11 +102,32 @@ test('regression: publisher confirms give the same results in the hosting tab an
   // channel (404), 504 for a channel closed before the confirm.
   const expected = {
     rejectPublish: {
-      results: [['sync-after-publish'], ['cb1', null], ['cb2', 506]],
+      results: [['sync-after-publish'], ['cb1', null], ['ack', 1, false], ['cb2', 506], ['nack', 2, false]],
       waited: 'rejected',
       messageCount: 1,
     },
-    missingExchange: { threw: null, cbs: [404], events: [['error', 404], ['close']], waited: 'rejected' },
+    missingExchange: {
+      threw: null,
+      cbs: [404],
+      events: [
+        [
+          'error',
+          404,
+          60,
+          40,
+          'Channel closed by server: 404 (NOT-FOUND) with message "NOT_FOUND - no exchange \'no-such-exchange-<tag>\': declare it first with assertExchange"',
+        ],
+        ['close'],
+      ],
+      waited: 'rejected',
+    },
+    // amqplib's wording of a rejected call, with tabbit's advice.
+    rejectedCall: [
+      404,
+      50,
+      10,
+      'Operation failed: QueueDeclare; 404 (NOT-FOUND) with message "NOT_FOUND - no queue \'no-such-queue-<tag>\': declare it first with assertQueue"',
+    ],
     // waitedAtClose: called right after close(), the confirm still outstanding: rejects when the
     // channel closes. waitedAfterClose: called once close() resolved, when the callback already
     // has the 504: nothing left to wait for (amqplib's waitForConfirms only waits for confirms
@@ -121,6 +142,33 @@ test('regression: publisher confirms give the same results in the hosting tab an
   );
   assert.equal(await host.call('hosting'), true, 'the host still hosts');
   await assertClean([host, client]);
+});
+
+// ---- 1b. amqplib programs (callback and promise API): host = client ----------------------------
+
+/** Runs page function `fn` in a hosting tab, then in a client tab: both answer `expected`. */
+async function hostAndClient(t, fn, expected) {
+  const context = await newContext(t);
+  const name = brokerName(fn);
+  const host = await openTab(context, name, 'host');
+  const client = await openTab(context, name, 'client');
+  assert.equal(host.joined.hosting, true);
+  assert.equal(client.joined.hosting, false);
+  // One after the other: they use the same queues.
+  const hosting = await host.call(fn);
+  const other = await client.call(fn);
+  assert.deepEqual({ hosting, client: other }, { hosting: expected, client: expected });
+  await assertClean([host, client]);
+}
+
+test('regression: an amqplib/callback_api program gives amqplib\'s results in the hosting tab and in a client tab', { timeout: TEST_TIMEOUT }, async (t) => {
+  const { CALLBACK_EXPECTED } = await import('../runtimes/callback-program.mjs');
+  await hostAndClient(t, 'callbackProgram', CALLBACK_EXPECTED);
+});
+
+test('regression: an amqplib program gives amqplib\'s results in the hosting tab and in a client tab', { timeout: TEST_TIMEOUT }, async (t) => {
+  const { PROMISE_EXPECTED } = await import('../runtimes/amqplib-program.mjs');
+  await hostAndClient(t, 'amqplibProgram', PROMISE_EXPECTED);
 });
 
 // ---- 2. a cross-tab feed survives failover ------------------------------------------------

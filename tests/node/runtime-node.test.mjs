@@ -259,3 +259,24 @@ test('runtime node: limits.maxQueueLength refuses publishes to a full queue with
   assert.equal((await stock.stats()).queues.find((x) => x.name === 'q').effectiveMaxLength, 1_000_000);
   await stock.close();
 });
+
+test('runtime node: an amqplib/callback_api program runs on tabbit/callback_api with only the import changed', { timeout: TIMEOUT }, async () => {
+  await needPackage();
+  const manifest = JSON.parse(await readFile(join(PKG, 'package.json'), 'utf8'));
+  const entry = manifest.exports?.['./callback_api']?.default;
+  assert.equal(entry, './callback_api.js', "package.json exports './callback_api'");
+  const { default: amqp } = await import(pathToFileURL(join(PKG, entry)).href);
+  const { run, CALLBACK_EXPECTED } = await import('../runtimes/callback-program.mjs');
+  const name = `callback-${Date.now()}`;
+  const summary = await new Promise((ok, fail) => run(amqp, name, { storage: 'memory' }, (err, out) => (err ? fail(err) : ok(out))));
+  assert.deepEqual(summary, CALLBACK_EXPECTED);
+  // connect() with a URL fails through the callback, as every failure does.
+  const err = await new Promise((ok) => amqp.connect('amqp://localhost', (e) => ok(e)));
+  assert.equal(err?.code, 406);
+});
+
+test('runtime node: an amqplib program (promise API) runs on tabbit with only the import changed', { timeout: TIMEOUT }, async () => {
+  const tabbit = await importPackage();
+  const { run, PROMISE_EXPECTED } = await import('../runtimes/amqplib-program.mjs');
+  assert.deepEqual(await run(tabbit.default, `amqplib-${Date.now()}`, { storage: 'memory' }), PROMISE_EXPECTED);
+});

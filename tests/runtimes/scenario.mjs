@@ -31,6 +31,23 @@ export const EXPECTED = {
     returned: ['no.such.queue'],
     returnedBody: 'lost',
     rejected: { ok: 1, nacked: 1 },
+    events: [...Array.from({ length: 12 }, (_, i) => `ack ${i + 1}`), 'nack 13'],
+    callbackFirst: true,
+  },
+  content: {
+    toString: 'héllo {"n":1}',
+    template: 'héllo {"n":1}',
+    json: { n: 1, s: 'é' },
+    hex: '68c3a96c6c6f',
+    base64: 'aMOpbGxv',
+    base64url: 'aMOpbGxv',
+    latin1: 'hÃ©llo',
+    ascii: 'hC)llo',
+    slice: 'éll',
+    toJSON: { type: 'Buffer', data: [104, 105] },
+    unknownEncoding: 'TypeError',
+    isUint8Array: true,
+    isBufferWhereThereIsOne: true,
   },
 };
 
@@ -58,6 +75,7 @@ export async function scenario(connect, options = {}) {
       workQueue: await workQueue(conn),
       topic: await topic(conn),
       confirms: await confirms(conn),
+      content: await content(conn),
     };
   } finally {
     await conn.close();
@@ -139,8 +157,21 @@ async function confirms(conn) {
   const outcomes = [];
   const returned = [];
   ch.on('return', (m) => returned.push({ key: m.fields.routingKey, body: text(m) }));
+  // amqplib's confirm events, each after its publish's callback.
+  const events = [];
+  let callbackFirst = true;
+  const seen = new Set();
+  for (const name of ['ack', 'nack']) {
+    ch.on(name, ({ deliveryTag, multiple }) => {
+      events.push(`${name} ${deliveryTag}${multiple ? '+' : ''}`);
+      if (deliveryTag <= 10 && !seen.has(deliveryTag)) callbackFirst = false;
+    });
+  }
   for (let i = 0; i < 10; i++) {
-    ch.sendToQueue('confirmed', `m${i}`, { messageId: `m${i}` }, (err) => outcomes.push(err ? err.message : null));
+    ch.sendToQueue('confirmed', `m${i}`, { messageId: `m${i}` }, (err) => {
+      outcomes.push(err ? err.message : null);
+      seen.add(i + 1);
+    });
   }
   ch.publish('', 'no.such.queue', 'lost', { mandatory: true });
   await within(10_000, 'waitForConfirms', ch.waitForConfirms());
@@ -163,6 +194,51 @@ async function confirms(conn) {
       ok: bounded.filter((b) => b === 'ok').length,
       nacked: bounded.filter((b) => b === 'nacked').length,
     },
+    events,
+    callbackFirst,
+  };
+  await ch.close();
+  return result;
+}
+
+/** Message content reads as text as amqplib's Buffer does: toString(encoding), a template, JSON.parse. */
+async function content(conn) {
+  const ch = await conn.createChannel();
+  const { queue } = await ch.assertQueue('', { exclusive: true });
+  const get = async (body) => {
+    ch.sendToQueue(queue, body);
+    for (let i = 0; i < 200; i++) {
+      const m = await ch.get(queue, { noAck: true });
+      if (m) return m.content;
+      await new Promise((ok) => setTimeout(ok, 5));
+    }
+    throw new Error('scenario: content: no message');
+  };
+  const a = await get('héllo {"n":1}');
+  const json = await get('{"n":1,"s":"é"}');
+  const hello = await get('héllo');
+  const hi = await get('hi');
+  let unknownEncoding = 'no error';
+  try {
+    hello.toString('klingon');
+  } catch (e) {
+    unknownEncoding = e?.name;
+  }
+  const NodeBuffer = globalThis.Buffer;
+  const result = {
+    toString: a.toString(),
+    template: `${a}`,
+    json: JSON.parse(json),
+    hex: hello.toString('hex'),
+    base64: hello.toString('base64'),
+    base64url: hello.toString('base64url'),
+    latin1: hello.toString('latin1'),
+    ascii: hello.toString('ascii'),
+    slice: hello.toString('utf8', 1, 5),
+    toJSON: JSON.parse(JSON.stringify(hi)),
+    unknownEncoding,
+    isUint8Array: a instanceof Uint8Array,
+    isBufferWhereThereIsOne: typeof NodeBuffer?.isBuffer !== 'function' || NodeBuffer.isBuffer(a),
   };
   await ch.close();
   return result;

@@ -91,6 +91,16 @@ async function logs(ch: Channel): Promise<void> {
   await ch.bindQueue(queue, exchange, 'app.*.error');
   await ch.bindQueue(queue, exchange, '#.audit');
   await ch.consume(queue, (msg) => msg && console.log(msg.fields.routingKey, text.decode(msg.content)), { noAck: true });
+  // Content reads as text as amqplib's Buffer does.
+  await ch.consume(queue, (msg) => {
+    if (!msg) return;
+    const hex: string = msg.content.toString('hex', 0, 4);
+    const parsed: unknown = JSON.parse(msg.content.toString());
+    const bytes: Uint8Array = msg.content;
+    console.log(hex, parsed, bytes.length, `${msg.content}`, msg.content.toJSON().data.length);
+    // @ts-expect-error: not an encoding
+    msg.content.toString('klingon');
+  }, { noAck: true });
   ch.publish(exchange, 'app.db.error', 'disk full', { contentType: 'text/plain', timestamp: Date.now() });
   ch.publish(exchange, 'user.audit', bytes('{"login":"ann"}'), { contentType: 'application/json', expiration: 5000 });
   await ch.unbindQueue(queue, exchange, '#.audit');

@@ -12,19 +12,20 @@ impl Link {
     /// driver go on and carries out what the state said.
     pub(super) fn hosted<T>(self: &Rc<Self>, f: impl FnOnce(&mut HostState, &mut Engine, u64) -> T) -> Option<T> {
         let host = self.host()?;
+        let at = now();
         let out = {
             let mut server = self.server.borrow_mut();
             let s = server.as_mut()?;
-            host.engine(|e| f(&mut s.state, e, now()))
+            host.engine(|e| f(&mut s.state, e, at))
         };
         // Its notices come back here (hosted() again): this borrow is over.
         host.after();
-        self.carry_out();
+        self.carry_out(at);
         Some(out)
     }
 
-    /// Does what the host's state said, in order.
-    fn carry_out(self: &Rc<Self>) {
+    /// Does what the host's state said at `now`, in order.
+    fn carry_out(self: &Rc<Self>, now: u64) {
         loop {
             let next = self.server.borrow_mut().as_mut().and_then(|s| s.state.poll_output());
             match next {
@@ -34,7 +35,7 @@ impl Link {
                     // still waiting, it goes at once. Events wait for the end of the task: a
                     // callback never runs inside the call that caused it.
                     if matches!(frame, Frame::Reply { .. }) && self.local.borrow().is_empty() {
-                        self.client.borrow_mut().receive(self.me, frame, now());
+                        self.client.borrow_mut().receive(self.me, frame, now);
                         self.pump();
                     } else {
                         self.push_local(frame);
@@ -65,7 +66,8 @@ impl Link {
 
     /// Hosts `host`: installs its notice sink and the host state (with a resume window
     /// when `take_over`).
-    pub(super) fn install(self: &Rc<Self>, host: Host, take_over: bool) {
+    /// Returns the host's term ([`HostState::since`]).
+    pub(super) fn install(self: &Rc<Self>, host: Host, take_over: bool) -> u64 {
         let weak: Weak<Link> = Rc::downgrade(self);
         host.on_event(Box::new(move |notice| {
             if let Some(link) = weak.upgrade() {
@@ -74,8 +76,11 @@ impl Link {
         }));
         let storage = host.storage();
         let mut state = host.engine(|e| HostState::new(self.me, self.label.clone(), storage, e, take_over, now()));
+        state.follow(self.client.borrow().since(), clock_micros() as u64);
         state.dropped_posts = self.net.borrow().dropped;
+        let since = state.since();
         *self.server.borrow_mut() = Some(Server { host, state });
+        since
     }
 
     /// The host lock is ours: recover the broker from storage, then take over from the
@@ -109,12 +114,12 @@ impl Link {
         }
         // Other contexts may hold what an earlier host handed out: deliveries wait until
         // the live ones have re-announced.
-        self.install(host, true);
+        let since = self.install(host, true);
         // This context's own channels and topology are re-announced to it, as a client's
         // would be (the failover event follows their answers).
-        self.client.borrow_mut().hosting_now();
+        self.client.borrow_mut().hosting_now(since, now());
         self.pump();
-        self.send(frame::EVERYONE, Frame::Host);
+        self.send(frame::EVERYONE, Frame::Host { since });
         // Who else is alive: wait for each to re-announce, up to RESUME_WINDOW_MS.
         let live = self.port.borrow().as_ref().map(Port::live_clients);
         let live: Vec<u64> = match live {

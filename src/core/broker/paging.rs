@@ -48,12 +48,16 @@ impl Broker {
 
     /// Takes back messages the store failed to write (their publishers were nacked):
     /// those still ready or delayed leave the queue, counted as discarded, so that a
-    /// publisher that sends again makes no duplicate. One a consumer already has stays
-    /// with it.
+    /// publisher that sends again makes no duplicate. One a consumer already has (handed
+    /// out before the transaction ended: its delivery horizon was stored earlier, or the
+    /// fence was gone) cannot be taken back: it stays with the consumer as a transient
+    /// message, which is what it now is. Its ack, or its return to the queue, writes
+    /// nothing, and a crash loses it, as its publisher was told. Returns how many left.
     pub fn withdraw(&mut self, queue: &str, seqs: &[u64]) -> usize {
         let Some(&id) = self.queue_ids.get(queue) else { return 0 };
         let q = self.queues.get_mut(&id).expect("listed queue exists");
         let mut n = 0;
+        let mut held = Vec::new();
         for &seq in seqs {
             let ready = q.ready.remove(seq).is_some();
             let delayed = !ready && {
@@ -61,8 +65,20 @@ impl Broker {
                 key.and_then(|k| q.delayed.remove(&k)).is_some()
             };
             n += (ready || delayed) as usize;
+            if !ready && !delayed {
+                held.push(seq);
+            }
         }
         q.counters.discarded += n as u64;
+        if !held.is_empty() {
+            for channel in self.channels.values_mut() {
+                for u in channel.unacked.iter_mut() {
+                    if u.queue == id && held.contains(&u.entry.seq) {
+                        u.entry.durable = false;
+                    }
+                }
+            }
+        }
         n
     }
 

@@ -73,6 +73,15 @@ impl Broker {
         sort::sort_by_key(&mut in_flight, |f| f.delivery_tag);
         check_resume(next_delivery_tag, confirm_seq, &in_flight)?;
         let ch = self.open_channel(conn)?;
+        // A position the client names is one an earlier broker gave: no new message may
+        // take it here, or a later announcement of the same delivery (to the broker after
+        // this one) would name that new message (a transient one's position is not stored,
+        // so recovery alone may give it again).
+        for f in &in_flight {
+            if let Some(q) = self.queue_ids.get(f.queue.as_str()).and_then(|id| self.queues.get_mut(id)) {
+                q.next_seq = q.next_seq.max(f.seq + 1);
+            }
+        }
         let channel = self.channels.get_mut(&ch).expect("just opened");
         channel.consumer_prefetch = consumer_prefetch;
         channel.channel_prefetch = channel_prefetch;
@@ -193,6 +202,9 @@ fn check_resume(next_delivery_tag: u64, confirm_seq: Option<u64>, in_flight: &[I
     // counts up from them, and a JS client cannot name a number above this one exactly.
     if next_delivery_tag > MAX_SAFE_INTEGER || confirm_seq.is_some_and(|s| s > MAX_SAFE_INTEGER) {
         return refuse(format!("delivery tags and confirm sequence numbers end at {MAX_SAFE_INTEGER}"));
+    }
+    if let Some(f) = in_flight.iter().find(|f| f.seq > MAX_SAFE_INTEGER) {
+        return refuse(format!("position {} of queue '{}' is above {MAX_SAFE_INTEGER}", f.seq, f.queue));
     }
     if in_flight.first().is_some_and(|f| f.delivery_tag == 0) {
         return refuse("delivery tag 0 names no delivery".into());
