@@ -6,6 +6,7 @@
 //! re-announced to the new host, and the failover notice lists what it could not restore.
 
 use tabbit::core::*;
+use tabbit::mesh::bridge::{BridgeConfig, BridgeState, BridgeStatus};
 use tabbit::mesh::client::{ClientState, Notice, Track};
 use tabbit::mesh::frame::{Answer, Command, Frame, WireDelivery, WireEvent, EVERYONE};
 
@@ -114,6 +115,8 @@ fn frame_name(f: &Frame) -> String {
         Frame::Restore { commands, .. } => format!("restore {}", commands.len()),
         Frame::Resume { chan, .. } => format!("resume {chan}"),
         Frame::Resumed => "resumed".into(),
+        Frame::DeclareBridge { id, config } => format!("declare bridge {id} {}", config.name),
+        Frame::UndeclareBridge { name } => format!("undeclare bridge {name}"),
         other => format!("{other:?}"),
     }
 }
@@ -339,4 +342,118 @@ fn a_context_that_learns_its_first_host_says_it_has_nothing_to_resume() {
     c.receive(HOST, Frame::Host { since: 1 }, 0);
     let n: Vec<Notice> = std::iter::from_fn(|| c.poll_notice()).collect();
     assert_eq!(names(&n), [format!("post {HOST} resumed"), "ready".into()]);
+}
+
+fn bridge(name: &str, prefetch: i64) -> BridgeConfig {
+    let mut table = Table::new();
+    table.insert("url".into(), FieldValue::Str("ws://r/ws".into()));
+    table.insert("prefetch".into(), FieldValue::Int(prefetch));
+    BridgeConfig { name: name.into(), table }
+}
+
+/// The bridges' statuses as the client knows them: (name, state).
+fn statuses(c: &C) -> Vec<(String, &'static str)> {
+    c.c.bridges().map(|(config, s)| (config.name.clone(), s.state.name())).collect()
+}
+
+#[test]
+fn a_bridge_is_declared_to_the_host_once_per_context_and_undeclared_with_its_last_handle() {
+    let mut c = C::new();
+    let first = c.c.declare_bridge(bridge("b", 10)).unwrap().expect("the host is asked");
+    assert_eq!(names(&c.take()), [format!("post {HOST} declare bridge {first} b")]);
+    // A second handle alike while the first waits: it waits for the host's answer too.
+    let second = c.c.declare_bridge(bridge("b", 10)).unwrap().expect("asked again");
+    assert_eq!(names(&c.take()), [format!("post {HOST} declare bridge {second} b")]);
+    // Other options: refused here, before any host.
+    let e = c.c.declare_bridge(bridge("b", 20)).unwrap_err();
+    assert_eq!(e.code.code(), 406);
+    assert!(e.message.contains("bridge 'b' is declared already in this context with other options"), "{}", e.message);
+    assert!(c.take().is_empty());
+    for id in [first, second] {
+        c.from(HOST, Frame::Reply { id, result: Ok(Answer::Done) });
+    }
+    assert_eq!(names(&c.take()), [format!("answer {first}"), format!("answer {second}")]);
+    // Once the host runs it, a third handle has nothing to ask.
+    assert_eq!(c.c.declare_bridge(bridge("b", 10)).unwrap(), None);
+    c.c.undeclare_bridge("b");
+    c.c.undeclare_bridge("b");
+    assert!(c.take().is_empty(), "one handle holds it still");
+    c.c.undeclare_bridge("b");
+    assert_eq!(names(&c.take()), [format!("post {HOST} undeclare bridge b")]);
+    c.c.undeclare_bridge("b");
+    assert!(c.take().is_empty());
+    // Let go before the host answered: once it does, it is told again that this context
+    // does not want it (it may have taken the declaration after the undeclaration).
+    let id = c.c.declare_bridge(bridge("b", 10)).unwrap().unwrap();
+    c.c.undeclare_bridge("b");
+    c.take();
+    c.from(HOST, Frame::Reply { id, result: Ok(Answer::Done) });
+    assert_eq!(names(&c.take()), [format!("post {HOST} undeclare bridge b"), format!("answer {id}")]);
+}
+
+#[test]
+fn a_refused_declaration_is_not_the_contexts_and_an_unanswered_one_goes_to_the_new_host() {
+    let mut c = C::new();
+    let refused = c.c.declare_bridge(bridge("taken", 10)).unwrap().unwrap();
+    let kept = c.c.declare_bridge(bridge("mine", 10)).unwrap().unwrap();
+    let unanswered = c.c.declare_bridge(bridge("late", 10)).unwrap().unwrap();
+    c.take();
+    let e = AmqpError::precondition("bridge 'taken' runs already with other options");
+    c.from(HOST, Frame::Reply { id: refused, result: Err(e) });
+    c.from(HOST, Frame::Reply { id: kept, result: Ok(Answer::Done) });
+    assert_eq!(names(&c.take()), [format!("error {refused} 406"), format!("answer {kept}")]);
+    // It can be declared again with other options now.
+    let again = c.c.declare_bridge(bridge("taken", 20)).unwrap().unwrap();
+    c.from(HOST, Frame::Reply { id: again, result: Ok(Answer::Done) });
+    c.c.undeclare_bridge("taken");
+    // A second handle of "late", waiting too; and one declared and let go unanswered.
+    let second = c.c.declare_bridge(bridge("late", 10)).unwrap().unwrap();
+    let gone = c.c.declare_bridge(bridge("gone", 10)).unwrap().unwrap();
+    c.c.undeclare_bridge("gone");
+    c.take();
+    // The host dies before answering "late": both its calls wait on for the new host,
+    // which gets them with "mine" (answered with nothing) before the client says it has
+    // re-announced everything; "gone" has nothing to wait for.
+    c.from(NEW_HOST, Frame::Host { since: 2 });
+    assert_eq!(
+        names(&c.take()),
+        [
+            format!("error {gone} 320"),
+            format!("post {NEW_HOST} hello"),
+            format!("post {NEW_HOST} declare bridge 0 mine"),
+            format!("post {NEW_HOST} declare bridge {unanswered} late"),
+            format!("post {NEW_HOST} declare bridge {second} late"),
+            format!("post {NEW_HOST} resumed"),
+            "failover [] 0".into(),
+        ]
+    );
+    for id in [unanswered, second] {
+        c.from(NEW_HOST, Frame::Reply { id, result: Ok(Answer::Done) });
+    }
+    assert_eq!(names(&c.take()), [format!("answer {unanswered}"), format!("answer {second}")]);
+    // A context that leaves fails what waits, a declaration too.
+    let id = c.c.declare_bridge(bridge("last", 10)).unwrap().unwrap();
+    c.c.leave(AmqpError::new(ReplyCode::ChannelError, "closed"), false);
+    assert!(names(&c.take()).contains(&format!("error {id} 504")));
+}
+
+#[test]
+fn statuses_are_kept_from_the_host_until_gone_and_forgotten_when_the_host_changes() {
+    let mut c = C::new();
+    let status = |state| BridgeStatus { state, since: 5, ..Default::default() };
+    let told = |name: &str, state| Frame::BridgeStatus { config: bridge(name, 10), status: status(state) };
+    // Not from the host: ignored.
+    c.from(NEW_HOST, told("x", BridgeState::Connected));
+    c.from(HOST, told("b", BridgeState::Connecting));
+    c.from(HOST, told("a", BridgeState::Waiting));
+    c.from(HOST, told("b", BridgeState::Connected));
+    assert_eq!(statuses(&c), [("b".into(), "connected"), ("a".into(), "waiting")], "in the order first told");
+    c.from(HOST, Frame::BridgeGone { name: "a".into() });
+    assert_eq!(statuses(&c), [("b".into(), "connected")]);
+    assert!(c.take().is_empty(), "statuses are read, not notices");
+    // A new host: what the old one told is stale until the new one tells.
+    c.from(NEW_HOST, Frame::Host { since: 2 });
+    assert!(statuses(&c).is_empty());
+    c.from(NEW_HOST, told("b", BridgeState::Connecting));
+    assert_eq!(statuses(&c), [("b".into(), "connecting")]);
 }

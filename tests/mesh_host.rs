@@ -7,9 +7,10 @@
 
 mod common;
 
-use common::body;
+use common::{body, int, s, table};
 use tabbit::core::*;
 use tabbit::host::engine::{Engine, WriteOutcome};
+use tabbit::mesh::bridge::{BridgeConfig, BridgeState, BridgeStatus};
 use tabbit::mesh::frame::{Answer, ChannelState, Command, Frame, WireEvent, EVERYONE};
 use tabbit::mesh::host::{HostState, Output, RESUME_WINDOW_MS};
 use tabbit::store::{Log, MemoryStore};
@@ -26,6 +27,8 @@ struct M {
     /// What the state said so far.
     posts: Vec<(u64, Frame)>,
     watches: Vec<u64>,
+    /// Bridges started and stopped ("start b", "stop b").
+    bridges: Vec<String>,
 }
 
 impl M {
@@ -35,7 +38,7 @@ impl M {
         let now = 1_000_000;
         let s =
             HostState::new(ME, "host tab".into(), if storage { "indexeddb" } else { "memory" }, &mut e, take_over, now);
-        M { e, s, now, store: MemoryStore::new(), posts: Vec::new(), watches: Vec::new() }
+        M { e, s, now, store: MemoryStore::new(), posts: Vec::new(), watches: Vec::new(), bridges: Vec::new() }
     }
 
     /// Takes what the state said, and hands it the engine's waits that ended.
@@ -51,6 +54,8 @@ impl M {
                 match o {
                     Output::Post { to, frame } => self.posts.push((to, frame)),
                     Output::Watch(ctx) => self.watches.push(ctx),
+                    Output::StartBridge(c) => self.bridges.push(format!("start {}", c.name)),
+                    Output::StopBridge(name) => self.bridges.push(format!("stop {name}")),
                 }
                 progressed = true;
             }
@@ -122,6 +127,8 @@ fn names(frames: &[Frame]) -> Vec<String> {
             Frame::Event { event: WireEvent::Closed(e), .. } => format!("closed {}", e.code.code()),
             Frame::Event { event: WireEvent::Confirm { seq, .. }, .. } => format!("confirm {seq}"),
             Frame::Host { .. } => "host".into(),
+            Frame::BridgeStatus { config, status } => format!("bridge {} {}", config.name, status.state.name()),
+            Frame::BridgeGone { name } => format!("bridge gone {name}"),
             other => format!("{other:?}"),
         })
         .collect()
@@ -390,4 +397,125 @@ fn errors_name_the_amqp_method_that_failed() {
     m.open(A, 3);
     m.call(A, 0, 3, Command::Ack { tag: 7, multiple: false });
     assert_eq!(methods(m.to(A)), [("closed 406".into(), (60, 80))]);
+}
+
+/// A declaration as bridgeConfig makes them (a few of its fields).
+fn bridge(name: &str, url: &str) -> BridgeConfig {
+    let outbox = table(&[("queue", s(&format!("bridge.{name}.out"))), ("to", s("/amq/queue/tasks"))]);
+    let table = table(&[
+        ("name", s(name)),
+        ("url", s(url)),
+        ("passcode", s("secret")),
+        ("prefetch", int(100)),
+        ("outbound", FieldValue::Array(vec![FieldValue::Table(outbox)])),
+    ]);
+    BridgeConfig { name: name.into(), table }
+}
+
+fn declare_bridge(id: u32, name: &str, url: &str) -> Frame {
+    Frame::DeclareBridge { id, config: bridge(name, url) }
+}
+
+#[test]
+fn a_bridge_runs_once_for_every_context_that_declares_it_alike_until_the_last_lets_go() {
+    let mut m = M::new(false, false);
+    m.post(A, vec![declare_bridge(1, "b", "ws://r/ws")]);
+    assert_eq!(m.bridges, ["start b"], "started before the declaration is answered");
+    assert_eq!(names(&m.to(A)), ["reply 1"]);
+    m.post(B, vec![declare_bridge(2, "b", "ws://r/ws")]);
+    m.post(ME, vec![declare_bridge(3, "b", "ws://r/ws")]);
+    assert_eq!(names(&m.to(B)), ["reply 2"]);
+    assert_eq!(names(&m.to(ME)), ["reply 3"]);
+    // The same name with other options: refused, the running bridge untouched.
+    m.post(B, vec![declare_bridge(4, "b", "ws://elsewhere/ws")]);
+    let got = m.to(B);
+    let [Frame::Reply { id: 4, result: Err(e) }] = &got[..] else { panic!("{got:?}") };
+    assert_eq!(e.code.code(), 406);
+    assert!(e.message.contains("bridge 'b' runs already with other options"), "{}", e.message);
+    assert_eq!(m.bridges, ["start b"]);
+
+    // The Runner's status goes to every context, with the options but not the passcode.
+    let status =
+        BridgeStatus { state: BridgeState::Connected, connects: 1, outbound: [3, 2, 1, 0], ..Default::default() };
+    m.s.bridge_status("b", status.clone());
+    m.collect();
+    let told = m.to(EVERYONE);
+    assert_eq!(names(&m.to(ME)), names(&told), "the hosting context's client is told too");
+    let [Frame::BridgeStatus { config, status: s }] = &told[..] else { panic!("{told:?}") };
+    let mut public = bridge("b", "ws://r/ws");
+    public.table.remove("passcode");
+    assert_eq!(*config, public);
+    assert_eq!(*s, status);
+    // A context that joins later is told the statuses after who hosts.
+    m.post(B, vec![Frame::Hello { label: "b".into() }]);
+    assert_eq!(names(&m.to(EVERYONE)), ["host", "bridge b connected"]);
+
+    // Two let go: it runs on; the third (undeclaring twice changes nothing more): it stops.
+    m.post(A, vec![Frame::UndeclareBridge { name: "b".into() }]);
+    m.post(ME, vec![Frame::UndeclareBridge { name: "b".into() }, Frame::UndeclareBridge { name: "b".into() }]);
+    assert_eq!(m.bridges, ["start b"]);
+    assert!(m.to(EVERYONE).is_empty());
+    m.post(B, vec![Frame::UndeclareBridge { name: "b".into() }]);
+    assert_eq!(m.bridges, ["start b", "stop b"]);
+    assert_eq!(names(&m.to(EVERYONE)), ["bridge gone b"]);
+    assert_eq!(names(&m.to(ME)), ["bridge gone b"]);
+    // A late status of a stopped bridge tells no one; it can be declared anew.
+    m.s.bridge_status("b", status);
+    m.collect();
+    assert!(m.posts.is_empty(), "{:?}", m.posts);
+    m.post(B, vec![declare_bridge(0, "b", "ws://elsewhere/ws")]);
+    assert_eq!(m.bridges, ["start b", "stop b", "start b"]);
+    assert!(m.to(B).is_empty(), "a declaration with id 0 is not answered");
+}
+
+#[test]
+fn a_gone_contexts_bridges_stop_unless_another_live_context_declares_them() {
+    let mut m = M::new(false, false);
+    m.post(A, vec![declare_bridge(1, "shared", "ws://r/ws"), declare_bridge(2, "a-only", "ws://r/ws")]);
+    m.post(B, vec![declare_bridge(1, "shared", "ws://r/ws")]);
+    m.post(B, vec![Frame::UndeclareBridge { name: "a-only".into() }]);
+    assert_eq!(m.bridges, ["start shared", "start a-only"]);
+    assert_eq!(m.s.bridge_names(), ["shared", "a-only"]);
+    m.posts.clear();
+    m.s.client_gone(&mut m.e, A, m.now);
+    m.collect();
+    assert_eq!(m.bridges[2..], ["stop a-only"]);
+    assert_eq!(names(&m.to(EVERYONE)), ["bridge gone a-only"]);
+    m.s.client_gone(&mut m.e, B, m.now);
+    m.collect();
+    assert_eq!(m.bridges[3..], ["stop shared"]);
+    assert!(m.s.bridge_names().is_empty());
+}
+
+#[test]
+fn after_a_take_over_the_bridges_declared_again_start_once_the_window_ends() {
+    let mut m = M::new(false, true);
+    m.s.live_clients(&mut m.e, [A, B], m.now);
+    m.collect();
+    // As a client re-announces after failover: its bridges with id 0, then Resumed.
+    m.post(A, vec![Frame::Hello { label: "a".into() }, declare_bridge(0, "b", "ws://r/ws"), Frame::Resumed]);
+    m.post(B, vec![Frame::Hello { label: "b".into() }, declare_bridge(0, "b", "ws://r/ws")]);
+    assert!(m.bridges.is_empty(), "held with the other frames while the window is open");
+    m.post(B, vec![Frame::Resumed]);
+    assert!(!m.s.in_window());
+    assert_eq!(m.bridges, ["start b"]);
+    // Both own it: one going does not stop it.
+    m.s.client_gone(&mut m.e, A, m.now);
+    m.collect();
+    assert_eq!(m.bridges, ["start b"]);
+}
+
+#[test]
+fn one_queues_arguments_are_answered_or_null_for_no_such_queue() {
+    let mut m = M::new(false, false);
+    m.open(A, 1);
+    let mut args = Table::new();
+    args.insert("x-tabbit-epoch".into(), FieldValue::Str("k3x".into()));
+    let d = QueueDeclare { name: "outbox".into(), durable: true, arguments: args.clone(), ..Default::default() };
+    m.call(A, 1, 1, Command::DeclareQueue(d));
+    m.post(A, vec![Frame::QueueArguments { id: 2, queue: "outbox".into() }]);
+    m.post(A, vec![Frame::QueueArguments { id: 3, queue: "nothing".into() }]);
+    let got = m.to(A);
+    assert!(matches!(&got[1], Frame::Reply { id: 2, result: Ok(Answer::Arguments(Some(t))) } if *t == args), "{got:?}");
+    assert!(matches!(&got[2], Frame::Reply { id: 3, result: Ok(Answer::Arguments(None)) }), "{got:?}");
 }

@@ -121,7 +121,8 @@ fn the_mesh_keeps_its_promises_under_random_schedules() {
     println!(
         "sim: {} posts, {} publishes ({} confirmed, {} nacked; {} must survive), {} deliveries ({} redelivered), \
          {} host crashes, {} client crashes, {} take-overs, {} commits, {} failed writes, {} resume windows timed \
-         out, waitForConfirms {} hosting / {} client ({} rejected), {} live subscriptions probed, {} checks at quiescence",
+         out, waitForConfirms {} hosting / {} client ({} rejected), {} live subscriptions probed, {} checks at quiescence, \
+         {} bridges started",
         t.posts,
         t.publishes,
         t.confirms_ok,
@@ -139,7 +140,8 @@ fn the_mesh_keeps_its_promises_under_random_schedules() {
         t.waits_client,
         t.waits_rejected,
         t.probes_checked,
-        t.quiet_checks
+        t.quiet_checks,
+        t.bridges_started
     );
     if let Some(f) = failure {
         panic!("{f}\nrun it again: SIM_ONE=<schedule seed above> cargo test --test sim -- --nocapture");

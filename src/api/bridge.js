@@ -6,10 +6,12 @@
 // published into the local broker with confirms, and acked to RabbitMQ (ack mode
 // client-individual) only once the local broker has confirmed, i.e. stored them.
 //
-// One context runs each bridge: the one hosting the broker. Every context that declares a
-// bridge tells the host (over the BroadcastChannel `<prefix>:bridges`, prefix `tabbit:<name>` or `tabbit@<app>:<name>`), which runs it while
-// at least one declaring context lives; a new host asks the live contexts again. The STOMP codec
-// and the mapping of properties to headers are in Rust (src/bridge/, src/api/stomp.rs).
+// One context runs each bridge: the one hosting the broker. Which bridges run, and who
+// declared them, is the mesh's registry (src/mesh/bridge.rs): declarations and statuses are
+// frames between contexts like any other, a new host runs what the live contexts declare
+// again. Here is only what drives the WebSocket: the Runner, started and stopped as the host
+// state says (runBridges). The STOMP codec and the mapping of properties to headers are in
+// Rust (src/bridge/, src/api/stomp.rs).
 
 /** WebSocket subprotocols, as RabbitMQ's Web-STOMP plugin accepts them. */
 const PROTOCOLS = ['v12.stomp'];
@@ -116,218 +118,53 @@ export function bridgeConfig(options, failed, destinationError) {
   return config;
 }
 
-/** What a bridge's options say, without its passcode: for stats and comparisons. */
-function publicView(config) {
-  const { passcode: _, ...rest } = config;
-  return rest;
-}
-
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** The options bridgeConfig turns into `config` again (an outbox of its own is named by `outbox`). */
+function optionsOf(config) {
+  const { outbound, ...rest } = config;
+  const rule = (r) => (r?.own ? { exchange: r.exchange, pattern: r.pattern, outbox: r.queue, to: r.to } : { queue: r?.queue, to: r?.to });
+  return { ...rest, outbound: Array.isArray(outbound) ? outbound.map(rule) : outbound };
+}
+
+/** Whether two configurations are alike, whatever the order of their keys. */
+const alike = (a, b) =>
+  a === b ||
+  (typeof a === 'object' && typeof b === 'object' && a !== null && b !== null &&
+    Object.keys(a).length === Object.keys(b).length && Object.keys(a).every((k) => alike(a[k], b[k])));
+
 /**
- * The bridges of one broker in this context: declarations by this context's connections, and,
- * while this context hosts the broker, the bridges it runs for every context.
+ * Runs the bridges the host state says to while this context hosts `broker` (a RawBroker):
+ * `broker.onBridge` starts a Runner with a configuration and stops it with `null`; each
+ * Runner tells its status to the host state, which tells every context. A configuration
+ * came from any context as a field table (src/mesh/bridge.rs): it runs only if bridgeConfig
+ * makes the same of it again, else its status says why it does not.
+ * @param {object} opts { openConnection(): Connection, binding(): the wasm binding, check(options): bridgeConfig's config }
+ * @returns {() => void} stops every Runner (after a panic: the instance can run none)
  */
-export class Bridges {
-  #opts;
-  /** name -> { config, key, count } declared here. */
-  #local = new Map();
-  /** name -> { config, key, owners: Set<id>, runner } run here (host only). */
-  #running = new Map();
-  /** name -> the latest status the host told of. */
-  #status = new Map();
-  /** `${name}` -> [resolve, reject][] waiting for the host to take a declaration. */
-  #waiting = new Map();
-  #port = null;
-  #watching = new Set();
-  #abort = new AbortController();
-  #closed = false;
-
-  /**
-   * @param {object} opts { prefix (the broker's resource prefix), id, mesh, hosting(): boolean, openConnection(): Connection,
-   *   binding(): the wasm binding, failed(message, code) }
-   */
-  constructor(opts) {
-    this.#opts = opts;
-    if (opts.mesh && typeof BroadcastChannel === 'function') {
-      this.#port = new BroadcastChannel(`${opts.prefix}:bridges`);
-      this.#port.onmessage = (e) => this.#receive(e.data);
-      // A new host asks for the declarations (one posted before this existed was lost); a
-      // new client asks for the statuses.
-      this.#post({ t: opts.hosting() ? 'ask' : 'tell' });
-    }
-    // A page kept in the back/forward cache has left the broker (src/api/glue.js Port): its
-    // bridges stop, and an open BroadcastChannel would keep it out of the cache.
-    globalThis.addEventListener?.('pagehide', this.#onPageHide);
-  }
-
-  #onPageHide = (e) => {
-    if (e.persisted) this.close();
-  };
-
-  /** Another context took over hosting: what the old host told is stale; ask the new one. */
-  hostChanged() {
-    this.#status.clear();
-    this.#post({ t: 'tell' });
-  }
-
-  #post(m) {
-    this.#port?.postMessage(m);
-  }
-
-  /** Declares a bridge for one of this context's connections; resolves once the host runs it. */
-  async declare(config) {
-    const key = JSON.stringify(config);
-    const mine = this.#local.get(config.name);
-    if (mine && mine.key !== key) {
-      throw this.#opts.failed(`bridge '${config.name}' is declared already in this context with other options: close it first, or use another name`, 406);
-    }
-    if (mine) {
-      mine.count += 1;
-      return;
-    }
-    this.#local.set(config.name, { config, key, count: 1 });
+export function runBridges(broker, opts) {
+  const running = new Map();
+  broker.onBridge((name, declared) => {
+    running.get(name)?.stop();
+    running.delete(name);
+    if (!declared) return;
+    let config = declared;
+    let error = null;
     try {
-      await this.#announce(config);
+      config = opts.check(optionsOf(declared));
+      if (config.name !== name || !alike(config, declared)) throw new Error('bridgeConfig makes other options of it');
     } catch (e) {
-      this.#local.delete(config.name);
-      throw e;
+      error = `bridge '${name}' was declared with options no bridge() made, so it does not run: ${e?.message ?? e}`;
     }
-  }
-
-  #announce(config) {
-    if (this.#opts.hosting()) {
-      const error = this.#adopt(this.#opts.id, config);
-      return error ? Promise.reject(this.#opts.failed(error, 406)) : Promise.resolve();
-    }
-    return new Promise((resolve, reject) => {
-      const list = this.#waiting.get(config.name) ?? [];
-      list.push([resolve, reject]);
-      this.#waiting.set(config.name, list);
-      const post = () => this.#post({ t: 'declare', from: this.#opts.id, config });
-      post();
-      // Until the host answers: a host between two owners (a failover) may have missed it.
-      const again = setInterval(() => (this.#waiting.has(config.name) && !this.#closed ? post() : clearInterval(again)), 1000);
+    const runner = new Runner(config, { ...opts, queueArguments: (q) => broker.queueArguments(q) }, (s) => {
+      const { outbound: o, inbound: i } = s;
+      const counts = [s.connects, o.sent, o.confirmed, o.pending, o.skippedHeaders, i.received, i.acked, i.refused];
+      broker.bridgeStatus(name, s.state, s.error, s.since, s.retryAt, new Float64Array(counts));
     });
-  }
-
-  /** A connection of this context lets its bridge go. */
-  undeclare(name) {
-    const mine = this.#local.get(name);
-    if (!mine || --mine.count > 0) return;
-    this.#local.delete(name);
-    if (this.#opts.hosting()) this.#drop(this.#opts.id, name);
-    else this.#post({ t: 'undeclare', from: this.#opts.id, name });
-  }
-
-  /** This context now hosts the broker (after a failover): run its own bridges, and ask the others for theirs. */
-  hostingNow() {
-    for (const { config } of this.#local.values()) this.#adopt(this.#opts.id, config);
-    this.#post({ t: 'ask' });
-  }
-
-  /** The status of every bridge, as the host last told it. */
-  statuses() {
-    if (this.#opts.hosting()) return [...this.#running.values()].map((b) => b.runner.status());
-    return [...this.#status.values()];
-  }
-
-  close() {
-    if (this.#closed) return;
-    this.#closed = true;
-    globalThis.removeEventListener?.('pagehide', this.#onPageHide);
-    this.#abort.abort();
-    for (const b of this.#running.values()) b.runner.stop();
-    this.#running.clear();
-    this.#port?.close();
-    for (const list of this.#waiting.values()) {
-      for (const [, reject] of list) reject(this.#opts.failed('the broker closed before its host took the bridge', 320));
-    }
-    this.#waiting.clear();
-  }
-
-  #receive(d) {
-    if (this.#closed || typeof d !== 'object' || d === null || typeof d.t !== 'string') return;
-    const hosting = this.#opts.hosting();
-    switch (d.t) {
-      case 'declare':
-        if (hosting && typeof d.from === 'string' && d.config && typeof d.config.name === 'string') {
-          let error;
-          try {
-            error = this.#adopt(d.from, d.config);
-          } catch (e) {
-            // Another context's post is checked by its own bridge(): this one is not from tabbit's code.
-            error = `a bridge declaration that is not well formed: ${e?.message ?? e}`;
-          }
-          this.#post({ t: 'declared', to: d.from, name: d.config.name, error });
-        }
-        break;
-      case 'undeclare':
-        if (hosting && typeof d.from === 'string') this.#drop(d.from, d.name);
-        break;
-      case 'ask':
-        if (!hosting) for (const { config } of this.#local.values()) this.#post({ t: 'declare', from: this.#opts.id, config });
-        break;
-      case 'declared': {
-        if (d.to !== this.#opts.id) break;
-        const list = this.#waiting.get(d.name) ?? [];
-        this.#waiting.delete(d.name);
-        for (const [resolve, reject] of list) {
-          if (d.error) reject(this.#opts.failed(String(d.error), 406));
-          else resolve();
-        }
-        break;
-      }
-      case 'tell':
-        // A context joined, or saw a new host: the statuses of what runs here.
-        if (hosting) for (const b of this.#running.values()) this.#post({ t: 'status', status: b.runner.status() });
-        break;
-      case 'status':
-        if (!hosting && d.status && typeof d.status.name === 'string') this.#status.set(d.status.name, d.status);
-        break;
-      case 'gone':
-        if (!hosting) this.#status.delete(d.name);
-        break;
-    }
-  }
-
-  /** Runs (or joins) bridge `config.name` for context `from`; an error message if it runs with other options. */
-  #adopt(from, config) {
-    let b = this.#running.get(config.name);
-    const key = JSON.stringify(config);
-    if (b && b.key !== key) {
-      return `bridge '${config.name}' runs already with other options (declared by another tab or worker): give this one another name, or the same options`;
-    }
-    if (!b) {
-      const runner = new Runner(config, this.#opts, (status) => this.#post({ t: 'status', status }));
-      b = { config, key, owners: new Set(), runner };
-      this.#running.set(config.name, b);
-      runner.start();
-    }
-    b.owners.add(from);
-    if (from !== this.#opts.id) this.#watch(from);
-    return null;
-  }
-
-  #drop(from, name) {
-    const b = this.#running.get(name);
-    if (!b || !b.owners.delete(from) || b.owners.size > 0) return;
-    this.#running.delete(name);
-    b.runner.stop();
-    this.#post({ t: 'gone', name });
-  }
-
-  /** Drops context `id`'s bridges once it no longer holds its lock (it died, closed or left). */
-  #watch(id) {
-    if (this.#watching.has(id) || !globalThis.navigator?.locks) return;
-    this.#watching.add(id);
-    navigator.locks
-      .request(`${this.#opts.prefix}:client:${id}`, { signal: this.#abort.signal }, () => {
-        this.#watching.delete(id);
-        for (const name of [...this.#running.keys()]) this.#drop(id, name);
-      })
-      .catch(() => {});
-  }
+    running.set(name, runner);
+    runner.start(error);
+  });
+  return () => running.forEach((r) => r.stop());
 }
 
 /** One bridge's connection to RabbitMQ, in the hosting context: reconnects with backoff until stopped. */
@@ -346,12 +183,8 @@ class Runner {
     this.#config = config;
     this.#opts = opts;
     this.#report = report;
+    // What the host state tells every context, with the configuration (src/api/bridges.rs).
     this.#s = {
-      name: config.name,
-      url: config.url,
-      vhost: config.vhost,
-      login: config.login,
-      host: opts.id,
       state: 'connecting',
       error: null,
       since: Date.now(),
@@ -359,13 +192,7 @@ class Runner {
       connects: 0,
       outbound: { sent: 0, confirmed: 0, pending: 0, skippedHeaders: 0 },
       inbound: { received: 0, acked: 0, refused: 0 },
-      outboxes: config.outbound.map((r) => r.queue),
-      rules: publicView(config),
     };
-  }
-
-  status() {
-    return structuredClone(this.#s);
   }
 
   #changed(now = false) {
@@ -375,7 +202,7 @@ class Runner {
     this.#reportTimer = setTimeout(() => {
       this.#reportTimer = null;
       this.#lastReport = Date.now();
-      this.#report(this.status());
+      this.#report(this.#s);
     }, wait);
   }
 
@@ -385,7 +212,12 @@ class Runner {
     this.#changed(true);
   }
 
-  start() {
+  /** Connects, and reconnects; with an `error`, says it and stays stopped. */
+  start(error) {
+    if (error) {
+      this.#state('stopped', error);
+      return;
+    }
     this.#loop().catch((e) => {
       this.#state('stopped', `the bridge stopped on an unexpected error: ${e?.message ?? e}`);
     });
@@ -604,7 +436,10 @@ class Runner {
     for (const rule of config.outbound) {
       const ch = await this.#conn.createChannel();
       if (!track(ch)) return;
-      const epoch = await outboxEpoch(this.#conn, rule);
+      // The outbox's epoch: a random word stored in the queue's arguments when the bridge made
+      // it, so that the message ids it makes (`tabbit:<outbox>:<epoch>:<sequence>`) stay unique
+      // when the queue is deleted and made again.
+      const epoch = (await this.#opts.queueArguments(rule.queue))?.['x-tabbit-epoch'] ?? '0';
       await ch.prefetch(config.prefetch);
       if (session.ended) return;
       await ch.consume(rule.queue, (msg) => {
@@ -638,27 +473,16 @@ class Runner {
 }
 
 /**
- * The outbox's epoch: a random word stored in the queue's arguments when the bridge made it,
- * so that the message ids it makes (`tabbit:<outbox>:<epoch>:<sequence>`) stay unique when the
- * queue is deleted and made again.
- */
-async function outboxEpoch(conn, rule) {
-  const stats = await conn.stats();
-  return stats.queues.find((q) => q.name === rule.queue)?.arguments?.['x-tabbit-epoch'] ?? '0';
-}
-
-/**
  * Declares the outbox queues of `config` and binds them (from any context): durable, so that
  * messages routed to them wait in storage while RabbitMQ cannot be reached.
  */
-export async function declareOutboxes(conn, config) {
+export async function declareOutboxes(conn, config, queueArguments) {
   const rules = config.outbound.filter((r) => r.own);
   if (!rules.length) return;
   let ch = await conn.createChannel();
   try {
-    const stats = await conn.stats();
     for (const r of rules) {
-      if (!stats.queues.some((q) => q.name === r.queue)) {
+      if ((await queueArguments(r.queue)) === null) {
         const epoch = Math.floor(Math.random() * 2 ** 48).toString(36);
         try {
           await ch.assertQueue(r.queue, { durable: true, arguments: { 'x-tabbit-epoch': epoch } });
@@ -679,12 +503,13 @@ export async function declareOutboxes(conn, config) {
 
 /** What `conn.bridge()` returns: the bridge's name, its status, and close(). */
 export class Bridge {
-  #registry;
+  #broker;
   #closed = false;
   #onClose;
 
-  constructor(registry, name, onClose) {
-    this.#registry = registry;
+  /** `broker`: { bridges(), undeclare(name) } of the connection's broker. */
+  constructor(broker, name, onClose) {
+    this.#broker = broker;
     this.name = name;
     this.#onClose = onClose;
   }
@@ -694,14 +519,14 @@ export class Bridge {
    * `{ state, error, connects, outbound, inbound, ... }`; `conn.stats().bridges` has every bridge's.
    */
   get status() {
-    return this.#registry.statuses().find((s) => s.name === this.name);
+    return this.#broker.bridges().find((s) => s.name === this.name);
   }
 
   /** This context no longer wants the bridge: it stops once no context does. Its outboxes stay, durable. */
   close() {
     if (this.#closed) return;
     this.#closed = true;
-    this.#registry.undeclare(this.name);
+    this.#broker.undeclare(this.name);
     this.#onClose(this);
   }
 }

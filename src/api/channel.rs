@@ -108,6 +108,55 @@ impl RawBroker {
     pub fn peek(&self, queue: String, count: Option<u32>) -> JsValue {
         self.link.peek(queue, count.unwrap_or(10).min(1000))
     }
+
+    /// A promise of queue `queue`'s arguments, or `null` if there is no such queue.
+    #[wasm_bindgen(js_name = queueArguments)]
+    pub fn queue_arguments(&self, queue: String) -> Promise {
+        self.link.queue_arguments(queue)
+    }
+
+    /// `fn(name, config)` starts bridge `name`'s Runner in this context (while it hosts),
+    /// `fn(name, null)` stops it.
+    #[wasm_bindgen(js_name = onBridge)]
+    pub fn on_bridge(&self, f: Option<Function>) {
+        self.link.set_on_bridge(f);
+    }
+
+    /// Declares bridge `name` with `config` (bridgeConfig's) for this context: resolves once
+    /// the host runs it; a 406 if it runs with other options.
+    #[wasm_bindgen(js_name = declareBridge)]
+    pub fn declare_bridge(&self, name: &str, config: JsValue) -> Result<Promise, JsValue> {
+        self.link.declare_bridge(name, &config)
+    }
+
+    /// One `bridge()` handle of this context let bridge `name` go.
+    #[wasm_bindgen(js_name = undeclareBridge)]
+    pub fn undeclare_bridge(&self, name: &str) {
+        self.link.undeclare_bridge(name);
+    }
+
+    /// Every bridge's status, as the hosting context last told it (`BridgeStatus[]`).
+    pub fn bridges(&self) -> Array {
+        self.link.bridges()
+    }
+
+    /// The Runner of bridge `name` tells its status (in the hosting context): its state,
+    /// error, since, retryAt, and `counts` (connects; sent, confirmed, pending,
+    /// skippedHeaders; received, acked, refused).
+    #[wasm_bindgen(js_name = bridgeStatus)]
+    pub fn bridge_status(
+        &self,
+        name: &str,
+        state: &str,
+        error: Option<String>,
+        since: f64,
+        retry_at: Option<f64>,
+        counts: &[f64],
+    ) -> Result<(), JsValue> {
+        let status = super::bridges::status_from_js(state, error, since, retry_at, counts).map_err(to_js)?;
+        self.link.bridge_status(name, status);
+        Ok(())
+    }
 }
 
 /// One `connect()`: its channels and exclusive queues go when it closes.

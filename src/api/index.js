@@ -4,7 +4,7 @@
 import init, {
   RawBroker, version as wasmVersion, onPanic, resourcePrefix, StompDecoder, stompFrame, stompSend, stompDestinationError,
 } from './tabbit.js';
-import { Bridge, Bridges, bridgeConfig, declareOutboxes } from './bridge.js';
+import { Bridge, bridgeConfig, declareOutboxes, runBridges } from './bridge.js';
 
 /** The wasm binding in use: the one imported above, or a fresh instance after a panic. */
 let binding = {
@@ -78,11 +78,16 @@ function panicked(message) {
     541,
   );
   const open = [...brokers.values()].flatMap((entry) => [...entry.open]);
+  const bridges = [...brokers.values()].map((entry) => entry.stopBridges);
   brokers.clear();
   closing.clear();
   loading = undefined;
   // After the current call has failed: the instance traps as soon as this returns.
-  queueMicrotask(() => open.forEach((conn) => conn[DEAD](broken)));
+  queueMicrotask(() => {
+    open.forEach((conn) => conn[DEAD](broken));
+    // Their WebSockets close; the instance can run no Runner.
+    bridges.forEach((stop) => stop?.());
+  });
 }
 
 /** Runs a binding call; after a panic, its trap becomes the panic's error. */
@@ -387,6 +392,9 @@ const brokers = new Map();
 /** Brokers closing, by name: a new one on the name waits, so that two never share its storage. */
 const closing = new Map();
 
+/** bridge()'s options checked and completed (406 with what to change), STOMP destinations by the binding. */
+const checkBridge = (options) => bridgeConfig(options, failed, (d, subscribe) => guard(() => binding.stompDestinationError(d, subscribe)) ?? null);
+
 /**
  * Connects to broker `name` (default 'default') of this origin, in namespace `app` (default: none,
  * the names tabbit used before namespaces; see resourcePrefix). `storage`: 'indexeddb' (the
@@ -425,27 +433,13 @@ export async function connect(options = {}) {
     brokers.set(key, entry);
     entry.broker.then(
       (b) => {
-        entry.bridges = new Bridges({
-          prefix: key,
-          id: b.id,
-          mesh,
-          hosting: () => {
-            try {
-              return guard(() => b.hosting);
-            } catch {
-              return false;
-            }
-          },
+        entry.stopBridges = runBridges(b, {
           // The bridges' own connection: not counted, so it never keeps the broker open.
-          openConnection: () => new Connection(b, () => Promise.resolve(), entry),
+          openConnection: () => new Connection(b, () => Promise.resolve()),
           binding: () => binding,
-          failed,
+          check: checkBridge,
         });
-        b.onFailover((info) => {
-          if (info.hosting) entry.bridges.hostingNow();
-          else entry.bridges.hostChanged();
-          entry.open.forEach((c) => c.emit('failover', info));
-        });
+        b.onFailover((info) => entry.open.forEach((c) => c.emit('failover', info)));
       },
       () => brokers.delete(key),
     );
@@ -469,12 +463,11 @@ export async function connect(options = {}) {
     entry.connections -= 1;
     if (entry.connections > 0) return Promise.resolve();
     brokers.delete(key);
-    entry.bridges?.close();
     const done = broker.close();
     closing.set(key, done);
     done.finally(() => closing.get(key) === done && closing.delete(key));
     return done;
-  }, entry);
+  });
   entry.open.add(conn);
   return conn;
 }
@@ -491,16 +484,14 @@ export class Connection extends Emitter {
   #closed = false;
   /** The error of a panic that stopped this connection's wasm instance. */
   #dead = null;
-  /** The broker's entry in this context (its bridges), and the bridges this connection declared. */
-  #entry;
+  /** The bridges this connection declared. */
   #bridges = new Set();
 
-  constructor(broker, release, entry) {
+  constructor(broker, release) {
     super();
     this.#broker = broker;
     this.#raw = broker.connect();
     this.#release = release;
-    this.#entry = entry;
   }
 
   /** The broker binding, unless a panic stopped its instance. */
@@ -569,7 +560,7 @@ export class Connection extends Emitter {
   /** The broker's exchanges, queues, bindings, contexts, totals and rates, for a management view. */
   async stats() {
     const stats = await this.#b.stats();
-    stats.bridges = this.#entry?.bridges?.statuses() ?? [];
+    stats.bridges = guard(() => this.#b.bridges());
     return stats;
   }
 
@@ -581,15 +572,18 @@ export class Connection extends Emitter {
    */
   async bridge(options) {
     if (this.#closed) throw failed('connection is closed: connect again', 504);
-    const bridges = this.#entry?.bridges;
-    if (!bridges) throw failed('bridge(): this connection has no broker entry', 541);
-    const config = bridgeConfig(options, failed, (d, subscribe) => guard(() => binding.stompDestinationError(d, subscribe)) ?? null);
+    const config = checkBridge(options);
     if (typeof WebSocket !== 'function') {
       throw failed('bridge(): this runtime has no WebSocket: bridge from a browser page or worker, Deno or workerd', 540);
     }
-    await declareOutboxes(this, config);
-    await bridges.declare(config);
-    const handle = new Bridge(bridges, config.name, (h) => this.#bridges.delete(h));
+    await declareOutboxes(this, config, (q) => promise(() => this.#b.queueArguments(q)));
+    await promise(() => this.#b.declareBridge(config.name, config));
+    // After a panic the bridge has no status, and is let go with the instance.
+    const broker = {
+      bridges: () => (this.#dead || broken ? [] : this.#broker.bridges()),
+      undeclare: (name) => this.#dead || broken || this.#broker.undeclareBridge(name),
+    };
+    const handle = new Bridge(broker, config.name, (h) => this.#bridges.delete(h));
     this.#bridges.add(handle);
     return handle;
   }

@@ -136,6 +136,7 @@ struct Server {
     state: HostState,
 }
 
+mod bridge;
 mod serve;
 
 type Callback = Closure<dyn FnMut(JsValue)>;
@@ -158,6 +159,8 @@ pub(crate) struct Link {
     /// The port's callbacks, kept alive while the port is.
     closures: RefCell<Vec<Callback>>,
     on_failover: RefCell<Option<Function>>,
+    /// `fn(name, config)` starts a bridge's Runner, `fn(name, null)` stops it (host role).
+    on_bridge: RefCell<Option<Function>>,
     /// `open()` waits for a host: resolve, reject.
     ready: RefCell<Option<(Function, Function)>>,
     /// Host role: what the host sent this context, handed over after the current task.
@@ -299,6 +302,7 @@ impl Link {
             port: RefCell::new(None),
             closures: RefCell::default(),
             on_failover: RefCell::new(None),
+            on_bridge: RefCell::new(None),
             ready: RefCell::new(None),
             local: RefCell::default(),
             local_scheduled: Cell::new(false),
@@ -726,6 +730,7 @@ impl Link {
 
     /// Leaves: a host writes what it has and lets another context take over.
     pub(crate) async fn close(self: &Rc<Self>) {
+        self.stop_bridges();
         self.post_now();
         let error = AmqpError::new(ReplyCode::ChannelError, "the connection closed before the broker answered");
         self.client.borrow_mut().leave(error, false);
@@ -746,6 +751,7 @@ impl Link {
     /// app connects again if the page comes back. A host writes nothing more: the next host
     /// recovers from the store.
     fn left(self: &Rc<Self>) {
+        self.stop_bridges();
         self.closed.set(true);
         self.server.borrow_mut().take();
         self.port.borrow_mut().take();
@@ -775,6 +781,7 @@ impl Link {
             Answer::Got(Some((d, left))) => message_js(&d, Some(left)),
             Answer::Stats(s) => stats_to_js(&s, self.me),
             Answer::Peeked(m) => peeked_js(&m),
+            Answer::Arguments(a) => a.map_or(JsValue::NULL, |t| convert::table_to_js(&t).into()),
         }
     }
 

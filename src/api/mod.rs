@@ -2,6 +2,7 @@
 //! `RawBroker`, `RawConnection` and `RawChannel` (in `channel`) are what the package's
 //! main module, `index.js`, wraps into amqplib's promise-and-event API.
 
+mod bridges;
 mod channel;
 mod convert;
 mod link;

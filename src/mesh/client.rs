@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use super::bridge::{BridgeConfig, BridgeStatus, Declared};
 use super::frame::{Answer, ChannelState, Command, Frame, InFlight, WireDelivery, WireEvent, EVERYONE};
 use super::host::closed_channel;
 use super::topology::Recorded;
@@ -77,6 +78,8 @@ pub enum Track {
         chan: u32,
         no_ack: bool,
     },
+    /// A bridge's declaration: it stays this context's only if the host takes it.
+    Bridge(String),
 }
 
 #[derive(Debug)]
@@ -172,6 +175,8 @@ pub struct ClientState {
     /// Per connection: the topology it declared that dies with the host (see
     /// [`super::topology`]).
     topology: FxMap<u32, Recorded>,
+    /// The bridges this context declared (declared again to a new host), and their statuses.
+    bridges: Declared,
     out: VecDeque<Notice>,
 }
 
@@ -207,6 +212,7 @@ impl ClientState {
             waiting: Vec::new(),
             resuming: None,
             topology: FxMap::default(),
+            bridges: Declared::default(),
             out: VecDeque::new(),
         };
         c.out.push_back(Notice::Post { to: EVERYONE, frame: Frame::Hello { label } });
@@ -360,6 +366,29 @@ impl ClientState {
         self.call(chan, Command::Get { queue, no_ack }, Track::Get { chan, no_ack })
     }
 
+    /// `bridge()`: the call's id ([`Notice::Answer`]) if the host must take it, `None` if
+    /// this context declared it already (alike); a 406 if with other options.
+    pub fn declare_bridge(&mut self, config: BridgeConfig) -> Result<Option<u32>, AmqpError> {
+        // A handle more, while the first waits for the host: it waits for its answer too.
+        if !self.bridges.declare(&config)? && self.declaring(&config.name).is_empty() {
+            return Ok(None);
+        }
+        let track = Track::Bridge(config.name.clone());
+        Ok(Some(self.request(Pending::App { track, record: None }, |id| Frame::DeclareBridge { id, config })))
+    }
+
+    /// A `bridge()` handle closed: the host is told once this context holds none of `name`.
+    pub fn undeclare_bridge(&mut self, name: &str) {
+        if self.bridges.undeclare(name) {
+            self.for_host(Frame::UndeclareBridge { name: name.into() });
+        }
+    }
+
+    /// Every bridge's latest status as the host told it, with its configuration (no passcode).
+    pub fn bridges(&self) -> impl Iterator<Item = (&BridgeConfig, &BridgeStatus)> {
+        self.bridges.statuses()
+    }
+
     /// `waitForConfirms()`: the wait's id ([`Notice::Waited`]), or `None` if the channel
     /// is closed.
     pub fn wait_for_confirms(&mut self, chan: u32) -> Option<u64> {
@@ -404,7 +433,7 @@ impl ClientState {
     /// channel closes with it too.
     pub fn leave(&mut self, error: AmqpError, close_channels: bool) {
         self.closed = true;
-        self.fail_pending(&error);
+        self.fail_pending(&error, false);
         if close_channels {
             let mut chans: Vec<u32> = self.chans.keys().copied().collect();
             sort::sort(&mut chans);
@@ -414,15 +443,37 @@ impl ClientState {
         }
     }
 
-    fn fail_pending(&mut self, error: &AmqpError) {
+    /// Calls waiting for an answer fail with `error`, but for declarations of bridges this
+    /// context holds when `failover`: those go to the new host, which answers them.
+    fn fail_pending(&mut self, error: &AmqpError, failover: bool) {
         let mut ids: Vec<u32> = self.pending.keys().copied().collect();
         sort::sort(&mut ids);
         for id in ids {
+            if let Pending::App { track: Track::Bridge(name), .. } = &self.pending[&id] {
+                if failover && self.bridges.holds(name) {
+                    continue;
+                }
+            }
             // A re-announcement has no one waiting on it: the next host asks anew.
-            if let Some(Pending::App { .. }) = self.pending.remove(&id) {
+            if let Some(Pending::App { track, .. }) = self.pending.remove(&id) {
+                if let Track::Bridge(name) = track {
+                    self.bridges.refused(&name);
+                }
                 self.out.push_back(Notice::Answer { id, result: Err(error.clone()) });
             }
         }
+    }
+
+    /// The declarations of bridge `name` waiting for the host's answer, in call order.
+    fn declaring(&self, name: &str) -> Vec<u32> {
+        let mut ids: Vec<u32> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| matches!(p, Pending::App { track: Track::Bridge(n), .. } if n == name))
+            .map(|(id, _)| *id)
+            .collect();
+        sort::sort(&mut ids);
+        ids
     }
 
     // ------------------------------------------------------------ the host's frames
@@ -461,6 +512,7 @@ impl ClientState {
         match f {
             Frame::Reply { id, result } => self.answered(id, result),
             Frame::Event { chan, event } => self.event(chan, event, now),
+            f @ (Frame::BridgeStatus { .. } | Frame::BridgeGone { .. }) => self.bridges.told(f),
             _ => {}
         }
     }
@@ -508,6 +560,7 @@ impl ClientState {
                     self.topology.entry(conn).or_default().record(cmd, queue);
                 }
             }
+            (Track::Bridge(name), Err(_)) => self.bridges.refused(name),
             (Track::Consume { chan, tag, fresh: true }, Err(_)) => {
                 if let Some(c) = self.chans.get_mut(chan) {
                     if let Some(i) = c.specs.iter().rposition(|s| s.consumer_tag == *tag) {
@@ -525,6 +578,10 @@ impl ClientState {
                     c.consumers.remove(&tag);
                 }
                 self.out.push_back(Notice::ConsumerGone { chan, tag, notify: false });
+            }
+            // Let go (or refused) meanwhile: the host need not run it for this context.
+            (Track::Bridge(name), Ok(_)) if !self.bridges.holds(&name) => {
+                self.for_host(Frame::UndeclareBridge { name })
             }
             (Track::Get { chan, no_ack: false }, Ok(Answer::Got(Some((d, _))))) if !self.hosting() => {
                 if let Some(c) = self.chans.get_mut(&chan) {
@@ -608,6 +665,14 @@ impl ClientState {
             };
             self.request(Pending::Resume, |id| Frame::Resume { id, conn, chan, state });
         }
+        // Its bridges run on the new host: answered with nothing, but for a declaration
+        // the old host never answered, whose call waits for the new host's answer.
+        for config in self.bridges.for_new_host() {
+            let ids = self.declaring(&config.name);
+            for id in if ids.is_empty() { vec![0] } else { ids } {
+                self.for_host(Frame::DeclareBridge { id, config: config.clone() });
+            }
+        }
         self.for_host(Frame::Resumed);
         if self.resuming.as_ref().is_some_and(|(n, _)| *n == 0) {
             self.resuming = None;
@@ -619,7 +684,7 @@ impl ClientState {
     /// never gave (the message may or may not be stored).
     fn fail_in_flight(&mut self) {
         let err = host_gone();
-        self.fail_pending(&err);
+        self.fail_pending(&err, true);
         let mut chans: Vec<u32> = self.chans.keys().copied().collect();
         sort::sort(&mut chans);
         for chan in chans {

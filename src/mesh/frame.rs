@@ -6,6 +6,7 @@
 
 use std::rc::Rc;
 
+use super::bridge::{read_config, read_status, write_config, write_status, BridgeConfig, BridgeStatus};
 pub use crate::core::InFlight;
 use crate::core::{
     AmqpError, BindingInfo, Consume, ExchangeDeclare, ExchangeInfo, Message, QueueCounters, QueueDeclare,
@@ -113,6 +114,8 @@ pub enum Answer {
     Resumed(Vec<(String, AmqpError)>),
     /// `peek`: messages at the head of a queue, not consumed.
     Peeked(Vec<Rc<Message>>),
+    /// `QueueArguments`: the queue's arguments, or `None` if there is no such queue.
+    Arguments(Option<Table>),
 }
 
 /// The broker's state for the management view.
@@ -222,6 +225,22 @@ pub enum Frame {
     },
     /// After failover: every channel of this client has been re-announced.
     Resumed,
+    /// One queue's arguments (answered with `Answer::Arguments`): what the bridge reads
+    /// its outbox's epoch from.
+    QueueArguments {
+        id: u32,
+        queue: String,
+    },
+    /// This context declares a bridge (see [`super::bridge`]); answered with `Done`, or a
+    /// 406 if it runs with other options. `id` 0: a re-declaration after failover.
+    DeclareBridge {
+        id: u32,
+        config: BridgeConfig,
+    },
+    /// This context no longer declares bridge `name`.
+    UndeclareBridge {
+        name: String,
+    },
     // Host to client.
     /// The sender hosts the broker (sent when it starts hosting and to answer `Hello`),
     /// since `since`: a term that grows from one host to the next (see
@@ -237,6 +256,15 @@ pub enum Frame {
     Event {
         chan: u32,
         event: WireEvent,
+    },
+    /// A bridge's status, with its configuration (without the passcode), to every context.
+    BridgeStatus {
+        config: BridgeConfig,
+        status: BridgeStatus,
+    },
+    /// Bridge `name` stopped: no context declares it any more.
+    BridgeGone {
+        name: String,
     },
 }
 
@@ -476,6 +504,11 @@ fn answer(w: &mut Writer, a: &Answer) {
             w.u8(9);
             w.str(tag);
         }
+        Answer::Arguments(None) => w.u8(10),
+        Answer::Arguments(Some(t)) => {
+            w.u8(11);
+            w.table(t);
+        }
     }
 }
 
@@ -560,6 +593,29 @@ pub fn frame(w: &mut Writer, f: &Frame) {
             }
         }
         Frame::Resumed => w.u8(7),
+        Frame::QueueArguments { id, queue } => {
+            w.u8(13);
+            w.uvar(*id as u64);
+            w.str(queue);
+        }
+        Frame::DeclareBridge { id, config } => {
+            w.u8(14);
+            w.uvar(*id as u64);
+            write_config(w, config);
+        }
+        Frame::UndeclareBridge { name } => {
+            w.u8(15);
+            w.str(name);
+        }
+        Frame::BridgeStatus { config, status } => {
+            w.u8(16);
+            write_config(w, config);
+            write_status(w, status);
+        }
+        Frame::BridgeGone { name } => {
+            w.u8(17);
+            w.str(name);
+        }
         Frame::Host { since } => {
             w.u8(8);
             w.uvar(*since);
@@ -943,6 +999,8 @@ fn read_answer(r: &mut Reader) -> R<Answer> {
         }
         8 => Answer::Exchange(string(r)?),
         9 => Answer::Tag(string(r)?),
+        10 => Answer::Arguments(None),
+        11 => Answer::Arguments(Some(r.table()?)),
         _ => return bad("unknown answer", r),
     })
 }
@@ -1002,6 +1060,11 @@ fn read_frame(r: &mut Reader) -> R<Frame> {
             Frame::Restore { id, conn, commands }
         }
         7 => Frame::Resumed,
+        13 => Frame::QueueArguments { id: u32v(r)?, queue: string(r)? },
+        14 => Frame::DeclareBridge { id: u32v(r)?, config: read_config(r)? },
+        15 => Frame::UndeclareBridge { name: string(r)? },
+        16 => Frame::BridgeStatus { config: read_config(r)?, status: read_status(r)? },
+        17 => Frame::BridgeGone { name: string(r)? },
         8 => Frame::Host { since: r.uvar()? },
         9 => {
             let id = u32v(r)?;
@@ -1123,6 +1186,7 @@ pub fn decode(bytes: &[u8], me: u64) -> Result<(u64, Vec<Frame>), Dropped> {
 mod tests {
     use super::*;
     use crate::core::FieldValue;
+    use crate::mesh::bridge::BridgeState;
 
     fn message() -> Message {
         let mut m = Message::new("logs", "a.b", b"hello".to_vec());
@@ -1158,6 +1222,23 @@ mod tests {
             totals: [1, 2, 3, 4, 5, 6],
             dropped_posts: 2,
         }
+    }
+
+    /// A bridge's declaration as bridgeConfig makes them (a few of its fields).
+    fn bridge() -> BridgeConfig {
+        let rule: Table = [("queue", "bridge.b.x"), ("to", "/amq/queue/x")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), FieldValue::Str(v.into())))
+            .chain([("own".to_string(), FieldValue::Bool(true))])
+            .collect();
+        let table: Table = [
+            ("name".to_string(), FieldValue::Str("b".into())),
+            ("prefetch".to_string(), FieldValue::Int(100)),
+            ("outbound".to_string(), FieldValue::Array(vec![FieldValue::Table(rule)])),
+        ]
+        .into_iter()
+        .collect();
+        BridgeConfig { name: "b".into(), table }
     }
 
     fn every_frame() -> Vec<Frame> {
@@ -1269,6 +1350,24 @@ mod tests {
             },
             Frame::Restore { id: 12, conn: 2, commands: vec![] },
             Frame::Resumed,
+            Frame::QueueArguments { id: 13, queue: "outbox".into() },
+            Frame::DeclareBridge { id: 14, config: bridge() },
+            Frame::DeclareBridge { id: 0, config: bridge() },
+            Frame::UndeclareBridge { name: "b".into() },
+            Frame::BridgeStatus {
+                config: bridge(),
+                status: BridgeStatus {
+                    state: BridgeState::Waiting,
+                    error: Some("could not connect".into()),
+                    since: 1_700_000_000_000,
+                    retry_at: Some(1_700_000_000_500),
+                    connects: 2,
+                    outbound: [5, 4, 1, 0],
+                    inbound: [7, 6, 1],
+                },
+            },
+            Frame::BridgeStatus { config: bridge(), status: BridgeStatus::default() },
+            Frame::BridgeGone { name: "b".into() },
             Frame::Host { since: 1_733_000_000_000 },
             Frame::Reply { id: 1, result: Ok(Answer::Done) },
             Frame::Reply { id: 2, result: Err(err.clone()) },
@@ -1284,6 +1383,8 @@ mod tests {
             Frame::Reply { id: 9, result: Ok(Answer::Peeked(vec![Rc::new(message()), Rc::new(message())])) },
             Frame::Reply { id: 10, result: Ok(Answer::Exchange("logs".into())) },
             Frame::Reply { id: 11, result: Ok(Answer::Tag("amq.ctag-1".into())) },
+            Frame::Reply { id: 12, result: Ok(Answer::Arguments(None)) },
+            Frame::Reply { id: 13, result: Ok(Answer::Arguments(Some(bridge().table))) },
             Frame::Event { chan: 2, event: WireEvent::Deliver(d) },
             Frame::Event { chan: 2, event: WireEvent::Confirm { seq: 3, error: None } },
             Frame::Event { chan: 2, event: WireEvent::Confirm { seq: 4, error: Some(err.clone()) } },
@@ -1339,6 +1440,44 @@ mod tests {
         let (n, start, end) = d.sections[0];
         assert!(matches!(section(&bytes[start..end], n).unwrap()[..], [Frame::Host { since: 5 }]));
         assert_eq!(directory(&[MAGIC], 1, 7), Err(Dropped::Version(0)));
+    }
+
+    /// The bytes of frame `f`.
+    fn frame_bytes(f: &Frame) -> Vec<u8> {
+        let mut w = Writer::new();
+        frame(&mut w, f);
+        w.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn malformed_bridge_frames_are_refused_whole() {
+        let decodes = |bytes: &[u8]| section(bytes, 1);
+        // A name bridgeConfig would refuse: empty, or over 100 bytes.
+        for name in [String::new(), "n".repeat(101)] {
+            let bad = Frame::DeclareBridge { id: 1, config: BridgeConfig { name, ..bridge() } };
+            let e = decodes(&frame_bytes(&bad)).unwrap_err();
+            assert!(matches!(e, Dropped::Corrupt(DecodeError { what: "bridge name of 0 or over 100 bytes", .. })));
+        }
+        assert!(decodes(&frame_bytes(&Frame::DeclareBridge { id: 1, config: bridge() })).is_ok());
+        // A state past the four there are.
+        let status = Frame::BridgeStatus { config: bridge(), status: BridgeStatus::default() };
+        let mut bytes = frame_bytes(&status);
+        // Its tag, the configuration, then the state (a declaration has an id byte more).
+        let at = frame_bytes(&Frame::DeclareBridge { id: 0, config: bridge() }).len() - 1;
+        assert_eq!(bytes[at], 0, "the state follows the configuration");
+        bytes[at] = 4;
+        let e = decodes(&bytes).unwrap_err();
+        assert!(matches!(e, Dropped::Corrupt(DecodeError { what: "unknown bridge state", .. })), "{e:?}");
+        // A configuration that is no table, and an option flag that is neither 0 nor 1.
+        let mut bytes = frame_bytes(&Frame::DeclareBridge { id: 1, config: bridge() });
+        bytes.truncate(4);
+        bytes.push(0xFF);
+        assert!(decodes(&bytes).is_err());
+        let mut bytes = frame_bytes(&status);
+        let retry = bytes.len() - 9;
+        assert_eq!(bytes[retry], 0, "retry_at: None");
+        bytes[retry] = 2;
+        assert!(decodes(&bytes).is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 use std::collections::VecDeque;
 
+use super::bridge::{BridgeConfig, BridgeStatus, Registry};
 use super::frame::EVERYONE;
 use super::frame::{Answer, ChannelState, Command, ContextInfo, Frame, InFlight, Stats, WireDelivery, WireEvent};
 use super::topology::describe;
@@ -41,6 +42,10 @@ pub enum Output {
     Post { to: u64, frame: Frame },
     /// Watch context `ctx`'s lock: call [`HostState::client_gone`] when it is released.
     Watch(u64),
+    /// Run this bridge (see [`super::bridge`]); tell its status with [`HostState::bridge_status`].
+    StartBridge(BridgeConfig),
+    /// Stop bridge `name`: no live context declares it any more.
+    StopBridge(String),
 }
 
 /// After taking over: the live clients not yet re-announced, and the frames that came
@@ -88,6 +93,8 @@ pub struct HostState {
     window: Option<Window>,
     /// The engine's waits this state asked for, by wait id.
     waits: FxMap<u64, Wait>,
+    /// The bridges this host runs for the contexts that declared them.
+    bridges: Registry,
     out: VecDeque<Output>,
     /// Posts the driver could not read (undecodable, another version, too large), for
     /// the stats: the driver keeps it up to date.
@@ -221,6 +228,7 @@ impl HostState {
             samples: VecDeque::new(),
             window,
             waits: FxMap::default(),
+            bridges: Registry::default(),
             out: VecDeque::new(),
             dropped_posts: 0,
             method: (0, 0),
@@ -533,6 +541,9 @@ impl HostState {
         if let Some(w) = &mut self.window {
             w.backlog.retain(|(from, _)| *from != ctx);
         }
+        for name in self.bridges.gone(ctx) {
+            self.stop_bridge(name);
+        }
         self.resumed(engine, ctx, now);
     }
 
@@ -548,6 +559,10 @@ impl HostState {
             Frame::Hello { label } => {
                 self.labels.insert(from, label);
                 self.post(EVERYONE, Frame::Host { since: self.since });
+                // After `Host` in the same section: the context knows its host by then.
+                for f in self.bridges.statuses() {
+                    self.post(EVERYONE, f);
+                }
             }
             Frame::OpenChannel { conn, chan, confirm } => {
                 if let Err(e) = self.open_channel(engine, from, conn, chan, confirm, now) {
@@ -579,8 +594,59 @@ impl HostState {
                 self.post(from, Frame::Reply { id, result: Ok(Answer::Resumed(lost)) });
             }
             Frame::Resumed => self.resumed(engine, from, now),
-            Frame::Host { .. } | Frame::Reply { .. } | Frame::Event { .. } => {}
+            Frame::QueueArguments { id, queue } => {
+                let args = engine.core().queue_info(&queue).map(|q| q.arguments);
+                self.post(from, Frame::Reply { id, result: Ok(Answer::Arguments(args)) });
+            }
+            Frame::DeclareBridge { id, config } => {
+                let result = self.bridges.declare(from, config).map(|start| {
+                    if let Some(config) = start {
+                        self.out.push_back(Output::StartBridge(config));
+                    }
+                    Answer::Done
+                });
+                self.reply(from, id, result);
+            }
+            Frame::UndeclareBridge { name } => {
+                if self.bridges.undeclare(from, &name) {
+                    self.stop_bridge(name);
+                }
+            }
+            Frame::Host { .. }
+            | Frame::Reply { .. }
+            | Frame::Event { .. }
+            | Frame::BridgeStatus { .. }
+            | Frame::BridgeGone { .. } => {}
         }
+    }
+
+    /// Bridge `name` stops: every context learns that it is gone.
+    fn stop_bridge(&mut self, name: String) {
+        self.tell_all(|_| Some(Frame::BridgeGone { name: name.clone() }));
+        self.out.push_back(Output::StopBridge(name));
+    }
+
+    /// A frame about bridges for every context, this one's client included (a post to
+    /// [`EVERYONE`] reaches only the others); made twice rather than cloned.
+    fn tell_all(&mut self, frame: impl Fn(&Registry) -> Option<Frame>) {
+        for to in [EVERYONE, self.me] {
+            if let Some(f) = frame(&self.bridges) {
+                self.post(to, f);
+            }
+        }
+    }
+
+    /// The driver's Runner tells what bridge `name` does: every context is told (nothing
+    /// if it no longer runs).
+    pub fn bridge_status(&mut self, name: &str, status: BridgeStatus) {
+        if self.bridges.status(name, status) {
+            self.tell_all(|r| r.status_of(name));
+        }
+    }
+
+    /// The bridges this host runs: the driver stops them when it stops hosting.
+    pub fn bridge_names(&self) -> Vec<String> {
+        self.bridges.names()
     }
 
     /// Runs a channel command: its error, and the channel error event it causes, name its

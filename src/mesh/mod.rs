@@ -3,9 +3,11 @@
 //! events over `BroadcastChannel('<prefix>')` ([`resource_prefix`]). Everything here is
 //! sans-IO and tested natively: the two state machines ([`client::ClientState`] in every
 //! context, [`host::HostState`] in the hosting one), the wire format ([`frame`]), topology
-//! recovery ([`topology`]) and the names of the origin-wide resources. The browser's driver
+//! recovery ([`topology`]), the bridge registry ([`bridge`]) and the names of the
+//! origin-wide resources. The browser's driver
 //! (BroadcastChannel, Web Locks, the app's JS) is `src/api/link.rs` with `src/api/glue.js`.
 
+pub mod bridge;
 pub mod client;
 pub mod frame;
 pub mod host;
@@ -17,8 +19,7 @@ use crate::core::{names, AmqpError};
 pub const APP_SEPARATOR: char = ':';
 
 /// The prefix of every origin-wide resource of broker `name` of app `app`: its IndexedDB
-/// database, its BroadcastChannel and Web Locks (`<prefix>:host`, `<prefix>:client:<id>`),
-/// and its bridges' channel (`<prefix>:bridges`).
+/// database, its BroadcastChannel and Web Locks (`<prefix>:host`, `<prefix>:client:<id>`).
 ///
 /// Without an app it is `tabbit:<name>`, as before namespaces existed, so that existing
 /// databases open as they did. With one it is `tabbit@<app>:<name>`: never equal to an

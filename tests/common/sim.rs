@@ -76,8 +76,12 @@
 //! The bugs the simulation found (A, B, D, E, F in the README's "The mesh, simulated")
 //! are fixed, each with a regression test (`found` in `tests/sim.rs`).
 //!
-//! Not simulated: bridge declarations (the bridge registry is not in the mesh yet),
-//! paging (the engine runs without `Paging`), a newer version upgrading the database
+//! Bridges: apps declare and let go of bridges `b0` and `b1` (all with the same options);
+//! the host's Runner (simulated: it tells a status at its next step) starts and stops as
+//! the host state says. At quiescence, the host runs exactly the bridges that some live
+//! context holds, each started once, and every live context knows the status of each.
+//!
+//! Not simulated: paging (the engine runs without `Paging`), a newer version upgrading the database
 //! (`WriteOutcome::Upgraded`), queue deletion and purge, TTL and dead-lettering, an app
 //! closing a connection, `recover`, stats and peek; the final drain ends every schedule
 //! without faults.
@@ -88,6 +92,7 @@ use std::rc::Rc;
 
 use tabbit::core::{Broker, BrokerConfig, Consume, FieldValue, Message, QueueDeclare, Table};
 use tabbit::host::engine::{Engine, Transaction, WriteOutcome};
+use tabbit::mesh::bridge::{BridgeConfig, BridgeState, BridgeStatus};
 use tabbit::mesh::client::{ClientState, Notice, Track, SETTLED_KEEP_MS};
 use tabbit::mesh::frame::{self, Answer, Command, Frame, PostWriter, WireDelivery, WireEvent, EVERYONE};
 use tabbit::mesh::host::{HostState, Output};
@@ -223,6 +228,7 @@ pub struct Tally {
     pub probes_checked: u64,
     pub must_survive: u64,
     pub quiet_checks: u64,
+    pub bridges_started: u64,
 }
 
 impl Tally {
@@ -246,6 +252,7 @@ impl Tally {
         self.probes_checked += o.probes_checked;
         self.must_survive += o.must_survive;
         self.quiet_checks += o.quiet_checks;
+        self.bridges_started += o.bridges_started;
     }
 }
 
@@ -334,6 +341,7 @@ enum Call {
     BindFeed,
     Get { chan: u32, queue: String, no_ack: bool },
     Cancel { chan: u32, tag: String },
+    Bridge(String),
     Other,
 }
 
@@ -364,6 +372,9 @@ struct Hosting {
     /// Watched contexts whose lock was released, not yet told.
     gone: VecDeque<u64>,
     watched: BTreeSet<u64>,
+    /// The bridges its Runners run, and those whose first status is not told yet.
+    running: BTreeSet<String>,
+    report: VecDeque<String>,
 }
 
 struct Ctx {
@@ -385,6 +396,8 @@ struct Ctx {
     /// `Waited` notices to check once the notices of this turn are handed over.
     waited: Vec<(u32, u64, bool)>,
     feed: Feed,
+    /// The bridges its app holds, with how many handles (counted once answered).
+    bridges: BTreeMap<String, u32>,
     next_tag: u32,
     /// Messages delivered to this context's apps.
     got: BTreeSet<u64>,
@@ -412,6 +425,7 @@ impl Ctx {
             calls: BTreeMap::new(),
             waited: Vec::new(),
             feed: Feed::default(),
+            bridges: BTreeMap::new(),
             next_tag: 0,
             got: BTreeSet::new(),
             pumping: false,
@@ -422,7 +436,7 @@ impl Ctx {
         self.become_host
             || !self.local.is_empty()
             || self.inbox.values().any(|q| !q.is_empty())
-            || self.hosting.as_ref().is_some_and(|h| h.live_pending || !h.gone.is_empty())
+            || self.hosting.as_ref().is_some_and(|h| h.live_pending || !h.gone.is_empty() || !h.report.is_empty())
     }
 }
 
@@ -826,6 +840,9 @@ impl Sim {
                 x.state.live_clients(&mut x.engine, live, now);
                 return self.host_after(i);
             }
+            if !x.report.is_empty() {
+                return self.runner_reports(i);
+            }
             if let Some(gone) = x.gone.pop_front() {
                 let me = self.ctxs[i].id;
                 self.log(format!("ctx{me} is told ctx{gone} is gone"));
@@ -847,6 +864,18 @@ impl Sim {
             return self.hand_over_local(i);
         }
         self.app_step(i)
+    }
+
+    /// The host's Runners that started tell their first status.
+    fn runner_reports(&mut self, i: usize) -> Res {
+        let me = self.ctxs[i].id;
+        let x = self.ctxs[i].hosting.as_mut().expect("hosting");
+        let names: Vec<String> = x.report.drain(..).collect();
+        for name in &names {
+            x.state.bridge_status(name, BridgeStatus { state: BridgeState::Connected, ..Default::default() });
+        }
+        self.log(format!("ctx{me}'s Runners of {names:?} tell their status"));
+        self.host_after(i)
     }
 
     /// A post from `from` is read.
@@ -933,6 +962,8 @@ impl Sim {
             live_pending: true,
             gone: VecDeque::new(),
             watched: BTreeSet::new(),
+            running: BTreeSet::new(),
+            report: VecDeque::new(),
         });
         self.tally.failovers += 1;
         let ids: Vec<u64> = stored.iter().take(20).copied().collect();
@@ -1070,6 +1101,23 @@ impl Sim {
                 } else {
                     self.ctxs[i].out.push(to, &frame);
                 }
+            }
+            Output::StartBridge(c) => {
+                let x = self.ctxs[i].hosting.as_mut().expect("hosting");
+                if !x.running.insert(c.name.clone()) {
+                    return Err(format!("bridges: ctx{me} starts {} that it runs already", c.name));
+                }
+                x.report.push_back(c.name.clone());
+                self.tally.bridges_started += 1;
+                self.log(format!("ctx{me} starts bridge {}", c.name));
+            }
+            Output::StopBridge(name) => {
+                let x = self.ctxs[i].hosting.as_mut().expect("hosting");
+                if !x.running.remove(&name) {
+                    return Err(format!("bridges: ctx{me} stops {name}, which it does not run"));
+                }
+                x.report.retain(|n| *n != name);
+                self.log(format!("ctx{me} stops bridge {name}"));
             }
         }
         Ok(())
@@ -1321,6 +1369,8 @@ impl Sim {
                 feed.bound = true;
             }
             (Call::BindFeed, Err(_)) => feed.binding = false,
+            (Call::Bridge(name), Ok(_)) => *self.ctxs[i].bridges.entry(name).or_default() += 1,
+            (Call::Bridge(name), Err(e)) => return Err(format!("bridges: declaring {name} failed: {}", e.message)),
             (Call::Get { chan, queue, no_ack }, Ok(Answer::Got(Some((d, _))))) => {
                 self.delivered(i, chan, d, Some((queue, no_ack)))?
             }
@@ -1428,6 +1478,7 @@ impl Sim {
                 self.ctxs[i].calls.insert(id, Call::Other);
                 self.log(format!("ctx{me} sets prefetch {n} on chan {chan}"));
             }
+            96..=97 => self.bridge_step(i)?,
             _ => {
                 let id = self.ctxs[i].client.ask(|id| Frame::Flush { id });
                 self.ctxs[i].calls.insert(id, Call::Other);
@@ -1436,6 +1487,53 @@ impl Sim {
         }
         let _ = now;
         self.pump(i)
+    }
+
+    /// The app declares a bridge (another handle, if it holds it), or lets one handle go.
+    fn bridge_step(&mut self, i: usize) -> Res {
+        let me = self.ctxs[i].id;
+        let name = self.rng.pick(&["b0", "b1"]).to_string();
+        let c = &mut self.ctxs[i];
+        let held = c.bridges.get(&name).copied().unwrap_or(0);
+        if held > 0 && self.rng.chance(50) {
+            match held {
+                1 => c.bridges.remove(&name),
+                n => c.bridges.insert(name.clone(), n - 1),
+            };
+            c.client.undeclare_bridge(&name);
+            self.log(format!("ctx{me} lets bridge {name} go"));
+            return Ok(());
+        }
+        let mut table = Table::new();
+        table.insert("url".into(), FieldValue::Str(format!("ws://rabbit/{name}")));
+        let config = BridgeConfig { name: name.clone(), table };
+        match c.client.declare_bridge(config).map_err(|e| format!("bridges: declaring {name}: {}", e.message))? {
+            Some(id) => {
+                c.calls.insert(id, Call::Bridge(name.clone()));
+            }
+            None => *c.bridges.entry(name.clone()).or_default() += 1,
+        }
+        self.log(format!("ctx{me} declares bridge {name}"));
+        Ok(())
+    }
+
+    /// At quiescence: the host runs exactly the bridges some live context holds, and
+    /// every live context knows the status of each.
+    fn check_bridges(&self) -> Res {
+        let Some(h) = self.host() else { return Ok(()) };
+        let running: Vec<&String> = self.ctxs[h].hosting.as_ref().expect("hosting").running.iter().collect();
+        let held: BTreeSet<&String> = self.ctxs.iter().filter(|c| c.alive).flat_map(|c| c.bridges.keys()).collect();
+        if running != held.iter().copied().collect::<Vec<_>>() {
+            return Err(format!("bridges: the host runs {running:?}, the live contexts hold {held:?}"));
+        }
+        for c in self.ctxs.iter().filter(|c| c.alive) {
+            let mut told: Vec<&String> = c.client.bridges().map(|(b, _)| &b.name).collect();
+            told.sort();
+            if told != running {
+                return Err(format!("bridges: ctx{} knows the statuses of {told:?}, the host runs {running:?}", c.id));
+            }
+        }
+        Ok(())
     }
 
     fn publish(&mut self, i: usize, chan: u32) -> Res {
@@ -1644,6 +1742,7 @@ impl Sim {
             return Ok(());
         }
         self.tally.quiet_checks += 1;
+        self.check_bridges()?;
         self.check_counts(self.step.is_multiple_of(16))
     }
 
@@ -1799,7 +1898,9 @@ impl Sim {
                     self.host_after(i)?;
                     continue;
                 }
-                if let Some(from) = self.ctxs[i].inbox.iter().find(|(_, q)| !q.is_empty()).map(|(k, _)| *k) {
+                if self.ctxs[i].hosting.as_ref().is_some_and(|x| !x.report.is_empty()) {
+                    self.runner_reports(i)?;
+                } else if let Some(from) = self.ctxs[i].inbox.iter().find(|(_, q)| !q.is_empty()).map(|(k, _)| *k) {
                     self.read_post(i, from)?;
                 } else {
                     self.hand_over_local(i)?;
@@ -1940,6 +2041,11 @@ fn describe_frames(frames: &[Frame]) -> String {
             }
             Frame::Restore { id, .. } => format!("restore {id}"),
             Frame::Resumed => "resumed".into(),
+            Frame::QueueArguments { id, .. } => format!("queue-arguments {id}"),
+            Frame::DeclareBridge { id, config } => format!("declare-bridge {id} {}", config.name),
+            Frame::UndeclareBridge { name } => format!("undeclare-bridge {name}"),
+            Frame::BridgeStatus { config, .. } => format!("bridge-status {}", config.name),
+            Frame::BridgeGone { name } => format!("bridge-gone {name}"),
             Frame::Reply { id, result: Ok(_) } => format!("reply {id}"),
             Frame::Reply { id, result: Err(e) } => format!("reply {id} err {}", e.code.code()),
             Frame::Event { chan, event } => match event {

@@ -47,6 +47,8 @@ impl Link {
                         port.watch(ctx as f64);
                     }
                 }
+                Some(Output::StartBridge(c)) => self.run_bridge(&c.name, &convert::table_to_js(&c.table).into()),
+                Some(Output::StopBridge(name)) => self.run_bridge(&name, &JsValue::NULL),
                 None => return,
             }
         }
