@@ -317,7 +317,8 @@ fn the_hosting_context_re_announces_to_itself_and_keeps_no_deliveries_in_flight(
     c.from(HOST, Frame::Reply { id, result: Ok(Answer::Done) });
     c.take();
     // The host died and this context got the host lock.
-    c.c.hosting_now(2);
+    let now = c.now;
+    c.c.hosting_now(2, now);
     let posts = c.posts();
     assert!(posts.iter().all(|(to, _)| *to == ME), "{posts:?}");
     assert_eq!(

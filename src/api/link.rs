@@ -326,7 +326,7 @@ impl Link {
             let host = Host::open(prefix, kind, limits.clone()).await.map_err(to_js)?;
             let link = Link::new(prefix, storage, label, limits);
             let since = link.install(host, false);
-            link.client.borrow_mut().hosting_now(since);
+            link.client.borrow_mut().hosting_now(since, now());
             link.pump();
             return Ok(link);
         }

@@ -127,11 +127,9 @@ struct Chan {
 }
 
 impl Chan {
-    /// The channel as a new host takes it. Every settlement kept is re-announced, however
-    /// old: the list is pruned only as the app settles more, so a context that was frozen
-    /// through a failover still re-settles what it settled just before (a position it
-    /// names is never given to another message: `Broker::resume_channel`).
-    fn state(&self) -> ChannelState {
+    /// The channel as a new host takes it; settlements older than `SETTLED_KEEP_MS` at
+    /// `now` are left out (the list is pruned only as the app settles more).
+    fn state(&self, now: u64) -> ChannelState {
         ChannelState {
             next_delivery_tag: self.last_tag + 1,
             confirm_seq: self.confirm.then_some(self.next_seq),
@@ -139,7 +137,12 @@ impl Chan {
             channel_prefetch: self.prefetch.1,
             consumers: self.specs.clone(),
             in_flight: self.in_flight.values().cloned().collect(),
-            settled: self.settled.iter().map(|(_, f, ack)| (f.clone(), *ack)).collect(),
+            settled: self
+                .settled
+                .iter()
+                .filter(|(at, _, _)| now.saturating_sub(*at) <= SETTLED_KEEP_MS)
+                .map(|(_, f, ack)| (f.clone(), *ack))
+                .collect(),
         }
     }
 }
@@ -501,7 +504,7 @@ impl ClientState {
                 Some(_) if since < self.since => {}
                 Some(_) => {
                     self.since = since;
-                    self.take_new_host(from);
+                    self.take_new_host(from, now);
                 }
             }
             return;
@@ -520,7 +523,7 @@ impl ClientState {
     /// This context hosts now (it won the host lock), with term `since` (its host
     /// state's: see [`ClientState::since`]): its own channels are re-announced to it as
     /// to any new host.
-    pub fn hosting_now(&mut self, since: u64) {
+    pub fn hosting_now(&mut self, since: u64, now: u64) {
         self.since = since;
         match self.host {
             None => {
@@ -531,7 +534,7 @@ impl ClientState {
                 self.out.push_back(Notice::Ready);
             }
             Some(h) if h == self.me => {}
-            Some(_) => self.take_new_host(self.me),
+            Some(_) => self.take_new_host(self.me, now),
         }
     }
 
@@ -644,7 +647,7 @@ impl ClientState {
 
     /// Another context hosts now: calls in flight fail, then every connection's topology
     /// and every channel is re-announced to it.
-    fn take_new_host(&mut self, host: u64) {
+    fn take_new_host(&mut self, host: u64, now: u64) {
         self.host = Some(host);
         self.fail_in_flight();
         if host != self.me {
@@ -661,7 +664,7 @@ impl ClientState {
         for chan in chans {
             let (conn, state) = {
                 let c = &self.chans[&chan];
-                (c.conn, c.state())
+                (c.conn, c.state(now))
             };
             self.request(Pending::Resume, |id| Frame::Resume { id, conn, chan, state });
         }

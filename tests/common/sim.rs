@@ -968,7 +968,7 @@ impl Sim {
         self.tally.failovers += 1;
         let ids: Vec<u64> = stored.iter().take(20).copied().collect();
         self.log(format!("ctx{me} takes over as host ({} messages stored: {ids:?})", stored.len()));
-        self.ctxs[i].client.hosting_now(since);
+        self.ctxs[i].client.hosting_now(since, now);
         self.pump(i)?;
         self.ctxs[i].out.push(EVERYONE, &Frame::Host { since });
         self.host_after(i)

@@ -117,7 +117,7 @@ impl Link {
         let since = self.install(host, true);
         // This context's own channels and topology are re-announced to it, as a client's
         // would be (the failover event follows their answers).
-        self.client.borrow_mut().hosting_now(since);
+        self.client.borrow_mut().hosting_now(since, now());
         self.pump();
         self.send(frame::EVERYONE, Frame::Host { since });
         // Who else is alive: wait for each to re-announce, up to RESUME_WINDOW_MS.
