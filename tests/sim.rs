@@ -221,6 +221,17 @@ mod found {
             }
         }
 
+        /// The first delivery posted to `to` since the last call.
+        fn delivery(&mut self, to: u64) -> WireDelivery {
+            self.to(to)
+                .into_iter()
+                .find_map(|f| match f {
+                    Frame::Event { event: WireEvent::Deliver(d), .. } => Some(d),
+                    _ => None,
+                })
+                .expect("a delivery")
+        }
+
         fn to(&mut self, to: u64) -> Vec<Frame> {
             let (mine, rest) = std::mem::take(&mut self.posts).into_iter().partition(|(t, _)| *t == to);
             self.posts = rest;
@@ -321,14 +332,7 @@ mod found {
         h.post(A, vec![call(2, 1, Command::Consume(consume.clone()))]);
         h.post(B, vec![Frame::OpenChannel { conn: 1, chan: 1, confirm: false }, call(0, 1, publish("d", "m1", false))]);
         // Transient: handed out at once, with nothing to store; host 1 dies before its next commit.
-        let d: WireDelivery = h
-            .to(A)
-            .into_iter()
-            .find_map(|f| match f {
-                Frame::Event { event: WireEvent::Deliver(d), .. } => Some(d),
-                _ => None,
-            })
-            .expect("m1 delivered");
+        let d = h.delivery(A);
         let held =
             InFlight { queue: "d".into(), seq: d.seq, delivery_tag: d.delivery_tag, consumer_tag: Some("c".into()) };
         let resume = |id| Frame::Resume {
@@ -360,5 +364,44 @@ mod found {
         h.commit();
         let q = h.e.core().queue_info("d").unwrap();
         assert_eq!(q.ready + q.unacked, 1, "m2, which A never got, was taken by A's ack of m1");
+    }
+
+    /// Bug G (sim: `SIM_ONE=12961299019204541235`): a context whose channel the old host
+    /// closed (requeueing its deliveries, handed then to another context whose app acked
+    /// them) takes over before it reads that; its own re-announcement takes the message
+    /// back into the stale channel, and the other context's re-settlement, finding it
+    /// taken, did nothing: the message went out again after its ack. In the resume window
+    /// the app's settlement now wins over the stale claim.
+    #[test]
+    fn a_resettlement_wins_over_a_stale_claim_in_the_resume_window() {
+        // Host 1: A and B consume d; m1 goes to B (after A's channel was closed, say).
+        let mut h = H::new(MemoryStore::new(), false, 1);
+        h.post(A, vec![Frame::OpenChannel { conn: 1, chan: 1, confirm: false }, call(1, 1, durable("d"))]);
+        h.commit();
+        h.post(B, vec![Frame::OpenChannel { conn: 1, chan: 1, confirm: false }]);
+        let consume = Consume { queue: "d".into(), consumer_tag: "b".into(), ..Default::default() };
+        h.post(B, vec![call(2, 1, Command::Consume(consume)), call(0, 1, publish("d", "m1", true))]);
+        h.commit();
+        let d = h.delivery(B);
+        let named =
+            InFlight { queue: "d".into(), seq: d.seq, delivery_tag: d.delivery_tag, consumer_tag: Some("b".into()) };
+        // B's app acks m1; host 1 dies before storing it. A takes over, still holding a
+        // stale claim on m1 (tag 7 of a channel host 1 had closed), and re-announces first.
+        let mut h = H::new(h.store, true, 2);
+        let stale = InFlight { delivery_tag: 7, consumer_tag: None, ..named.clone() };
+        let claim = ChannelState { next_delivery_tag: 8, in_flight: vec![stale], ..Default::default() };
+        h.post(A, vec![Frame::Resume { id: 1, conn: 1, chan: 1, state: claim }, Frame::Resumed]);
+        h.s.live_clients(&mut h.e, [A, B], NOW);
+        h.collect();
+        assert!(h.s.in_window(), "B has not re-announced yet");
+        let settled =
+            ChannelState { next_delivery_tag: d.delivery_tag + 1, settled: vec![(named, true)], ..Default::default() };
+        h.post(B, vec![Frame::Resume { id: 2, conn: 1, chan: 1, state: settled }, Frame::Resumed]);
+        assert!(!h.s.in_window());
+        let q = h.e.core().queue_info("d").unwrap();
+        assert_eq!((q.ready, q.unacked), (0, 0), "B's app acked m1: it is settled, not held by A's stale channel");
+        // A's app may still ack its stale tag: a no-op, not a channel error.
+        h.post(A, vec![call(0, 1, Command::Ack { tag: 7, multiple: false })]);
+        assert!(h.s.channel(A, 1).is_some(), "A's channel stays open");
     }
 }

@@ -492,7 +492,10 @@ impl HostState {
             self.forget(ctx, chan);
         }
         let tags: Vec<String> = state.consumers.iter().map(|c| c.consumer_tag.clone()).collect();
-        let settled: Vec<(u64, bool)> = state.settled.iter().map(|(f, ack)| (f.delivery_tag, *ack)).collect();
+        let settled: Vec<(InFlight, bool)> = state.settled.clone();
+        // In the window no delivery has gone out yet: whatever another channel holds, it
+        // took back by its own re-announcement.
+        let in_window = self.window.is_some();
         // Deliveries wait until the channel is known as this context's: one made before
         // would find no owner and stay unacked on a channel whose app never saw it.
         let resumed = self.run(engine, now, |core| {
@@ -502,7 +505,14 @@ impl HostState {
             }
             let r = core.resume_channel(id, resume_of(state), now)?;
             // Settle again what the client settled lately (a no-op where the store had it).
-            for (tag, ack) in settled {
+            for (f, ack) in settled {
+                let tag = f.delivery_tag;
+                if in_window && r.forgiven.binary_search(&tag).is_ok() {
+                    // Not taken back here: another context's channel may have taken it by a
+                    // stale re-announcement (its old host had taken it from that channel and
+                    // handed it to this one, whose app settled it). The app's settlement wins.
+                    core.settle_held_elsewhere(&f.queue, f.seq, ack, now);
+                }
                 let _ = match ack {
                     true => core.ack(r.channel, tag, false, now),
                     false => core.reject(r.channel, tag, false, now),

@@ -6,7 +6,7 @@
 //! survive (transient queues, non-persistent messages) are forgiven: the client may
 //! still settle them, and that does nothing.
 
-use super::{first_delivery, Broker, ChannelRef, ConnId, Consume, QueueId, Result, Unacked};
+use super::{first_delivery, Broker, ChannelRef, ConnId, Consume, QueueId, Result, Settle, Unacked};
 use crate::core::error::AmqpError;
 use crate::core::sort;
 
@@ -165,6 +165,29 @@ impl Broker {
             channel.consumer_unacked += 1;
         }
         channel.unacked.push(f.delivery_tag, Unacked { queue: qid, consumer, entry });
+        true
+    }
+
+    /// A delivery a resumed channel's app settled lately (`ack`, or rejected) that another
+    /// channel holds unacked: settled there, as the app settled it, and that channel's tag
+    /// forgiven (its app may still settle it: a no-op). Used while a new broker takes the
+    /// re-announcements, before it hands anything out: then another channel can hold the
+    /// message only by a stale re-announcement (its context never learned that the old
+    /// broker had taken it back and handed it to the settling app). Returns whether it was
+    /// held.
+    pub fn settle_held_elsewhere(&mut self, queue: &str, seq: u64, ack: bool, now: u64) -> bool {
+        let Some(&qid) = self.queue_ids.get(queue) else { return false };
+        let held = self.channels.iter().find_map(|(ch, c)| {
+            c.unacked.iter().find(|(_, u)| u.queue == qid && u.entry.seq == seq).map(|(tag, _)| (*ch, tag))
+        });
+        let Some((ch, tag)) = held else { return false };
+        let channel = self.channels.get_mut(&ch).expect("listed");
+        let Some(u) = channel.unacked.take(tag) else { return false };
+        if let Err(i) = channel.forgiven.binary_search(&tag) {
+            channel.forgiven.insert(i, tag);
+        }
+        self.settle_entry(ch, u, if ack { Settle::Ack } else { Settle::Reject }, now);
+        self.dispatch(qid, now);
         true
     }
 
