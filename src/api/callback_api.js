@@ -6,11 +6,23 @@
 
 import { connect as connectPromise } from './index.js';
 
-/** Calls `cb(err, value)` once `promise` settles; with no `cb`, a failure goes unseen, as in amqplib. */
+/**
+ * Calls `cb(err, value)` once `promise` settles; with no `cb`, a failure goes unseen, as in
+ * amqplib. An exception the callback throws is uncaught, as one thrown by an event listener.
+ */
 function settle(promise, cb) {
+  const call = (...args) => {
+    try {
+      cb?.(...args);
+    } catch (e) {
+      setTimeout(() => {
+        throw e;
+      });
+    }
+  };
   promise.then(
-    (value) => cb?.(null, value),
-    (err) => cb?.(err),
+    (value) => call(null, value),
+    (err) => call(err),
   );
 }
 
