@@ -299,6 +299,13 @@ impl RawChannel {
     /// refused. On a channel without confirms it resolves at once. While `close()` completes
     /// (within the task that called it) it rejects if confirms were outstanding; once closed,
     /// their callbacks have had the error and it resolves, as amqplib's does.
+    /// The app listens to this confirm channel's `ack` or `nack` events: `emit` gets them
+    /// from now on (before, a confirm makes no call for them).
+    #[wasm_bindgen(js_name = wantConfirmEvents)]
+    pub fn want_confirm_events(&self) {
+        self.link.want_confirm_events(self.chan);
+    }
+
     #[wasm_bindgen(js_name = waitForConfirms)]
     pub fn wait_for_confirms(&self) -> Promise {
         self.link.wait_for_confirms(self.chan)

@@ -775,6 +775,21 @@ export class Channel extends Emitter {
  * number, from 1), after the publish's callback.
  */
 export class ConfirmChannel extends Channel {
+  #confirmEvents = false;
+
+  /** As Emitter's; the first 'ack' or 'nack' listener asks the binding for those events. */
+  on(name, fn) {
+    if (!this.#confirmEvents && (name === 'ack' || name === 'nack')) {
+      this.#confirmEvents = true;
+      try {
+        this[RAW].wantConfirmEvents();
+      } catch {
+        // A channel a panic stopped has no events left to give.
+      }
+    }
+    return super.on(name, fn);
+  }
+
   publish(exchange, routingKey, content, options, callback) {
     const cb = callback && ((err) => (err ? callback(err) : callback(null, {})));
     return guard(() => this[RAW].publish(exchange, routingKey, ...outgoing(content, options), cb));

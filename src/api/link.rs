@@ -97,6 +97,9 @@ struct ChanJs {
     /// `emit(name, arg)`: the JS channel's events (`return`, `error`, `close`, and a
     /// confirm channel's `ack` and `nack` with the confirm's sequence number).
     emit: Function,
+    /// Someone listens to `ack` or `nack` (`RawChannel::want_confirm_events`): until then
+    /// a confirm costs no call into JS beyond its callback.
+    confirm_events: bool,
     /// Consumer tag → the callback that takes each message (and `null` when cancelled).
     consumers: FxMap<String, Function>,
     /// Confirm sequence number → the publish callback `(err) => …`, if one was given.
@@ -494,7 +497,7 @@ impl Link {
             }
             Notice::Confirm { chan, seq, error, broker } => {
                 let (cb, emit) = match self.js.borrow_mut().chans.get_mut(&chan) {
-                    Some(c) => (c.callbacks.remove(&seq), c.emit.clone()),
+                    Some(c) => (c.callbacks.remove(&seq), (broker && c.confirm_events).then(|| c.emit.clone())),
                     None => return,
                 };
                 let nacked = error.is_some();
@@ -502,10 +505,10 @@ impl Link {
                     call(&cb, &error.map_or(JsValue::NULL, to_js));
                 }
                 // Then the channel's 'ack' or 'nack' event for the broker's answer, as
-                // amqplib's confirm channel emits it after the callbacks (the JS channel makes
-                // `{deliveryTag, multiple}` only when someone listens). A confirm that failed
-                // here (the channel closed, the host went away) has its callback only.
-                if broker {
+                // amqplib's confirm channel emits it after the callbacks, once someone listens
+                // (the JS channel makes `{deliveryTag, multiple}`). A confirm that failed here
+                // (the channel closed, the host went away) has its callback only.
+                if let Some(emit) = emit {
                     let name = CONFIRM_EVENTS.with(|n| n[nacked as usize].clone());
                     let _ = emit.call2(&JsValue::NULL, &name, &JsValue::from(seq as f64));
                 }
@@ -636,9 +639,16 @@ impl Link {
         promise
     }
 
+    /// Channel `chan`'s app listens to `ack` or `nack` from now on.
+    pub(crate) fn want_confirm_events(&self, chan: u32) {
+        if let Some(c) = self.js.borrow_mut().chans.get_mut(&chan) {
+            c.confirm_events = true;
+        }
+    }
+
     pub(crate) fn add_chan(self: &Rc<Self>, conn: u32, confirm: bool, emit: Function) -> Result<u32, JsValue> {
         let chan = self.next_id();
-        let js = ChanJs { emit, consumers: FxMap::default(), callbacks: FxMap::default() };
+        let js = ChanJs { emit, confirm_events: false, consumers: FxMap::default(), callbacks: FxMap::default() };
         self.js.borrow_mut().chans.insert(chan, js);
         self.client.borrow_mut().open_channel(conn, chan, confirm);
         self.pump();
