@@ -255,7 +255,7 @@ fn command() -> BoxedStrategy<Command> {
             pattern,
             args
         }),
-        4 => (message(), any::<bool>()).prop_map(|(message, mandatory)| Command::Publish { message, mandatory }),
+        4 => (message(), any::<bool>()).prop_map(|(message, mandatory)| Command::Publish { message: Box::new(message), mandatory }),
         1 => consume().prop_map(Command::Consume),
         1 => text().prop_map(Command::Cancel),
         1 => (text(), any::<bool>()).prop_map(|(queue, no_ack)| Command::Get { queue, no_ack }),
@@ -692,7 +692,7 @@ fn check(input: Input) -> Result<Vec<u8>, TestCaseError> {
                 from: 1,
                 frames: vec![(
                     ME,
-                    Frame::Call { id: 1, chan: 1, cmd: Command::Publish { message: m, mandatory: false } },
+                    Frame::Call { id: 1, chan: 1, cmd: Command::Publish { message: Box::new(m), mandatory: false } },
                 )],
             };
             let bytes = post.bytes();

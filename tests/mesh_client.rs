@@ -60,7 +60,10 @@ impl C {
 
     fn publish(&mut self, chan: u32) -> u64 {
         let message = Message::new("", "q", b"x".to_vec());
-        self.c.cast(chan, Command::Publish { message, mandatory: false }, self.now).unwrap().expect("a confirm seq")
+        self.c
+            .cast(chan, Command::Publish { message: Box::new(message), mandatory: false }, self.now)
+            .unwrap()
+            .expect("a confirm seq")
     }
 }
 

@@ -108,7 +108,7 @@ fn declare(name: &str, durable: bool) -> Command {
 fn publish(queue: &str, text: &str, persistent: bool) -> Command {
     let mut message = Message::new("", queue, text.as_bytes().to_vec());
     message.properties.persistent = persistent;
-    Command::Publish { message, mandatory: false }
+    Command::Publish { message: Box::new(message), mandatory: false }
 }
 
 fn consume(queue: &str, tag: &str) -> Command {
@@ -180,7 +180,7 @@ fn calls_on_unknown_channels_are_answered_504_and_casts_dropped() {
     // A channel error closes the channel: the host forgets it and says why.
     m.open(A, 1);
     let message = Message::new("no-such-exchange", "x", b"x".to_vec());
-    m.call(A, 0, 1, Command::Publish { message, mandatory: false });
+    m.call(A, 0, 1, Command::Publish { message: Box::new(message), mandatory: false });
     m.call(A, 3, 1, declare("q", false));
     assert_eq!(names(&m.to(A)), ["closed 404", "error 3 504"]);
     assert!(m.s.channel(A, 1).is_none());
@@ -392,7 +392,7 @@ fn errors_name_the_amqp_method_that_failed() {
     assert_eq!(methods(m.to(A)), [("error 2 504".into(), (0, 0))]);
     m.open(A, 2);
     let message = Message::new("no-such-exchange", "x", b"x".to_vec());
-    m.call(A, 0, 2, Command::Publish { message, mandatory: false });
+    m.call(A, 0, 2, Command::Publish { message: Box::new(message), mandatory: false });
     assert_eq!(methods(m.to(A)), [("closed 404".into(), (60, 40))]);
     m.open(A, 3);
     m.call(A, 0, 3, Command::Ack { tag: 7, multiple: false });

@@ -246,7 +246,7 @@ mod found {
     fn publish(queue: &str, text: &str, persistent: bool) -> Command {
         let mut message = Message::new("", queue, text.as_bytes().to_vec());
         message.properties.persistent = persistent;
-        Command::Publish { message, mandatory: false }
+        Command::Publish { message: Box::new(message), mandatory: false }
     }
 
     fn call(id: u32, chan: u32, cmd: Command) -> Frame {

@@ -291,7 +291,7 @@ impl RawChannel {
         callback: Option<Function>,
     ) -> R<bool> {
         let (message, mandatory) = convert::message(exchange, routing_key, &content, &options).map_err(to_js)?;
-        let publish = Command::Publish { message, mandatory };
+        let publish = Command::Publish { message: Box::new(message), mandatory };
         self.link.publish(self.chan, publish, callback.filter(|_| self.confirm)).map(|_| true)
     }
 

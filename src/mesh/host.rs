@@ -155,7 +155,7 @@ pub fn execute(core: &mut Broker, ch: ChannelRef, cmd: Command, now: u64) -> Res
         Command::UnbindExchange { destination, source, pattern, args } => {
             done(core.unbind_exchange(ch, &destination, &source, &pattern, args, now))
         }
-        Command::Publish { message, mandatory } => done(core.publish(ch, message, mandatory, now)),
+        Command::Publish { message, mandatory } => done(core.publish(ch, *message, mandatory, now)),
         Command::Consume(c) => core.consume(ch, c, now).map(|tag| Answer::Tag(tag.to_string())),
         Command::Cancel(tag) => core.cancel(ch, &tag, now).map(|()| Answer::Tag(tag)),
         Command::Get { queue, no_ack } => get(core, ch, &queue, no_ack, now),

@@ -1571,7 +1571,9 @@ impl Sim {
         self.msgs.push((persistent, target.to_string()));
         self.tally.publishes += 1;
         let c = &mut self.ctxs[i];
-        if let Ok(Some(seq)) = c.client.cast(chan, Command::Publish { message, mandatory: false }, now) {
+        if let Ok(Some(seq)) =
+            c.client.cast(chan, Command::Publish { message: Box::new(message), mandatory: false }, now)
+        {
             let ch = c.chans.get_mut(&chan).ok_or("publish on an unknown chan")?;
             if seq != ch.last_seq + 1 {
                 return Err(format!("ctx{} chan {chan}: publish seq {seq} after {}", c.id, ch.last_seq));
