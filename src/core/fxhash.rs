@@ -2,8 +2,7 @@
 //! broker's own ids and names, and the trust boundary is the origin, so hash
 //! flooding is not a threat that warrants SipHash's cost on every message.
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::Hasher;
 
 #[derive(Default, Clone, Copy)]
 pub struct FxHasher {
@@ -59,5 +58,6 @@ impl Hasher for FxHasher {
     }
 }
 
-pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
-pub type FxSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
+/// The crate's maps and sets: see [`super::map`].
+pub type FxMap<K, V> = super::map::Map<K, V>;
+pub type FxSet<K> = super::map::Set<K>;

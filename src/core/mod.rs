@@ -11,6 +11,7 @@ pub mod error;
 pub mod exchange;
 pub(crate) mod fxhash;
 pub mod ids;
+pub mod map;
 pub mod message;
 pub mod names;
 mod queue;

@@ -1,6 +1,6 @@
 //! Direct exchange: a message goes to the bindings whose key equals its routing key.
 
-use std::collections::HashMap;
+use crate::core::fxhash::FxMap;
 
 use super::Routing;
 use crate::core::error::Result;
@@ -9,7 +9,7 @@ use crate::core::value::Table;
 
 #[derive(Debug, Default)]
 pub struct DirectRouter {
-    by_key: HashMap<String, Vec<Destination>>,
+    by_key: FxMap<String, Vec<Destination>>,
 }
 
 impl Routing for DirectRouter {
