@@ -1,0 +1,70 @@
+// Writes the workerd config (Cap'n Proto text) that serves broker-do.js: a worker with two
+// Durable Object classes, BrokerSql (SQLite-backed: `enableSql = true`) and BrokerKv (key-value
+// API only), their objects stored on local disk in `disk` (a writable DiskDirectory service named
+// by `durableObjectStorage = (localDisk = ...)`), so that they outlive the workerd process.
+// Schema: tests/node_modules/workerd/workerd.capnp (Worker.durableObjectNamespaces,
+// Worker.durableObjectStorage, DiskDirectory).
+//
+//   import { writeDurableObjectConfig } from './do-config.mjs';
+//   await writeDurableObjectConfig(file, { disk: '/tmp/do-disk', address: '127.0.0.1:8787' });
+//
+// As a command (then: tests/node_modules/.bin/workerd serve /tmp/tabbit-do.capnp):
+//   node tests/runtimes/workerd/do-config.mjs --out /tmp/tabbit-do.capnp --disk DIR [--address HOST:PORT]
+import { writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { configText, packageModules } from './config.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '../../..');
+
+/**
+ * Writes to `file` the capnp config: broker-do.js, js/storage/durable-object.js and pkg/'s
+ * modules; the two Durable Object classes on local disk `disk` (an existing directory); one
+ * HTTP socket on `address`. `preventEviction` keeps idle objects in memory (workerd only), so
+ * that a test's unacked deliveries stay with their channel.
+ */
+export async function writeDurableObjectConfig(
+  file,
+  { disk, pkg = join(root, 'pkg'), address = '127.0.0.1:8787', compatibilityDate = '2025-09-01', preventEviction = true } = {},
+) {
+  if (!disk) throw new Error('writeDurableObjectConfig: give `disk`, the directory that keeps the objects');
+  const modules = [
+    ['worker.js', 'esModule', join(here, 'broker-do.js')],
+    ['js/storage/durable-object.js', 'esModule', join(root, 'js/storage/durable-object.js')],
+    ...(await packageModules(pkg)),
+  ];
+  const q = (s) => JSON.stringify(s);
+  const text = configText(file, {
+    modules,
+    address,
+    compatibilityDate,
+    by: 'tests/runtimes/workerd/do-config.mjs',
+    services: [`(name = "do-disk", disk = (path = ${q(resolve(disk))}, writable = true))`],
+    fields: [
+      `durableObjectNamespaces = [
+    (className = "BrokerSql", uniqueKey = "tabbit-test-broker-sql", enableSql = true, preventEviction = ${preventEviction}),
+    (className = "BrokerKv", uniqueKey = "tabbit-test-broker-kv", preventEviction = ${preventEviction}),
+  ]`,
+      'durableObjectStorage = (localDisk = "do-disk")',
+      `bindings = [
+    (name = "BROKER_SQL", durableObjectNamespace = "BrokerSql"),
+    (name = "BROKER_KV", durableObjectNamespace = "BrokerKv"),
+  ]`,
+    ],
+  });
+  await writeFile(file, text);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  const args = process.argv.slice(2);
+  const opt = (name) => {
+    const i = args.indexOf(name);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
+  if (!opt('--out') || !opt('--disk')) {
+    console.error('usage: node tests/runtimes/workerd/do-config.mjs --out FILE --disk DIR [--pkg DIR] [--address HOST:PORT]');
+    process.exit(2);
+  }
+  await writeDurableObjectConfig(opt('--out'), { disk: opt('--disk'), pkg: opt('--pkg') && resolve(opt('--pkg')), address: opt('--address') });
+}
