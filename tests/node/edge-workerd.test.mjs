@@ -19,13 +19,13 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { needBin, needPackage, removeDir, tempDir } from '../runtimes/helpers.mjs';
 import { writeDurableObjectConfig } from '../runtimes/workerd/do-config.mjs';
-import { serveWorkerd } from '../runtimes/workerd/serve.mjs';
+import { callObject, serveWorkerd } from '../runtimes/workerd/serve.mjs';
 
 const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 const KINDS = ['sql', 'kv'];
 
 /** Starts workerd serving broker-do.js with its objects on `disk`. */
-export async function serveObjects(t, workerd, dir, disk) {
+async function serveObjects(t, workerd, dir, disk) {
   const { url, proc } = await serveWorkerd(t, workerd, dir, (file, address) => writeDurableObjectConfig(file, { disk, address }), { timeoutMs: 170_000 });
   return { url, proc, kill9: () => kill9(proc) };
 }
@@ -40,19 +40,7 @@ async function kill9(proc) {
   await proc.exited;
 }
 
-/** Calls `method(...args)` on object `object` of kind `kind` through the worker. */
-export async function call(url, kind, object, method, ...args) {
-  const r = await fetch(`${url}/${kind}/${object}/${method}`, { method: 'POST', body: JSON.stringify(args), signal: AbortSignal.timeout(60_000) });
-  const text = await r.text();
-  let out;
-  try {
-    out = JSON.parse(text);
-  } catch {
-    throw new Error(`${method}: not JSON (HTTP ${r.status}): ${text.slice(0, 2000)}`);
-  }
-  if (r.status !== 200) throw new Error(`${method}: HTTP ${r.status}: ${out.error ?? text}`);
-  return out;
-}
+const call = callObject;
 
 async function setup(t) {
   await needPackage();

@@ -36,3 +36,21 @@ export async function serveWorkerd(t, workerd, dir, writeConfig, { timeoutMs = 5
     throw new Error(`workerd did not serve ${url} within 20 s:\n${proc.output().slice(-4000)}`);
   }
 }
+
+/**
+ * Calls `method(...args)` on the object named `object` of broker-do.js's class `kind` ('sql' or
+ * 'kv') through its worker at `url` (POST /<kind>/<object>/<method>, a JSON array of arguments),
+ * and resolves with the result; rejects with the error the worker answers.
+ */
+export async function callObject(url, kind, object, method, ...args) {
+  const r = await fetch(`${url}/${kind}/${object}/${method}`, { method: 'POST', body: JSON.stringify(args), signal: AbortSignal.timeout(120_000) });
+  const text = await r.text();
+  let out;
+  try {
+    out = JSON.parse(text);
+  } catch {
+    throw new Error(`${method}: not JSON (HTTP ${r.status}): ${text.slice(0, 2000)}`);
+  }
+  if (r.status !== 200) throw new Error(`${method}: HTTP ${r.status}: ${out.error ?? text}`);
+  return out;
+}
