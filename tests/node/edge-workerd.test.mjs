@@ -1,6 +1,7 @@
 // tabbit in a Cloudflare Durable Object, in the real workerd runtime (npm package `workerd`):
 // tests/runtimes/workerd/broker-do.js hosts a broker per object on the object's storage through
-// the package's adapter (js/storage/durable-object.js, 'tabbit/storage/durable-object'); the
+// the package's adapter ('tabbit/storage/durable-object': pkg/storage/durable-object.js, which
+// scripts/build-pkg builds from js/storage/durable-object.js); the
 // objects live on local disk (do-config.mjs: `durableObjectStorage = (localDisk = ...)`), so they
 // outlive the process. The worker's fetch handler calls the object through its stub (RPC); this
 // file talks HTTP to the worker. Each case runs on both kinds of object: SQLite-backed
@@ -18,7 +19,7 @@ import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { needBin, needPackage, removeDir, tempDir } from '../runtimes/helpers.mjs';
-import { writeDurableObjectConfig } from '../runtimes/workerd/do-config.mjs';
+import { needAdapterBuild, writeDurableObjectConfig } from '../runtimes/workerd/do-config.mjs';
 import { callObject, serveWorkerd } from '../runtimes/workerd/serve.mjs';
 
 const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
@@ -44,6 +45,7 @@ const call = callObject;
 
 async function setup(t) {
   await needPackage();
+  await needAdapterBuild();
   const workerd = await needBin('workerd');
   const dir = await tempDir('tabbit-edge-workerd-');
   t.after(() => removeDir(dir));

@@ -1,5 +1,6 @@
 // A Cloudflare Worker with a Durable Object class that hosts a tabbit broker on the object's
-// storage (js/storage/durable-object.js, shipped as 'tabbit/storage/durable-object'). The
+// storage (pkg/storage/durable-object.js: 'tabbit/storage/durable-object' as built from
+// js/storage/durable-object.js by scripts/build-pkg). The
 // worker's fetch handler reaches the object through its stub, by RPC (a method call on the stub).
 // do-config.mjs writes the workerd config; tests/node/edge-workerd.test.mjs and
 // bench/edge-workerd.mjs drive it over HTTP:
@@ -11,7 +12,7 @@
 import { DurableObject } from 'cloudflare:workers';
 import { connect } from './pkg/index.js';
 import wasm from './pkg/tabbit_bg.wasm';
-import { durableObjectStorage } from './js/storage/durable-object.js';
+import { durableObjectStorage } from './pkg/storage/durable-object.js';
 
 const text = new TextDecoder();
 const bytes = (s) => new TextEncoder().encode(s);

@@ -10,7 +10,7 @@
 //
 // As a command (then: tests/node_modules/.bin/workerd serve /tmp/tabbit-do.capnp):
 //   node tests/runtimes/workerd/do-config.mjs --out /tmp/tabbit-do.capnp --disk DIR [--address HOST:PORT]
-import { writeFile } from 'node:fs/promises';
+import { stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { configText, packageModules } from './config.mjs';
@@ -19,8 +19,19 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../../..');
 
 /**
- * Writes to `file` the capnp config: broker-do.js, js/storage/durable-object.js and pkg/'s
- * modules; the two Durable Object classes on local disk `disk` (an existing directory); one
+ * Throws a readable error unless `pkg` has the adapter as scripts/build-pkg ships it
+ * (storage/durable-object.js, from js/storage/durable-object.js), built from the current source.
+ */
+export async function needAdapterBuild(pkg = join(root, 'pkg')) {
+  const built = await stat(join(pkg, 'storage/durable-object.js')).catch(() => null);
+  const source = await stat(join(root, 'js/storage/durable-object.js'));
+  if (!built) throw new Error('pkg/storage/durable-object.js is missing: build the package with scripts/build-pkg');
+  if (built.mtimeMs < source.mtimeMs) throw new Error('pkg/storage/durable-object.js is older than js/storage/durable-object.js: rebuild the package with scripts/build-pkg');
+}
+
+/**
+ * Writes to `file` the capnp config: broker-do.js and pkg/'s modules, the adapter
+ * (pkg/storage/durable-object.js) among them; the two Durable Object classes on local disk `disk` (an existing directory); one
  * HTTP socket on `address`. `preventEviction` keeps idle objects in memory (workerd only), so
  * that a test's unacked deliveries stay with their channel.
  */
@@ -31,7 +42,7 @@ export async function writeDurableObjectConfig(
   if (!disk) throw new Error('writeDurableObjectConfig: give `disk`, the directory that keeps the objects');
   const modules = [
     ['worker.js', 'esModule', join(here, 'broker-do.js')],
-    ['js/storage/durable-object.js', 'esModule', join(root, 'js/storage/durable-object.js')],
+    ['pkg/storage/durable-object.js', 'esModule', join(pkg, 'storage/durable-object.js')],
     ...(await packageModules(pkg)),
   ];
   const q = (s) => JSON.stringify(s);
