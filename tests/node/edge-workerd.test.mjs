@@ -13,12 +13,14 @@
 //   (then conn.flush()) do not come back;
 // - the adapter alone: a batch over the platform's limits (values over 128 KiB / 1 MiB, more than
 //   128 keys) round-trips and is stored within them; a batch whose write fails part-way leaves
-//   nothing of it; a key too long for the backend is refused with nothing written.
+//   nothing of it; a key too long for the backend is refused with nothing written;
+// - the worker and object of docs/edge-cloudflare.md, as the doc has them, keep what they stored
+//   across SIGKILL.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { needBin, needPackage, removeDir, tempDir } from '../runtimes/helpers.mjs';
+import { ROOT, needBin, needPackage, removeDir, tempDir } from '../runtimes/helpers.mjs';
 import { needAdapterBuild, writeDurableObjectConfig } from '../runtimes/workerd/do-config.mjs';
 import { callObject, serveWorkerd } from '../runtimes/workerd/serve.mjs';
 
@@ -203,3 +205,30 @@ for (const kind of KINDS) {
     assert.doesNotMatch(server.proc.output(), /uncaught/i, 'workerd logged an uncaught error');
   });
 }
+
+test("edge workerd: docs/edge-cloudflare.md's worker and object, as written, across SIGKILL", { timeout: 120_000 }, async (t) => {
+  const { workerd, dir, disk } = await setup(t);
+  // The doc's JavaScript block with the worker, its package imports pointed at pkg/.
+  const doc = await readFile(join(ROOT, 'docs/edge-cloudflare.md'), 'utf8');
+  const code = [...doc.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1]).find((c) => c.includes('export class Broker'));
+  assert.ok(code, 'the doc has a js block with the worker (export class Broker)');
+  const imports = { tabbit: './pkg/index.js', 'tabbit/storage/durable-object': './pkg/storage/durable-object.js', 'tabbit/tabbit_bg.wasm': './pkg/tabbit_bg.wasm' };
+  const worker = join(dir, 'doc-worker.js');
+  await writeFile(worker, code.replace(/from '(tabbit[^']*)'/g, (all, name) => `from '${imports[name] ?? name}'`));
+  const serve = () =>
+    serveWorkerd(t, workerd, dir, (file, address) => writeDurableObjectConfig(file, { disk, address, worker, classes: [{ className: 'Broker', binding: 'BROKER', sql: true }] }));
+  const request = async (url, path, body) => {
+    const r = await fetch(url + path, { method: 'POST', body, signal: AbortSignal.timeout(30_000) });
+    return { status: r.status, text: await r.text() };
+  };
+
+  let { url, proc } = await serve();
+  assert.deepEqual(await request(url, '/orders', 'first'), { status: 202, text: 'stored\n' });
+  assert.deepEqual(await request(url, '/orders', 'second'), { status: 202, text: 'stored\n' });
+  await kill9(proc);
+  ({ url, proc } = await serve());
+  assert.deepEqual(JSON.parse((await request(url, '/orders/next')).text), { body: 'first', redelivered: false });
+  assert.deepEqual(JSON.parse((await request(url, '/orders/next')).text), { body: 'second', redelivered: false });
+  assert.equal((await request(url, '/orders/next')).status, 204);
+  await proc.kill();
+});

@@ -29,23 +29,42 @@ export async function needAdapterBuild(pkg = join(root, 'pkg')) {
   if (built.mtimeMs < source.mtimeMs) throw new Error('pkg/storage/durable-object.js is older than js/storage/durable-object.js: rebuild the package with scripts/build-pkg');
 }
 
+/** broker-do.js's classes: SQLite-backed, and key-value only. */
+const BROKER_CLASSES = [
+  { className: 'BrokerSql', binding: 'BROKER_SQL', sql: true },
+  { className: 'BrokerKv', binding: 'BROKER_KV', sql: false },
+];
+
 /**
- * Writes to `file` the capnp config: broker-do.js and pkg/'s modules, the adapter
- * (pkg/storage/durable-object.js) among them; the two Durable Object classes on local disk `disk` (an existing directory); one
- * HTTP socket on `address`. `preventEviction` keeps idle objects in memory (workerd only), so
- * that a test's unacked deliveries stay with their channel.
+ * Writes to `file` the capnp config: the worker `worker` (default broker-do.js) and pkg/'s
+ * modules, the adapter (pkg/storage/durable-object.js) among them; the Durable Object
+ * `classes` ({className, binding, sql}; default broker-do.js's two) on local disk `disk` (an
+ * existing directory); one HTTP socket on `address`. `preventEviction` keeps idle objects in
+ * memory (workerd only), so that a test's unacked deliveries stay with their channel.
  */
 export async function writeDurableObjectConfig(
   file,
-  { disk, pkg = join(root, 'pkg'), address = '127.0.0.1:8787', compatibilityDate = '2025-09-01', preventEviction = true } = {},
+  {
+    disk,
+    worker = join(here, 'broker-do.js'),
+    classes = BROKER_CLASSES,
+    pkg = join(root, 'pkg'),
+    address = '127.0.0.1:8787',
+    compatibilityDate = '2025-09-01',
+    preventEviction = true,
+  } = {},
 ) {
   if (!disk) throw new Error('writeDurableObjectConfig: give `disk`, the directory that keeps the objects');
   const modules = [
-    ['worker.js', 'esModule', join(here, 'broker-do.js')],
+    ['worker.js', 'esModule', worker],
     ['pkg/storage/durable-object.js', 'esModule', join(pkg, 'storage/durable-object.js')],
     ...(await packageModules(pkg)),
   ];
   const q = (s) => JSON.stringify(s);
+  const namespaces = classes.map(
+    (c) => `    (className = ${q(c.className)}, uniqueKey = ${q(`tabbit-test-${c.className}`)}, enableSql = ${!!c.sql}, preventEviction = ${preventEviction}),\n`,
+  );
+  const bindings = classes.map((c) => `    (name = ${q(c.binding)}, durableObjectNamespace = ${q(c.className)}),\n`);
   const text = configText(file, {
     modules,
     address,
@@ -53,15 +72,9 @@ export async function writeDurableObjectConfig(
     by: 'tests/runtimes/workerd/do-config.mjs',
     services: [`(name = "do-disk", disk = (path = ${q(resolve(disk))}, writable = true))`],
     fields: [
-      `durableObjectNamespaces = [
-    (className = "BrokerSql", uniqueKey = "tabbit-test-broker-sql", enableSql = true, preventEviction = ${preventEviction}),
-    (className = "BrokerKv", uniqueKey = "tabbit-test-broker-kv", preventEviction = ${preventEviction}),
-  ]`,
+      `durableObjectNamespaces = [\n${namespaces.join('')}  ]`,
       'durableObjectStorage = (localDisk = "do-disk")',
-      `bindings = [
-    (name = "BROKER_SQL", durableObjectNamespace = "BrokerSql"),
-    (name = "BROKER_KV", durableObjectNamespace = "BrokerKv"),
-  ]`,
+      `bindings = [\n${bindings.join('')}  ]`,
     ],
   });
   await writeFile(file, text);
