@@ -78,13 +78,18 @@ for (const kind of KINDS) {
           assert.deepEqual(out.refused, [], 'no publish refused before the kill');
           confirmed.push(...out.confirmed);
         } catch (e) {
-          if (!killed) throw e;
+          if (!killed) {
+            failure ??= e;
+            return;
+          }
           failedRequests += 1; // in flight at the kill: unconfirmed, may or may not be stored
         }
       }
     };
+    let failure = null;
     const clients = Array.from({ length: 4 }, client);
-    while (confirmed.length < 400) await sleep(5);
+    while (confirmed.length < 400 && !failure) await sleep(5);
+    if (failure) throw failure;
     killed = true;
     await server.kill9();
     await Promise.all(clients);
