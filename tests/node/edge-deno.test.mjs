@@ -1,8 +1,9 @@
 // tabbit in Deno on Deno KV (js/storage/deno-kv.js, shipped as 'tabbit/storage/deno-kv'), in the
 // real runtime (npm package `deno`, pinned in tests/package.json), with a KV file in a temporary
 // directory: deno may read pkg/, the adapter and that directory, and write only the directory.
-//   - a publisher on a confirm channel, SIGKILLed mid-stream three times (restarted in between):
-//     every confirmed message is in the queue exactly once, in order;
+//   - a publisher on a confirm channel, SIGKILLed mid-stream four times (restarted in between), by
+//     the test and by itself right after printing a confirm: every confirmed message is in the
+//     queue exactly once, in order;
 //   - messages delivered and not acked when the process is SIGKILLed come back redelivered, acked
 //     ones (after conn.flush()) do not;
 //   - the adapter alone (tests/runtimes/deno/kv-adapter.js): Deno KV's limits as this deno
@@ -59,13 +60,21 @@ async function readQueue({ bin, dir, args, env }, t) {
 test('edge deno: every confirmed message survives SIGKILL mid-stream, exactly once', { timeout: TIMEOUT }, async (t) => {
   const s = await setup(t);
   const confirmed = [];
-  // Three lives, each killed after a different number of confirms; each starts its ids afresh.
-  for (const [life, after] of [300, 1_000, 2_500].entries()) {
-    const from = life * 1_000_000;
-    const p = start(s.bin, s.args('kv-broker.js', 'publish', s.dir, String(from)), { t, cwd: ROOT, env: s.env, timeoutMs: 90_000 });
-    const count = (out) => out.split('\n').filter((l) => l.startsWith('confirmed ')).length;
-    await until(p, (out) => count(out) >= after, `${after} confirms`);
-    await sigkill(p);
+  // Four lives, each starting its ids afresh, killed after a different number of confirms: by the
+  // test (when it sees them), or by the publisher itself at once after printing that confirm.
+  const lives = [{ after: 300 }, { selfAt: 1 }, { selfAt: 777 }, { after: 2_500 }];
+  for (const [life, { after, selfAt }] of lives.entries()) {
+    const from = String(life * 1_000_000);
+    const args = s.args('kv-broker.js', 'publish', s.dir, from, ...(selfAt ? [String(selfAt)] : []));
+    const p = start(s.bin, args, { t, cwd: ROOT, env: s.env, timeoutMs: 90_000 });
+    if (selfAt) {
+      const { signal } = await p.exited;
+      assert.equal(signal, 'SIGKILL', `the publisher killed itself:\n${p.output().slice(-2000)}`);
+    } else {
+      const count = (out) => out.split('\n').filter((l) => l.startsWith('confirmed ')).length;
+      await until(p, (out) => count(out) >= after, `${after} confirms`);
+      await sigkill(p);
+    }
     const lines = p.stdout().split('\n');
     assert.ok(!lines.some((l) => l.startsWith('nacked')), `no publish was refused:\n${p.output().slice(-2000)}`);
     const ids = lines.filter((l) => l.startsWith('confirmed ')).map((l) => l.slice('confirmed '.length));

@@ -1,9 +1,11 @@
 // A broker in Deno on Deno KV storage (tests/node/edge-deno.test.mjs runs it and SIGKILLs it):
-//   deno run --unstable-kv --import-map=MAP --allow-read=... --allow-write=DIR kv-broker.js MODE DIR [FROM]
+//   deno run --unstable-kv --import-map=MAP --allow-read=... --allow-write=DIR kv-broker.js MODE DIR [FROM [KILL_AT]]
 // MODE:
 //   publish  publishes persistent messages mFROM, mFROM+1, … to the durable queue 'jobs' on a confirm
 //            channel (at most 500 unconfirmed) until killed, printing "confirmed <id>" as each is
-//            confirmed;
+//            confirmed; with KILL_AT, it SIGKILLs itself right after printing the KILL_AT-th
+//            confirm (Deno.kill on its own pid needs no permission), so that the kill lands as
+//            close after a confirm as it can;
 //   hold     publishes m0…m19 and waits for their confirms, gets m0…m9, acks m0…m4, flush()es,
 //            prints "held" and waits to be killed (m5…m9 delivered, not acked);
 //   read     gets every message of 'jobs' and prints one JSON line {messages: [{id, redelivered}]}.
@@ -11,7 +13,7 @@
 import { connect } from 'tabbit';
 import { denoKvStorage } from 'tabbit/storage/deno-kv';
 
-const [mode, dir, from = '0'] = Deno.args;
+const [mode, dir, from = '0', killAt = 'Infinity'] = Deno.args;
 const kv = await Deno.openKv(`${dir}/broker.kv`);
 const conn = await connect({ storage: denoKvStorage(kv) });
 const ch = await conn.createConfirmChannel();
@@ -21,6 +23,7 @@ const body = new TextEncoder().encode('x'.repeat(100));
 if (mode === 'publish') {
   let unconfirmed = 0;
   let wake = null;
+  let confirmed = 0;
   for (let i = Number(from); ; i++) {
     const id = `m${i}`;
     unconfirmed++;
@@ -28,6 +31,7 @@ if (mode === 'publish') {
       unconfirmed--;
       if (!err) console.log(`confirmed ${id}`);
       else console.log(`nacked ${id} ${err.message}`);
+      if (++confirmed >= Number(killAt)) Deno.kill(Deno.pid, 'SIGKILL');
       wake?.();
     });
     if (unconfirmed >= 500) await new Promise((ok) => (wake = ok));
