@@ -386,12 +386,14 @@ export function denoKvStorage(kv, { prefix = ['tabbit'], ...rest } = {}) {
     const staging = parts.map((p, i) => set([...STAGED, bid, i], p, p.length));
     try {
       await runCommits(staging, `staging a batch of ${writes.length} records`);
-      await commit([set([...MARKERS, bid], parts.length, NUMBER_BYTES)], `committing staged batch ${bid}`);
     } catch (e) {
       // Not committed: its staged parts are garbage (load() deletes them too).
       await runCommits(parts.map((_, i) => del([...STAGED, bid, i])), 'deleting a failed staged batch').catch(() => {});
       throw e;
     }
+    // The commit point. If it fails, the parts stay for load() to judge by the marker: were a
+    // failed commit ever to have been applied after all, its batch would still be whole.
+    await commit([set([...MARKERS, bid], parts.length, NUMBER_BYTES)], `committing staged batch ${bid}`);
     // Committed and durable: from here the batch is applied, now or by the next write or load.
     pending = { id: bid, mutations, counts, parts: parts.length };
     await finish(pending).catch(() => {});
