@@ -575,3 +575,98 @@ fn messages_of_a_cancelled_subscription_can_still_be_acked() {
     let conn = m.h.connection(c, 1).unwrap();
     assert_eq!(m.e.core().connection_info(conn).unwrap().unacked, 0);
 }
+
+/// Throughput, in release mode: `cargo test --release --test stomp_server -- --ignored
+/// --nocapture throughput`. Prints messages per second SEND → MESSAGE through two sessions
+/// (encode, decode, the host, the engine with its log, commits every 100), against the same
+/// publishes and deliveries as mesh frames straight to the host; checks that every message
+/// arrived, in order.
+#[test]
+#[ignore]
+fn throughput() {
+    use tabbit::mesh::frame::Frame;
+    const N: usize = 50_000;
+    for persistent in [false, true] {
+        let mut m = Edge::new();
+        m.auto_commit = false;
+        m.record = false;
+        let (c, p) = two_sessions(&mut m, subscribe("1", "/queue/t", "client"), Stomp::new("NOOP"));
+        let p = if m.client(p).closed { m.connect() } else { p };
+        let start = std::time::Instant::now();
+        let mut got = 0;
+        for i in 0..N {
+            let mut f = send("/queue/t", "0123456789abcdef0123456789abcdef");
+            if persistent {
+                f = f.header("persistent", "true").header("receipt", i.to_string());
+            }
+            m.frame(p, f);
+            if i % 100 == 99 {
+                m.commit();
+                let frames = m.take(c);
+                got += frames.len();
+                m.frame(c, ack(frames.last().unwrap()));
+                m.take(p);
+            }
+        }
+        let stomp = start.elapsed();
+        assert_eq!(got, N);
+
+        // The same through mesh frames, no STOMP.
+        let mut m = Edge::new();
+        m.auto_commit = false;
+        let (ctx, chan) = (900, 1);
+        let q = QueueDeclare { name: "t".into(), durable: true, ..Default::default() };
+        m.h.open_channel(&mut m.e, ctx, 1, chan, true, m.now).unwrap();
+        m.h.call(&mut m.e, ctx, chan, Command::DeclareQueue(q), m.now).unwrap();
+        m.h.call(
+            &mut m.e,
+            ctx,
+            chan,
+            Command::Consume(tabbit::core::Consume { queue: "t".into(), ..Default::default() }),
+            m.now,
+        )
+        .unwrap();
+        let start = std::time::Instant::now();
+        let mut delivered = 0;
+        for i in 0..N {
+            let mut message = tabbit::core::Message::new("", "t", b"0123456789abcdef0123456789abcdef".to_vec());
+            message.properties.persistent = persistent;
+            let now = m.now;
+            m.h.receive(
+                &mut m.e,
+                ctx,
+                Frame::Call { id: 0, chan, cmd: Command::Publish { message, mandatory: false } },
+                now,
+            );
+            if i % 100 == 99 {
+                while m.e.wants_write(now) {
+                    let Some(t) = m.e.poll_write(now) else { break };
+                    m.store.write(&t.writes);
+                    m.e.write_done(t.id, tabbit::host::engine::WriteOutcome::Committed, now);
+                }
+                m.h.take_events(&mut m.e);
+                let mut last = 0;
+                while let Some(o) = m.h.poll_output() {
+                    if let tabbit::mesh::host::Output::Post {
+                        frame: Frame::Event { event: tabbit::mesh::frame::WireEvent::Deliver(d), .. },
+                        ..
+                    } = o
+                    {
+                        delivered += 1;
+                        last = d.delivery_tag;
+                    }
+                }
+                m.h.receive(
+                    &mut m.e,
+                    ctx,
+                    Frame::Call { id: 0, chan, cmd: Command::Ack { tag: last, multiple: true } },
+                    now,
+                );
+            }
+        }
+        let mesh = start.elapsed();
+        assert_eq!(delivered, N);
+        let rate = |d: std::time::Duration| N as f64 / d.as_secs_f64();
+        eprintln!("persistent {persistent}: STOMP {:.0} msg/s, mesh frames {:.0} msg/s", rate(stomp), rate(mesh));
+    }
+}

@@ -50,8 +50,10 @@ pub struct Edge {
     pub cfg: Config,
     /// The APP context's calls' replies.
     pub app_replies: Vec<Frame>,
-    /// Every frame the sessions handed to the host, in order (for checks on what they asked).
+    /// Every frame the sessions handed to the host, in order (for checks on what they
+    /// asked), while `record` is on.
     pub to_host: Vec<(u64, Frame)>,
+    pub record: bool,
 }
 
 impl Edge {
@@ -74,6 +76,7 @@ impl Edge {
             cfg: Config::default(),
             app_replies: Vec::new(),
             to_host: Vec::new(),
+            record: true,
         }
     }
 
@@ -222,7 +225,9 @@ impl Edge {
                         }
                     }
                     SessionOutput::Host(f) => {
-                        self.to_host.push((ctx, f.clone()));
+                        if self.record {
+                            self.to_host.push((ctx, f.clone()));
+                        }
                         self.h.receive(&mut self.e, ctx, f, now);
                     }
                     SessionOutput::Authenticate { login, passcode, host } => {
