@@ -180,8 +180,8 @@ const KINDS: &str = "/exchange/, /topic/, /queue/, /amq/queue/, /temp-queue/ (in
 /// Reads a destination: `%dd` sequences in its names are bytes, as RabbitMQ writes
 /// `/`, `%` and non-ASCII bytes in the destinations of its MESSAGE frames (RabbitMQ's docs,
 /// Destinations, AMQP 0-9-1 Semantics).
-fn parse_destination(d: &str) -> Result<Dest, String> {
-    let why = |why: &str| format!("'{d}' is not a valid destination: {why}");
+fn parse_destination(d: &str) -> Result<Dest, Refusal> {
+    let why = |why: &str| ("Invalid destination", format!("'{d}' is not a valid destination: {why}"));
     let bad = |w: &str| Err(why(w));
     let name = |s: &str| unescape(s).map_err(|e| why(&e));
     type Make = fn(String) -> Dest;
@@ -207,7 +207,9 @@ fn parse_destination(d: &str) -> Result<Dest, String> {
             return Ok(make(name(rest)?));
         }
     }
-    Err(format!("'{d}' is not a valid destination. Valid destination types are: {KINDS}"))
+    // RabbitMQ says "Unknown destination" for no known kind, "Invalid destination" for a
+    // known kind written wrong (RabbitMQ 3.10.8, checked).
+    Err(("Unknown destination", format!("'{d}' is not a valid destination. Valid destination types are: {KINDS}")))
 }
 
 fn unescape(s: &str) -> Result<String, String> {
@@ -533,8 +535,9 @@ impl StompSession {
 
     fn amqp_error(&mut self, e: &AmqpError, receipt: Option<String>) {
         // RabbitMQ names the AMQP error in `message` (its `amqp_death`): "not_found", ...
+        // and its body reads as AMQP's reply text: "NOT_FOUND - no queue 'q' in vhost '/'".
         let name = e.code.name().to_ascii_lowercase();
-        let error = self.error_frame(&name, &e.message, receipt);
+        let error = self.error_frame(&name, &e.to_string(), receipt);
         self.send(error);
         self.end(true);
     }
@@ -590,7 +593,7 @@ impl StompSession {
                 }
             },
             Phase::Auth { held, held_bytes, .. } => {
-                *held_bytes += f.body.len() + 64;
+                *held_bytes += f.body.len() + f.headers.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>();
                 if *held_bytes > self.cfg.max_frame_bytes {
                     let detail = "too many frames before the login was checked: wait for CONNECTED".to_owned();
                     return self.fail(("Too many frames", detail), None);
@@ -674,7 +677,7 @@ impl StompSession {
 
     fn destination(&self, f: &Stomp) -> Result<Dest, Refusal> {
         let d = f.get("destination").ok_or_else(|| missing(&f.command, "destination"))?;
-        parse_destination(d).map_err(|e| ("Invalid destination", e))
+        parse_destination(d)
     }
 
     fn send_frame(&mut self, f: Stomp) -> Result<(), Refusal> {
@@ -853,7 +856,7 @@ impl StompSession {
     ) -> Result<String, Refusal> {
         let name = match (f.get("x-queue-name"), durable) {
             (Some(n), _) => n.to_owned(),
-            (None, true) => format!("stomp-subscription-{}-{}", escape(&key), escape(id)),
+            (None, true) => format!("stomp-subscription-{}-{}-{}", escape(exchange), escape(&key), escape(id)),
             (None, false) => {
                 self.made += 1;
                 format!("stomp-subscription-{}-{}", self.cfg.session_id, self.made)
@@ -1029,10 +1032,14 @@ mod tests {
         assert_eq!(parse_destination("/topic/t.#"), Ok(Dest::Topic("t.#".into())));
         assert_eq!(parse_destination("/temp-queue/r"), Ok(Dest::TempQueue("r".into())));
         for bad in ["/queue/", "/queue/a/b", "/exchange/", "/exchange//k", "/queue/%zz", "queue/a", "/foo/bar"] {
-            let e = parse_destination(bad).unwrap_err();
+            let (message, e) = parse_destination(bad).unwrap_err();
             assert!(e.contains(bad), "{e}");
+            assert_eq!(
+                message,
+                if bad.starts_with("/foo") || bad == "queue/a" { "Unknown destination" } else { "Invalid destination" }
+            );
         }
-        assert!(parse_destination("/foo").unwrap_err().contains("/amq/queue/"));
+        assert!(parse_destination("/foo").unwrap_err().1.contains("/amq/queue/"));
     }
 
     #[test]
