@@ -24,7 +24,7 @@
 //! some sessions open after an ERROR (a bad ack id, an unknown subscription); a client
 //! cannot rely on that, since the spec lets any server close.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use super::stomp::{Decoder, Frame as Stomp, StompError};
 use super::{properties, put_properties};
@@ -150,10 +150,10 @@ pub struct StompSession {
     next_call: u32,
     /// Publishes so far on the confirm channel, and the receipts waiting for their confirms.
     published: u64,
-    receipts: BTreeMap<u64, String>,
+    receipts: FxMap<u64, String>,
     subs: FxMap<String, Subscription>,
     /// Deliveries not settled yet: delivery tag → (subscription id, cumulative ack).
-    unacked: BTreeMap<u64, (String, bool)>,
+    unacked: FxMap<u64, (String, bool)>,
     /// `/queue/` destinations this session declared already (RabbitMQ declares on the
     /// first SEND of a session only: RabbitMQ's docs, Queue Destinations).
     declared: FxSet<String>,
@@ -346,9 +346,9 @@ impl StompSession {
             calls: FxMap::default(),
             next_call: 1,
             published: 0,
-            receipts: BTreeMap::new(),
+            receipts: FxMap::default(),
             subs: FxMap::default(),
-            unacked: BTreeMap::new(),
+            unacked: FxMap::default(),
             declared: FxSet::default(),
             temp_queues: FxMap::default(),
             made: 0,
@@ -915,10 +915,16 @@ impl StompSession {
         let receipt = f.get("receipt").map(str::to_owned);
         let requeue = boolean(&f, "requeue", true)?;
         // `T_<subscription>@@<session>@@<delivery tag>`, as RabbitMQ writes message ids.
-        let mut parts = value.rsplitn(3, "@@");
-        let (tag, session, ctag) = (parts.next(), parts.next(), parts.next());
-        let tag = match (tag.and_then(|t| t.parse::<u64>().ok()), session, ctag.and_then(|c| c.strip_prefix("T_"))) {
-            (Some(tag), Some(s), Some(sub)) if s == self.cfg.session_id => match self.unacked.get(&tag) {
+        // (Read with prefixes and suffixes: a search for "@@" would cost the wasm a substring
+        // searcher.)
+        let (head, tag) = value.split_at(value.len() - value.bytes().rev().take_while(u8::is_ascii_digit).count());
+        let sub = head
+            .strip_suffix("@@")
+            .and_then(|h| h.strip_suffix(self.cfg.session_id.as_str()))
+            .and_then(|h| h.strip_suffix("@@"))
+            .and_then(|h| h.strip_prefix("T_"));
+        let tag = match (tag.parse::<u64>().ok(), sub) {
+            (Some(tag), Some(sub)) => match self.unacked.get(&tag) {
                 Some((s, _)) if s == sub => tag,
                 _ => {
                     let detail = format!(
@@ -939,8 +945,7 @@ impl StompSession {
         };
         let multiple = self.unacked[&tag].1;
         if multiple {
-            let rest = self.unacked.split_off(&(tag + 1));
-            self.unacked = rest;
+            self.unacked.retain(|t, _| *t > tag);
         } else {
             self.unacked.remove(&tag);
         }
