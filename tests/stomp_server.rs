@@ -171,7 +171,9 @@ fn amq_queue_destinations_use_an_existing_queue_and_refuse_a_missing_one() {
 fn topic_destinations_copy_to_every_matching_subscriber_and_drop_when_none() {
     let mut m = Edge::new();
     let p = m.connect();
-    m.frame(p, send("/topic/news.sport", "before anyone listens"));
+    m.frame(p, send("/topic/news.sport", "before anyone listens").header("receipt", "dropped"));
+    // Unroutable, and still confirmed, as RabbitMQ confirms it.
+    assert_eq!(m.take(p)[0].get("receipt-id"), Some("dropped"));
     let (a, b) = two_sessions(&mut m, subscribe("a", "/topic/news.*", "auto"), subscribe("b", "/topic/news.#", "auto"));
     m.frame(p, send("/topic/news.sport", "goal"));
     m.frame(p, send("/topic/news.sport.late", "late goal"));
@@ -233,12 +235,18 @@ fn temp_queue_reply_to_makes_a_private_queue_and_replies_reach_it() {
     assert!(error_of(&m.take(client)).1.contains("reply-to"));
 }
 
-#[test]
-fn a_persistent_send_is_receipted_only_once_the_store_committed_it() {
+/// A broker that commits when told, and a session that sent a persistent message with receipt `r1`.
+fn persistent_send(destination: &str, body: &str) -> (Edge, u64) {
     let mut m = Edge::new();
     m.auto_commit = false;
     let c = m.connect();
-    m.frame(c, send("/queue/durable", "keep me").header("persistent", "true").header("receipt", "r1"));
+    m.frame(c, send(destination, body).header("persistent", "true").header("receipt", "r1"));
+    (m, c)
+}
+
+#[test]
+fn a_persistent_send_is_receipted_only_once_the_store_committed_it() {
+    let (mut m, c) = persistent_send("/queue/durable", "keep me");
     assert!(m.take(c).is_empty(), "no RECEIPT before the commit");
     m.commit();
     let got = m.take(c);
@@ -254,6 +262,19 @@ fn a_persistent_send_is_receipted_only_once_the_store_committed_it() {
     m.frame(c, send("/queue/durable", "transient").header("receipt", "r2"));
     let got = m.take(c);
     assert_eq!(got.iter().map(|f| f.get("receipt-id").unwrap()).collect::<Vec<_>>(), ["r2"]);
+}
+
+#[test]
+fn a_send_whose_store_write_fails_gets_an_error_not_a_receipt() {
+    let (mut m, c) = persistent_send("/queue/full", "lost");
+    m.fail_write();
+    let got = m.take(c);
+    assert_eq!(commands(&got), ["ERROR"]);
+    let (message, detail) = error_of(&got);
+    assert_eq!(message, "Message rejected");
+    assert!(detail.contains("storage is full"), "{detail}");
+    assert_eq!(got[0].get("receipt-id"), Some("r1"));
+    assert!(m.client(c).closed);
 }
 
 #[test]

@@ -177,6 +177,13 @@ impl Edge {
         }
     }
 
+    /// The engine's next transaction fails (storage is full): nothing of it is stored.
+    pub fn fail_write(&mut self) {
+        let t = self.e.poll_write(self.now).expect("a transaction to fail");
+        self.e.write_done(t.id, WriteOutcome::QuotaExceeded("quota".into()), self.now);
+        self.pump();
+    }
+
     /// A call from the APP context (opened on first use), answered at once.
     pub fn app(&mut self, cmd: Command) -> Answer {
         if self.h.channel(APP, 1).is_none() {
