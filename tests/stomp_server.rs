@@ -691,3 +691,32 @@ fn throughput() {
         eprintln!("persistent {persistent}: STOMP {:.0} msg/s, mesh frames {:.0} msg/s", rate(stomp), rate(mesh));
     }
 }
+
+#[test]
+fn queue_headers_set_the_queues_arguments_and_name() {
+    let mut m = Edge::new();
+    let c = m.connect();
+    m.frame(c, send("/queue/lim", "a").header("x-max-length", "2").header("x-overflow", "reject-publish"));
+    let q = m.e.core().queue_info("lim").unwrap();
+    assert_eq!(q.arguments.get("x-max-length"), Some(&tabbit::core::FieldValue::Int(2)));
+    assert_eq!(q.arguments.get("x-overflow"), Some(&tabbit::core::FieldValue::Str("reject-publish".into())));
+    m.frame(c, subscribe("t", "/topic/named", "auto").header("x-queue-name", "my-alarms").header("receipt", "s"));
+    assert_eq!(m.take(c)[0].get("receipt-id"), Some("s"));
+    assert!(m.e.core().queue_info("my-alarms").unwrap().exclusive);
+    m.frame(c, send("/queue/other", "a").header("x-max-length", "two"));
+    assert!(error_of(&m.take(c)).1.contains("'x-max-length:two' must be a whole number"));
+}
+
+#[test]
+fn frames_may_come_several_to_a_message_or_split_across_messages() {
+    let mut m = Edge::new();
+    let c = m.connect();
+    let mut bytes = subscribe("1", "/queue/split", "auto").encode();
+    bytes.extend(b"\n\n");
+    bytes.extend(send("/queue/split", "one").encode());
+    bytes.extend(send("/queue/split", "two").encode());
+    for chunk in bytes.chunks(7) {
+        m.bytes(c, chunk);
+    }
+    assert_eq!(bodies(&m.take(c)), ["one", "two"]);
+}
