@@ -23,6 +23,18 @@
 //! just after sending the ERROR frame", stomp-specification-1.2, ERROR). RabbitMQ keeps
 //! some sessions open after an ERROR (a bad ack id, an unknown subscription); a client
 //! cannot rely on that, since the spec lets any server close.
+//!
+//! Other differences from RabbitMQ (3.10.8, checked with a raw socket where noted):
+//! - transactions (`BEGIN`, `COMMIT`, `ABORT`, a `transaction` header) are refused with an
+//!   ERROR that says so;
+//! - there is no default user or implicit connect: absent `login`/`passcode` go to the
+//!   app's check as `None`, which decides;
+//! - the queues made for `/temp-queue/` are named `stomp.gen-<session>-<n>` (RabbitMQ's
+//!   current processor says `stomp.gen-…`, 3.10.8 made `amq.gen-…`, a prefix a client may
+//!   not declare here), and durable subscriptions' queues
+//!   `stomp-subscription-<exchange>-<key>-<id>` (RabbitMQ: a hash); both are opaque names;
+//! - a MESSAGE does not carry the `receipt` header of the SEND that published it (3.10.8
+//!   does); STOMP 1.0 header values are not trimmed.
 
 use std::collections::VecDeque;
 
