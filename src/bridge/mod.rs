@@ -4,6 +4,7 @@
 //! table). The connection itself (WebSocket, receipts, acks, reconnects) is driven from
 //! `src/api/bridge.js` in the hosting context.
 
+pub mod server;
 pub mod stomp;
 
 use crate::core::message::Properties;
@@ -71,6 +72,18 @@ pub fn send_frame(
     body: &[u8],
 ) -> (Frame, Vec<Skipped>) {
     let mut f = Frame::new("SEND").header("destination", destination).header("receipt", receipt);
+    if !message_id.is_empty() {
+        f.headers.push(("amqp-message-id".into(), message_id.to_owned()));
+    }
+    let skipped = put_properties(&mut f, p);
+    (f.body(body.to_vec()), skipped)
+}
+
+/// Adds the headers for a message's AMQP properties to `f`, as [`send_frame`] sends
+/// them and RabbitMQ's MESSAGE frames carry them (`persistent:true` for delivery mode
+/// 2); neither `user-id` nor `amqp-message-id`, which differ between the two. Answers
+/// the custom headers left out.
+pub fn put_properties(f: &mut Frame, p: &Properties) -> Vec<Skipped> {
     let mut put = |name: &str, v: &Option<String>| {
         if let Some(v) = v {
             f.headers.push((name.to_owned(), v.clone()));
@@ -88,9 +101,6 @@ pub fn send_frame(
     if p.persistent {
         f.headers.push(("persistent".into(), "true".into()));
     }
-    if !message_id.is_empty() {
-        f.headers.push(("amqp-message-id".into(), message_id.to_owned()));
-    }
     let mut skipped = Vec::new();
     for (k, v) in &p.headers {
         if FRAME_HEADERS.contains(&k.as_str()) {
@@ -102,7 +112,7 @@ pub fn send_frame(
             None => skipped.push(Skipped::NotText(k.clone())),
         }
     }
-    (f.body(body.to_vec()), skipped)
+    skipped
 }
 
 fn text(v: &FieldValue) -> Option<String> {
