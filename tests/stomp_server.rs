@@ -656,7 +656,7 @@ fn throughput() {
             m.h.receive(
                 &mut m.e,
                 ctx,
-                Frame::Call { id: 0, chan, cmd: Command::Publish { message, mandatory: false } },
+                Frame::Call { id: 0, chan, cmd: Command::Publish { message: Box::new(message), mandatory: false } },
                 now,
             );
             if i % 100 == 99 {

@@ -738,7 +738,7 @@ impl StompSession {
             p.reply_to = Some(self.temp_queue(temp)?);
         }
         let message = Message { exchange, routing_key: key, properties: p, body: f.body };
-        self.cast(Command::Publish { message, mandatory: false });
+        self.cast(Command::Publish { message: Box::new(message), mandatory: false });
         // Every SEND with a receipt is confirmed before its RECEIPT: a persistent message
         // to a durable queue once stored (RabbitMQ's docs, Message Persistence; its
         // processor confirms every SEND that has a receipt).
