@@ -106,8 +106,8 @@ function failed(message, code) {
   return e;
 }
 
-/** A small EventEmitter: on/once/off/emit, as amqplib's objects are emitters. */
-class Emitter {
+/** A small EventEmitter: on/once/off/emit, as amqplib's objects are emitters (exported: the types name it). */
+export class Emitter {
   #listeners = new Map();
 
   on(name, fn) {
@@ -805,4 +805,4 @@ export class ConfirmChannel extends Channel {
 }
 
 /** For `import amqp from 'tabbit'; amqp.connect(…)`, as with amqplib. */
-export default { connect, version, encodeValue, decodeValue, STRUCTURED, Connection, Channel, ConfirmChannel };
+export default { connect, version, encodeValue, decodeValue, STRUCTURED, Connection, Channel, ConfirmChannel, Emitter };
