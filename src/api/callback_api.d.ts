@@ -4,6 +4,12 @@
 // returns, never inside it. Without a callback, a failure is not reported (listen to the
 // channel's 'error' event), as with amqplib.
 
+/**
+ * amqplib's callback API over tabbit, `import amqp from 'tabbit/callback_api'`: node-style
+ * callbacks `(err, result)` on the same broker, channels and events as the promise API.
+ * @module tabbit/callback_api
+ */
+
 import type {
   BindingArguments,
   ChannelEvents,

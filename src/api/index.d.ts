@@ -11,6 +11,13 @@
 //   one), and the channel emits 'error' then 'close' and is unusable: open a new one.
 //   Listen to 'error': one nobody listens to is reported as uncaught, as EventEmitter does.
 
+/**
+ * tabbit's main module, `import { connect } from 'tabbit'`: amqplib's promise API (Connection,
+ * Channel, ConfirmChannel) over a broker with RabbitMQ's model that runs in this JS context and
+ * is shared by the origin's tabs and workers. Guides: the README and docs/ of the repository.
+ * @module tabbit
+ */
+
 // ---- errors ----------------------------------------------------------------------------------
 
 /**
