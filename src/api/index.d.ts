@@ -821,7 +821,7 @@ export class Connection extends Emitter<ConnectionEvents> {
   peek(queue: string, count?: number): Promise<PeekedMessage[]>;
 
   /**
-   * Beyond amqplib: bridges the broker to a RabbitMQ server over Web-STOMP (see the README).
+   * Beyond amqplib: bridges the broker to a RabbitMQ server over Web-STOMP (docs/bridge.md in the repository).
    * Declares and binds the outbox queues first, then resolves once the context hosting the
    * broker runs the bridge; it connects (and reconnects, with backoff) in the background:
    * watch `status`. Rejects with 406 on bad options (the message says which and what to write),

@@ -565,7 +565,7 @@ export class Connection extends Emitter {
   }
 
   /**
-   * Beyond amqplib: bridges this broker to a RabbitMQ server over Web-STOMP (see the README).
+   * Beyond amqplib: bridges this broker to a RabbitMQ server over Web-STOMP (docs/bridge.md in the repository).
    * Resolves once the context hosting the broker runs the bridge (it connects, and reconnects,
    * in the background: see `status`). The outbox queues are declared and bound first, so that
    * messages published after this resolves wait for RabbitMQ even while it cannot be reached.
