@@ -4,6 +4,12 @@
 // returns, never inside it. Without a callback, a failure is not reported (listen to the
 // channel's 'error' event), as with amqplib.
 
+/**
+ * amqplib's callback API over tabbit, `import amqp from 'tabbit/callback_api'`: node-style
+ * callbacks `(err, result)` on the same broker, channels and events as the promise API.
+ * @module tabbit/callback_api
+ */
+
 import type {
   BindingArguments,
   ChannelEvents,
@@ -53,14 +59,14 @@ export interface Channel extends Emitting<ChannelEvents> {
   unbindExchange(destination: string, source: string, pattern: string, args?: BindingArguments, callback?: Callback<Replies.Empty>): this;
   publish(exchange: string, routingKey: string, content: Content, options?: Options.Publish): boolean;
   sendToQueue(queue: string, content: Content, options?: Options.Publish): boolean;
-  consume(
+  consume<T = unknown>(
     queue: string,
-    onMessage: (message: ConsumeMessage | null) => void,
+    onMessage: (message: ConsumeMessage<T> | null) => void,
     options?: Options.Consume,
     callback?: Callback<Replies.Consume>,
   ): this;
   cancel(consumerTag: string, callback?: Callback<Replies.Consume>): this;
-  get(queue: string, options?: Options.Get, callback?: Callback<GetMessage | false>): this;
+  get<T = unknown>(queue: string, options?: Options.Get, callback?: Callback<GetMessage<T> | false>): this;
   ack(message: ConsumeMessage | GetMessage | number, allUpTo?: boolean): void;
   ackAll(): void;
   nack(message: ConsumeMessage | GetMessage | number, allUpTo?: boolean, requeue?: boolean): void;

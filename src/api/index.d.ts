@@ -11,10 +11,20 @@
 //   one), and the channel emits 'error' then 'close' and is unusable: open a new one.
 //   Listen to 'error': one nobody listens to is reported as uncaught, as EventEmitter does.
 
+/**
+ * tabbit's main module, `import { connect } from 'tabbit'`: amqplib's promise API (Connection,
+ * Channel, ConfirmChannel) over a broker with RabbitMQ's model that runs in this JS context and
+ * is shared by the origin's tabs and workers. Guides: the README and docs/ of the repository.
+ * @module tabbit
+ */
+
 // ---- errors ----------------------------------------------------------------------------------
 
 /**
- * The AMQP reply codes tabbit's errors carry:
+ * The AMQP reply codes tabbit uses: every code of the Rust error enum (`ReplyCode` in
+ * src/core/error.rs) and the ones the package's JS raises itself (tests/node/surface.test.mjs
+ * checks both). Errors carry all but 312:
+ * - 312 NO_ROUTE: not an error: the `replyCode` of a returned mandatory message (`ReturnMessageFields`).
  * - 320 CONNECTION_FORCED: the context hosting the broker went away before answering (the
  *   call may or may not have taken effect); another context hosts now.
  * - 403 ACCESS_REFUSED: a name starting with `amq.` (reserved), an operation on the default
@@ -33,7 +43,7 @@
  * - 540 NOT_IMPLEMENTED: this runtime lacks what the call needs (a WebSocket for `bridge()`).
  * - 541 INTERNAL_ERROR: a bug in tabbit; please report it.
  */
-export type ReplyCode = 320 | 403 | 404 | 405 | 406 | 501 | 503 | 504 | 506 | 530 | 540 | 541;
+export type ReplyCode = 312 | 320 | 403 | 404 | 405 | 406 | 501 | 503 | 504 | 506 | 530 | 540 | 541;
 
 /**
  * An error from tabbit: an `Error` with the AMQP reply `code` (`ReplyCode`). One the broker
@@ -283,7 +293,7 @@ export declare namespace Options {
     /** Accepted and ignored, as RabbitMQ does. */
     noLocal?: boolean;
     /** Beyond amqplib: aborting it cancels the consumer. Already aborted: rejects with its reason. */
-    signal?: AbortSignal;
+    signal?: AbortSignalLike;
     /** Beyond amqplib: messages published with `structured` get their value decoded as `message.value`. */
     structured?: boolean;
   }
@@ -311,8 +321,50 @@ export declare namespace Options {
   }
 }
 
-/** What `connect({wasm})` accepts: what the wasm-bindgen loader takes. */
-export type WasmSource = RequestInfo | URL | Response | BufferSource | WebAssembly.Module;
+/**
+ * What `connect({wasm})` accepts, as the wasm-bindgen loader takes it: the module's bytes (an
+ * `ArrayBuffer` or a view such as a `Uint8Array` or Node's `Buffer`), a compiled
+ * `WebAssembly.Module`, where to fetch it (a URL string, a `URL`, a `Request`), or a `Response`.
+ * Written with the structural types below rather than the DOM's (`BufferSource`, `RequestInfo`,
+ * `Response`, `WebAssembly.Module`), so that the types compile in a project without the DOM lib
+ * (Node, Deno, Workers); the platform's own objects fit them.
+ */
+export type WasmSource = ArrayBuffer | ArrayBufferView | WasmModule | string | UrlLike | RequestLike | ResponseLike;
+
+/**
+ * A compiled `WebAssembly.Module` (in workerd: `import wasm from 'tabbit/tabbit_bg.wasm'`). The
+ * platform's type has no members (lib.dom.d.ts: `interface Module {}`), so any object fits it.
+ */
+export type WasmModule = object;
+
+/** A `URL`: what the loader fetches. */
+export interface UrlLike {
+  readonly href: string;
+}
+
+/** A `Request` for the wasm: what the loader fetches. */
+export interface RequestLike {
+  readonly url: string;
+  readonly method: string;
+}
+
+/** A `Response` holding the wasm (`fetch(…)`'s). */
+export interface ResponseLike {
+  readonly ok: boolean;
+  readonly status: number;
+  arrayBuffer(): Promise<ArrayBuffer>;
+}
+
+/**
+ * An `AbortSignal` (the DOM's, Node's, Deno's or workerd's): what `consume` and `messages` read
+ * of it. Structural, so that the types need no DOM lib.
+ */
+export interface AbortSignalLike {
+  readonly aborted: boolean;
+  readonly reason?: any;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
+}
 
 // ---- replies ---------------------------------------------------------------------------------
 
@@ -427,23 +479,30 @@ export interface GetMessageFields extends CommonMessageFields {
   messageCount: number;
 }
 
-/** A message delivered to this channel (by `consume`, `messages` or `get`): ack it unless `noAck`. */
-export interface Message {
+/**
+ * A message delivered to this channel (by `consume`, `messages` or `get`): ack it unless `noAck`.
+ * `T`: the type of `value`, what a `structured` publish sent (unchecked: the bytes are decoded
+ * as they came; default `unknown`).
+ */
+export interface Message<T = unknown> {
   /** The body, as bytes (a string published comes back as its UTF-8): `content.toString()` is the text. */
   content: MessageContent;
   fields: MessageFields;
   properties: MessageProperties;
-  /** With the `structured` option of consume/get/messages: the value a `structured` publish sent. */
-  value?: unknown;
+  /**
+   * With the `structured` option of consume/get/messages: the value a `structured` publish sent
+   * (undefined for a message published without `structured`).
+   */
+  value?: T;
 }
 
 /** A message from `consume` or `messages`. */
-export interface ConsumeMessage extends Message {
+export interface ConsumeMessage<T = unknown> extends Message<T> {
   fields: ConsumeMessageFields;
 }
 
 /** A message from `get`. */
-export interface GetMessage extends Message {
+export interface GetMessage<T = unknown> extends Message<T> {
   fields: GetMessageFields;
 }
 
@@ -642,10 +701,14 @@ export type StorageKind = 'indexeddb' | 'memory' | 'adapter';
 
 // ---- events ----------------------------------------------------------------------------------
 
-type Listener = (...args: any[]) => void;
+/** An event listener. */
+export type Listener = (...args: any[]) => void;
 
-/** The on/once/off of amqplib's EventEmitters (not exported by the module). */
-declare class Emitter<Events extends { [K in keyof Events]: Listener }> {
+/**
+ * The on/once/off of amqplib's EventEmitters: the base of `Connection` and `Channel`, exported
+ * for apps that type their own listeners or extend it (`class Jobs extends Emitter<JobEvents>`).
+ */
+export class Emitter<Events extends { [K in keyof Events]: Listener }> {
   on<K extends keyof Events>(event: K, listener: Events[K]): this;
   addListener<K extends keyof Events>(event: K, listener: Events[K]): this;
   /** Runs `listener` on the next `event` only. */
@@ -715,8 +778,8 @@ export const STRUCTURED: 'application/x-tabbit-structured';
  */
 export function encodeValue(value: unknown): Uint8Array;
 
-/** The value `encodeValue` encoded; other bytes throw 406. */
-export function decodeValue(bytes: Uint8Array): unknown;
+/** The value `encodeValue` encoded (`T`: its type, unchecked; default `unknown`); other bytes throw 406. */
+export function decodeValue<T = unknown>(bytes: Uint8Array): T;
 
 /** A connection to a broker: amqplib's Connection. Events: 'close', 'error', 'failover'. */
 export class Connection extends Emitter<ConnectionEvents> {
@@ -758,7 +821,7 @@ export class Connection extends Emitter<ConnectionEvents> {
   peek(queue: string, count?: number): Promise<PeekedMessage[]>;
 
   /**
-   * Beyond amqplib: bridges the broker to a RabbitMQ server over Web-STOMP (see the README).
+   * Beyond amqplib: bridges the broker to a RabbitMQ server over Web-STOMP (docs/bridge.md in the repository).
    * Declares and binds the outbox queues first, then resolves once the context hosting the
    * broker runs the bridge; it connects (and reconnects, with backoff) in the background:
    * watch `status`. Rejects with 406 on bad options (the message says which and what to write),
@@ -931,9 +994,9 @@ export class Channel extends Emitter<ChannelEvents> {
    * exception in `onMessage` is reported as uncaught and does not stop the consumer.
    * No such queue: 404; another connection's exclusive queue: 405.
    */
-  consume(
+  consume<T = unknown>(
     queue: string,
-    onMessage: (message: ConsumeMessage | null) => void,
+    onMessage: (message: ConsumeMessage<T> | null) => void,
     options?: Options.Consume,
   ): Promise<Replies.Consume>;
 
@@ -941,7 +1004,7 @@ export class Channel extends Emitter<ChannelEvents> {
   cancel(consumerTag: string): Promise<Replies.Consume>;
 
   /** Takes one ready message from the queue, or `false` when there is none. No such queue: 404. */
-  get(queue: string, options?: Options.Get): Promise<GetMessage | false>;
+  get<T = unknown>(queue: string, options?: Options.Get): Promise<GetMessage<T> | false>;
 
   /**
    * Acknowledges a message this channel delivered (or its `fields.deliveryTag`); with
@@ -986,7 +1049,7 @@ export class Channel extends Emitter<ChannelEvents> {
    * unless `noAck`. Ends when `options.signal` aborts, the consumer is cancelled by the
    * broker, the channel closes, or the loop exits (which cancels the consumer).
    */
-  messages(queue: string, options?: Options.Consume): AsyncGenerator<ConsumeMessage, void, undefined>;
+  messages<T = unknown>(queue: string, options?: Options.Consume): AsyncGenerator<ConsumeMessage<T>, void, undefined>;
 }
 
 /** amqplib's ConfirmChannel: each publish is confirmed or refused, by its callback and `waitForConfirms`. */
@@ -1040,5 +1103,6 @@ declare const tabbit: {
   Connection: typeof Connection;
   Channel: typeof Channel;
   ConfirmChannel: typeof ConfirmChannel;
+  Emitter: typeof Emitter;
 };
 export default tabbit;

@@ -106,8 +106,8 @@ function failed(message, code) {
   return e;
 }
 
-/** A small EventEmitter: on/once/off/emit, as amqplib's objects are emitters. */
-class Emitter {
+/** A small EventEmitter: on/once/off/emit, as amqplib's objects are emitters (exported: the types name it). */
+export class Emitter {
   #listeners = new Map();
 
   on(name, fn) {
@@ -565,7 +565,7 @@ export class Connection extends Emitter {
   }
 
   /**
-   * Beyond amqplib: bridges this broker to a RabbitMQ server over Web-STOMP (see the README).
+   * Beyond amqplib: bridges this broker to a RabbitMQ server over Web-STOMP (docs/bridge.md in the repository).
    * Resolves once the context hosting the broker runs the bridge (it connects, and reconnects,
    * in the background: see `status`). The outbox queues are declared and bound first, so that
    * messages published after this resolves wait for RabbitMQ even while it cannot be reached.
@@ -805,4 +805,4 @@ export class ConfirmChannel extends Channel {
 }
 
 /** For `import amqp from 'tabbit'; amqp.connect(…)`, as with amqplib. */
-export default { connect, version, encodeValue, decodeValue, STRUCTURED, Connection, Channel, ConfirmChannel };
+export default { connect, version, encodeValue, decodeValue, STRUCTURED, Connection, Channel, ConfirmChannel, Emitter };

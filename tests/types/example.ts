@@ -1,9 +1,8 @@
 // A program using the whole of tabbit's API as an amqplib user would, type-checked (never run)
 // against src/api/index.d.ts by tests/node/types.test.mjs. The `@ts-expect-error` lines prove
 // that wrong usage is rejected: tsc fails if one of them compiles.
-// @ts-expect-error: the module's emitter base class is not exported
-import { Emitter } from 'tabbit';
 import {
+  Emitter,
   connect,
   version,
   decodeValue,
@@ -26,7 +25,13 @@ import {
   type TabbitError,
 } from 'tabbit';
 
-void Emitter;
+/** The package's emitter, extended by an app for its own typed events. */
+class Jobs extends Emitter<{ done: (id: number) => void }> {}
+new Jobs().on('done', (id) => console.log(id.toFixed()));
+// @ts-expect-error: the listener's argument is a number
+new Jobs().on('done', (id: string) => console.log(id));
+// @ts-expect-error: an event the emitter does not have
+new Jobs().emit('started', 1);
 
 const text = new TextDecoder();
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -230,6 +235,14 @@ async function main(): Promise<void> {
   ch.sendToQueue('jobs', { at: new Date(), tags: new Set(['a']) }, { structured: true, persistent: true });
   const job = await ch.get('jobs', { structured: true });
   if (job) console.log(job.value, job.properties.contentType === STRUCTURED);
+  // The value's type, given by the app (unchecked, as JSON.parse's): `value` is `T | undefined`.
+  type Job = { at: Date; tags: Set<string> };
+  const typed = await ch.get<Job>('jobs', { structured: true });
+  if (typed && typed.value) console.log(typed.value.at.getTime(), typed.value.tags.has('a'));
+  await ch.consume<Job>('jobs', (m) => m?.value && console.log(m.value.tags.size), { structured: true });
+  for await (const m of ch.messages<Job>('jobs', { structured: true })) console.log(m.value?.at.toISOString());
+  const back: Job = decodeValue<Job>(encodeValue({ at: new Date(), tags: new Set<string>() }));
+  console.log(back.tags.size);
   console.log(decodeValue(encodeValue(new Map([[1, 2]]))));
   const peeked = await conn.peek('jobs', 5);
   for (const m of peeked) console.log(m.fields.routingKey, m.properties.messageId, m.content.byteLength);
@@ -325,6 +338,11 @@ async function wrong(conn: Connection, ch: Channel, cch: ConfirmChannel, returne
   console.log((await conn.peek('jobs'))[0].fields.deliveryTag);
   // @ts-expect-error: a value other than bytes or a string needs structured: true
   ch.sendToQueue('jobs', { a: 1 });
+  const typedJob = await ch.get<{ id: number }>('jobs', { structured: true });
+  // @ts-expect-error: the value may be missing (a message published without structured)
+  if (typedJob) console.log(typedJob.value.id);
+  // @ts-expect-error: the value's type has no such field
+  if (typedJob && typedJob.value) console.log(typedJob.value.name);
   await connect({ name: 'limited', limits: { maxMessageBytes: 1 << 20, maxQueues: 100, maxQueueLength: Infinity } });
   // @ts-expect-error: the effective maximum may be null (no limit applies)
   Math.max(0, (await conn.stats()).queues[0].effectiveMaxLength);
