@@ -37,6 +37,12 @@
 //        no consumers), confirm channel, window 1,000: by the host (P = H), and P → H.
 // (p)  the native core benchmark (examples/bench_core.rs, built and run with cargo): its figures,
 //      each the median of its own 7 runs.
+// The edge (the real runtimes from npm; skipped with a line in the log if one is missing):
+//   (r0) Deno KV: one awaited kv.set per message; (r) tabbit persistent publish with confirms on
+//        tabbit/storage/deno-kv, window 1,000 (bench/edge-deno.mjs);
+//   (s0) a Durable Object in workerd (SQLite-backed and KV-backed): one awaited put per message;
+//   (s1) put + sync() per message (durable before the next); (s) tabbit persistent publish with
+//        confirms on tabbit/storage/durable-object (bench/edge-workerd.mjs).
 // Throughputs are medians of --reps rounds (fresh database each), rounds interleaved so that the
 // machine's noise hits every row alike; ratios are to the raw baseline of the same run and
 // message size: (a) for IndexedDB and tabbit alone or persistent, (g) for transient across tabs.
@@ -515,6 +521,37 @@ try {
     }
   } else {
     log('(q) skipped: rabbitmq-server is not installed (scripts/setup installs it)');
+  }
+
+  // (r) and (s): the edge. Persistent publish with confirms through the storage adapters, in the
+  // real runtimes (npm's deno and workerd), against the runtime's raw write of one message at a
+  // time in the same run (bench/edge-deno.mjs, bench/edge-workerd.mjs).
+  try {
+    const { benchDenoKv } = await import('./edge-deno.mjs');
+    log('(r) Deno KV');
+    const [raw, tabbit] = await benchDenoKv({ n: config.n, reps: config.reps, log });
+    row('r0', `(r0) ${raw.name}`, 'msg/s', raw.samples, { ratio: 1, base: 'r0' });
+    vs(row('r', `(r)  ${tabbit.name}`, 'msg/s', tabbit.samples, { goal: '≥ 5×', pass: (r) => r.ratio >= 5 }), 'r0');
+  } catch (e) {
+    log(`(r) skipped: ${e.message}`);
+  }
+  try {
+    const { benchDurableObject } = await import('./edge-workerd.mjs');
+    log('(s) Durable Objects in workerd');
+    const doRows = await benchDurableObject({ n: config.n, reps: config.reps });
+    for (const kind of ['sql', 'kv']) {
+      const of = doRows.filter((r) => r.name.startsWith(`DO ${kind}:`));
+      const [raw, rawSync, tabbit] = of;
+      row(`s0-${kind}`, `(s0) ${raw.name}`, 'msg/s', raw.samples, { ratio: 1, base: `s0-${kind}` });
+      vs(row(`s1-${kind}`, `(s1) ${rawSync.name}`, 'msg/s', rawSync.samples), `s0-${kind}`);
+      vs(row(`s-${kind}`, `(s)  ${tabbit.name}`, 'msg/s', tabbit.samples, {
+        goal: '≥ 5×',
+        pass: (r) => r.ratio >= 5,
+        note: `${tabbit.ratioDurable.toFixed(1)}× the put + sync() per message (a put is durable only after sync)`,
+      }), `s0-${kind}`);
+    }
+  } catch (e) {
+    log(`(s) skipped: ${e.message}`);
   }
 
   core.figures.forEach(({ label, value, unit }, x) => {

@@ -245,6 +245,11 @@ export class Port {
     this.abort.abort();
     for (const release of this.releases) release();
     this.releases = [];
-    this.channel.close();
+    // Deaf at once, closed a macrotask later: Deno 2.9.6 breaks a BroadcastChannel opened in the
+    // same turn as the last one closes (postMessage throws 'expected i32'), which is what
+    // `await conn.close(); await connect()` does (tests/node/edge-deno.test.mjs).
+    const channel = this.channel;
+    channel.onmessage = channel.onmessageerror = null;
+    setTimeout(() => channel.close(), 0);
   }
 }

@@ -1,7 +1,7 @@
 // The npm package (pkg/, as scripts/build-pkg builds it) in Deno (npm package `deno`, pinned in
 // tests/package.json): tests/runtimes/deno/main.js imports ../../../pkg/index.js, whose connect()
 // fetches the wasm from a file: URL, and runs the shared scenario (tests/runtimes/scenario.mjs)
-// on memory storage. Deno may read pkg/ and nothing else; its cache goes to a temp directory.
+// on memory storage, then closes and reopens a connection in one turn, three times. Deno may read pkg/ and nothing else; its cache goes to a temp directory.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -26,4 +26,5 @@ test('runtime deno: the package publishes and consumes', { timeout: 60_000 }, as
   assert.match(out.deno, /^\d+\.\d+\.\d+/);
   t.diagnostic(`deno ${out.deno}, tabbit ${out.version}`);
   assert.deepEqual(out.result, { storage: 'memory', ...EXPECTED });
+  assert.deepEqual(out.reconnected, ['m0', 'm1', 'm2'], 'a connection opened as the previous one closes works');
 });
