@@ -15,12 +15,14 @@
 //   back redelivered after SIGKILL, a handle acked twice or from before the restart is refused;
 //   fetch() answers 404;
 // - the worker of docs/edge-cloudflare.md's "The TabbitBroker class", as printed;
-// - the package exports 'tabbit/durable-object' with its types, and `npm pack` ships them.
+// - the package exports 'tabbit/durable-object' with its types, and `npm pack` ships them;
+// - Connection.nextWakeup(), which the class sets its alarm from, in Node: the earliest deadline.
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { PKG, ROOT, needBin, needPackage, removeDir, tempDir } from '../runtimes/helpers.mjs';
 import { needAdapterBuild, writeDurableObjectConfig } from '../runtimes/workerd/do-config.mjs';
 import { serveWorkerd } from '../runtimes/workerd/serve.mjs';
@@ -286,4 +288,29 @@ test("TabbitBroker: the package exports 'tabbit/durable-object' with its types, 
   const packed = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json'], { cwd: PKG, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
   const files = new Set(packed[0].files.map((f) => f.path));
   for (const f of ['durable-object.js', 'durable-object.d.ts', 'storage/durable-object.js', 'index.js', 'tabbit_bg.wasm']) assert.ok(files.has(f), `npm pack ships ${f}`);
+});
+
+test('Connection.nextWakeup(): the earliest TTL or x-expires deadline, null without one', async () => {
+  await needPackage();
+  const { connect } = await import(pathToFileURL(join(PKG, 'index.js')).href);
+  const conn = await connect({ name: 'next-wakeup', storage: 'memory', mesh: false });
+  const ch = await conn.createConfirmChannel();
+  await ch.assertQueue('plain');
+  ch.sendToQueue('plain', new Uint8Array(1));
+  await ch.waitForConfirms();
+  assert.equal(conn.nextWakeup(), null, 'no deadline: a message without a TTL');
+  const before = Date.now();
+  // A message expires from the head of its queue (RabbitMQ's rule): here it is the head.
+  await ch.assertQueue('ttl');
+  ch.sendToQueue('ttl', new Uint8Array(1), { expiration: '60000' });
+  await ch.waitForConfirms();
+  const ttl = conn.nextWakeup();
+  assert.ok(ttl >= before + 60_000 && ttl <= Date.now() + 60_000, `a message's TTL: ${ttl - before} ms from the publish`);
+  await ch.assertQueue('leased', { arguments: { 'x-expires': 30_000 } });
+  const lease = conn.nextWakeup();
+  assert.ok(lease >= before + 30_000 && lease < ttl, `an x-expires lease comes first: ${lease - before} ms`);
+  await ch.deleteQueue('leased');
+  await ch.purgeQueue('ttl');
+  assert.equal(conn.nextWakeup(), null, 'nothing left with a deadline');
+  await conn.close();
 });
