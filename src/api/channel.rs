@@ -87,6 +87,15 @@ impl RawBroker {
         self.link.problems().iter().map(|p| JsValue::from_str(p)).collect()
     }
 
+    /// When this context's engine next has something due (a message's TTL, a delayed
+    /// message, an `x-expires` lease, a retry after a failed write): ms since the epoch, or
+    /// `None` (null) if nothing is, or if another context hosts. For hosts that must wake
+    /// the broker themselves, such as a Durable Object's alarm.
+    #[wasm_bindgen(js_name = nextWakeup)]
+    pub fn next_wakeup(&self) -> Option<f64> {
+        self.link.host()?.engine(|e| e.next_wakeup()).map(|at| at as f64)
+    }
+
     /// Resolves when every write made so far has committed.
     pub fn flush(&self) -> Promise {
         self.link.flush()

@@ -810,6 +810,14 @@ export class Connection extends Emitter<ConnectionEvents> {
   /** Resolves when every write made so far is stored (acks are stored with the next commit). */
   flush(): Promise<void>;
 
+  /**
+   * Beyond amqplib: when the broker next has something due (a message's TTL, a delayed message,
+   * an `x-expires` lease, a retry after a failed write), in ms since the epoch; null if nothing
+   * is, or if another context hosts the broker. The broker runs it on its own timer; a host that
+   * can be evicted sets an alarm for it (as `tabbit/durable-object` does).
+   */
+  nextWakeup(): number | null;
+
   /** The broker's exchanges, queues (counts and counters), bindings, contexts, totals and rates. */
   stats(): Promise<BrokerStats>;
 

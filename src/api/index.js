@@ -557,6 +557,16 @@ export class Connection extends Emitter {
     return this.#b.flush().then(() => undefined);
   }
 
+  /**
+   * Beyond amqplib: when the broker next has something due (a TTL, a delayed message, an
+   * x-expires lease), in ms since the epoch; null if nothing is, or if another context hosts.
+   * The broker runs it on its own timer; a host that can be evicted (a Durable Object) sets an
+   * alarm for it.
+   */
+  nextWakeup() {
+    return this.#b.nextWakeup() ?? null;
+  }
+
   /** The broker's exchanges, queues, bindings, contexts, totals and rates, for a management view. */
   async stats() {
     const stats = await this.#b.stats();

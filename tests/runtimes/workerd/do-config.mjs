@@ -60,6 +60,8 @@ export async function writeDurableObjectConfig(
     ['pkg/storage/durable-object.js', 'esModule', join(pkg, 'storage/durable-object.js')],
     ...(await packageModules(pkg)),
   ];
+  // The package's Durable Object class ('tabbit/durable-object'), where the build has it.
+  if (await stat(join(pkg, 'durable-object.js')).catch(() => null)) modules.push(['pkg/durable-object.js', 'esModule', join(pkg, 'durable-object.js')]);
   const q = (s) => JSON.stringify(s);
   const namespaces = classes.map(
     (c) => `    (className = ${q(c.className)}, uniqueKey = ${q(`tabbit-test-${c.className}`)}, enableSql = ${!!c.sql}, preventEviction = ${preventEviction}),\n`,

@@ -1,0 +1,320 @@
+// A Durable Object class that hosts one tabbit broker per object, on the object's storage:
+//
+//   // src/worker.js (wrangler: a durable_objects binding and a migration for the class)
+//   export { TabbitBroker } from 'tabbit/durable-object';
+//
+//   const stub = env.BROKER.get(env.BROKER.idFromName('main'));
+//   await stub.publish('', 'orders', 'hello', { persistent: true });   // resolves once confirmed
+//   const m = await stub.get('orders');                                 // { handle, content, fields, properties } | null
+//   await stub.ack(m.handle);
+//
+// Each method on the stub is a Workers RPC call into the object ("public methods on a class
+// that extends DurableObject can be called over RPC": developers.cloudflare.com/durable-objects/
+// best-practices/create-durable-object-stubs-and-send-requests/); arguments and results are
+// structured-cloned, so messages come back as plain objects and a delivery is acked by its handle.
+//
+// The broker is opened once per object instance, lazily: concurrent first calls share one open.
+// It is named after the object's id, so that objects sharing an isolate do not share a broker.
+//
+// Timers. TTLs, delayed messages and x-expires leases run on the broker's own timer while the
+// object is in memory; an object can be evicted at any time, and then no timer runs. So after each
+// call the object sets its alarm (ctx.storage.setAlarm: one alarm per object, it survives
+// eviction and restarts: developers.cloudflare.com/durable-objects/api/alarms/) to the broker's
+// next wake-up (Connection.nextWakeup()). The alarm wakes the object; alarm() opens the broker,
+// which runs what is due (expiring, dead-lettering), waits until that is stored, and sets the
+// next alarm. A subclass that overrides alarm() calls super.alarm().
+import { DurableObject } from 'cloudflare:workers';
+import { connect } from './index.js';
+import { durableObjectStorage } from './storage/durable-object.js';
+// The wasm as a module of its own: wrangler uploads a .wasm import as a WebAssembly.Module
+// (developers.cloudflare.com/workers/wrangler/bundling/), and Workers cannot compile wasm from
+// bytes at run time.
+import wasm from './tabbit_bg.wasm';
+
+/** An alarm is never set closer than this to now: what is due now runs on the broker's own timer; the alarm is for after an eviction. */
+const MIN_ALARM_MS = 100;
+/** alarm() waits at most this many times for the broker's timer to run what is due. */
+const MAX_DUE_ROUNDS = 20;
+
+const utf8 = new TextEncoder();
+const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
+
+function failed(message, code) {
+  const e = new Error(message);
+  e.code = code;
+  return e;
+}
+
+/** A message body from an RPC argument: a string (as UTF-8), an ArrayBuffer or a view. */
+function bodyOf(body, method, options) {
+  if (options?.structured) return body;
+  if (typeof body === 'string') return utf8.encode(body);
+  if (body instanceof ArrayBuffer) return new Uint8Array(body);
+  if (ArrayBuffer.isView(body)) return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
+  throw failed(`${method}: the body must be a string, an ArrayBuffer or a Uint8Array (or any value with { structured: true }), not ${body === null ? 'null' : typeof body}`, 406);
+}
+
+function needString(value, what, method) {
+  if (typeof value !== 'string') throw failed(`${method}: ${what} must be a string`, 406);
+}
+
+export class TabbitBroker extends DurableObject {
+  /**
+   * What subclasses may set: `{ limits, label, storage: { backend, prefix } }` (connect()'s
+   * `limits` and `label`, durableObjectStorage()'s options).
+   */
+  static options = {};
+
+  #opening = null;
+  #conn = null;
+  /** Channels, each made again once closed: publishes (confirm mode), gets (holds unacked deliveries), the rest. */
+  #channels = { publish: null, get: null, admin: null };
+  /** Deliveries not acked yet, by handle: `<broker instance>.<delivery tag>`. */
+  #held = new Map();
+  #instance = '';
+  /** The alarm as last set (ms since the epoch, or null), so that it is written only when it changes. */
+  #alarmAt;
+  #timer = null;
+
+  /**
+   * The Connection to this object's broker (opened on the first call): for subclass methods that
+   * use the channel API directly. Not an RPC method: a Connection cannot be cloned.
+   */
+  connection() {
+    this.#opening ??= this.#open().catch((e) => {
+      this.#opening = null;
+      throw e;
+    });
+    return this.#opening;
+  }
+
+  async #open() {
+    const { limits, label, storage } = this.constructor.options ?? {};
+    const conn = await connect({
+      name: this.ctx.id.toString(),
+      storage: durableObjectStorage(this.ctx.storage, storage),
+      wasm,
+      mesh: false,
+      limits,
+      label,
+    });
+    this.#alarmAt = await this.ctx.storage.getAlarm();
+    this.#instance = crypto.randomUUID().slice(0, 8);
+    this.#conn = conn;
+    return conn;
+  }
+
+  /** Channel `kind`, made again if it was closed (a channel error closes it). */
+  async #channel(kind) {
+    const conn = await this.connection();
+    const open = this.#channels[kind];
+    if (open) return open;
+    const ch = kind === 'publish' ? conn.createConfirmChannel() : conn.createChannel();
+    this.#channels[kind] = ch;
+    let made;
+    try {
+      made = await ch;
+    } catch (e) {
+      this.#channels[kind] = null;
+      throw e;
+    }
+    // The error also rejects the call that caused it; the channel is made again on the next call.
+    made.on('error', () => {});
+    made.once('close', () => {
+      if (this.#channels[kind] === ch) this.#channels[kind] = null;
+      // Its unacked deliveries went back to their queues.
+      if (kind === 'get') for (const [h, d] of this.#held) if (d.ch === made) this.#held.delete(h);
+    });
+    return made;
+  }
+
+  /** Runs `f`, then sets the alarm to the broker's next wake-up. */
+  async #call(f) {
+    try {
+      return await f();
+    } finally {
+      if (this.#conn) await this.#arm();
+    }
+  }
+
+  /**
+   * Sets the object's alarm to the broker's next wake-up if that changed, and follows it with a
+   * timer while the object is in memory (a deadline the broker's own timer brings, such as a
+   * dead-lettered message's TTL in its new queue, moves the alarm too).
+   */
+  async #arm() {
+    const next = this.#conn.nextWakeup();
+    const at = next === null ? null : Math.max(next, Date.now() + MIN_ALARM_MS);
+    clearTimeout(this.#timer);
+    if (next !== null) this.#timer = setTimeout(() => this.#arm().catch(() => {}), at - Date.now() + 1);
+    if (at === this.#alarmAt) return;
+    // Chosen and issued in one turn: of two calls, the later one's alarm is the one that stays.
+    this.#alarmAt = at;
+    if (at === null) await this.ctx.storage.deleteAlarm();
+    else await this.ctx.storage.setAlarm(at);
+  }
+
+  /**
+   * Sets the object's alarm to the broker's next deadline. The class's methods and alarm() call
+   * it; a subclass method that changes deadlines (a publish with a TTL, a queue with x-expires)
+   * through connection() calls it before it returns.
+   */
+  async syncAlarm() {
+    await this.connection();
+    await this.#arm();
+  }
+
+  /** The alarm: opens the broker, which runs what is due, waits until that is stored, and sets the next alarm. */
+  async alarm() {
+    const conn = await this.connection();
+    // The broker's timer fires for a deadline already past at the end of this turn: wait for it,
+    // and for deadlines closer than the next alarm could be set.
+    for (let round = 0; round < MAX_DUE_ROUNDS; round++) {
+      const next = conn.nextWakeup();
+      if (next === null || next > Date.now() + MIN_ALARM_MS) break;
+      await sleep(Math.max(0, next - Date.now()) + 1);
+    }
+    await conn.flush();
+    await this.#arm();
+  }
+
+  /**
+   * Publishes to `exchange` with `routingKey` (amqplib's publish options: `persistent`,
+   * `expiration`, `headers`, `priority`, `structured`, …). Resolves `true` once the broker
+   * confirmed it (for a persistent message to a durable queue: stored); rejects if it was refused.
+   */
+  publish(exchange, routingKey, body, options) {
+    return this.#call(async () => {
+      needString(exchange, 'exchange', 'publish');
+      needString(routingKey, 'routingKey', 'publish');
+      const content = bodyOf(body, 'publish', options);
+      // A publish to a missing exchange closes its channel, and would fail the other callers'
+      // publishes in flight on it: checked first, on the admin channel.
+      if (exchange !== '') await (await this.#channel('admin')).checkExchange(exchange);
+      const ch = await this.#channel('publish');
+      return new Promise((ok, fail) => ch.publish(exchange, routingKey, content, options, (err) => (err ? fail(err) : ok(true))));
+    });
+  }
+
+  /** Publishes to `queue` through the default exchange; as publish(). */
+  sendToQueue(queue, body, options) {
+    return this.publish('', queue, body, options);
+  }
+
+  /**
+   * The next message of `queue`, or null if it is empty: `{ handle, content, fields,
+   * properties }` (and `value` with `{ structured: true }`). With `{ noAck: true }` it is acked
+   * at once; otherwise ack(handle) or nack(handle) it. An unacked message stays delivered while
+   * the object is in memory; if the object goes, it comes back `redelivered` and its handle no
+   * longer works.
+   */
+  get(queue, options = {}) {
+    return this.#call(async () => {
+      needString(queue, 'queue', 'get');
+      // A get from a missing queue closes its channel, which would requeue every held delivery.
+      await (await this.#channel('admin')).checkQueue(queue);
+      const ch = await this.#channel('get');
+      const m = await ch.get(queue, options);
+      if (!m) return null;
+      const handle = options.noAck ? null : `${this.#instance}.${m.fields.deliveryTag}`;
+      if (handle) this.#held.set(handle, { ch, m });
+      const out = { handle, content: new Uint8Array(m.content), fields: { ...m.fields }, properties: { ...m.properties } };
+      if ('value' in m) out.value = m.value;
+      return out;
+    });
+  }
+
+  #take(handle, method) {
+    const held = typeof handle === 'string' ? this.#held.get(handle) : undefined;
+    if (!held) {
+      throw failed(
+        `${method}: no delivery with handle ${JSON.stringify(handle)}: it was acked or nacked already, or the object restarted since (its message went back to the queue, to be delivered again)`,
+        406,
+      );
+    }
+    this.#held.delete(handle);
+    return held;
+  }
+
+  /** Acks the delivery `handle` (from get()); resolves `true` once the ack is stored. */
+  ack(handle) {
+    return this.#call(async () => {
+      const { ch, m } = this.#take(handle, 'ack');
+      ch.ack(m);
+      await this.#conn.flush();
+      return true;
+    });
+  }
+
+  /** Nacks the delivery `handle`: back to its queue (`requeue`, the default) or dead-lettered / dropped. Resolves `true` once stored. */
+  nack(handle, { requeue = true } = {}) {
+    return this.#call(async () => {
+      const { ch, m } = this.#take(handle, 'nack');
+      ch.nack(m, false, requeue);
+      await this.#conn.flush();
+      return true;
+    });
+  }
+
+  /** amqplib's assertQueue: `{ queue, messageCount, consumerCount }`. */
+  assertQueue(queue, options) {
+    return this.#call(async () => ({ ...(await (await this.#channel('admin')).assertQueue(queue, options)) }));
+  }
+
+  /** amqplib's checkQueue. */
+  checkQueue(queue) {
+    return this.#call(async () => ({ ...(await (await this.#channel('admin')).checkQueue(queue)) }));
+  }
+
+  /** amqplib's deleteQueue: `{ messageCount }`. */
+  deleteQueue(queue, options) {
+    return this.#call(async () => ({ ...(await (await this.#channel('admin')).deleteQueue(queue, options)) }));
+  }
+
+  /** amqplib's purgeQueue: `{ messageCount }`. */
+  purgeQueue(queue) {
+    return this.#call(async () => ({ ...(await (await this.#channel('admin')).purgeQueue(queue)) }));
+  }
+
+  /** amqplib's assertExchange: `{ exchange }`. */
+  assertExchange(exchange, type, options) {
+    return this.#call(async () => ({ ...(await (await this.#channel('admin')).assertExchange(exchange, type, options)) }));
+  }
+
+  /** amqplib's bindQueue. */
+  bindQueue(queue, source, pattern, args) {
+    return this.#call(async () => {
+      await (await this.#channel('admin')).bindQueue(queue, source, pattern, args);
+      return true;
+    });
+  }
+
+  /** amqplib's unbindQueue. */
+  unbindQueue(queue, source, pattern, args) {
+    return this.#call(async () => {
+      await (await this.#channel('admin')).unbindQueue(queue, source, pattern, args);
+      return true;
+    });
+  }
+
+  /** The broker's exchanges, queues (counts and counters), bindings, totals and rates (Connection.stats()). */
+  stats() {
+    return this.#call(async () => (await this.connection()).stats());
+  }
+
+  /** Resolves once every write made so far is stored (Connection.flush()). */
+  flush() {
+    return this.#call(async () => {
+      await (await this.connection()).flush();
+      return true;
+    });
+  }
+
+  /** No HTTP API: the object answers RPC calls on its stub. Every request gets a 404 that says so. */
+  fetch() {
+    return Response.json(
+      { error: 'TabbitBroker has no HTTP API: call its methods on the stub (await stub.publish(...), stub.get(...)) from your worker' },
+      { status: 404 },
+    );
+  }
+}
