@@ -11,7 +11,7 @@
 //! the calls not answered yet; frames for a host not known yet; and, after failover,
 //! the re-announcements not answered yet.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use super::bridge::{BridgeConfig, BridgeStatus, Declared};
 use super::frame::{Answer, ChannelState, Command, Frame, InFlight, WireDelivery, WireEvent, EVERYONE};
@@ -102,6 +102,44 @@ struct Waiter {
     nacked: bool,
 }
 
+/// Deliveries in flight on a channel, by delivery tag. Tags only grow on a channel, so an
+/// insert is a push at the back and acks come mostly from the front: a sorted `VecDeque`,
+/// not a `BTreeMap` (one B-tree type fewer in the wasm).
+#[derive(Debug, Default)]
+struct InFlights(VecDeque<InFlight>);
+
+impl InFlights {
+    fn position(&self, tag: u64) -> usize {
+        self.0.partition_point(|f| f.delivery_tag < tag)
+    }
+
+    fn insert(&mut self, f: InFlight) {
+        if self.0.back().is_none_or(|b| b.delivery_tag < f.delivery_tag) {
+            return self.0.push_back(f);
+        }
+        let at = self.position(f.delivery_tag);
+        match self.0.get_mut(at) {
+            Some(old) if old.delivery_tag == f.delivery_tag => *old = f,
+            _ => self.0.insert(at, f),
+        }
+    }
+
+    fn remove(&mut self, tag: u64) -> Option<InFlight> {
+        let at = self.position(tag);
+        if self.0.get(at)?.delivery_tag == tag {
+            self.0.remove(at)
+        } else {
+            None
+        }
+    }
+
+    /// Takes out every delivery up to `tag`, included.
+    fn take_upto(&mut self, tag: u64) -> Vec<InFlight> {
+        let end = self.0.partition_point(|f| f.delivery_tag <= tag);
+        self.0.drain(..end).collect()
+    }
+}
+
 /// One channel as its context knows it.
 #[derive(Debug)]
 struct Chan {
@@ -119,7 +157,7 @@ struct Chan {
     prefetch: (u32, u32),
     /// Deliveries not yet acked, by tag, and the highest tag seen (not kept by the
     /// hosting context: it is never re-announced).
-    in_flight: BTreeMap<u64, InFlight>,
+    in_flight: InFlights,
     last_tag: u64,
     /// Deliveries settled lately (when, what, ack or reject), re-announced after
     /// failover in case the dead host never stored their settlement.
@@ -136,7 +174,7 @@ impl Chan {
             consumer_prefetch: self.prefetch.0,
             channel_prefetch: self.prefetch.1,
             consumers: self.specs.clone(),
-            in_flight: self.in_flight.values().cloned().collect(),
+            in_flight: self.in_flight.0.iter().cloned().collect(),
             settled: self
                 .settled
                 .iter()
@@ -286,7 +324,7 @@ impl ClientState {
             waiters: Vec::new(),
             next_seq: 1,
             prefetch: (0, 0),
-            in_flight: BTreeMap::new(),
+            in_flight: InFlights::default(),
             last_tag: 0,
             settled: VecDeque::new(),
         };
@@ -360,7 +398,7 @@ impl ClientState {
     pub fn recover(&mut self, chan: u32) -> Result<u32, AmqpError> {
         let id = self.call(chan, Command::Recover, Track::Nothing)?;
         if let Some(c) = self.chans.get_mut(&chan) {
-            c.in_flight.clear();
+            c.in_flight.0.clear();
         }
         Ok(id)
     }
@@ -748,7 +786,7 @@ impl ClientState {
 
     /// The delivery tags in flight on `chan` (client role), for tests.
     pub fn in_flight(&self, chan: u32) -> Vec<u64> {
-        self.chans.get(&chan).map(|c| c.in_flight.keys().copied().collect()).unwrap_or_default()
+        self.chans.get(&chan).map(|c| c.in_flight.0.iter().map(|f| f.delivery_tag).collect()).unwrap_or_default()
     }
 }
 
@@ -764,7 +802,7 @@ fn track(c: &mut Chan, d: &WireDelivery) {
             delivery_tag: d.delivery_tag,
             consumer_tag: tag.map(str::to_owned),
         };
-        c.in_flight.insert(d.delivery_tag, f);
+        c.in_flight.insert(f);
     }
 }
 
@@ -773,12 +811,9 @@ fn track(c: &mut Chan, d: &WireDelivery) {
 /// either way.
 fn settle(c: &mut Chan, tag: u64, multiple: bool, keep: Option<bool>, now: u64) {
     let done: Vec<InFlight> = match (tag, multiple) {
-        (0, true) => std::mem::take(&mut c.in_flight).into_values().collect(),
-        (t, true) => {
-            let rest = c.in_flight.split_off(&(t + 1));
-            std::mem::replace(&mut c.in_flight, rest).into_values().collect()
-        }
-        (t, false) => c.in_flight.remove(&t).into_iter().collect(),
+        (0, true) => c.in_flight.0.drain(..).collect(),
+        (t, true) => c.in_flight.take_upto(t),
+        (t, false) => c.in_flight.remove(t).into_iter().collect(),
     };
     while c.settled.front().is_some_and(|(at, _, _)| now.saturating_sub(*at) > SETTLED_KEEP_MS)
         || c.settled.len() > SETTLED_KEEP_MAX
