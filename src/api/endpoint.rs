@@ -80,8 +80,8 @@ impl RawStompEndpoint {
             for key in js_sys::Object::keys(limits.unchecked_ref::<js_sys::Object>()).iter() {
                 let key = key.as_string().unwrap_or_default();
                 let Some(i) = LIMITS.iter().position(|(name, ..)| *name == key) else {
-                    let names: Vec<&str> = LIMITS.iter().map(|(n, ..)| *n).collect();
-                    return Err(refused(format!("unknown limit '{key}': use {}", names.join(", "))));
+                    let names = "maxFrameBytes, maxConnections, maxSubscriptions or connectTimeoutMs";
+                    return Err(refused(format!("unknown limit '{key}': use {names}")));
                 };
                 let max = LIMITS[i].2;
                 values[i] = match get(&limits, &key).as_f64() {

@@ -17,38 +17,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from '@stomp/stompjs';
 import WebSocket from 'ws';
-import { PKG, ROOT, RUNTIMES, freePort, lastJson, needBin, needPackage, removeDir, start, tempDir } from '../runtimes/helpers.mjs';
-import { adapterModule, denoKvRunner } from '../runtimes/deno/kv-run.mjs';
+import { PKG, needPackage } from '../runtimes/helpers.mjs';
+import { stompServer as setup } from '../runtimes/deno/stomp-run.mjs';
 
 const TIMEOUT = 120_000;
-const SERVER = join(RUNTIMES, 'deno', 'stomp-server.js');
-
-/** What the package must ship for these tests: 'tabbit/deno' (scripts/build-pkg). */
-function needDenoModule() {
-  if (!existsSync(join(PKG, 'deno.js'))) throw new Error('pkg/deno.js is missing: rebuild the package with scripts/build-pkg');
-}
-
-async function setup(t) {
-  await needPackage();
-  needDenoModule();
-  const bin = await needBin('deno');
-  const dir = await tempDir('tabbit-edge-stomp-');
-  t.after(() => removeDir(dir));
-  const runner = await denoKvRunner(dir, adapterModule().path, { net: '127.0.0.1' });
-  const port = await freePort();
-  /** Starts the server; resolves once it listens, with the message counts it printed. */
-  const serve = async (...queues) => {
-    const p = start(bin, runner.args(SERVER, dir, String(port), ...queues), { t, cwd: ROOT, env: runner.env, timeoutMs: 100_000 });
-    let exited = false;
-    p.exited.then(() => (exited = true));
-    while (!p.stdout().includes('"listening"')) {
-      if (exited) throw new Error(`deno exited before listening:\n${p.output().slice(-4000)}`);
-      await sleep(20);
-    }
-    return { p, queues: lastJson(p.stdout()).queues };
-  };
-  return { serve, port };
-}
 
 const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 
