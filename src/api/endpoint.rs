@@ -1,7 +1,7 @@
 //! `conn.stompEndpoint()`: the hosting context serves Web-STOMP ([`crate::bridge::server`])
-//! on sockets the app hands over. `RawStompEndpoint` checks the options once;
-//! `RawStompSocket` is one socket's side: the app gives it what the socket receives and
-//! tells it when the socket closed. The sessions are driven in `link/endpoint.rs`.
+//! on sockets the app hands over. `RawStompEndpoint` checks the options once, then takes
+//! each socket's side by its number: what it receives, and when it closed. The sessions are
+//! driven in `link/endpoint.rs`.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -10,7 +10,7 @@ use js_sys::Function;
 use wasm_bindgen::prelude::*;
 
 use super::convert::get;
-use super::link::endpoint::{not_hosting, EndpointConfig};
+use super::link::endpoint::{not_hosting, EndpointConfig, SESSION_BIT};
 use super::link::Link;
 use super::to_js;
 use crate::bridge::server::Config;
@@ -112,34 +112,25 @@ impl RawStompEndpoint {
 impl RawStompEndpoint {
     /// Serves a new socket: tabbit calls `send(Uint8Array)` with each STOMP frame (or
     /// heart-beat) to send and `close()` to close it; `request` goes to `authenticate`.
-    pub fn open(&self, send: Function, close: Function, request: JsValue) -> Result<RawStompSocket, JsValue> {
+    /// Returns the socket's number, for `receive` and `closed`.
+    pub fn open(&self, send: Function, close: Function, request: JsValue) -> Result<u32, JsValue> {
         let ctx = self.link.open_session(&self.cfg, send, close, request)?;
-        Ok(RawStompSocket { link: self.link.clone(), ctx })
+        Ok((ctx & !SESSION_BIT) as u32)
+    }
+
+    /// What socket `n` received: a `Uint8Array`, an `ArrayBuffer` or a string (text frames).
+    pub fn receive(&self, n: u32, data: JsValue) -> Result<(), JsValue> {
+        self.link.session_input(SESSION_BIT | n as u64, &data).map_err(to_js)
+    }
+
+    /// Socket `n` closed: its session ends (its unacked messages go back to their queues).
+    pub fn closed(&self, n: u32) {
+        self.link.session_closed(SESSION_BIT | n as u64);
     }
 
     /// Sockets served now.
     #[wasm_bindgen(getter)]
     pub fn connections(&self) -> u32 {
         self.cfg.open.get() as u32
-    }
-}
-
-/// One socket served by a [`RawStompEndpoint`].
-#[wasm_bindgen]
-pub struct RawStompSocket {
-    link: Rc<Link>,
-    ctx: u64,
-}
-
-#[wasm_bindgen]
-impl RawStompSocket {
-    /// What the socket received: a `Uint8Array`, an `ArrayBuffer` or a string (text frames).
-    pub fn receive(&self, data: JsValue) -> Result<(), JsValue> {
-        self.link.session_input(self.ctx, &data).map_err(to_js)
-    }
-
-    /// The socket closed: the session ends (its unacked messages go back to their queues).
-    pub fn closed(&self) {
-        self.link.session_closed(self.ctx);
     }
 }

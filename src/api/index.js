@@ -633,8 +633,8 @@ export class StompEndpoint {
     if (typeof send !== 'function' || typeof close !== 'function') {
       throw failed('stompEndpoint().open({ send, close, request }): send and close must be functions', 406);
     }
-    const s = guard(() => this.#raw.open(send, close, request));
-    return { receive: (data) => guard(() => s.receive(data)), closed: () => guard(() => s.closed()) };
+    const n = guard(() => this.#raw.open(send, close, request));
+    return { receive: (data) => guard(() => this.#raw.receive(n, data)), closed: () => guard(() => this.#raw.closed(n)) };
   }
 
   /**

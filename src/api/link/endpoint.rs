@@ -56,7 +56,15 @@ impl Link {
         if !self.hosting() || self.closed.get() {
             return Err(to_js(not_hosting()));
         }
-        let n = self.next_session.get() + 1;
+        // Numbered from 1 (the JS side knows a socket by its number, a u32), skipping any
+        // still open once the numbers wrap.
+        let mut n = self.next_session.get();
+        loop {
+            n = n % u64::from(u32::MAX) + 1;
+            if !self.sessions.borrow().contains_key(&(SESSION_BIT | n)) {
+                break;
+            }
+        }
         self.next_session.set(n);
         let ctx = SESSION_BIT | n;
         let at = now();
