@@ -144,6 +144,13 @@ impl RawBroker {
         self.link.undeclare_bridge(name);
     }
 
+    /// A Web-STOMP endpoint of this broker (`{authenticate, allowAnonymous, limits}`): only
+    /// the context hosting it can serve.
+    #[wasm_bindgen(js_name = stompEndpoint)]
+    pub fn stomp_endpoint(&self, options: JsValue) -> R<super::endpoint::RawStompEndpoint> {
+        super::endpoint::RawStompEndpoint::new(self.link.clone(), &options)
+    }
+
     /// Every bridge's status, as the hosting context last told it (`BridgeStatus[]`).
     pub fn bridges(&self) -> Array {
         self.link.bridges()

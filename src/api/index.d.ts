@@ -836,6 +836,66 @@ export class Connection extends Emitter<ConnectionEvents> {
    * 540 where there is no WebSocket (Node).
    */
   bridge(options: BridgeOptions): Promise<Bridge>;
+
+  /**
+   * Beyond amqplib: a Web-STOMP endpoint of this broker, with the semantics of RabbitMQ's STOMP
+   * plugin (docs/edge-deno.md in the repository; in Deno, `serveStomp()` of 'tabbit/deno' does
+   * the HTTP part). Only the context hosting the broker can serve: elsewhere this throws (406).
+   * Throws 406 on bad options, and unless `authenticate` or `allowAnonymous: true` is given.
+   */
+  stompEndpoint(options: StompEndpointOptions): StompEndpoint;
+}
+
+/** `Connection.stompEndpoint()`'s options. */
+export interface StompEndpointOptions {
+  /**
+   * Whether the credentials of a CONNECT are good (`host`: the virtual host asked for, `'/'` if
+   * none; `request`: what was given to `accept()` / `open()`, e.g. the HTTP upgrade request).
+   * Called for each CONNECT that has a `login`; false, or a throw, refuses it with an ERROR frame.
+   */
+  authenticate?: (login: string, passcode: string | null, host: string, request: unknown) => boolean | Promise<boolean>;
+  /** Let a CONNECT without `login` in, without asking `authenticate` (default false). */
+  allowAnonymous?: boolean;
+  limits?: StompLimits;
+}
+
+/** A Web-STOMP endpoint's limits: each over it gets an ERROR frame, and the socket closes. */
+export interface StompLimits {
+  /** The largest frame, headers and body (default 4 MiB, RabbitMQ's default). */
+  maxFrameBytes?: number;
+  /** Sockets served at once (default 1,000). */
+  maxConnections?: number;
+  /** Subscriptions per socket (default 128). */
+  maxSubscriptions?: number;
+  /** How long a socket may take to send CONNECT and be let in (default 10,000 ms). */
+  connectTimeoutMs?: number;
+}
+
+/** What `Connection.stompEndpoint()` returns. */
+export class StompEndpoint {
+  private constructor();
+  /** Sockets served now. */
+  readonly connections: number;
+  /**
+   * Serves a socket of yours: tabbit calls `send(bytes)` for each frame (or heart-beat) to send
+   * and `close()` to close it. Hand what the socket receives to `receive`, and call `closed()`
+   * when it closes (the session's unacked messages go back to their queues).
+   */
+  open(socket: { send(bytes: Uint8Array): void; close(): void; request?: unknown }): {
+    receive(data: Uint8Array | ArrayBuffer | string): void;
+    closed(): void;
+  };
+  /** Serves a standard WebSocket (as `Deno.upgradeWebSocket` gives) from when it is open. */
+  accept(ws: StompWebSocket, request?: unknown): void;
+}
+
+/** What `StompEndpoint.accept()` uses of a WebSocket (the standard API). */
+export interface StompWebSocket {
+  binaryType: string;
+  readonly readyState: number;
+  send(data: string | Uint8Array): void;
+  close(): void;
+  addEventListener(type: 'open' | 'message' | 'close', listener: (event: { data?: unknown }) => void): void;
 }
 
 /** `Connection.bridge()`'s options. */

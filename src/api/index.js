@@ -598,6 +598,18 @@ export class Connection extends Emitter {
     return handle;
   }
 
+  /**
+   * Beyond amqplib: a Web-STOMP endpoint of this broker, as RabbitMQ's Web-STOMP plugin serves
+   * (docs/edge-deno.md in the repository). Only the context hosting the broker can serve.
+   * `authenticate(login, passcode, host, request)` says (or resolves to) whether a CONNECT's
+   * credentials are good; `allowAnonymous` lets a CONNECT without login in; `limits`:
+   * { maxFrameBytes, maxConnections, maxSubscriptions, connectTimeoutMs }.
+   */
+  stompEndpoint(options) {
+    if (this.#closed) throw failed('connection is closed: connect again', 504);
+    return new StompEndpoint(guard(() => this.#b.stompEndpoint(options)));
+  }
+
   /** Beyond amqplib, for a management view: up to `count` (default 10) messages at the head of `queue`, not consumed. */
   async peek(queue, count) {
     if (typeof queue !== 'string') throw failed('peek(queue, count): queue must be a string', 406);
@@ -605,6 +617,64 @@ export class Connection extends Emitter {
       throw failed('peek(queue, count): count must be a whole number', 406);
     }
     return this.#b.peek(queue, count);
+  }
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** A Web-STOMP endpoint (`conn.stompEndpoint()`): it serves sockets; the protocol is in Rust (src/bridge/server.rs). */
+export class StompEndpoint {
+  #raw;
+
+  constructor(raw) {
+    this.#raw = raw;
+  }
+
+  /** Sockets served now. */
+  get connections() {
+    return guard(() => this.#raw.connections);
+  }
+
+  /**
+   * Serves a socket of yours: tabbit calls `send(Uint8Array)` for each frame to send and `close()`
+   * to close it. Give what it receives to `receive(data)` and call `closed()` when it closes.
+   */
+  open({ send, close, request } = {}) {
+    if (typeof send !== 'function' || typeof close !== 'function') {
+      throw failed('stompEndpoint().open({ send, close, request }): send and close must be functions', 406);
+    }
+    const n = guard(() => this.#raw.open(send, close, request));
+    return { receive: (data) => guard(() => this.#raw.receive(n, data)), closed: () => guard(() => this.#raw.closed(n)) };
+  }
+
+  /**
+   * Serves a WebSocket (the standard API: Deno.upgradeWebSocket's, a browser's, workerd's) once
+   * it is open. Frames go out as text, as RabbitMQ's Web-STOMP sends them by default, or as
+   * binary when a body is not UTF-8. `request` goes to `authenticate`.
+   */
+  accept(ws, request) {
+    ws.binaryType = 'arraybuffer';
+    let socket;
+    const start = () => {
+      socket ??= this.open({
+        send: (bytes) => {
+          if (ws.readyState !== 1) return;
+          let text;
+          try {
+            text = utf8.decode(bytes);
+          } catch {
+            // Not UTF-8: a binary message.
+          }
+          ws.send(text ?? bytes);
+        },
+        close: () => ws.close(),
+        request,
+      });
+    };
+    if (ws.readyState === 1) start();
+    else ws.addEventListener('open', start);
+    ws.addEventListener('message', (e) => socket?.receive(e.data));
+    ws.addEventListener('close', () => socket?.closed());
   }
 }
 

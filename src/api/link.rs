@@ -140,6 +140,7 @@ struct Server {
 }
 
 mod bridge;
+pub(crate) mod endpoint;
 mod serve;
 
 type Callback = Closure<dyn FnMut(JsValue)>;
@@ -174,6 +175,10 @@ pub(crate) struct Link {
     /// Channels the app closed with confirms outstanding, until the task that closed them
     /// ends (see `RawChannel::wait_for_confirms`): (channel, the error its confirms failed with).
     closing_unconfirmed: Rc<RefCell<Vec<(u32, JsValue)>>>,
+    /// Host role: the STOMP sessions served (`link/endpoint.rs`), by context id, and how
+    /// many were opened.
+    sessions: RefCell<FxMap<u64, endpoint::Session>>,
+    next_session: Cell<u64>,
 }
 
 /// The names of `Stats::totals` and `rates` in JS.
@@ -311,6 +316,8 @@ impl Link {
             local_scheduled: Cell::new(false),
             pumping: Cell::new(false),
             closing_unconfirmed: Rc::default(),
+            sessions: RefCell::default(),
+            next_session: Cell::new(0),
         })
     }
 
@@ -741,6 +748,7 @@ impl Link {
     /// Leaves: a host writes what it has and lets another context take over.
     pub(crate) async fn close(self: &Rc<Self>) {
         self.stop_bridges();
+        self.end_sessions("the broker is closing");
         self.post_now();
         let error = AmqpError::new(ReplyCode::ChannelError, "the connection closed before the broker answered");
         self.client.borrow_mut().leave(error, false);
@@ -762,6 +770,7 @@ impl Link {
     /// recovers from the store.
     fn left(self: &Rc<Self>) {
         self.stop_bridges();
+        self.end_sessions("the context hosting the broker left");
         self.closed.set(true);
         self.server.borrow_mut().take();
         self.port.borrow_mut().take();

@@ -5,6 +5,7 @@
 mod bridges;
 mod channel;
 mod convert;
+mod endpoint;
 mod link;
 mod stomp;
 

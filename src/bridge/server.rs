@@ -461,6 +461,13 @@ impl StompSession {
         self.end(false);
     }
 
+    /// The driver refuses the socket before its CONNECT (a limit of the endpoint, the
+    /// broker gone): an ERROR frame saying `message` and `detail`, then `Close`.
+    pub fn refuse(&mut self, message: &'static str, detail: String, now: u64) {
+        self.now = now;
+        self.fail((message, detail), None);
+    }
+
     /// The verdict on the credentials of `CONNECT`: `Err` says why they were refused.
     pub fn authenticated(&mut self, verdict: Result<(), String>, now: u64) {
         self.now = now;

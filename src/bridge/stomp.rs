@@ -253,6 +253,8 @@ fn parse(b: &[u8], max: usize) -> Result<Option<(Frame, usize)>, StompError> {
             (body_end, body_end + 1)
         }
         None => match b[body_start..].iter().position(|&c| c == 0) {
+            // A whole frame in one push is held to the limit too, as one in parts is.
+            Some(n) if body_start + n + 1 > max => return Err(StompError::TooLarge(max)),
             Some(n) => (body_start + n, body_start + n + 1),
             None if b.len() > max => return Err(StompError::TooLarge(max)),
             None => return Ok(None),
@@ -379,6 +381,14 @@ mod tests {
         assert_eq!(d.push(b"MESSAGE\ncontent-length:500\n\n").unwrap_err(), StompError::TooLarge(100));
         let mut d = Decoder::new(100);
         assert_eq!(d.push(&[b'A'; 101]).unwrap_err(), StompError::TooLarge(100));
+        // A frame over the limit that comes whole, NUL included, with no content-length.
+        let mut d = Decoder::new(100);
+        let whole = [&b"SEND\ndestination:/queue/q\n\n"[..], &[b'x'; 100], b"\0"].concat();
+        assert_eq!(d.push(&whole).unwrap_err(), StompError::TooLarge(100));
+        let mut d = Decoder::new(100);
+        let fits = [&b"SEND\n\n"[..], &[b'x'; 93], b"\0"].concat();
+        assert_eq!(fits.len(), 100);
+        assert_eq!(d.push(&fits).unwrap().len(), 1);
     }
 
     #[test]

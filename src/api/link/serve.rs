@@ -41,6 +41,7 @@ impl Link {
                         self.push_local(frame);
                     }
                 }
+                Some(Output::Post { to, frame }) if to & endpoint::SESSION_BIT != 0 => self.to_session(to, frame, now),
                 Some(Output::Post { to, frame }) => self.send(to, frame),
                 Some(Output::Watch(ctx)) => {
                     if let Some(port) = &*self.port.borrow() {

@@ -16,12 +16,14 @@ export function adapterModule() {
 }
 
 /**
- * Writes the import map into `dir`; resolves with `args(program, ...rest)` (deno's arguments to
- * run `program`, a path) and the `env` to run it with.
+ * Writes the import map into `dir` ('tabbit/deno' is pkg/deno.js); resolves with
+ * `args(program, ...rest)` (deno's arguments to run `program`, a path) and the `env` to run it
+ * with. `net`: what deno may connect to and listen on (--allow-net), e.g. '127.0.0.1'.
  */
-export async function denoKvRunner(dir, adapter = adapterModule().path) {
+export async function denoKvRunner(dir, adapter = adapterModule().path, { net } = {}) {
   const map = join(dir, 'import-map.json');
-  await writeFile(map, JSON.stringify({ imports: { tabbit: join(PKG, 'index.js'), 'tabbit/storage/deno-kv': adapter } }));
+  const imports = { tabbit: join(PKG, 'index.js'), 'tabbit/storage/deno-kv': adapter, 'tabbit/deno': join(PKG, 'deno.js') };
+  await writeFile(map, JSON.stringify({ imports }));
   const reads = [...new Set([PKG, dirname(adapter), dir])];
   const args = (program, ...rest) => [
     'run',
@@ -32,6 +34,7 @@ export async function denoKvRunner(dir, adapter = adapterModule().path) {
     `--import-map=${map}`,
     `--allow-read=${reads.join(',')}`,
     `--allow-write=${dir}`,
+    ...(net ? [`--allow-net=${net}`] : []),
     program,
     ...rest,
   ];
