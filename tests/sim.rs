@@ -12,7 +12,7 @@
 //! - `SIM_NO_FAULTS=1` no crashes, restarts, starvation or failed transactions;
 //! - `SIM_PLANT=no-horizon|no-window|no-watch|store-failed` plants a bug in the
 //!   simulation's copy of the driver (see `Config::plant`), to see the invariants catch it;
-//! - `SIM_DEBUG_Q=1`, `SIM_DEBUG_SEGS=1` add `d0`'s ready messages after every step, and the
+//! - `SIM_DEBUG_Q=1` (or `=<queue>`), `SIM_DEBUG_SEGS=1` add `d0`'s (or that queue's) ready messages after every step, and the
 //!   message ids of each stored segment, to the trace.
 
 #[path = "common/sim.rs"]
@@ -38,7 +38,8 @@ fn config() -> Config {
         cfg.faults = false;
     }
     cfg.plant = std::env::var("SIM_PLANT").ok().filter(|p| !p.is_empty());
-    cfg.debug_queue = std::env::var("SIM_DEBUG_Q").is_ok();
+    // SIM_DEBUG_Q=1 is d0; another value names the queue.
+    cfg.debug_queue = std::env::var("SIM_DEBUG_Q").ok().map(|q| if q == "1" { "d0".into() } else { q });
     cfg.debug_segments = std::env::var("SIM_DEBUG_SEGS").is_ok();
     cfg
 }
@@ -170,6 +171,7 @@ mod found {
         s: HostState,
         store: MemoryStore,
         posts: Vec<(u64, Frame)>,
+        now: u64,
     }
 
     impl H {
@@ -181,7 +183,7 @@ mod found {
             let mut e = Engine::new(core, Some(log), None);
             e.pump(NOW);
             let s = HostState::new(ME, "host".into(), "indexeddb", &mut e, take_over, NOW);
-            let mut h = H { e, s, store, posts: Vec::new() };
+            let mut h = H { e, s, store, posts: Vec::new(), now: NOW };
             h.collect();
             h
         }
@@ -190,7 +192,7 @@ mod found {
             loop {
                 self.s.take_events(&mut self.e);
                 while let Some(d) = self.e.poll_done() {
-                    self.s.wait_done(&mut self.e, d, NOW);
+                    self.s.wait_done(&mut self.e, d, self.now);
                 }
                 let mut any = false;
                 while let Some(o) = self.s.poll_output() {
@@ -208,15 +210,15 @@ mod found {
         fn post(&mut self, from: u64, frames: Vec<Frame>) {
             self.s.heard_from(from);
             for f in frames {
-                self.s.receive(&mut self.e, from, f, NOW);
+                self.s.receive(&mut self.e, from, f, self.now);
             }
             self.collect();
         }
 
         fn commit(&mut self) {
-            while let Some(t) = self.e.poll_write(NOW) {
+            while let Some(t) = self.e.poll_write(self.now) {
                 self.store.write(&t.writes);
-                self.e.write_done(t.id, WriteOutcome::Committed, NOW);
+                self.e.write_done(t.id, WriteOutcome::Committed, self.now);
                 self.collect();
             }
         }
@@ -403,5 +405,101 @@ mod found {
         // A's app may still ack its stale tag: a no-op, not a channel error.
         h.post(A, vec![call(0, 1, Command::Ack { tag: 7, multiple: false })]);
         assert!(h.s.channel(A, 1).is_some(), "A's channel stays open");
+    }
+
+    /// Bug H (sim: `scripts/sim --seed 7`, `SIM_ONE=4148526642622829502`): a context that
+    /// re-announces after the resume window ended by time, with an ack its app made of a
+    /// message the new host meanwhile redelivered to another context. Its re-settlement
+    /// found the message held there and did nothing (bug G's rule applied in the window
+    /// only): when that other channel closed, the message went out a third time, after
+    /// its ack. The app's settlement now wins after the window too.
+    #[test]
+    fn a_late_resettlement_wins_over_the_redelivery_it_missed() {
+        // Host 1: B consumes d and gets m1; B's app acks it after host 1 died.
+        let mut h = H::new(MemoryStore::new(), false, 1);
+        h.post(B, vec![Frame::OpenChannel { conn: 1, chan: 1, confirm: false }, call(1, 1, durable("d"))]);
+        let consume = Consume { queue: "d".into(), consumer_tag: "b".into(), ..Default::default() };
+        h.post(B, vec![call(2, 1, Command::Consume(consume)), call(0, 1, publish("d", "m1", true))]);
+        h.commit();
+        let d = h.delivery(B);
+        let named =
+            InFlight { queue: "d".into(), seq: d.seq, delivery_tag: d.delivery_tag, consumer_tag: Some("b".into()) };
+        // Host 2 takes over; A re-announces at once, B not before the window ends by time.
+        let mut h = H::new(h.store, true, 2);
+        h.post(A, vec![Frame::Resume { id: 1, conn: 1, chan: 1, state: ChannelState::default() }, Frame::Resumed]);
+        h.s.live_clients(&mut h.e, [A, B], NOW);
+        h.collect();
+        assert!(h.s.in_window(), "B has not re-announced yet");
+        h.now = NOW + tabbit::mesh::host::RESUME_WINDOW_MS + 1;
+        h.s.wake(&mut h.e, h.now);
+        h.collect();
+        assert!(!h.s.in_window(), "the window ended by time");
+        // A consumes d on a new channel and gets m1 again, flagged redelivered.
+        let consume = Consume { queue: "d".into(), consumer_tag: "a".into(), ..Default::default() };
+        h.post(A, vec![Frame::OpenChannel { conn: 1, chan: 2, confirm: false }, call(2, 2, Command::Consume(consume))]);
+        h.commit();
+        let again = h.delivery(A);
+        assert!(again.redelivered && again.seq == d.seq, "m1 went to A, flagged redelivered");
+        // B re-announces now, with its app's ack of m1.
+        let settled =
+            ChannelState { next_delivery_tag: d.delivery_tag + 1, settled: vec![(named, true)], ..Default::default() };
+        h.post(B, vec![Frame::Resume { id: 2, conn: 1, chan: 1, state: settled }, Frame::Resumed]);
+        let q = h.e.core().queue_info("d").unwrap();
+        assert_eq!((q.ready, q.unacked), (0, 0), "B's app acked m1: settled, though A holds the redelivery");
+        // A's app may still ack its tag (a no-op), and closing A's channel brings nothing back.
+        h.post(A, vec![call(0, 2, Command::Ack { tag: again.delivery_tag, multiple: false })]);
+        assert!(h.s.channel(A, 2).is_some(), "A's channel stays open");
+        h.post(A, vec![call(3, 2, Command::Close)]);
+        let q = h.e.core().queue_info("d").unwrap();
+        assert_eq!((q.ready, q.unacked), (0, 0), "m1 does not come back when A's channel closes");
+    }
+
+    /// Bug I (sim: `scripts/sim --seed 8`, `SIM_ONE=17292196901330790268`): a client that
+    /// missed a whole host (it never re-announced to it) re-announces to the next one a
+    /// delivery of a transient message the host before had given. The host in between,
+    /// which never stored that message, gave its position to a new persistent one; the
+    /// next host recovered that one and let the stale claim take it, so the client's ack
+    /// of the old message acked the new one, which no app had seen. Each host now gives
+    /// positions from its term on (microseconds, above every earlier term).
+    #[test]
+    fn a_stale_claim_does_not_take_a_message_of_a_later_host() {
+        // Host 1: B gets a transient message of durable queue d.
+        let mut h = H::new(MemoryStore::new(), false, 1);
+        h.post(B, vec![Frame::OpenChannel { conn: 1, chan: 1, confirm: false }, call(1, 1, durable("d"))]);
+        h.commit();
+        let consume = Consume { queue: "d".into(), consumer_tag: "b".into(), ..Default::default() };
+        h.post(B, vec![call(2, 1, Command::Consume(consume)), call(0, 1, publish("d", "m0", false))]);
+        h.commit();
+        let d = h.delivery(B);
+        let stale =
+            InFlight { queue: "d".into(), seq: d.seq, delivery_tag: d.delivery_tag, consumer_tag: Some("b".into()) };
+        // Host 2 takes over (its term one above host 1's); B never re-announces to it. A
+        // publishes a persistent message, which host 2 stores.
+        let since = h.s.since();
+        let mut h = H::new(h.store, true, 2);
+        h.s.follow(&mut h.e, since, NOW * 1000);
+        h.s.live_clients(&mut h.e, [A], NOW);
+        h.post(A, vec![Frame::Resume { id: 1, conn: 1, chan: 1, state: ChannelState::default() }, Frame::Resumed]);
+        let consume = Consume { queue: "d".into(), consumer_tag: "a".into(), ..Default::default() };
+        h.post(A, vec![Frame::OpenChannel { conn: 1, chan: 2, confirm: false }, call(0, 2, publish("d", "m1", true))]);
+        h.commit();
+        // A gets m1 and holds it; host 2 dies before A acks (so host 3 finds m1 flagged as
+        // handed out, one a client may hold).
+        h.post(A, vec![call(3, 2, Command::Consume(consume))]);
+        h.commit();
+        let _ = h.delivery(A);
+        // Host 3: B re-announces the transient message host 1 gave it; A has gone.
+        let since = h.s.since();
+        let mut h = H::new(h.store, true, 3);
+        h.s.follow(&mut h.e, since, NOW * 1000);
+        let claim =
+            ChannelState { next_delivery_tag: d.delivery_tag + 1, in_flight: vec![stale], ..Default::default() };
+        h.post(B, vec![Frame::Resume { id: 1, conn: 1, chan: 1, state: claim }, Frame::Resumed]);
+        let q = h.e.core().queue_info("d").unwrap();
+        assert_eq!((q.ready, q.unacked), (1, 0), "m1 stays in the queue: B's claim names m0, which is gone");
+        // B's app acks what it holds (m0): a no-op, and m1 is still there.
+        h.post(B, vec![call(0, 1, Command::Ack { tag: d.delivery_tag, multiple: false })]);
+        let q = h.e.core().queue_info("d").unwrap();
+        assert_eq!(q.ready, 1, "m1 was not acked by B's ack of m0");
     }
 }

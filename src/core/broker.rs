@@ -236,6 +236,8 @@ pub struct Broker {
     /// The store holds no fence: a crash brings every stored message back flagged, so
     /// first deliveries need no stored horizon (see [`Broker::set_horizons_free`]).
     horizons_free: bool,
+    /// The least position a queue gives a new message (see [`Broker::raise_seq_floor`]).
+    seq_floor: u64,
 }
 
 const DEFAULT_EXCHANGE: ExchangeId = ExchangeId(0);
@@ -274,6 +276,7 @@ impl Broker {
             paged_queues: FxSet::default(),
             delivery_horizon: config.delivery_horizon,
             horizons_free: false,
+            seq_floor: 1,
         };
         for (name, kind) in [
             ("", ExchangeKind::Direct),
@@ -286,6 +289,19 @@ impl Broker {
             b.insert_exchange(name, kind, true, false, false, true, Table::new());
         }
         b
+    }
+
+    /// From now on every queue gives new messages positions of `floor` or above. A host
+    /// that takes over sets it to its term (microseconds, above every earlier host's), so
+    /// that its positions differ from those an earlier host gave to messages that were
+    /// never stored: a client that re-announces a delivery of such a message late (after
+    /// a host it never re-announced to) names a position no message of this host has.
+    /// Stored and resumed positions are kept as they are.
+    pub fn raise_seq_floor(&mut self, floor: u64) {
+        self.seq_floor = self.seq_floor.max(floor);
+        for q in self.queues.values_mut() {
+            q.next_seq = q.next_seq.max(self.seq_floor);
+        }
     }
 
     // ---- effects -------------------------------------------------------------------
@@ -873,7 +889,7 @@ impl Broker {
             handed_through: 0,
             first_delivered_at: None,
             last_used: now,
-            next_seq: 1,
+            next_seq: self.seq_floor,
             stored_below: 1,
             counters: QueueCounters::default(),
         };

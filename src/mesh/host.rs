@@ -215,11 +215,13 @@ impl HostState {
             backlog: Vec::new(),
             until: now + RESUME_WINDOW_MS,
         });
+        let since = now.saturating_mul(1000);
+        engine.core_mut().raise_seq_floor(since);
         HostState {
             me,
             label,
             storage,
-            since: now.saturating_mul(1000),
+            since,
             conns: FxMap::default(),
             chans: FxMap::default(),
             owners: FxMap::default(),
@@ -249,9 +251,14 @@ impl HostState {
 
     /// Sets the term from the clock (`clock_us`, microseconds) and the term of the host
     /// this context knew before (`previous`, from its client state; 0 if none): the
-    /// later of the clock and one above `previous`.
-    pub fn follow(&mut self, previous: u64, clock_us: u64) {
+    /// later of the clock and one above `previous`. (Terms must stay with the clock: a
+    /// context that takes over without having heard of its predecessor has only its
+    /// clock.) Queues give new messages positions from the term on
+    /// ([`Broker::raise_seq_floor`]): an earlier host's positions stay below it as long as
+    /// it gave fewer per queue than the microseconds between the two terms.
+    pub fn follow(&mut self, engine: &mut Engine, previous: u64, clock_us: u64) {
         self.since = clock_us.max(previous.saturating_add(1));
+        engine.core_mut().raise_seq_floor(self.since);
     }
 
     /// Tells every context that this one hosts (after a take-over).
@@ -493,9 +500,6 @@ impl HostState {
         }
         let tags: Vec<String> = state.consumers.iter().map(|c| c.consumer_tag.clone()).collect();
         let settled: Vec<(InFlight, bool)> = state.settled.clone();
-        // In the window no delivery has gone out yet: whatever another channel holds, it
-        // took back by its own re-announcement.
-        let in_window = self.window.is_some();
         // Deliveries wait until the channel is known as this context's: one made before
         // would find no owner and stay unacked on a channel whose app never saw it.
         let resumed = self.run(engine, now, |core| {
@@ -507,10 +511,13 @@ impl HostState {
             // Settle again what the client settled lately (a no-op where the store had it).
             for (f, ack) in settled {
                 let tag = f.delivery_tag;
-                if in_window && r.forgiven.binary_search(&tag).is_ok() {
-                    // Not taken back here: another context's channel may have taken it by a
-                    // stale re-announcement (its old host had taken it from that channel and
-                    // handed it to this one, whose app settled it). The app's settlement wins.
+                if r.forgiven.binary_search(&tag).is_ok() {
+                    // Not taken back here: another channel holds it. In the resume window, by
+                    // a stale re-announcement (its old host had taken it from that channel
+                    // and handed it to this one, whose app settled it); after the window, as
+                    // a redelivery this host made because this context re-announced late.
+                    // Either way the app's settlement wins: the other holder's tag is
+                    // forgiven, and the message does not go out a third time.
                     core.settle_held_elsewhere(&f.queue, f.seq, ack, now);
                 }
                 let _ = match ack {

@@ -162,7 +162,8 @@ pub struct Config {
     pub plant: Option<String>,
     /// Trace aids: the ready messages of `d0` after every step; the message ids in each
     /// stored segment.
-    pub debug_queue: bool,
+    /// A queue whose ready messages are logged after every step (`SIM_DEBUG_Q`).
+    pub debug_queue: Option<String>,
     pub debug_segments: bool,
 }
 
@@ -174,7 +175,7 @@ impl Default for Config {
             faults: true,
             trace: 50,
             plant: None,
-            debug_queue: false,
+            debug_queue: None,
             debug_segments: false,
         }
     }
@@ -603,13 +604,11 @@ impl Sim {
             self.restart()?;
         }
         self.flush_posts();
-        if self.cfg.debug_queue {
-            if let Some(h) = self.host() {
-                let core = self.ctxs[h].hosting.as_ref().unwrap().engine.core();
-                let ids: Vec<u64> = core.peek("d0", 100).iter().map(|m| msg_id(m)).collect();
-                let info = core.queue_info("d0").unwrap();
-                self.log(format!("DEBUG d0 ready {ids:?} unacked {}", info.unacked));
-            }
+        if let (Some(q), Some(h)) = (self.cfg.debug_queue.clone(), self.host()) {
+            let core = self.ctxs[h].hosting.as_ref().unwrap().engine.core();
+            let ids: Vec<u64> = core.peek(&q, 100).iter().map(|m| msg_id(m)).collect();
+            let unacked = core.queue_info(&q).map_or(0, |i| i.unacked);
+            self.log(format!("DEBUG {q} ready {ids:?} unacked {unacked}"));
         }
         self.check_quiet()
     }
@@ -951,7 +950,7 @@ impl Sim {
         let mut state = HostState::new(me, format!("ctx{me}"), "indexeddb", &mut engine, take_over, now);
         // Take-overs come one after another in real time, though the simulation's
         // clock may show one millisecond for several: microseconds tell them apart.
-        state.follow(self.ctxs[i].client.since(), now * 1000 + self.tally.failovers % 1000);
+        state.follow(&mut engine, self.ctxs[i].client.since(), now * 1000 + self.tally.failovers % 1000);
         let since = state.since();
         self.ctxs[i].hosting = Some(Hosting {
             state,

@@ -76,8 +76,12 @@ impl Link {
             }
         }));
         let storage = host.storage();
-        let mut state = host.engine(|e| HostState::new(self.me, self.label.clone(), storage, e, take_over, now()));
-        state.follow(self.client.borrow().since(), clock_micros() as u64);
+        let previous = self.client.borrow().since();
+        let mut state = host.engine(|e| {
+            let mut state = HostState::new(self.me, self.label.clone(), storage, e, take_over, now());
+            state.follow(e, previous, clock_micros() as u64);
+            state
+        });
         state.dropped_posts = self.net.borrow().dropped;
         let since = state.since();
         *self.server.borrow_mut() = Some(Server { host, state });

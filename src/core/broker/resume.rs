@@ -170,11 +170,11 @@ impl Broker {
 
     /// A delivery a resumed channel's app settled lately (`ack`, or rejected) that another
     /// channel holds unacked: settled there, as the app settled it, and that channel's tag
-    /// forgiven (its app may still settle it: a no-op). Used while a new broker takes the
-    /// re-announcements, before it hands anything out: then another channel can hold the
-    /// message only by a stale re-announcement (its context never learned that the old
-    /// broker had taken it back and handed it to the settling app). Returns whether it was
-    /// held.
+    /// forgiven (its app may still settle it: a no-op). In the resume window another
+    /// channel can hold the message only by a stale re-announcement (its context never
+    /// learned that the old broker had taken it back and handed it to the settling app);
+    /// after the window, also as the redelivery this broker made when the settling
+    /// context re-announced late. Returns whether it was held.
     pub fn settle_held_elsewhere(&mut self, queue: &str, seq: u64, ack: bool, now: u64) -> bool {
         let Some(&qid) = self.queue_ids.get(queue) else { return false };
         let held = self.channels.iter().find_map(|(ch, c)| {
