@@ -255,6 +255,18 @@ mod found {
         Frame::Call { id, chan, cmd }
     }
 
+    /// `ctx` (channel 1 open) consumes `d` as "b" and is handed `text`, published then:
+    /// the delivery, and the claim a re-announcement of it makes.
+    fn consumed(h: &mut H, ctx: u64, text: &str, persistent: bool) -> (WireDelivery, InFlight) {
+        let consume = Consume { queue: "d".into(), consumer_tag: "b".into(), ..Default::default() };
+        h.post(ctx, vec![call(2, 1, Command::Consume(consume)), call(0, 1, publish("d", text, persistent))]);
+        h.commit();
+        let d = h.delivery(ctx);
+        let named =
+            InFlight { queue: "d".into(), seq: d.seq, delivery_tag: d.delivery_tag, consumer_tag: Some("b".into()) };
+        (d, named)
+    }
+
     /// Bug A (sim: `SIM_UNMASK=stale-confirms SIM_ONE=4772878946158962457`): the confirm
     /// of a publish on a channel closed before its transaction committed goes to the next
     /// channel opened on the same connection (the core reuses the channel number, and the
@@ -381,12 +393,7 @@ mod found {
         h.post(A, vec![Frame::OpenChannel { conn: 1, chan: 1, confirm: false }, call(1, 1, durable("d"))]);
         h.commit();
         h.post(B, vec![Frame::OpenChannel { conn: 1, chan: 1, confirm: false }]);
-        let consume = Consume { queue: "d".into(), consumer_tag: "b".into(), ..Default::default() };
-        h.post(B, vec![call(2, 1, Command::Consume(consume)), call(0, 1, publish("d", "m1", true))]);
-        h.commit();
-        let d = h.delivery(B);
-        let named =
-            InFlight { queue: "d".into(), seq: d.seq, delivery_tag: d.delivery_tag, consumer_tag: Some("b".into()) };
+        let (d, named) = consumed(&mut h, B, "m1", true);
         // B's app acks m1; host 1 dies before storing it. A takes over, still holding a
         // stale claim on m1 (tag 7 of a channel host 1 had closed), and re-announces first.
         let mut h = H::new(h.store, true, 2);
@@ -418,12 +425,7 @@ mod found {
         // Host 1: B consumes d and gets m1; B's app acks it after host 1 died.
         let mut h = H::new(MemoryStore::new(), false, 1);
         h.post(B, vec![Frame::OpenChannel { conn: 1, chan: 1, confirm: false }, call(1, 1, durable("d"))]);
-        let consume = Consume { queue: "d".into(), consumer_tag: "b".into(), ..Default::default() };
-        h.post(B, vec![call(2, 1, Command::Consume(consume)), call(0, 1, publish("d", "m1", true))]);
-        h.commit();
-        let d = h.delivery(B);
-        let named =
-            InFlight { queue: "d".into(), seq: d.seq, delivery_tag: d.delivery_tag, consumer_tag: Some("b".into()) };
+        let (d, named) = consumed(&mut h, B, "m1", true);
         // Host 2 takes over; A re-announces at once, B not before the window ends by time.
         let mut h = H::new(h.store, true, 2);
         h.post(A, vec![Frame::Resume { id: 1, conn: 1, chan: 1, state: ChannelState::default() }, Frame::Resumed]);
@@ -467,12 +469,7 @@ mod found {
         let mut h = H::new(MemoryStore::new(), false, 1);
         h.post(B, vec![Frame::OpenChannel { conn: 1, chan: 1, confirm: false }, call(1, 1, durable("d"))]);
         h.commit();
-        let consume = Consume { queue: "d".into(), consumer_tag: "b".into(), ..Default::default() };
-        h.post(B, vec![call(2, 1, Command::Consume(consume)), call(0, 1, publish("d", "m0", false))]);
-        h.commit();
-        let d = h.delivery(B);
-        let stale =
-            InFlight { queue: "d".into(), seq: d.seq, delivery_tag: d.delivery_tag, consumer_tag: Some("b".into()) };
+        let (d, stale) = consumed(&mut h, B, "m0", false);
         // Host 2 takes over (its term one above host 1's); B never re-announces to it. A
         // publishes a persistent message, which host 2 stores.
         let since = h.s.since();
