@@ -150,7 +150,10 @@ test('webkit: the package loads, a durable queue publishes with confirms and get
       persisted: typeof storage?.persisted === 'function',
       estimate: typeof storage?.estimate === 'function',
     };
-    const conn = await connect({ name });
+    const conn = await connect({ name, persist: true });
+    const storageEvents = [];
+    conn.on('storage', (info) => storageEvents.push(info));
+    const answer = await conn.persist();
     const ch = await conn.createConfirmChannel();
     await ch.assertQueue(queue, { durable: true });
     const encoder = new TextEncoder();
@@ -163,7 +166,8 @@ test('webkit: the package loads, a durable queue publishes with confirms and get
       ch.ack(msg);
     }
     await conn.flush(); // the acks are stored
-    return { version: await version(), storage: conn.storage, hosting: conn.hosting, features, got };
+    const info = await conn.storageInfo();
+    return { version: await version(), storage: conn.storage, hosting: conn.hosting, features, got, answer, info, storageEvents };
   }, name, QUEUE);
   console.log(`webkit features: ${JSON.stringify(first.features)}`);
   assert.match(first.version, /^\d+\.\d+\.\d+/, 'version()');
@@ -172,6 +176,18 @@ test('webkit: the package loads, a durable queue publishes with confirms and get
   assert.deepEqual(first.got, ['m0', 'm1', 'm2', 'm3', 'm4'], 'get() in publish order');
   // What tabbit needs of the platform, all in WebKitGTK 2.50 (Safari's engine).
   for (const f of ['webLocks', 'broadcastChannel', 'indexedDB']) assert.equal(first.features[f], true, `WebKit has ${f}`);
+  // What the app is told. WebKitGTK 2.50 has no navigator.storage at all (Safari has it): tabbit
+  // cannot ask for persistence or tell usage and quota there, and says so with nulls; storage
+  // not known to be persisted gets the 'storage' warning once durable messages are stored.
+  console.log(`webkit storageInfo: ${JSON.stringify(first.info)}; persist() answered ${first.answer}`);
+  if (!first.features.storageManager) {
+    assert.equal(first.answer, null, 'no persist() to ask: conn.persist() is null');
+    assert.deepEqual(first.info, { kind: 'indexeddb', persisted: null, usage: null, quota: null, persist: 'unavailable' });
+  } else {
+    assert.equal(typeof first.answer, 'boolean', 'persist() answered');
+    assert.equal(first.info.persist, first.answer ? 'granted' : 'denied');
+  }
+  assert.equal(first.storageEvents.length, first.info.persisted === true ? 0 : 1, `storage warnings: ${JSON.stringify(first.storageEvents)}`);
 
   await s.refresh();
   await watchErrors(s);

@@ -4,8 +4,9 @@
 //   {op: 'consume', name, queue, count}  joins broker `name` (a page hosts it), consumes `queue`
 //       (durable) and acks; posts {type: 'joined', hosting}, then {type: 'received', id,
 //       redelivered, text} per message, then {type: 'done', count} after `count` messages.
-//   {op: 'storageInfo', name, storage?}  connects and posts {type: 'storageInfo', info,
-//       features} (features: what navigator.storage offers in this worker).
+//   {op: 'storageInfo', name, persist?}  connects (no mesh) and posts {type: 'storageInfo', info,
+//       answer, features}: conn.storageInfo(), conn.persist()'s answer if `persist`, and what
+//       navigator.storage offers in this worker.
 // Anything that goes wrong: {type: 'error', message}.
 import { connect } from '/pkg/index.js';
 
@@ -31,13 +32,14 @@ const ops = {
     });
   },
 
-  async storageInfo({ name, storage }) {
-    const conn = await connect({ name, storage, mesh: false });
+  async storageInfo({ name, persist }) {
+    const conn = await connect({ name, persist, mesh: false });
+    const answer = persist ? await conn.persist() : undefined;
     const info = await conn.storageInfo();
     const s = self.navigator.storage;
     const features = { storage: !!s, persist: typeof s?.persist, persisted: typeof s?.persisted, estimate: typeof s?.estimate };
     await conn.close();
-    postMessage({ type: 'storageInfo', info, features });
+    postMessage({ type: 'storageInfo', info, answer, features });
   },
 };
 
