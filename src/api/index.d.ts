@@ -867,10 +867,11 @@ export class Connection extends Emitter<ConnectionEvents> {
   storageInfo(): Promise<StorageInfo>;
 
   /**
-   * Beyond amqplib: asks the browser to persist the origin's storage (once per context; as
-   * `connect({ persist: true })`) and resolves with its answer: true, false, or null where it
-   * cannot be asked (workers, browsers without `navigator.storage.persist`). Firefox may show
-   * the user a prompt and answer only when the user does: ask from a user action there.
+   * Beyond amqplib: asks the browser to persist the origin's storage and resolves with its
+   * answer: true, false, or null where it cannot be asked (workers, browsers without
+   * `navigator.storage.persist`). Asks once per context (`connect({ persist: true })` included),
+   * and again if the last answer was false. Firefox shows the user a prompt and answers only
+   * when the user does: ask from a user action there.
    */
   persist(): Promise<boolean | null>;
 

@@ -491,11 +491,12 @@ let persistRequest = null;
 
 /**
  * Asks the browser to persist the origin's storage, once per context (connect({ persist: true })
- * or conn.persist()). Resolves with the answer: true (persisted), false (refused), null (this
- * context cannot ask: no navigator.storage.persist, as in workers and WebKitGTK).
+ * or conn.persist()), or again with `again` after a refusal (conn.persist(), say from a click).
+ * Resolves with the answer: true (persisted), false (refused), null (this context cannot ask:
+ * no navigator.storage.persist, as in workers and WebKitGTK).
  */
-function requestPersist() {
-  if (!persistRequest) {
+function requestPersist(again = false) {
+  if (!persistRequest || (again && persistRequest.state === 'denied')) {
     const storage = globalThis.navigator?.storage;
     const request = { state: 'pending', answer: null };
     if (typeof storage?.persist !== 'function') {
@@ -734,12 +735,13 @@ export class Connection extends Emitter {
   }
 
   /**
-   * Beyond amqplib: asks the browser to persist the origin's storage (once per context; also
-   * `connect({ persist: true })`). Resolves true (persisted), false (refused) or null (no
-   * persist() here: workers, some browsers). Firefox may show a prompt, answered by the user.
+   * Beyond amqplib: asks the browser to persist the origin's storage (once per context, as
+   * `connect({ persist: true })` does, and again after a refusal). Resolves true (persisted),
+   * false (refused) or null (no persist() here: workers, some browsers). Firefox shows the user
+   * a prompt: call it from a user action there.
    */
   persist() {
-    return requestPersist();
+    return requestPersist(true);
   }
 
   [PERSISTENT](exchange, routingKey) {

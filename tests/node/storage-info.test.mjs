@@ -127,7 +127,8 @@ test('storage: persist: true denied → reported; the storage warning comes once
     const conn = globalThis.__conn;
     const events = () => globalThis.__storageEvents.length;
     const seen = {};
-    seen.answer = await conn.persist();
+    seen.answer = await conn.persist(); // the answer to connect's request, or (if that came already) a new one
+    seen.callsBefore = globalThis.__persistCalls;
     const ch = await conn.createConfirmChannel();
     await ch.assertQueue('jobs', { durable: true });
     await ch.assertQueue('scratch', { durable: false });
@@ -144,7 +145,10 @@ test('storage: persist: true denied → reported; the storage warning comes once
     seen.event = globalThis.__storageEvents[0];
     // Through an exchange, on another connection: its own warning, once.
     const { connect } = await import('/pkg/index.js');
-    const other = await connect({ name });
+    const other = await connect({ name, persist: true });
+    seen.callsAfterConnect = globalThis.__persistCalls; // connect() does not ask again after a refusal
+    seen.askedAgain = await other.persist(); // conn.persist() does (an app's button)
+    seen.callsAfterPersist = globalThis.__persistCalls;
     const otherEvents = [];
     other.on('storage', (info) => otherEvents.push(info));
     const ch2 = await other.createChannel();
@@ -168,6 +172,10 @@ test('storage: persist: true denied → reported; the storage warning comes once
   assert.equal(r.event.persisted, false);
   assert.equal(r.event.persist, 'denied');
   assert.ok(isBytes(r.event.usage) && isBytes(r.event.quota), `usage and quota: ${JSON.stringify(r.event)}`);
+  assert.ok(r.callsBefore === 1 || r.callsBefore === 2, `persist() calls: ${r.callsBefore}`);
+  assert.equal(r.callsAfterConnect, r.callsBefore, 'a second connect({ persist: true }) after a refusal does not ask again');
+  assert.equal(r.askedAgain, false);
+  assert.equal(r.callsAfterPersist, r.callsBefore + 1, 'conn.persist() after a refusal asks again');
   assert.equal(r.otherEvents, 1, 'the other connection warned once, for its publishes through exchanges to the durable queue');
   assert.equal(r.total, 1, 'the first connection did not warn again');
   assert.deepEqual(errors, []);
