@@ -11,9 +11,11 @@
 //
 // The protocol is the W3C WebDriver spec, https://www.w3.org/TR/webdriver2/ (sections "New
 // Session", "Navigate To", "Execute Async Script", "New Window", "Close Window", "Switch To
-// Window"); the capability `webkitgtk:browserOptions` {binary, args: ['--automation']} is
-// WebKitGTK's (https://webkitgtk.org/reference/webkit2gtk/stable/class.WebView.html, "is-controlled-
-// by-automation"; MiniBrowser must be started with --automation to accept a WebDriver session).
+// Window"). The capability `webkitgtk:browserOptions` {binary, args: ['--automation']} is how
+// WebKitGTK's driver is told which browser to run (the design notes' "Tooling known to work"):
+// MiniBrowser started with --automation accepts the session. Checked here: each session's
+// browser keeps website data for that session only (a new session starts with no IndexedDB
+// database; a reload keeps them), and WebDriver returns objects with keys in no set order.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { freePort } from '../runtimes/helpers.mjs';
