@@ -9,6 +9,14 @@
 //   const v = await s.evaluate(async (x) => (await import('/pkg/index.js')).version(), 1);
 //   await s.close(); await wk.close();
 //
+// As a command, it runs another command against a WebKitWebDriver of its own, then stops both:
+//   node tests/node/webkit.mjs -- wasm-pack test --headless --firefox --geckodriver "$(command -v geckodriver)" . --lib --test '*'
+// wasm-bindgen-test-runner (0.2.130) talks W3C WebDriver with our capabilities only on its Gecko
+// path: it takes the driver's address from GECKODRIVER_REMOTE (before looking for any binary) and
+// the capabilities from the file WASM_BINDGEN_TEST_WEBDRIVER_JSON names, to which it adds
+// moz:firefoxOptions (WebKitWebDriver ignores it). Its Safari path sends empty capabilities, which
+// cannot name MiniBrowser. This sets both variables; scripts/test's webkit stage uses it.
+//
 // The protocol is the W3C WebDriver spec, https://www.w3.org/TR/webdriver2/ (sections "New
 // Session", "Navigate To", "Execute Async Script", "New Window", "Close Window", "Switch To
 // Window"). The capability `webkitgtk:browserOptions` {binary, args: ['--automation']} is how
@@ -17,7 +25,10 @@
 // browser keeps website data for that session only (a new session starts with no IndexedDB
 // database; a reload keeps them), and WebDriver returns objects with keys in no set order.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { freePort } from '../runtimes/helpers.mjs';
 
 export const WEBKIT_DRIVER = process.env.WEBKIT_DRIVER ?? '/usr/bin/WebKitWebDriver';
@@ -132,7 +143,7 @@ export class Session {
     const capabilities = {
       alwaysMatch: {
         browserName: 'MiniBrowser',
-        'webkitgtk:browserOptions': { binary: MINIBROWSER, args: ['--automation'] },
+        ...BROWSER_OPTIONS,
       },
     };
     const value = await call(base, 'POST', '/session', { capabilities }, 'new session');
@@ -222,4 +233,32 @@ async function call(base, method, path, body, what) {
   }
   if (!r.ok) throw new WebDriverError(r.status, json.value, what);
   return json.value;
+}
+
+/** The `webkitgtk:browserOptions` capability that runs MiniBrowser under automation. */
+export const BROWSER_OPTIONS = { 'webkitgtk:browserOptions': { binary: MINIBROWSER, args: ['--automation'] } };
+
+// ---- as a command: node tests/node/webkit.mjs -- <command...> ----------------------------------
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const at = process.argv.indexOf('--');
+  const command = at < 0 ? [] : process.argv.slice(at + 1);
+  if (command.length === 0) {
+    console.error('usage: node tests/node/webkit.mjs -- <command> [args...]  (runs it with GECKODRIVER_REMOTE at a WebKitWebDriver)');
+    process.exit(2);
+  }
+  const wk = await launchWebKit();
+  if (!wk) {
+    console.error(`tests/node/webkit.mjs: WebKit is not installed (missing ${missing().join(', ')}): scripts/setup installs webkit2gtk-driver and xvfb`);
+    process.exit(1);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'tabbit-webkit-'));
+  const capabilities = join(dir, 'webdriver.json');
+  writeFileSync(capabilities, JSON.stringify(BROWSER_OPTIONS));
+  const env = { ...process.env, GECKODRIVER_REMOTE: `http://127.0.0.1:${wk.port}`, WASM_BINDGEN_TEST_WEBDRIVER_JSON: capabilities };
+  const child = spawn(command[0], command.slice(1), { stdio: 'inherit', env });
+  for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig));
+  const code = await new Promise((ok) => child.on('exit', (c, signal) => ok(c ?? (signal ? 1 : 0))));
+  await wk.close();
+  rmSync(dir, { recursive: true, force: true });
+  process.exit(code);
 }
