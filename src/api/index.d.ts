@@ -178,6 +178,14 @@ export declare namespace Options {
      * Not a security boundary: every script of the origin can open any app's broker.
      */
     app?: string;
+    /**
+     * `true`: ask the browser to persist the origin's storage (`navigator.storage.persist()`),
+     * once per context, without waiting for the answer: `conn.persist()` gives it,
+     * `conn.storageInfo().persist` tells it. Default `false`: tabbit never asks by itself
+     * (Firefox may show the user a prompt). Not available in workers (`persist: 'unavailable'`).
+     * See docs/storage.md, "Eviction".
+     */
+    persist?: boolean;
   }
 
   /** `connect()`'s `limits`: whole numbers from 1 (`maxQueueLength` also `Infinity`). */
@@ -699,6 +707,28 @@ export interface FailoverInfo {
 /** The storage a broker uses. */
 export type StorageKind = 'indexeddb' | 'memory' | 'adapter';
 
+/**
+ * `Connection.storageInfo()`, and the 'storage' event: what the browser says of the origin's
+ * storage that holds the broker (`navigator.storage.persisted()` and `estimate()`). `null` where
+ * the platform cannot say (no `navigator.storage`, as in WebKitGTK) or the storage is not the
+ * origin's (`'memory'`, an adapter).
+ */
+export interface StorageInfo {
+  kind: StorageKind;
+  /** Whether the browser keeps the origin's storage until the user deletes it (not evicted under pressure). */
+  persisted: boolean | null;
+  /** Bytes the origin uses (every storage of the origin, not only tabbit's). */
+  usage: number | null;
+  /** Bytes the origin may use. */
+  quota: number | null;
+  /**
+   * This context's request for persistence (`connect({ persist: true })`, `conn.persist()`):
+   * null if not asked, 'pending' until the browser answers, 'granted', 'denied', or
+   * 'unavailable' where it cannot be asked (workers; browsers without `persist()`).
+   */
+  persist: null | 'pending' | 'granted' | 'denied' | 'unavailable';
+}
+
 // ---- events ----------------------------------------------------------------------------------
 
 /** An event listener. */
@@ -732,6 +762,14 @@ export interface ConnectionEvents {
    * in their callback (they may or may not have been stored).
    */
   failover: (info: FailoverInfo) => void;
+  /**
+   * Beyond amqplib, a warning, at most once per connection: this connection published a
+   * persistent message that can land in a durable queue (by name, or through an exchange's
+   * bindings) while the origin's storage is not known to be persisted (`persisted` false, or
+   * null where the browser cannot say), so the browser may evict it with the rest of the
+   * origin's data. Not for `'memory'` or adapter storage. See docs/storage.md, "Eviction".
+   */
+  storage: (info: StorageInfo) => void;
 }
 
 export interface ChannelEvents {
@@ -781,7 +819,7 @@ export function encodeValue(value: unknown): Uint8Array;
 /** The value `encodeValue` encoded (`T`: its type, unchecked; default `unknown`); other bytes throw 406. */
 export function decodeValue<T = unknown>(bytes: Uint8Array): T;
 
-/** A connection to a broker: amqplib's Connection. Events: 'close', 'error', 'failover'. */
+/** A connection to a broker: amqplib's Connection. Events: 'close', 'error', 'failover', 'storage'. */
 export class Connection extends Emitter<ConnectionEvents> {
   private constructor();
 
@@ -820,6 +858,22 @@ export class Connection extends Emitter<ConnectionEvents> {
 
   /** The broker's exchanges, queues (counts and counters), bindings, contexts, totals and rates. */
   stats(): Promise<BrokerStats>;
+
+  /**
+   * Beyond amqplib: the storage kind, whether the browser persists it, its usage and quota,
+   * and this context's persist request. Waits first for the storage checks under way, so that
+   * a 'storage' event they lead to has come.
+   */
+  storageInfo(): Promise<StorageInfo>;
+
+  /**
+   * Beyond amqplib: asks the browser to persist the origin's storage and resolves with its
+   * answer: true, false, or null where it cannot be asked (workers, browsers without
+   * `navigator.storage.persist`). Asks once per context (`connect({ persist: true })` included),
+   * and again if the last answer was false. Firefox shows the user a prompt and answers only
+   * when the user does: ask from a user action there.
+   */
+  persist(): Promise<boolean | null>;
 
   /**
    * Beyond amqplib, for a management view: up to `count` (default 10, at most 1,000) ready

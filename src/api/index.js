@@ -420,6 +420,7 @@ export async function connect(options = {}) {
   if (app !== undefined && typeof app !== 'string') throw failed("connect(): 'app' must be a string", 406);
   if (typeof mesh !== 'boolean') throw failed("connect(): 'mesh' must be true or false", 406);
   if (label !== undefined && typeof label !== 'string') throw failed("connect(): 'label' must be a string", 406);
+  if (options.persist !== undefined && typeof options.persist !== 'boolean') throw failed("connect(): 'persist' must be true or false", 406);
   await load(wasm);
   // What the broker's IndexedDB database, locks and channels are named after: one per (app, name).
   const key = guard(() => binding.resourcePrefix(name, app));
@@ -469,7 +470,126 @@ export async function connect(options = {}) {
     return done;
   });
   entry.open.add(conn);
+  if (options.persist) requestPersist(); // answered in conn.persist() and storageInfo().persist
   return conn;
+}
+
+// ---- storage: persistence on request, and what the app is told (docs/storage.md) ------------
+// Browsers evict an origin's best-effort storage (IndexedDB included) under storage pressure,
+// and Safari deletes the storage of a site not used for 7 days; storage the browser agreed to
+// persist (navigator.storage.persist()) is evicted only by the user. StorageManager:
+// https://storage.spec.whatwg.org/#storagemanager (persist() is [Exposed=Window] only: a
+// worker can ask persisted() and estimate() but not persist()).
+
+/** Channel → its Connection, for the storage warning on persistent publishes. */
+const OWNER = Symbol('tabbit.owner');
+/** Connection method a channel calls after a persistent publish: (exchange, routingKey). */
+const PERSISTENT = Symbol('tabbit.persistent');
+
+/** This context's navigator.storage.persist() request: null until asked. */
+let persistRequest = null;
+
+/**
+ * Asks the browser to persist the origin's storage, once per context (connect({ persist: true })
+ * or conn.persist()), or again with `again` after a refusal (conn.persist(), say from a click).
+ * Resolves with the answer: true (persisted), false (refused), null (this context cannot ask:
+ * no navigator.storage.persist, as in workers and WebKitGTK).
+ */
+function requestPersist(again = false) {
+  if (!persistRequest || (again && persistRequest.state === 'denied')) {
+    const storage = globalThis.navigator?.storage;
+    const request = { state: 'pending', answer: null };
+    if (typeof storage?.persist !== 'function') {
+      request.state = 'unavailable';
+      request.answer = Promise.resolve(null);
+    } else {
+      request.answer = Promise.resolve()
+        .then(() => storage.persist())
+        .then(
+          (granted) => {
+            request.state = granted === true ? 'granted' : 'denied';
+            return granted === true;
+          },
+          () => {
+            request.state = 'denied'; // rejected (e.g. a document not fully active): not persisted
+            return false;
+          },
+        );
+    }
+    persistRequest = request;
+  }
+  return persistRequest.answer;
+}
+
+/** StorageInfo: what the origin's storage manager says about the storage of a broker of `kind`. */
+async function storageInfo(kind) {
+  // Only IndexedDB is the origin's storage; memory and adapters are not the browser's to evict.
+  const storage = kind === 'indexeddb' ? globalThis.navigator?.storage : undefined;
+  const ask = async (method) => {
+    try {
+      return typeof storage?.[method] === 'function' ? await storage[method]() : null;
+    } catch {
+      return null; // e.g. a SecurityError in an opaque origin: the platform cannot say
+    }
+  };
+  const [persisted, estimate] = await Promise.all([ask('persisted'), ask('estimate')]);
+  const bytes = (n) => (typeof n === 'number' && Number.isFinite(n) ? n : null);
+  return {
+    kind,
+    persisted: typeof persisted === 'boolean' ? persisted : null,
+    usage: bytes(estimate?.usage),
+    quota: bytes(estimate?.quota),
+    persist: persistRequest?.state ?? null,
+  };
+}
+
+/** Whether a message published to `exchange` with `routingKey` can land in a durable queue (stats() view). */
+function reachesDurableQueue(stats, exchange, routingKey) {
+  const durable = new Set(stats.queues.filter((q) => q.durable).map((q) => q.name));
+  if (exchange === '') return durable.has(routingKey);
+  // Through bindings, exchange to exchange too; routing keys are not matched (it may warn once too often).
+  const seen = new Set([exchange]);
+  const todo = [exchange];
+  while (todo.length) {
+    const source = todo.pop();
+    for (const b of stats.bindings) {
+      if (b.source !== source) continue;
+      if (b.destinationType === 'queue' && durable.has(b.destination)) return true;
+      if (b.destinationType === 'exchange' && !seen.has(b.destination)) {
+        seen.add(b.destination);
+        todo.push(b.destination);
+      }
+    }
+  }
+  return false;
+}
+
+/**
+ * The 'storage' warning of connection `conn`, whose storage state is `state` ({done, seen,
+ * checks}): after a persistent publish, checks once per destination (a queue by name, or an
+ * exchange) whether the origin's storage is not known to be persisted while the message can
+ * land in a durable queue; emits 'storage' once. Never again once it warned, or once the
+ * storage is found not to be the origin's or persisted.
+ */
+function checkStorage(conn, state, exchange, routingKey) {
+  const key = exchange === '' ? `queue ${routingKey}` : `exchange ${exchange}`;
+  if (state.done || state.seen.has(key)) return;
+  state.seen.add(key);
+  const check = (async () => {
+    const info = await storageInfo(conn.storage);
+    if (info.kind !== 'indexeddb' || info.persisted === true) return (state.done = true);
+    if (state.done || !reachesDurableQueue(await conn.stats(), exchange, routingKey) || state.done) return;
+    state.done = true;
+    conn.emit('storage', info);
+  })()
+    .catch(() => state.seen.delete(key)) // a closed connection, a failover under way: the next publish checks again
+    .finally(() => state.checks.delete(check));
+  state.checks.add(check);
+}
+
+/** Tells the channel's connection of a persistent publish (amqplib: persistent, or deliveryMode 2). */
+function notePersistent(channel, exchange, routingKey, options) {
+  if (options && (options.persistent === true || options.deliveryMode === 2)) channel[OWNER]?.[PERSISTENT](exchange, routingKey);
 }
 
 /**
@@ -519,6 +639,7 @@ export class Connection extends Emitter {
     if (this.#closed) return Promise.reject(failed('connection is closed: connect again', 504));
     return promise(() => {
       const ch = new Kind(this.#raw, confirm);
+      ch[OWNER] = this;
       this.#channels.add(ch);
       ch.once('close', () => this.#channels.delete(ch));
       return ch;
@@ -608,6 +729,35 @@ export class Connection extends Emitter {
   stompEndpoint(options) {
     if (this.#closed) throw failed('connection is closed: connect again', 504);
     return new StompEndpoint(guard(() => this.#b.stompEndpoint(options)));
+  }
+
+  // ---- storage (the functions are above the class) ----
+  #storageState = { done: false, seen: new Set(), checks: new Set() };
+
+  /**
+   * Beyond amqplib: { kind, persisted, usage, quota, persist } — the storage kind, whether the
+   * browser persists the origin's storage, its usage and quota in bytes (null where the platform
+   * cannot say, or the storage is not the origin's), and this context's persist request
+   * ('pending', 'granted', 'denied', 'unavailable', or null if not asked). Waits for the storage
+   * checks under way (see the 'storage' event), so that an event they lead to comes first.
+   */
+  async storageInfo() {
+    await Promise.all(this.#storageState.checks);
+    return storageInfo(this.storage);
+  }
+
+  /**
+   * Beyond amqplib: asks the browser to persist the origin's storage (once per context, as
+   * `connect({ persist: true })` does, and again after a refusal). Resolves true (persisted),
+   * false (refused) or null (no persist() here: workers, some browsers). Firefox shows the user
+   * a prompt: call it from a user action there.
+   */
+  persist() {
+    return requestPersist(true);
+  }
+
+  [PERSISTENT](exchange, routingKey) {
+    checkStorage(this, this.#storageState, exchange, routingKey);
   }
 
   /** Beyond amqplib, for a management view: up to `count` (default 10) messages at the head of `queue`, not consumed. */
@@ -743,7 +893,9 @@ export class Channel extends Emitter {
    * `options.structured` the content may be any structured-cloneable value (see encodeValue).
    */
   publish(exchange, routingKey, content, options) {
-    return guard(() => this.#r.publish(exchange, routingKey, ...outgoing(content, options), undefined));
+    const ok = guard(() => this.#r.publish(exchange, routingKey, ...outgoing(content, options), undefined));
+    notePersistent(this, exchange, routingKey, options);
+    return ok;
   }
 
   sendToQueue(queue, content, options) {
@@ -872,7 +1024,9 @@ export class ConfirmChannel extends Channel {
 
   publish(exchange, routingKey, content, options, callback) {
     const cb = callback && ((err) => (err ? callback(err) : callback(null, {})));
-    return guard(() => this[RAW].publish(exchange, routingKey, ...outgoing(content, options), cb));
+    const ok = guard(() => this[RAW].publish(exchange, routingKey, ...outgoing(content, options), cb));
+    notePersistent(this, exchange, routingKey, options);
+    return ok;
   }
 
   sendToQueue(queue, content, options, callback) {

@@ -253,6 +253,7 @@ test("surface: every option the package's JS reads is declared in its Options in
     messages: 'Options.Consume',
     get: 'Options.Get',
     outgoing: 'Options.Publish',
+    notePersistent: 'Options.Publish',
     bridge: 'BridgeOptions',
     bridgeConfig: 'BridgeOptions',
   };

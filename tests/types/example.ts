@@ -248,6 +248,14 @@ async function main(): Promise<void> {
   for (const m of peeked) console.log(m.fields.routingKey, m.properties.messageId, m.content.byteLength);
   console.log(conn.hosting);
   conn.on('failover', ({ hosting, cancelled }) => console.log(hosting, cancelled.join(',')));
+  // Persistent storage on request, and what the app is told.
+  const kept = await connect({ name: 'kept', persist: true });
+  const granted: boolean | null = await kept.persist();
+  const info = await kept.storageInfo();
+  if (info.kind === 'indexeddb' && info.persisted === false && info.quota !== null) console.log(granted, info.usage ?? 0, info.quota, info.persist);
+  kept.on('storage', ({ persisted, persist }) => console.log(persisted, persist === 'denied'));
+  // @ts-expect-error: persist is true or false
+  await connect({ name: 'kept', persist: 'yes' });
   await conn.flush();
   const bridge: Bridge = await conn.bridge({
     url: 'ws://127.0.0.1:15674/ws',
