@@ -13,9 +13,8 @@
 // js/storage/deno-kv.js (said in a diagnostic); the last test checks the package.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PKG, ROOT, RUNTIMES, lastJson, needBin, needPackage, removeDir, run, start, tempDir } from '../runtimes/helpers.mjs';
+import { ROOT, RUNTIMES, assertExported, lastJson, needBin, needPackage, removeDir, run, start, tempDir } from '../runtimes/helpers.mjs';
 import { adapterModule, denoKvRunner } from '../runtimes/deno/kv-run.mjs';
 
 const TIMEOUT = 120_000;
@@ -124,11 +123,5 @@ test('edge deno: the adapter keeps within Deno KV limits and each batch atomic',
 
 test("edge deno: the package ships 'tabbit/storage/deno-kv' with its types", async () => {
   await needPackage();
-  const manifest = JSON.parse(readFileSync(join(PKG, 'package.json'), 'utf8'));
-  assert.deepEqual(
-    manifest.exports?.['./storage/deno-kv'],
-    { types: './storage/deno-kv.d.ts', default: './storage/deno-kv.js' },
-    'pkg/package.json exports ./storage/deno-kv: rebuild the package with scripts/build-pkg',
-  );
-  for (const f of ['storage/deno-kv.js', 'storage/deno-kv.d.ts']) assert.ok(existsSync(join(PKG, f)), `pkg/${f}`);
+  await assertExported('storage/deno-kv');
 });

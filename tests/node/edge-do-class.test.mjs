@@ -23,7 +23,7 @@ import assert from 'node:assert/strict';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { PKG, ROOT, needBin, needPackage, removeDir, tempDir } from '../runtimes/helpers.mjs';
+import { PKG, ROOT, assertExported, needBin, needPackage, removeDir, tempDir } from '../runtimes/helpers.mjs';
 import { needAdapterBuild, writeDurableObjectConfig } from '../runtimes/workerd/do-config.mjs';
 import { serveWorkerd } from '../runtimes/workerd/serve.mjs';
 
@@ -278,12 +278,7 @@ export default testFront;
 
 test("TabbitBroker: the package exports 'tabbit/durable-object' with its types, and npm pack ships them", async () => {
   await needClassBuild();
-  const manifest = JSON.parse(await readFile(join(PKG, 'package.json'), 'utf8'));
-  assert.deepEqual(
-    manifest.exports?.['./durable-object'],
-    { types: './durable-object.d.ts', default: './durable-object.js' },
-    'pkg/package.json exports ./durable-object: rebuild the package with scripts/build-pkg',
-  );
+  await assertExported('durable-object');
   // What `npm pack` would put in the tarball (--dry-run: nothing is written or sent).
   const packed = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json'], { cwd: PKG, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
   const files = new Set(packed[0].files.map((f) => f.path));

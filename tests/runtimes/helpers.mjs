@@ -1,7 +1,8 @@
 // What the runtime tests (tests/node/runtime-*.test.mjs) share: the repository's paths, child
 // processes that cannot outlive their test, and free ports on 127.0.0.1. Node standard library only.
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { access, mkdtemp, rm } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -22,6 +23,22 @@ export async function needPackage() {
     await access(join(PKG, file)).catch(() => {
       throw new Error(`pkg/${file} is missing: build the package first with scripts/build-pkg`);
     });
+  }
+}
+
+/**
+ * Asserts that pkg/ exports the optional module `tabbit/<name>` with its types, as scripts/build-pkg
+ * writes the manifest, and holds both files.
+ */
+export async function assertExported(name) {
+  const manifest = JSON.parse(await readFile(join(PKG, 'package.json'), 'utf8'));
+  assert.deepEqual(
+    manifest.exports?.[`./${name}`],
+    { types: `./${name}.d.ts`, default: `./${name}.js` },
+    `pkg/package.json exports ./${name}: rebuild the package with scripts/build-pkg`,
+  );
+  for (const f of [`${name}.js`, `${name}.d.ts`]) {
+    await access(join(PKG, f)).catch(() => assert.fail(`pkg/${f} is missing: rebuild the package with scripts/build-pkg`));
   }
 }
 
