@@ -191,4 +191,37 @@ export async function queueStats(queue) {
   return { host: s.host, hosting: s.hosting, queue: s.queues.find((q) => q.name === queue) ?? null, contexts };
 }
 
-globalThis.faults = { consume, tags, startPublisher, stopPublisher, publishN, queueStats, reported, run: () => current };
+/**
+ * What broker `name`'s IndexedDB database holds, read directly (no tabbit): whether it exists, and
+ * the number of records and their bytes in each of its object stores. For a tab that has not
+ * joined: a fault's log says what the browser kept across a restart before any broker ran.
+ */
+export async function census(name) {
+  const dbName = `tabbit:${name}`;
+  const known = (await indexedDB.databases()).some((d) => d.name === dbName);
+  if (!known) return { exists: false };
+  const db = await new Promise((ok, no) => {
+    const r = indexedDB.open(dbName);
+    r.onsuccess = () => ok(r.result);
+    r.onerror = () => no(r.error);
+  });
+  try {
+    const out = { exists: true, version: db.version };
+    for (const store of db.objectStoreNames) {
+      const values = await new Promise((ok, no) => {
+        const r = db.transaction(store).objectStore(store).getAll();
+        r.onsuccess = () => ok(r.result);
+        r.onerror = () => no(r.error);
+      });
+      out[store] = [values.length, values.reduce((n, v) => n + (v?.byteLength ?? 0), 0)];
+    }
+    return out;
+  } finally {
+    db.close();
+  }
+}
+
+/** What recovery skipped when this context began to host ([] if it does not host). */
+export const problems = () => mesh.connection().problems ?? [];
+
+globalThis.faults = { consume, tags, startPublisher, stopPublisher, publishN, queueStats, census, problems, reported, run: () => current };

@@ -400,10 +400,42 @@ async function runSchedule(index, seed) {
     for (const slot of slots) slot.dead();
   };
 
+  /** Confirmed ids nobody has acked yet, as Node knows them (a count, for the log). */
+  const unackedNow = () => [...ledger.confirmed].filter((id) => !ledger.acked.has(id)).length;
+
+  /**
+   * The broker's database as the browser kept it, read by a page of the origin before any broker
+   * runs (faults-page.js census): `segments`/`acks` as records:bytes. For the log.
+   */
+  const census = async () => {
+    const { page } = await openPage(env.browser.context, server.url + BLANK);
+    try {
+      const c = await within(10_000, 'census', page.evaluate(async (name) => (await import('/tests/node/faults-page.js')).census(name), name));
+      if (!c.exists) return 'no database';
+      return ['segments', 'acks', 'queues', 'meta'].map((s) => `${s} ${c[s]?.join(':') ?? '-'}`).join(', ');
+    } finally {
+      await page.close().catch(() => {});
+    }
+  };
+
+  /** After the tabs joined: the queue as the host has it, and what its recovery skipped. */
+  const joined = async () => {
+    const host = await hostSlot();
+    const s = await within(10_000, 'stats', host.faults('queueStats', QUEUE)).catch(() => null);
+    const skipped = await within(5000, 'problems', host.faults('problems')).catch((e) => [e.message]);
+    const q = s?.queue;
+    return `ready ${q?.ready} unacked ${q?.unacked}${skipped.length ? `, recovery skipped ${JSON.stringify(skipped.slice(0, 3))}` : ''}`;
+  };
+
+  /** The whole browser goes and comes back; → a note of what the store kept. */
   const restart = async (kill) => {
+    const before = unackedNow();
     await closeBrowser(kill);
     await launchBrowserNow();
+    const kept = await census().catch((e) => `census failed: ${e.message}`);
     await openAll();
+    const after = await joined().catch((e) => `stats failed: ${e.message}`);
+    return `(Node saw ${before} confirmed unacked; the store: ${kept}; after joining: ${after})`;
   };
 
   const unthrottle = async (slot) => {
@@ -470,8 +502,8 @@ async function runSchedule(index, seed) {
     },
     async restart(pick) {
       const kill = pick % 2 === 1;
-      await restart(kill);
-      return kill ? 'SIGKILL' : 'closed';
+      const kept = await restart(kill);
+      return `${kill ? 'SIGKILL' : 'closed'} ${kept}`;
     },
     async quota(pick) {
       const viaRestart = pick % 2 === 1;
@@ -488,15 +520,19 @@ async function runSchedule(index, seed) {
       }
       env.quota = bytes;
       await setQuota(env.control, server.origin, bytes);
-      if (viaRestart) await restart(false);
+      let kept = '';
+      if (viaRestart) kept = ` ${await restart(false)}`;
       else {
         for (const slot of slots) slot.dying();
         for (const slot of slots) {
           await within(20_000, 'closing a tab', slot.page.close()).catch((e) => notes.push(e.message));
           slot.dead();
         }
+        const before = unackedNow();
         await sleep(2500); // the origin's IndexedDB backing store closes: it reopens under the quota
+        const store = await census().catch((e) => `census failed: ${e.message}`);
         await openAll();
+        kept = ` (Node saw ${before} confirmed unacked; the store: ${store}; after joining: ${await joined().catch((e) => `stats failed: ${e.message}`)})`;
       }
       const before506 = failures506();
       await sleep(hold);
@@ -506,7 +542,7 @@ async function runSchedule(index, seed) {
       quotaWindows.push(failed);
       env.quota = null;
       await setQuota(env.control, server.origin, null);
-      return `${bytes} bytes${tight ? ' (tight)' : ''}, tabs ${viaRestart ? 'via a restart' : 'closed 2.5 s'}, held ${hold} ms${inner}; ${failed} confirms failed with 506 meanwhile`;
+      return `${bytes} bytes${tight ? ' (tight)' : ''}, tabs ${viaRestart ? 'via a restart' : 'closed 2.5 s'}${kept}, held ${hold} ms${inner}; ${failed} confirms failed with 506 meanwhile`;
     },
     async freeze(pick) {
       const slot = slots[pick % 3];
