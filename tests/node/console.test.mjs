@@ -87,6 +87,15 @@ test('console and demo: worker tabs, a crash and redelivery, forms, peek, durabl
   await ready(page);
   assert.equal((await page.textContent('#version')).trim(), version);
   assert.match(await page.textContent('#status'), /this tab hosts it/);
+  // Storage: kind, whether it is persisted, the origin's usage against its quota; and the button
+  // that asks the browser to keep it (headless Chromium answers by its heuristics: no prompt).
+  await waitFor(page, 'the storage info', () => /^indexeddb \((persisted|best-effort|eviction).*uses .+ of .+\)$/.test(document.getElementById('storage').textContent), null, { show: ['#storage'] });
+  const persisted = /^indexeddb \(persisted/.test(await page.textContent('#storage'));
+  assert.equal(await page.isVisible('#persist'), !persisted, 'the persist button shows while the storage is not persisted');
+  if (!persisted) {
+    await page.click('#persist');
+    await waitFor(page, "the browser's answer", () => /persists this origin|refused to persist/.test(document.getElementById('notice').textContent));
+  }
 
   mark('two worker tabs');
   // ---- two worker tabs ----
