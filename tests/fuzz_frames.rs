@@ -337,9 +337,9 @@ fn stats() -> BoxedStrategy<Stats> {
         vec(exchange, 0..3),
         vec(binding, 0..3),
         vec(context, 0..3),
-        (vec(float(), 6), vec(uint(), 6)),
+        (vec(float(), 6), vec(uint(), 6), (0..3u64, 1..u64::MAX, 0..1u64 << 60, any::<bool>())),
     )
-        .prop_map(|((at, host, storage, dropped_posts), queues, exchanges, bindings, contexts, (r, t))| Stats {
+        .prop_map(|((at, host, storage, dropped_posts), queues, exchanges, bindings, contexts, (r, t, e))| Stats {
             at,
             host,
             storage,
@@ -350,6 +350,8 @@ fn stats() -> BoxedStrategy<Stats> {
             rates: r.try_into().expect("6 rates"),
             totals: t.try_into().expect("6 totals"),
             dropped_posts,
+            // Never emptied, or when, with the messages lost (or not known).
+            storage_emptied: (e.0 > 0).then_some((e.1, e.3.then_some(e.2))),
         })
         .boxed()
 }

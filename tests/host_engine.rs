@@ -97,9 +97,13 @@ impl T {
         t
     }
 
-    /// Ends transaction `t` as `outcome` says (committed: the store takes its writes).
+    /// Ends transaction `t` as `outcome` says (committed: the store takes its writes,
+    /// after emptying itself if the transaction says so).
     fn end(&mut self, t: Transaction, outcome: WriteOutcome) {
         if outcome == WriteOutcome::Committed {
+            if t.clear {
+                self.store = MemoryStore::new();
+            }
             self.store.write(&t.writes);
         }
         self.e.write_done(t.id, outcome, self.now);
@@ -581,4 +585,126 @@ fn a_message_handed_out_before_its_transaction_failed_is_transient_from_then_on(
     t.cmd(|b, now| b.ack(ch, 0, true, now)).unwrap();
     let stored_ops: Vec<Effect> = t.e.take_effects().into_iter().filter(|e| matches!(e, Effect::Store(_))).collect();
     assert!(stored_ops.is_empty(), "the store never had it: its return and ack write nothing: {stored_ops:?}");
+}
+
+fn emptied() -> WriteOutcome {
+    WriteOutcome::Emptied("TabbitStoreEmptied: the database was deleted while the broker ran".into())
+}
+
+/// Gets every ready message of `queue` from a broker recovered from `store`, with ack:
+/// (body, redelivered, delivery count).
+fn recovered(store: &MemoryStore, queue: &str) -> (Broker, Vec<(String, bool, u32)>) {
+    let (_log, recovered) = Log::recover(store.records());
+    if std::env::var("DEBUG_REC").is_ok() {
+        eprintln!(
+            "records {:?}",
+            store.records().iter().map(|r| (r.collection, r.key.clone(), r.value.len())).collect::<Vec<_>>()
+        );
+        eprintln!(
+            "recovered {:?}",
+            recovered.queues.iter().map(|q| (q.name.clone(), q.messages.len())).collect::<Vec<_>>()
+        );
+    }
+    let mut b = Broker::new(BrokerConfig { seed: 2, ..Default::default() });
+    let problems = tabbit::store::restore(&mut b, recovered, 2_000_000);
+    assert_eq!(problems, Vec::<String>::new());
+    let conn = b.connect();
+    let ch = b.open_channel(conn).unwrap();
+    let mut out = Vec::new();
+    while let Some(g) = b.get(ch, queue, true, 2_000_000).unwrap() {
+        out.push((body(&g.delivery.message), g.delivery.redelivered, g.delivery.delivery_count));
+    }
+    (b, out)
+}
+
+/// The browser deleted the database under the broker (the site's data cleared): the
+/// engine writes everything durable it holds again, in one transaction that empties the
+/// store first. A confirm that waited for the write the emptied store refused comes with
+/// that transaction; what was confirmed before survives a restart, with its handed-out
+/// marks and delivery counts; transient things are not written.
+#[test]
+fn a_store_emptied_under_the_broker_is_written_again_from_memory() {
+    let (mut t, ch) = stored_queue(5);
+    t.queue(ch, "tmp", false, false);
+    let x = ExchangeDeclare { name: "x".into(), kind: "fanout".into(), durable: true, ..Default::default() };
+    t.cmd(|b, now| b.declare_exchange(ch, x, now)).unwrap();
+    t.cmd(|b, now| b.bind_queue(ch, "q", "x", "", Table::new(), now)).unwrap();
+    t.cmd(|b, now| b.bind_queue(ch, "tmp", "x", "", Table::new(), now)).unwrap();
+    t.publish(ch, "q", "t1", false);
+    // m1 unacked on a channel; m2 handed out and returned (delivery count 1).
+    let get = |t: &mut T| {
+        while t.e.get_wait("q", t.now).is_some() {
+            t.commit();
+        }
+        t.cmd(|b, now| b.get(ch, "q", false, now)).unwrap().unwrap()
+    };
+    let g1 = get(&mut t);
+    let g2 = get(&mut t);
+    t.cmd(|b, now| b.nack(ch, g2.delivery.delivery_tag, false, true, now)).unwrap();
+    t.commit();
+    assert_eq!(body(&g1.delivery.message), "m1");
+    t.confirms();
+    t.waits();
+
+    // The store is gone; a publish's write finds it so.
+    t.store = MemoryStore::new();
+    t.publish(ch, "q", "m6", true);
+    let w = t.e.flush(t.now);
+    t.write(emptied());
+    assert_eq!(t.confirms(), [], "the confirm waits for the rewrite");
+    assert_eq!(t.waits(), [], "so does flush()");
+    assert_eq!(t.e.emptied(), Some(Emptied { at: t.now, lost: Some(0) }));
+    let rewrite = t.poll().expect("the rewrite");
+    assert!(rewrite.clear, "it empties the store first");
+    t.end(rewrite, WriteOutcome::Committed);
+    assert_eq!(t.acks(), [7], "m6, the 7th publish of the channel (t1 was the 6th)");
+    assert_eq!(t.waits(), [(w, Ok(()))]);
+    assert!(t.fence_stored());
+
+    let (b, got) = recovered(&t.store, "q");
+    let want =
+        [("m1", true, 0), ("m2", true, 1), ("m3", false, 0), ("m4", false, 0), ("m5", false, 0), ("m6", false, 0)];
+    assert_eq!(got, want.map(|(m, r, n)| (m.to_string(), r, n)));
+    assert!(b.queue_info("tmp").is_none(), "a transient queue is not stored");
+    let bound: Vec<_> =
+        b.binding_infos().into_iter().map(|i| (i.source.to_string(), i.destination.to_string())).collect();
+    assert_eq!(bound, [("x".to_string(), "q".to_string())]);
+
+    // From then on, writes go on as before.
+    t.cmd(|b, now| b.ack(ch, g1.delivery.delivery_tag, false, now)).unwrap();
+    t.commit();
+    assert!(!t.poll().is_some_and(|w| w.clear));
+    let (_, got) = recovered(&t.store, "q");
+    assert_eq!(got.first().map(|g| g.0.as_str()), Some("m2"));
+}
+
+/// Found emptied by a read (a page-in) while a batch is in flight: the rebuild waits for
+/// that batch, whose writes went to the emptied store; the messages whose bodies were paged
+/// out to the store are gone, counted, and leave their queue.
+#[test]
+fn a_store_found_emptied_by_a_read_loses_only_what_was_paged_out() {
+    let mut t = T::new(true, Some(Paging { keep_loaded: 2, window: 2 }));
+    let ch = t.channel();
+    t.queue(ch, "q", true, false);
+    for i in 1..=6 {
+        t.publish(ch, "q", &format!("m{i}"), true);
+    }
+    t.commit();
+    assert_eq!(t.acks().len(), 6);
+    t.publish(ch, "q", "m7", true);
+    let in_flight = t.poll().expect("a batch");
+    t.store = MemoryStore::new();
+    t.e.store_emptied(t.now);
+    assert_eq!(t.e.emptied(), None, "not before the batch in flight ends");
+    t.end(in_flight, WriteOutcome::Committed);
+    assert_eq!(t.confirms(), [], "its confirm waits for the rewrite");
+    let lost = t.e.emptied().expect("rebuilt").lost;
+    assert_eq!(lost, Some(4), "m3..m6 were paged out");
+    assert_eq!(t.e.core().queue_info("q").unwrap().ready, 3);
+    let rewrite = t.poll().expect("the rewrite");
+    assert!(rewrite.clear);
+    t.end(rewrite, WriteOutcome::Committed);
+    assert_eq!(t.acks(), [7]);
+    let (_, got) = recovered(&t.store, "q");
+    assert_eq!(got.into_iter().map(|g| g.0).collect::<Vec<_>>(), ["m1", "m2", "m7"]);
 }

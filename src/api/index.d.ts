@@ -636,6 +636,15 @@ export interface BrokerStats {
   hosting: boolean;
   /** Posts from other contexts the host dropped: not tabbit's, another protocol version, malformed or too large. */
   droppedPosts: number;
+  /**
+   * The hosting context found the broker's IndexedDB database deleted (`null`: never): `at`
+   * when (ms since the epoch), `lost` the messages lost with it, `null` if not known. Deleted
+   * under a running broker (the site's data cleared), the broker writes everything it holds
+   * in memory again, and only messages paged out to the database are lost; found deleted when
+   * the broker opens it (a mark in localStorage, kept by a page, says it existed), what it
+   * held is lost. See docs/storage.md.
+   */
+  storageEmptied: { at: number; lost: number | null } | null;
   /** The broker's bridges to RabbitMQ (`Connection.bridge()`), as the hosting context last told. */
   bridges: BridgeStatus[];
 }
@@ -727,6 +736,8 @@ export interface StorageInfo {
    * 'unavailable' where it cannot be asked (workers; browsers without `persist()`).
    */
   persist: null | 'pending' | 'granted' | 'denied' | 'unavailable';
+  /** `BrokerStats.storageEmptied`: when the broker's database was found deleted (not in the 'storage' event). */
+  emptied?: { at: number; lost: number | null } | null;
 }
 
 // ---- events ----------------------------------------------------------------------------------

@@ -743,7 +743,8 @@ export class Connection extends Emitter {
    */
   async storageInfo() {
     await Promise.all(this.#storageState.checks);
-    return storageInfo(this.storage);
+    const [info, stats] = await Promise.all([storageInfo(this.storage), this.stats().catch(() => null)]);
+    return { ...info, emptied: stats?.storageEmptied ?? null };
   }
 
   /**

@@ -276,6 +276,13 @@ fn stats_to_js(s: &Stats, me: u64) -> JsValue {
     set(&out, "host", s.host.to_string());
     set(&out, "hosting", s.host == me);
     set(&out, "droppedPosts", s.dropped_posts as f64);
+    let emptied = s.storage_emptied.map_or(JsValue::NULL, |(at, lost)| {
+        let o = Object::new();
+        set(&o, "at", at as f64);
+        set(&o, "lost", lost.map_or(JsValue::NULL, |n| JsValue::from_f64(n as f64)));
+        o.into()
+    });
+    set(&out, "storageEmptied", emptied);
     out.into()
 }
 

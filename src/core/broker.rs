@@ -21,6 +21,7 @@ use super::queue::{DropReason, Entry, Queue, QueueCounters, ReadyList};
 use super::sort;
 use super::value::{same_table, FieldValue, Table};
 
+mod durable;
 mod horizon;
 mod inspect;
 mod paging;

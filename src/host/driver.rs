@@ -93,9 +93,11 @@ enum Backend {
 }
 
 impl Backend {
-    async fn write(&self, writes: &[Write]) -> Result<(), StoreError> {
+    /// `clear`: empty every collection first (only an IndexedDB database can be found
+    /// emptied, so only it is asked to).
+    async fn write(&self, writes: &[Write], clear: bool) -> Result<(), StoreError> {
         match self {
-            Backend::IndexedDb(db) => db.write(writes).await,
+            Backend::IndexedDb(db) => db.write(writes, clear).await,
             Backend::Adapter(a) => a.write(writes).await,
         }
     }
@@ -107,6 +109,7 @@ fn outcome(result: Result<(), StoreError>) -> WriteOutcome {
         Ok(()) => WriteOutcome::Committed,
         Err(e) if e.is_quota() => WriteOutcome::QuotaExceeded(e.to_string()),
         Err(e) if e.name == "VersionError" => WriteOutcome::Upgraded(e.to_string()),
+        Err(e) if e.is_emptied() => WriteOutcome::Emptied(e.to_string()),
         Err(e) => WriteOutcome::Failed(e.to_string()),
     }
 }
@@ -215,6 +218,7 @@ impl Host {
         let delivery_horizon = !matches!(storage, Storage::Memory);
         let mut core = Broker::new(BrokerConfig { seed, limits, delivery_horizon });
         let (mut log, mut db, mut problems): (Option<Log>, _, _) = (None, None, Vec::new());
+        let mut emptied = false;
         // Only IndexedDB reads single segments back, which paging needs.
         let mut paging = None;
         if let Storage::Adapter(obj) = &storage {
@@ -238,9 +242,16 @@ impl Host {
                 )
             })?;
             let pages = Paging::default();
-            let (l, p) = recover(&opened, &mut core, pages.keep_loaded).await.map_err(|e| {
+            let (l, mut p) = recover(&opened, &mut core, pages.keep_loaded).await.map_err(|e| {
                 AmqpError::new(ReplyCode::ResourceError, format!("cannot read IndexedDB database '{prefix}' ({e})"))
             })?;
+            if opened.found_emptied() {
+                emptied = true;
+                p.push(format!(
+                    "IndexedDB database '{prefix}' was deleted since a broker last used it (the site's data \
+                     cleared, or the browser could not open it): what it held is lost"
+                ));
+            }
             (log, problems, paging) = (Some(l), p, Some(pages));
             db = Some(Rc::new(Backend::IndexedDb(opened)));
         }
@@ -267,6 +278,9 @@ impl Host {
                 host.after();
             }
         }));
+        if emptied {
+            inner.borrow_mut().engine.opened_emptied(now());
+        }
         let host = Host { inner, storage, problems: Rc::new(problems) };
         // What recovery left: its store ops.
         host.inner.borrow_mut().engine.pump(now());
@@ -396,11 +410,16 @@ impl Host {
     async fn page_in(&self, page: PageIn) {
         let db = self.inner.borrow().db.clone();
         let read = match db.as_deref() {
-            Some(Backend::IndexedDb(db)) => db.segments(&page.segments).await.ok(),
-            _ => Some(Vec::new()),
+            Some(Backend::IndexedDb(db)) => db.segments(&page.segments).await,
+            _ => Ok(Vec::new()),
         };
+        let mut inner = self.inner.borrow_mut();
+        if read.as_ref().is_err_and(StoreError::is_emptied) {
+            inner.engine.store_emptied(now());
+        }
         // A failed read is tried again after the next command.
-        self.inner.borrow_mut().engine.page_in_done(page, read, now());
+        inner.engine.page_in_done(page, read.ok(), now());
+        drop(inner);
         self.after();
     }
 
@@ -432,7 +451,7 @@ impl Host {
                 inner.writing = true;
                 (transaction, db)
             };
-            let result = db.write(&transaction.writes).await;
+            let result = db.write(&transaction.writes, transaction.clear).await;
             self.inner.borrow_mut().engine.write_done(transaction.id, outcome(result), now());
             self.after();
         }

@@ -85,6 +85,9 @@ pub struct Done {
 pub struct Transaction {
     pub id: u64,
     pub writes: Vec<Write>,
+    /// Empty every collection first: the store lost what it held and this transaction
+    /// writes it all again ([`Engine::store_emptied`]).
+    pub clear: bool,
 }
 
 /// How a transaction ended, as the storage said (the text is the storage's error).
@@ -98,6 +101,10 @@ pub enum WriteOutcome {
     Upgraded(String),
     /// Any other failure.
     Failed(String),
+    /// The store lost everything it held before this transaction could run (the browser
+    /// deleted the database under the broker: the site's data cleared, or the origin's
+    /// storage evicted): see [`Engine::store_emptied`].
+    Emptied(String),
 }
 
 impl WriteOutcome {
@@ -115,6 +122,7 @@ impl WriteOutcome {
                  the message was not stored; reload this context to run the newer tabbit"
             ),
             WriteOutcome::Failed(e) => format!("the store refused the write ({e}): the message was not stored"),
+            WriteOutcome::Emptied(e) => format!("the store lost what it held ({e}): the message was not stored"),
         };
         Some(AmqpError::new(ReplyCode::ResourceError, message))
     }
@@ -198,6 +206,22 @@ pub struct Engine {
     /// A copy of every effect taken from the core, when kept ([`Engine::keep_effects`]).
     effects: Option<Vec<Effect>>,
     closed: bool,
+    /// The store was found emptied while a transaction was in flight: the log is rebuilt
+    /// once that transaction ends ([`Engine::store_emptied`]).
+    rebuild_due: bool,
+    /// When the store was last found emptied, and how many messages it took with it in
+    /// all (those whose bodies were paged out to it).
+    emptied: Option<Emptied>,
+}
+
+/// The store lost what it held under a running broker ([`Engine::store_emptied`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Emptied {
+    /// When it was found (ms), the last time.
+    pub at: u64,
+    /// Messages lost with it, every time so far: bodies paged out to it, nowhere else;
+    /// `None` if not known (a store found emptied when the broker opened it).
+    pub lost: Option<usize>,
 }
 
 impl Engine {
@@ -221,7 +245,62 @@ impl Engine {
             head_waiters: Vec::new(),
             effects: None,
             closed: false,
+            rebuild_due: false,
+            emptied: None,
         }
+    }
+
+    /// Whether, when and at what cost the store was found emptied under this broker.
+    pub fn emptied(&self) -> Option<Emptied> {
+        self.emptied
+    }
+
+    /// The store the broker opened at `now` had held a broker's state and was found
+    /// empty (the driver knows it from a mark kept outside the store): what it held is
+    /// gone, and how many messages is not known.
+    pub fn opened_emptied(&mut self, now: u64) {
+        self.emptied = Some(Emptied { at: now, lost: None });
+    }
+
+    /// The store lost everything it held (IndexedDB's database was deleted under the
+    /// broker and opened again empty). The broker still holds in memory every stored
+    /// message but those paged out, so the log is rebuilt from it
+    /// ([`Broker::durable_ops`]) and its first batch empties the store and writes it all
+    /// again; the paged-out messages are gone ([`Emptied::lost`]). Confirms waiting for a
+    /// write wait for that batch. With a transaction in flight, the rebuild waits for it
+    /// to end (whatever it wrote went to the emptied store and is written again).
+    pub fn store_emptied(&mut self, now: u64) {
+        if self.log.is_none() {
+            return;
+        }
+        match self.writing {
+            Writing::Batch { .. } | Writing::Unfence { id: Some(_), .. } => self.rebuild_due = true,
+            _ => {
+                if let Writing::Unfence { id: None, .. } = self.writing {
+                    self.writing = Writing::Idle;
+                }
+                self.rebuild(now, true);
+                self.pump(now);
+            }
+        }
+    }
+
+    /// Rebuilds the log from the core (see [`Engine::store_emptied`]); `found`: the store
+    /// was just found emptied (not a rewrite that failed, tried again).
+    fn rebuild(&mut self, now: u64, found: bool) {
+        // Ops the core holds still go to the old log first: the new one starts from the
+        // core's state, which has them.
+        self.pump(now);
+        let (ops, lost) = self.core.durable_ops(now);
+        // The removals of the paged-out messages it dropped go to the old log too: the
+        // new one never has them.
+        self.pump(now);
+        let Some(old) = self.log.take() else { return };
+        self.log = Some(Log::rebuilt(&old, &ops));
+        self.rebuild_due = false;
+        let before = self.emptied.map_or(Some(0), |e| e.lost);
+        let at = if found { now } else { self.emptied.map_or(now, |e| e.at) };
+        self.emptied = Some(Emptied { at, lost: before.map(|n| n + lost) });
     }
 
     /// The core, to read.
@@ -361,7 +440,7 @@ impl Engine {
             Writing::Unfence { id: id @ None, batch } => {
                 self.last_id += 1;
                 *id = Some(self.last_id);
-                return Some(Transaction { id: self.last_id, writes: std::mem::take(&mut batch.writes) });
+                return Some(Transaction { id: self.last_id, writes: std::mem::take(&mut batch.writes), clear: false });
             }
             _ => return None,
         }
@@ -371,8 +450,9 @@ impl Engine {
             Some(mut batch) => {
                 let id = self.next_id();
                 let writes = std::mem::take(&mut batch.writes);
+                let clear = batch.clear;
                 self.writing = Writing::Batch { id, batch, waiters };
-                Some(Transaction { id, writes })
+                Some(Transaction { id, writes, clear })
             }
             None => {
                 if !waiters.is_empty() {
@@ -395,10 +475,31 @@ impl Engine {
     /// write will ever commit, so deliveries go on from memory.
     pub fn write_done(&mut self, id: u64, outcome: WriteOutcome, now: u64) {
         let ok = outcome == WriteOutcome::Committed;
+        self.rebuild_due |= matches!(outcome, WriteOutcome::Emptied(_));
         match std::mem::replace(&mut self.writing, Writing::Idle) {
             Writing::Batch { id: at, batch, waiters } if at == id => {
                 // `flush()` calls that came while this batch was in flight wait for it too.
                 let late = std::mem::take(&mut self.late);
+                if self.rebuild_due {
+                    // It wrote to a store that lost everything, or not at all: the rebuilt
+                    // log writes it all again, and its waiters wait for that.
+                    self.held.extend(waiters.into_iter().chain(late));
+                    self.rebuild(now, true);
+                    self.written(true, now);
+                    self.pump(now);
+                    return;
+                }
+                if batch.clear && !ok {
+                    // The rewrite of an emptied store failed. Its messages stay in memory
+                    // (most were confirmed before the store lost them): the next batch is
+                    // the whole rewrite again. Its waiters are told, as for any failed
+                    // write (a publisher that sends again may duplicate: at-least-once).
+                    self.settle(waiters.into_iter().chain(late), outcome.error().as_ref());
+                    self.rebuild(now, false);
+                    self.written(false, now);
+                    self.pump(now);
+                    return;
+                }
                 let unfence = self.log.as_mut().and_then(|log| end_write(log, &mut self.core, batch, ok, now));
                 if ok {
                     self.page_out();
@@ -412,6 +513,12 @@ impl Engine {
                 }
             }
             Writing::Unfence { id: Some(at), batch } if at == id => {
+                if self.rebuild_due {
+                    self.rebuild(now, true);
+                    self.written(true, now);
+                    self.pump(now);
+                    return;
+                }
                 if let Some(log) = &mut self.log {
                     end_write(log, &mut self.core, batch, ok, now);
                     // Upgraded by a newer tabbit: no write will ever commit, serve from memory.

@@ -184,6 +184,9 @@ pub struct Stats {
     pub totals: [u64; 6],
     /// Dropped posts: undecodable, another version, or too large.
     pub dropped_posts: u64,
+    /// When the host found its store emptied, and the messages lost with it in all, if
+    /// known ([`crate::host::engine::Emptied`]).
+    pub storage_emptied: Option<(u64, Option<u64>)>,
 }
 
 /// A context of the mesh and its load on the broker.
@@ -484,6 +487,10 @@ fn answer(w: &mut Writer, a: &Answer) {
             w.uvar(s.host);
             w.str(&s.storage);
             w.uvar(s.dropped_posts);
+            // 0: never; lost + 1, 0 if not known.
+            let (at, lost) = s.storage_emptied.unwrap_or((0, None));
+            w.uvar(at);
+            w.uvar(lost.map_or(0, |n| n.saturating_add(1)));
             for (r, t) in s.rates.iter().zip(&s.totals) {
                 w.f64(*r);
                 w.uvar(*t);
@@ -935,6 +942,8 @@ fn read_answer(r: &mut Reader) -> R<Answer> {
             let host = r.uvar()?;
             let storage = string(r)?;
             let dropped_posts = r.uvar()?;
+            let (emptied_at, lost) = (r.uvar()?, r.uvar()?);
+            let storage_emptied = (emptied_at > 0).then_some((emptied_at, lost.checked_sub(1)));
             let (mut rates, mut totals) = ([0f64; 6], [0u64; 6]);
             for (rate, total) in rates.iter_mut().zip(&mut totals) {
                 *rate = r.f64()?;
@@ -1027,6 +1036,7 @@ fn read_answer(r: &mut Reader) -> R<Answer> {
                 rates,
                 totals,
                 dropped_posts,
+                storage_emptied,
             }))
         }
         6 => {
@@ -1269,6 +1279,7 @@ mod tests {
             rates: [1.5, 2.0, 0.0, 3.0, 0.0, 0.25],
             totals: [1, 2, 3, 4, 5, 6],
             dropped_posts: 2,
+            storage_emptied: Some((1_700_000_000_500, Some(3))),
         }
     }
 

@@ -590,7 +590,8 @@ impl HostState {
             Frame::CloseConnection { conn } => self.close_connection(engine, from, conn, now),
             Frame::Call { id, chan, cmd } => self.serve_call(engine, from, id, chan, cmd, now),
             Frame::Stats { id } => {
-                let s = self.stats(engine.core(), now);
+                let mut s = self.stats(engine.core(), now);
+                s.storage_emptied = engine.emptied().map(|e| (e.at, e.lost.map(|n| n as u64)));
                 self.post(from, Frame::Reply { id, result: Ok(Answer::Stats(Box::new(s))) });
             }
             Frame::Peek { id, queue, count } => {
@@ -826,6 +827,7 @@ impl HostState {
             contexts: by_context,
             rates: [0.0; 6],
             dropped_posts: self.dropped_posts,
+            storage_emptied: None,
         };
         for c in &mut s.contexts {
             c.label = match c.id == self.me {

@@ -3,7 +3,7 @@
 
 const VERSION = 1;
 
-/** Opens (creating or upgrading) database `name` with one object store per name. */
+/** Opens (creating or upgrading) database `name` with one object store per name → [db, created]. */
 function openRaw(name, stores) {
   return new Promise((resolve, reject) => {
     const factory = globalThis.indexedDB;
@@ -18,15 +18,39 @@ function openRaw(name, stores) {
       reject(e);
       return;
     }
-    req.onupgradeneeded = () => {
+    let created = false;
+    req.onupgradeneeded = (e) => {
+      created = e.oldVersion === 0;
       const db = req.result;
       for (const s of stores) if (!db.objectStoreNames.contains(s)) db.createObjectStore(s);
     };
-    req.onsuccess = () => resolve(req.result);
+    req.onsuccess = () => resolve([req.result, created]);
     req.onerror = () => reject(req.error);
     // Another context holds an older version open: it closes on its versionchange event.
     req.onblocked = () => {};
   });
+}
+
+// A mark that database `name` was created, kept outside IndexedDB (localStorage: windows only):
+// a database created again while its mark stands was deleted meanwhile. Chromium deletes an
+// origin's IndexedDB alone when it cannot open its backing store (seen under a quota below what
+// it needs after a crash), or when the site's IndexedDB data is cleared; localStorage stays then.
+// Cleared with the rest of the origin's data (eviction, the user clearing the site), the mark goes
+// too and nothing can be told.
+const markKey = (name) => `${name}:created`;
+function marked(name) {
+  try {
+    return globalThis.localStorage?.getItem(markKey(name)) != null;
+  } catch {
+    return false; // no localStorage here (a worker), or access refused
+  }
+}
+function mark(name) {
+  try {
+    globalThis.localStorage?.setItem(markKey(name), String(Date.now()));
+  } catch {
+    /* as above */
+  }
 }
 
 export class Db {
@@ -41,10 +65,25 @@ export class Db {
     this.name = name;
     this.stores = stores;
     this.db = null;
+    this.opened = false; // opened once: a later open that creates the database finds it emptied
+    this.emptied = false;
+    this.emptiedAtOpen = false;
+    this.opening = null;
   }
 
   async reopen() {
-    this.db = await openRaw(this.name, this.stores);
+    const [db, created] = await openRaw(this.name, this.stores);
+    if (created) {
+      // Opened again and created: the database was deleted under the broker (Chromium closes
+      // the connection, 'close' below, when the site's data is cleared). Told once, to the next
+      // operation: the broker writes what it holds again. Created at the first open while the
+      // mark stands: deleted while no broker ran (emptiedAtOpen, read once recovered).
+      if (this.opened) this.emptied = true;
+      else this.emptiedAtOpen = marked(this.name);
+      mark(this.name);
+    }
+    this.opened = true;
+    this.db = db;
     // A newer version opened elsewhere: step aside now, reopen on the next write.
     this.db.onversionchange = () => this.closeNow();
     this.db.onclose = () => { this.db = null; };
@@ -56,7 +95,12 @@ export class Db {
   }
 
   async handle() {
-    if (!this.db) await this.reopen();
+    // Operations that find the connection closed reopen it once, together.
+    if (!this.db) await (this.opening ??= this.reopen().finally(() => (this.opening = null)));
+    if (this.emptied) {
+      this.emptied = false;
+      throw new DOMException(`IndexedDB database '${this.name}' was deleted while the broker ran (the site's data cleared, or the origin's storage evicted)`, 'TabbitStoreEmptied');
+    }
     return this.db;
   }
 
@@ -91,7 +135,7 @@ export class Db {
    * `value === undefined` deletes. Resolves on the transaction's `complete` event and
    * rejects with the DOMException that aborted it (QuotaExceededError when storage is full).
    */
-  async write(writes) {
+  async write(writes, clear) {
     const db = await this.handle();
     const tx = db.transaction(this.stores, 'readwrite', { durability: 'default' });
     const done = new Promise((resolve, reject) => {
@@ -99,6 +143,7 @@ export class Db {
       tx.onabort = () => reject(tx.error || new DOMException('the transaction was aborted', 'AbortError'));
     });
     try {
+      if (clear) for (const s of this.stores) tx.objectStore(s).clear();
       for (let i = 0; i < writes.length; i += 3) {
         const store = tx.objectStore(writes[i]);
         if (writes[i + 2] === undefined) store.delete(writes[i + 1]);

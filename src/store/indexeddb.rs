@@ -23,9 +23,11 @@ extern "C" {
     #[wasm_bindgen(method, js_name = getMany, catch)]
     async fn get_many(this: &Db, store: &str, keys: Array) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(method, catch)]
-    async fn write(this: &Db, writes: Array) -> Result<JsValue, JsValue>;
+    async fn write(this: &Db, writes: Array, clear: bool) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(method, js_name = closeNow)]
     fn close_now(this: &Db);
+    #[wasm_bindgen(method, getter, js_name = emptiedAtOpen)]
+    fn emptied_at_open(this: &Db) -> bool;
 }
 
 /// Why a store operation failed: the `DOMException` name (`QuotaExceededError`,
@@ -47,6 +49,11 @@ impl StoreError {
 
     pub fn is_quota(&self) -> bool {
         self.name == "QuotaExceededError"
+    }
+
+    /// The database was deleted under the broker and opened again empty (`indexeddb.js`).
+    pub fn is_emptied(&self) -> bool {
+        self.name == "TabbitStoreEmptied"
     }
 }
 
@@ -175,15 +182,23 @@ impl IndexedDb {
             .collect())
     }
 
-    /// Writes a batch's writes in one transaction; resolves after its `complete` event.
-    pub async fn write(&self, writes: &[Write]) -> Result<(), StoreError> {
+    /// Writes a batch's writes in one transaction (after emptying every object store if
+    /// `clear`); resolves after its `complete` event.
+    pub async fn write(&self, writes: &[Write], clear: bool) -> Result<(), StoreError> {
         let array = Array::new();
         for w in writes {
             array.push(&JsValue::from_str(w.collection.name()));
             array.push(&key_to_js(&w.key));
             array.push(&w.value.as_deref().map_or(JsValue::UNDEFINED, |v| Uint8Array::from(v).into()));
         }
-        self.db.write(array).await.map(|_| ()).map_err(StoreError::from_js)
+        self.db.write(array, clear).await.map(|_| ()).map_err(StoreError::from_js)
+    }
+
+    /// The database was created at this open though one had been created before (a mark
+    /// kept outside IndexedDB says so, where there is one: `indexeddb.js`): it was
+    /// deleted while no broker ran.
+    pub fn found_emptied(&self) -> bool {
+        self.db.emptied_at_open()
     }
 
     pub fn close(&self) {

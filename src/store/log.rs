@@ -131,6 +131,8 @@ pub struct Batch {
     horizons: Vec<(Rc<str>, u64, u64)>,
     /// Puts the fence (`Some(true)`) or deletes it (`Some(false)`).
     fence: Option<bool>,
+    /// Empties every collection before the writes (the first batch of [`Log::rebuilt`]).
+    pub clear: bool,
 }
 
 const META_CLOCK: &str = "clock";
@@ -362,6 +364,8 @@ pub struct Log {
     /// The store holds the fence (as of the last batch that committed): its horizons
     /// may be trusted.
     fenced: bool,
+    /// The next batch empties the store first ([`Log::rebuilt`]).
+    clear: bool,
 }
 
 fn table_bytes(t: &Table) -> Vec<u8> {
@@ -545,9 +549,28 @@ impl Log {
         self.queues.contains_key(name)
     }
 
+    /// A log for a store that lost everything it held (the browser deleted the database
+    /// under the broker): `ops` ([`crate::core::Broker::durable_ops`]) build it again, and
+    /// its first batch empties the store before it writes them, so that nothing a
+    /// transaction in flight at the time left there stays. Ids go on from `old`'s.
+    pub fn rebuilt(old: &Log, ops: &[StoreOp]) -> Log {
+        let mut log = Log {
+            next_binding: old.next_binding,
+            next_queue: old.next_queue,
+            next_segment: old.next_segment,
+            clear: true,
+            ..Default::default()
+        };
+        for op in ops {
+            log.apply(op);
+        }
+        log
+    }
+
     /// Whether this turn has anything to write.
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        self.clear
+            || !self.pending.is_empty()
             || self.open.is_some()
             || !self.sealed.is_empty()
             || self.queues.values().any(|q| q.dirty)
@@ -559,7 +582,7 @@ impl Log {
         if !self.has_pending() {
             return None;
         }
-        let mut batch = Batch::default();
+        let mut batch = Batch { clear: std::mem::take(&mut self.clear), ..Batch::default() };
         self.sealed.extend(self.open.take());
         let retry = std::mem::take(&mut self.pending);
         batch.writes.extend(retry.iter().cloned());

@@ -202,9 +202,12 @@ export async function census(name) {
   if (!known) return { exists: false };
   const db = await new Promise((ok, no) => {
     const r = indexedDB.open(dbName);
+    // Gone since databases() answered: never create it here (without its object stores).
+    r.onupgradeneeded = () => r.transaction.abort();
     r.onsuccess = () => ok(r.result);
-    r.onerror = () => no(r.error);
+    r.onerror = () => (r.error?.name === 'AbortError' ? ok(null) : no(r.error));
   });
+  if (!db) return { exists: false };
   try {
     const out = { exists: true, version: db.version };
     for (const store of db.objectStoreNames) {
@@ -224,4 +227,7 @@ export async function census(name) {
 /** What recovery skipped when this context began to host ([] if it does not host). */
 export const problems = () => mesh.connection().problems ?? [];
 
-globalThis.faults = { consume, tags, startPublisher, stopPublisher, publishN, queueStats, census, problems, reported, run: () => current };
+/** stats().storageEmptied: when the host found the broker's database deleted (null: never). */
+export const storageEmptied = () => mesh.connection().stats().then((s) => s.storageEmptied ?? null);
+
+globalThis.faults = { consume, tags, startPublisher, stopPublisher, publishN, queueStats, census, problems, storageEmptied, reported, run: () => current };

@@ -46,6 +46,10 @@
 //               close), or the host's counters over the last phase (published, delivered,
 //               redelivered, acked) differ from what Node recorded in it
 //   content     a body that is not `${messageId} ...`, or an id nobody published
+// Not counted as lost: ids confirmed before a fault after which the broker reports that the
+// browser deleted its database (stats().storageEmptied; Chromium deletes an origin's IndexedDB
+// when it cannot open its backing store, seen under a quota below what it uses after a SIGKILL).
+// Each schedule's line says how often, and how many messages went with it.
 // A schedule that cannot finish (no host after a fault, a call that never answers) is an error.
 // Each schedule prints one line (its faults, figures, violations); a schedule with violations also
 // prints what each tab says of itself (failovers, consumers, delivery tags, its last reports).
@@ -418,23 +422,44 @@ async function runSchedule(index, seed) {
     }
   };
 
+  // The browser may delete the broker's database itself: Chromium does when it cannot open the
+  // origin's IndexedDB backing store, seen here under a quota below what it uses after a
+  // SIGKILL ("UnknownError: Internal error opening backing store"). The broker says so
+  // (stats().storageEmptied, from a mark it keeps in localStorage): what was confirmed before
+  // went with the database, not lost by tabbit. Those ids are counted apart; a loss the broker
+  // did not report stays a violation.
+  const withStore = new Set(); // confirmed ids the browser deleted with the database
+  let emptiedSeen = null;
+  let storeDeletions = 0;
+  /** After a fault that reopened the store: the ids confirmed before it went with the store, if the broker says it was deleted. */
+  const checkEmptied = async (host, confirmedBefore) => {
+    const e = await within(5000, 'storageEmptied', host.faults('storageEmptied')).catch(() => null);
+    if (!e || e.at === emptiedSeen) return '';
+    emptiedSeen = e.at;
+    storeDeletions++;
+    for (const id of confirmedBefore) withStore.add(id);
+    return `, THE BROWSER DELETED THE DATABASE (the broker says: ${JSON.stringify(e)})`;
+  };
+
   /** After the tabs joined: the queue as the host has it, and what its recovery skipped. */
-  const joined = async () => {
+  const joined = async (confirmedBefore) => {
     const host = await hostSlot();
     const s = await within(10_000, 'stats', host.faults('queueStats', QUEUE)).catch(() => null);
     const skipped = await within(5000, 'problems', host.faults('problems')).catch((e) => [e.message]);
     const q = s?.queue;
-    return `ready ${q?.ready} unacked ${q?.unacked}${skipped.length ? `, recovery skipped ${JSON.stringify(skipped.slice(0, 3))}` : ''}`;
+    const deleted = await checkEmptied(host, confirmedBefore);
+    return `ready ${q?.ready} unacked ${q?.unacked}${skipped.length ? `, recovery skipped ${JSON.stringify(skipped.slice(0, 3))}` : ''}${deleted}`;
   };
 
   /** The whole browser goes and comes back; → a note of what the store kept. */
   const restart = async (kill) => {
     const before = unackedNow();
+    const confirmedBefore = [...ledger.confirmed];
     await closeBrowser(kill);
     await launchBrowserNow();
     const kept = await census().catch((e) => `census failed: ${e.message}`);
     await openAll();
-    const after = await joined().catch((e) => `stats failed: ${e.message}`);
+    const after = await joined(confirmedBefore).catch((e) => `stats failed: ${e.message}`);
     return `(Node saw ${before} confirmed unacked; the store: ${kept}; after joining: ${after})`;
   };
 
@@ -462,9 +487,11 @@ async function runSchedule(index, seed) {
   const crashHost = async () => {
     const host = await hostSlot();
     const sent = Date.now();
+    const confirmedBefore = [...ledger.confirmed];
     await crash(host);
     let note = `slot ${host.index}`;
     const next = await hostSlot(10_000);
+    note += await checkEmptied(next, confirmedBefore);
     const since = await within(5000, 'hostingSince', next.read((s) => s.hostingSince)).catch(() => null);
     if (since) failoverTimes.push(since - sent);
     note += ` → slot ${next.index} hosts${since ? ` after ${since - sent} ms` : ''}`;
@@ -529,10 +556,11 @@ async function runSchedule(index, seed) {
           slot.dead();
         }
         const before = unackedNow();
+        const confirmedBefore = [...ledger.confirmed];
         await sleep(2500); // the origin's IndexedDB backing store closes: it reopens under the quota
         const store = await census().catch((e) => `census failed: ${e.message}`);
         await openAll();
-        kept = ` (Node saw ${before} confirmed unacked; the store: ${store}; after joining: ${await joined().catch((e) => `stats failed: ${e.message}`)})`;
+        kept = ` (Node saw ${before} confirmed unacked; the store: ${store}; after joining: ${await joined(confirmedBefore).catch((e) => `stats failed: ${e.message}`)})`;
       }
       const before506 = failures506();
       await sleep(hold);
@@ -689,7 +717,7 @@ async function runSchedule(index, seed) {
     // lost, close the consumer tabs: what a live tab's channel held (unacked, possibly never handed to
     // its app) goes back to the queue, and the drain tab takes it.
     let maybeAcked = ledger.maybeAcked();
-    const missing = () => [...ledger.confirmed].filter((id) => !ledger.acked.has(id) && !maybeAcked.has(id));
+    const missing = () => [...ledger.confirmed].filter((id) => !ledger.acked.has(id) && !maybeAcked.has(id) && !withStore.has(id));
     let recovered = [];
     if (missing().length > 0 || (a && a.unacked > 0)) {
       const dump = await tabStates([...slots, drainSlot], missing());
@@ -733,7 +761,9 @@ async function runSchedule(index, seed) {
       `confirmed ${ledger.confirmed.size} (+${tail.confirmed.length} last), failed ${JSON.stringify(ledger.failedCodes)}, ` +
       `publisher ${JSON.stringify({ sent: run?.sent, pending: run?.pending })}, deliveries ${ledger.delivered} of ${delivered.size} ids ` +
       `(drained ${drained.length}${recovered.length ? `, ${recovered.length} more after closing the consumer tabs` : ''}), delivered more than once ${duplicates} (after a death ${ledger.afterDeath}, after an ack ${ledger.afterAck}), ` +
-      `maybe acked by a dead tab ${maybeAcked.size}, failovers seen ${ledger.failovers}, violations ${ledger.violations.length} ${JSON.stringify(byKind)}` +
+      `maybe acked by a dead tab ${maybeAcked.size}, failovers seen ${ledger.failovers}, ` +
+      (storeDeletions ? `the browser deleted the database ${storeDeletions} time(s) and the broker said so (${[...withStore].filter((id) => !ledger.acked.has(id)).length} confirmed unacked messages went with it), ` : '') +
+      `violations ${ledger.violations.length} ${JSON.stringify(byKind)}` +
       (notes.length ? `; notes: ${notes.join(' | ')}` : '') +
       (pageStates.length ? `; page events: ${pageStates.length} (${pageStates.slice(0, 3).join(' | ')})` : '') +
       (pageErrors.length ? `; page errors: ${pageErrors.length} (${pageErrors.slice(0, 3).join(' | ')})` : '');
@@ -757,6 +787,7 @@ async function runSchedule(index, seed) {
       quotaWindows,
       failoverTimes,
       pageErrors: pageErrors.length,
+      storeDeletions,
       error: null,
     };
   } catch (e) {
@@ -777,7 +808,7 @@ async function runSchedule(index, seed) {
 test(`faults: ${SCHEDULES} random fault schedules lose no confirmed message, flag every redelivery, duplicate nothing to a live consumer`, { timeout: Math.max(TEST_TIMEOUT, SCHEDULES * (SCHEDULE_TIMEOUT + 30_000)) }, async () => {
   console.log(`faults: seed ${SEED} (FAULT_SEED=${SEED} replays), ${SCHEDULES} schedules, faults drawn from ${KINDS.join(', ')}`);
   const began = Date.now();
-  const totals = { schedules: 0, confirmed: 0, deliveries: 0, ids: 0, duplicates: 0, failed: 0, failed506: 0, pageErrors: 0 };
+  const totals = { schedules: 0, confirmed: 0, deliveries: 0, ids: 0, duplicates: 0, failed: 0, failed506: 0, pageErrors: 0, storeDeletions: 0 };
   const violations = Object.fromEntries(VIOLATION_KINDS.map((k) => [k, 0]));
   const details = [];
   const errors = [];
@@ -795,7 +826,7 @@ test(`faults: ${SCHEDULES} random fault schedules lose no confirmed message, fla
       errors.push(r.error);
       continue;
     }
-    for (const k of ['confirmed', 'deliveries', 'ids', 'duplicates', 'failed', 'failed506', 'pageErrors']) totals[k] += r[k];
+    for (const k of ['confirmed', 'deliveries', 'ids', 'duplicates', 'failed', 'failed506', 'pageErrors', 'storeDeletions']) totals[k] += r[k];
     quotaWindows.push(...r.quotaWindows);
     failoverTimes.push(...r.failoverTimes);
   }
@@ -805,6 +836,7 @@ test(`faults: ${SCHEDULES} random fault schedules lose no confirmed message, fla
       `confirmed ${totals.confirmed}, confirms failed ${totals.failed} (506: ${totals.failed506}, in ${quotaWindows.filter((n) => n > 0).length} of ` +
       `${quotaWindows.length} quota windows), deliveries ${totals.deliveries} of ${totals.ids} ids, delivered more than once ${totals.duplicates}, ` +
       `slowest failover ${failoverTimes.length ? Math.max(...failoverTimes) : 'n/a'} ms, page errors ${totals.pageErrors}, ` +
+      `databases the browser deleted (and the broker reported) ${totals.storeDeletions}, ` +
       `schedule errors ${errors.length}, violations=${total} ${JSON.stringify(violations)}`,
   );
   assert.deepEqual(details.slice(0, 20), [], `violations (${total})`);

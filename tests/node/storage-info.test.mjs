@@ -84,7 +84,8 @@ test('storage: connect() never asks to persist; storageInfo() reports best-effor
     await conn.close();
     return info;
   }, brokerName('memory'));
-  assert.deepEqual(memory, { kind: 'memory', persisted: null, usage: null, quota: null, persist: null });
+  assert.deepEqual(memory, { kind: 'memory', persisted: null, usage: null, quota: null, persist: null, emptied: null });
+  assert.equal(info.emptied, null, 'a database the browser kept');
   const bad = await page.evaluate(async () => {
     const { connect } = await import('/pkg/index.js');
     return connect({ name: 'x', persist: 'yes' }).then(() => null, (e) => ({ code: e.code, message: e.message }));
