@@ -48,14 +48,16 @@
 // message size: (a) for IndexedDB and tabbit alone or persistent, (g) for transient across tabs.
 // IndexedDB is on disk: a persistent browser profile in a temporary directory.
 //
-//   node bench/run.mjs [--quick] [--reps N] [--memory-n N] [--profile]
+//   node bench/run.mjs [--quick] [--reps N] [--memory-n N] [--profile] [--rows ID,...]
 //     --quick      ~1 minute: fewer messages, no memory row unless --memory-n (smoke use)
 //     --reps       rounds per throughput figure (default 7, --quick 3)
 //     --memory-n   messages queued for (e) (default 1,000,000)
 //     --profile    also CPU-profile one (b), one (c), and the three tabs of one (g), (h) and (i),
 //                  with a build that keeps function names (scripts/bench --profile builds it into
 //                  target/bench-pkg-profiling) and print the top self-time functions (for (g),
-//                  only how busy the tabs were)
+//                  only how busy the tabs were); with (q), also the page of one (q) run
+//     --rows       only the parts of the run that make these rows, e.g. --rows q,q0: a row is made
+//                  if its id, or its id up to the first '-' (h for h-wide), is listed
 import { execFile } from 'node:child_process';
 import { cp, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
@@ -67,15 +69,16 @@ import { budget, packageSize } from '../scripts/package-size.mjs';
 
 const args = process.argv.slice(2);
 const flag = (name) => args.includes(name);
-const option = (name, fallback) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : fallback;
-};
-const known = ['--quick', '--reps', '--memory-n', '--profile'];
+const text = (name) => (args.includes(name) ? String(args[args.indexOf(name) + 1]) : undefined);
+const option = (name, fallback) => (text(name) === undefined ? fallback : Number(text(name)));
+const known = ['--quick', '--reps', '--memory-n', '--profile', '--rows'];
 if (flag('--help') || args.some((a) => a.startsWith('--') && !known.includes(a)) || !(option('--reps', 3) >= 1)) {
-  console.log('usage: scripts/bench [--quick] [--reps N] [--memory-n N] [--profile]');
+  console.log('usage: scripts/bench [--quick] [--reps N] [--memory-n N] [--profile] [--rows ID,...]');
   process.exit(flag('--help') ? 0 : 2);
 }
+/** --rows: the row ids asked for; `want(...ids)` says whether a part that makes these rows runs. */
+const only = text('--rows')?.split(',').filter(Boolean);
+const want = (...ids) => !only || ids.some((id) => only.includes(id) || only.includes(id.split('-')[0]));
 const quick = flag('--quick');
 const config = {
   reps: option('--reps', quick ? 3 : 7),
@@ -130,8 +133,8 @@ const MB = 1024 * 1024;
 const log = (msg) => process.stderr.write(`bench: ${msg}\n`);
 
 // (p) first, while the machine is otherwise idle; its rows go last.
-log('(p) the native core benchmark: cargo run --profile bench-native --example bench_core');
-const core = await coreBench();
+if (want('p')) log('(p) the native core benchmark: cargo run --profile bench-native --example bench_core');
+const core = want('p') ? await coreBench() : { header: '(not run)', figures: [] };
 const peerVersion = JSON.parse(await readFile(join(ROOT, 'tests/node_modules/broadcast-channel/package.json'))).version;
 await snapshotPkg();
 const server = await startServer();
@@ -253,44 +256,48 @@ try {
   const main = await benchPage();
 
   // (a), (a'), (b), (c) for 100-byte messages, then 1 KB: rounds interleave the workloads.
-  for (const [size, n, tag] of [
-    [100, config.n, ''],
-    [1024, config.nKb, ', 1 KB'],
-  ]) {
-    const s = { rec: [], seg: [], pub: [], get: [] };
-    for (let r = 0; r < config.reps; r++) {
-      log(`${size} B messages, round ${r + 1}/${config.reps}`);
-      s.rec.push(rate(n, (await main.run('idbWrite', { n, size })).ms));
-      s.seg.push(rate(n, (await main.run('idbWrite', { n, size, segment: true })).ms));
-      s.pub.push(rate(n, (await main.run('publish', { n, size, window: config.window })).ms));
-      const d = await main.run('drain');
-      if (d.got !== n) throw new Error(`drain got ${d.got} messages, expected ${n}`);
-      s.get.push(rate(n, d.ms));
-      await main.run('finish');
+  if (want('a', 'b', 'c')) {
+    for (const [size, n, tag] of [
+      [100, config.n, ''],
+      [1024, config.nKb, ', 1 KB'],
+    ]) {
+      const s = { rec: [], seg: [], pub: [], get: [] };
+      for (let r = 0; r < config.reps; r++) {
+        log(`${size} B messages, round ${r + 1}/${config.reps}`);
+        s.rec.push(rate(n, (await main.run('idbWrite', { n, size })).ms));
+        s.seg.push(rate(n, (await main.run('idbWrite', { n, size, segment: true })).ms));
+        s.pub.push(rate(n, (await main.run('publish', { n, size, window: config.window })).ms));
+        const d = await main.run('drain');
+        if (d.got !== n) throw new Error(`drain got ${d.got} messages, expected ${n}`);
+        s.get.push(rate(n, d.ms));
+        await main.run('finish');
+      }
+      const base = row(`a${tag ? '-1k' : ''}`, `(a)  IndexedDB, 1 record/msg, 100/tx${tag}`, 'msg/s', s.rec, { ratio: 1, base: 'a' });
+      const withRatio = (r) => vs(r, base.id);
+      const goal = tag ? {} : { goal: '≥ 5× (a)', pass: (r) => r.median >= 5 * base.median };
+      withRatio(row(`a-seg${tag ? '-1k' : ''}`, `(a') IndexedDB, 100-msg segment/tx${tag}`, 'msg/s', s.seg));
+      withRatio(row(`b${tag ? '-1k' : ''}`, `(b)  tabbit publish, confirms, window ${config.window}${tag}`, 'msg/s', s.pub, goal));
+      withRatio(row(`c${tag ? '-1k' : ''}`, `(c)  tabbit get + ack, then flush${tag}`, 'msg/s', s.get, goal));
     }
-    const base = row(`a${tag ? '-1k' : ''}`, `(a)  IndexedDB, 1 record/msg, 100/tx${tag}`, 'msg/s', s.rec, { ratio: 1, base: 'a' });
-    const withRatio = (r) => vs(r, base.id);
-    const goal = tag ? {} : { goal: '≥ 5× (a)', pass: (r) => r.median >= 5 * base.median };
-    withRatio(row(`a-seg${tag ? '-1k' : ''}`, `(a') IndexedDB, 100-msg segment/tx${tag}`, 'msg/s', s.seg));
-    withRatio(row(`b${tag ? '-1k' : ''}`, `(b)  tabbit publish, confirms, window ${config.window}${tag}`, 'msg/s', s.pub, goal));
-    withRatio(row(`c${tag ? '-1k' : ''}`, `(c)  tabbit get + ack, then flush${tag}`, 'msg/s', s.get, goal));
   }
 
   // (d) reopen with reopenN messages queued.
-  log(`(d) publishing ${config.reopenN} messages, then reopening ${config.reopenReps} times`);
-  const fill = await main.run('publish', { n: config.reopenN, size: 100, window: config.window });
-  const re = await main.run('reopen', { reps: config.reopenReps });
-  await main.run('finish');
-  if (re.messageCount !== config.reopenN) throw new Error(`reopen found ${re.messageCount} messages`);
-  row('d', `(d)  reopen, ${config.reopenN.toLocaleString('en')} msgs queued → first get`, 'ms', re.times, {
-    goal: '≤ 500 ms',
-    pass: (r) => r.median <= 500,
-    note: `filled at ${Math.round(rate(config.reopenN, fill.ms)).toLocaleString('en')} msg/s`,
-  });
+  if (want('d')) {
+    log(`(d) publishing ${config.reopenN} messages, then reopening ${config.reopenReps} times`);
+    const fill = await main.run('publish', { n: config.reopenN, size: 100, window: config.window });
+    const re = await main.run('reopen', { reps: config.reopenReps });
+    await main.run('finish');
+    if (re.messageCount !== config.reopenN) throw new Error(`reopen found ${re.messageCount} messages`);
+    row('d', `(d)  reopen, ${config.reopenN.toLocaleString('en')} msgs queued → first get`, 'ms', re.times, {
+      goal: '≤ 500 ms',
+      pass: (r) => r.median <= 500,
+      note: `filled at ${Math.round(rate(config.reopenN, fill.ms)).toLocaleString('en')} msg/s`,
+    });
+  }
   await main.page.close();
 
   // (e) memory, in a fresh page so that earlier workloads do not count.
-  if (config.memoryN > 0) {
+  if (config.memoryN > 0 && want('e')) {
     log(`(e) publishing ${config.memoryN} messages for the memory reading`);
     const mem = await benchPage();
     const heapUsed = async () => {
@@ -315,19 +322,22 @@ try {
 
   // (f) what the package ships, gzipped (the goal of the package: 100 KB in all), counted by
   // scripts/package-size.mjs, as the size budget of scripts/test counts it.
-  const size = await packageSize(join(ROOT, PKG_DIR));
-  row('f', '(f)  package, gzipped: wasm + JS', 'KB', [size.total / 1024], {
-    goal: '≤ 100 KB',
-    pass: (r) => r.median <= 100,
-    note: `${size.total.toLocaleString('en')} B: wasm ${(size.wasm / 1024).toFixed(1)} KB + JS ${(size.js / 1024).toFixed(1)} KB (${size.files.map(([f, n]) => `${f.split('/').pop()} ${(n / 1024).toFixed(1)}`).join(', ')}); budget ${(await budget()).toLocaleString('en')} B (size-budget.json)`,
-    bytes: size.total,
-    wasmBytes: size.wasm,
-    jsBytes: size.js,
-  });
+  if (want('f')) {
+    const size = await packageSize(join(ROOT, PKG_DIR));
+    row('f', '(f)  package, gzipped: wasm + JS', 'KB', [size.total / 1024], {
+      goal: '≤ 100 KB',
+      pass: (r) => r.median <= 100,
+      note: `${size.total.toLocaleString('en')} B: wasm ${(size.wasm / 1024).toFixed(1)} KB + JS ${(size.js / 1024).toFixed(1)} KB (${size.files.map(([f, n]) => `${f.split('/').pop()} ${(n / 1024).toFixed(1)}`).join(', ')}); budget ${(await budget()).toLocaleString('en')} B (size-budget.json)`,
+      bytes: size.total,
+      wasmBytes: size.wasm,
+      jsBytes: size.js,
+    });
+  }
 
   // (g), (g'), (l), (m), (h), (h'), (i), then 1 KB; (j), (n), (o) in the 100 B rounds; then (j').
   // Five tabs: L1 and L2 join a broker only for (n) and (j'), since every tab of a broker receives
   // every post.
+  if (want('g', 'h', 'i', 'j', 'l', 'm', 'n', 'o')) {
   const [H, P, C, L1, L2] = [await meshTab(), await meshTab(), await meshTab(), await meshTab(), await meshTab()];
   const meshTabs = [H, P, C, L1, L2];
   const hidden = (await Promise.all(meshTabs.map((t) => t.run('visibility')))).filter((v) => v !== 'visible');
@@ -433,41 +443,44 @@ try {
   row('o-host', `(o)  tabbit topic publish, ${config.bindings.toLocaleString('en')} bindings, P = H, confirms`, 'msg/s', extra.oHost, { note: matched });
   row('o', `(o)  tabbit topic publish, ${config.bindings.toLocaleString('en')} bindings, P → H, confirms`, 'msg/s', extra.o);
   await Promise.all(meshTabs.map((t) => t.page.close()));
+  } // (the part across tabs, not indented in this block)
 
   // (k) failover: a host tab fills a durable queue, a client tab waits; the host crashes.
-  log(`(k) failover with ${config.reopenN} durable messages queued, ${config.reopenReps} times`);
-  const waiter = await meshTab();
-  const fo = { hosting: [], get: [], failover: [], fill: [], getErrors: [] };
-  for (let r = 0; r < config.reopenReps; r++) {
-    const host = await meshTab();
-    const b = await joinBroker(host, waiter);
-    const fill = await host.run('send', { ...meshRuns(100, config.reopenN).i, queue: 'q', key: b.name });
-    fo.fill.push(rate(config.reopenN, fill.t1 - fill.t0));
-    const { t0 } = await waiter.run('armFailover', { queue: 'q' });
-    await crashPage(host.page);
-    await host.page.close().catch(() => {});
-    const at = await waiter.run('received');
-    fo.hosting.push(at.hosting - t0);
-    fo.get.push(at.get - t0);
-    fo.failover.push(at.failover - t0);
-    fo.getErrors.push(...at.getErrors);
-    await waiter.run('leave', { drop: true });
+  if (want('k')) {
+    log(`(k) failover with ${config.reopenN} durable messages queued, ${config.reopenReps} times`);
+    const waiter = await meshTab();
+    const fo = { hosting: [], get: [], failover: [], fill: [], getErrors: [] };
+    for (let r = 0; r < config.reopenReps; r++) {
+      const host = await meshTab();
+      const b = await joinBroker(host, waiter);
+      const fill = await host.run('send', { ...meshRuns(100, config.reopenN).i, queue: 'q', key: b.name });
+      fo.fill.push(rate(config.reopenN, fill.t1 - fill.t0));
+      const { t0 } = await waiter.run('armFailover', { queue: 'q' });
+      await crashPage(host.page);
+      await host.page.close().catch(() => {});
+      const at = await waiter.run('received');
+      fo.hosting.push(at.hosting - t0);
+      fo.get.push(at.get - t0);
+      fo.failover.push(at.failover - t0);
+      fo.getErrors.push(...at.getErrors);
+      await waiter.run('leave', { drop: true });
+    }
+    await waiter.page.close();
+    const queued = `${config.reopenN.toLocaleString('en')} durable msgs queued`;
+    row('k-hosting', `(k)  failover, ${queued}: host crash → client hosts`, 'ms', fo.hosting, {
+      goal: '≤ 500 ms',
+      pass: (r) => r.median <= 500,
+      note: `'failover' event after ${fo.failover.map((x) => x.toFixed(0)).join(', ')} ms; filled at ${fo.fill.map((x) => Math.round(x).toLocaleString('en')).join(', ')} msg/s`,
+    });
+    row('k-get', `(k)  failover, ${queued}: host crash → first get`, 'ms', fo.get, {
+      goal: '≤ 500 ms',
+      pass: (r) => r.median <= 500,
+      note: fo.getErrors.length ? `gets that failed first: ${[...new Set(fo.getErrors)].join('; ')}` : undefined,
+    });
   }
-  await waiter.page.close();
-  const queued = `${config.reopenN.toLocaleString('en')} durable msgs queued`;
-  row('k-hosting', `(k)  failover, ${queued}: host crash → client hosts`, 'ms', fo.hosting, {
-    goal: '≤ 500 ms',
-    pass: (r) => r.median <= 500,
-    note: `'failover' event after ${fo.failover.map((x) => x.toFixed(0)).join(', ')} ms; filled at ${fo.fill.map((x) => Math.round(x).toLocaleString('en')).join(', ')} msg/s`,
-  });
-  row('k-get', `(k)  failover, ${queued}: host crash → first get`, 'ms', fo.get, {
-    goal: '≤ 500 ms',
-    pass: (r) => r.median <= 500,
-    note: fo.getErrors.length ? `gets that failed first: ${[...new Set(fo.getErrors)].join('; ')}` : undefined,
-  });
 
   // CPU profiles with function names: one (b) and one (c); the three tabs of one (h) and one (i).
-  if (config.profile) {
+  if (config.profile && want('b', 'c', 'g', 'h', 'i')) {
     log('profiling one (b), one (c), one (h) and one (i)');
     const prof = await benchPage(PROFILING_PKG);
     profile = [];
@@ -500,7 +513,7 @@ try {
 
   // (q) The bridge: a tab's messages to a real RabbitMQ (Web-STOMP), confirmed by RabbitMQ's
   // receipts, against the page's own WebSocket doing the same, in one page, alternating.
-  if (await rabbitAvailable()) {
+  if (want('q0', 'q') && (await rabbitAvailable())) {
     log('(q) starting a RabbitMQ node');
     const rabbit = await startRabbit();
     try {
@@ -516,6 +529,18 @@ try {
       row('q0', `(q0) WebSocket STOMP SEND → RabbitMQ, receipts, window 100`, 'msg/s', raw, { ratio: 1, base: 'q0' });
       vs(row('q', `(q)  tabbit persistent publish → bridge → RabbitMQ receipts, window 100`, 'msg/s', bridged), 'q0');
       await page.page.close();
+      if (config.profile) {
+        // The page of one (q0) and one (q) run (the bridge runs in the publishing page: it hosts).
+        log('profiling one (q0) and one (q)');
+        const prof = await benchPage(PROFILING_PKG, BRIDGE_WORKLOADS);
+        profile ??= [];
+        for (const [what, fn] of [['(q0)', 'rawStomp'], ['(q)', 'bridged']]) {
+          let ms;
+          const [top] = await profiled([prof], async () => ({ ms } = await prof.run(fn, opts)), 25);
+          profile.push({ what: `one ${what} run: ${opts.n.toLocaleString('en')} msgs in ${ms.toFixed(0)} ms`, ...top });
+        }
+        await prof.page.close();
+      }
     } finally {
       await rabbit.close();
     }
@@ -526,32 +551,36 @@ try {
   // (r) and (s): the edge. Persistent publish with confirms through the storage adapters, in the
   // real runtimes (npm's deno and workerd), against the runtime's raw write of one message at a
   // time in the same run (bench/edge-deno.mjs, bench/edge-workerd.mjs).
-  try {
-    const { benchDenoKv } = await import('./edge-deno.mjs');
-    log('(r) Deno KV');
-    const [raw, tabbit] = await benchDenoKv({ n: config.n, reps: config.reps, log });
-    row('r0', `(r0) ${raw.name}`, 'msg/s', raw.samples, { ratio: 1, base: 'r0' });
-    vs(row('r', `(r)  ${tabbit.name}`, 'msg/s', tabbit.samples, { goal: '≥ 5×', pass: (r) => r.ratio >= 5 }), 'r0');
-  } catch (e) {
-    log(`(r) skipped: ${e.message}`);
-  }
-  try {
-    const { benchDurableObject } = await import('./edge-workerd.mjs');
-    log('(s) Durable Objects in workerd');
-    const doRows = await benchDurableObject({ n: config.n, reps: config.reps });
-    for (const kind of ['sql', 'kv']) {
-      const of = doRows.filter((r) => r.name.startsWith(`DO ${kind}:`));
-      const [raw, rawSync, tabbit] = of;
-      row(`s0-${kind}`, `(s0) ${raw.name}`, 'msg/s', raw.samples, { ratio: 1, base: `s0-${kind}` });
-      vs(row(`s1-${kind}`, `(s1) ${rawSync.name}`, 'msg/s', rawSync.samples), `s0-${kind}`);
-      vs(row(`s-${kind}`, `(s)  ${tabbit.name}`, 'msg/s', tabbit.samples, {
-        goal: '≥ 5×',
-        pass: (r) => r.ratio >= 5,
-        note: `${tabbit.ratioDurable.toFixed(1)}× the put + sync() per message (a put is durable only after sync)`,
-      }), `s0-${kind}`);
+  if (want('r0', 'r')) {
+    try {
+      const { benchDenoKv } = await import('./edge-deno.mjs');
+      log('(r) Deno KV');
+      const [raw, tabbit] = await benchDenoKv({ n: config.n, reps: config.reps, log });
+      row('r0', `(r0) ${raw.name}`, 'msg/s', raw.samples, { ratio: 1, base: 'r0' });
+      vs(row('r', `(r)  ${tabbit.name}`, 'msg/s', tabbit.samples, { goal: '≥ 5×', pass: (r) => r.ratio >= 5 }), 'r0');
+    } catch (e) {
+      log(`(r) skipped: ${e.message}`);
     }
-  } catch (e) {
-    log(`(s) skipped: ${e.message}`);
+  }
+  if (want('s0', 's1', 's')) {
+    try {
+      const { benchDurableObject } = await import('./edge-workerd.mjs');
+      log('(s) Durable Objects in workerd');
+      const doRows = await benchDurableObject({ n: config.n, reps: config.reps });
+      for (const kind of ['sql', 'kv']) {
+        const of = doRows.filter((r) => r.name.startsWith(`DO ${kind}:`));
+        const [raw, rawSync, tabbit] = of;
+        row(`s0-${kind}`, `(s0) ${raw.name}`, 'msg/s', raw.samples, { ratio: 1, base: `s0-${kind}` });
+        vs(row(`s1-${kind}`, `(s1) ${rawSync.name}`, 'msg/s', rawSync.samples), `s0-${kind}`);
+        vs(row(`s-${kind}`, `(s)  ${tabbit.name}`, 'msg/s', tabbit.samples, {
+          goal: '≥ 5×',
+          pass: (r) => r.ratio >= 5,
+          note: `${tabbit.ratioDurable.toFixed(1)}× the put + sync() per message (a put is durable only after sync)`,
+        }), `s0-${kind}`);
+      }
+    } catch (e) {
+      log(`(s) skipped: ${e.message}`);
+    }
   }
 
   core.figures.forEach(({ label, value, unit }, x) => {

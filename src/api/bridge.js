@@ -178,6 +178,7 @@ class Runner {
   #s;
   #lastReport = 0;
   #reportTimer = null;
+  #reportAt = 0;
 
   constructor(config, opts, report) {
     this.#config = config;
@@ -195,21 +196,29 @@ class Runner {
     };
   }
 
-  #changed(now = false) {
-    // Counters change per message: tell the other contexts at most 4 times a second.
-    if (this.#reportTimer) return;
-    const wait = now ? 0 : Math.max(0, 250 - (Date.now() - this.#lastReport));
+  /**
+   * Tells the other contexts the status within `ms`: counters change per message, so at most 4
+   * times a second; a new state at once; the outbox drained (RabbitMQ confirmed all it was sent)
+   * within 25 ms, so that `pending: 0` shows soon after the last receipt.
+   */
+  #changed(ms = 250) {
+    const at = Math.max(Date.now(), this.#lastReport + ms);
+    if (this.#reportTimer) {
+      if (this.#reportAt <= at) return;
+      clearTimeout(this.#reportTimer);
+    }
+    this.#reportAt = at;
     this.#reportTimer = setTimeout(() => {
       this.#reportTimer = null;
       this.#lastReport = Date.now();
       this.#report(this.#s);
-    }, wait);
+    }, at - Date.now());
   }
 
   /** A new state (with its error, and when the next attempt is): told to the other contexts at once. */
   #state(state, error = this.#s.error, retryAt = null) {
     Object.assign(this.#s, { state, error, since: Date.now(), retryAt });
-    this.#changed(true);
+    this.#changed(0);
   }
 
   /** Connects, and reconnects; with an `error`, says it and stays stopped. */
@@ -268,7 +277,7 @@ class Runner {
       }
       this.#ws = ws;
       ws.binaryType = 'arraybuffer';
-      const decoder = new binding.StompDecoder(MAX_FRAME_BYTES);
+      const codec = new binding.StompCodec(MAX_FRAME_BYTES);
       let connected = false;
       let error = null;
       let lastHeard = Date.now();
@@ -277,7 +286,11 @@ class Runner {
       const send = (bytes) => {
         if (ws.readyState === 1) ws.send(bytes);
       };
-      const frame = (command, headers, body) => send(binding.stompFrame(command, headers, body));
+      const frame = (command, headers) => {
+        if (session.ended) return;
+        codec.frame(command, headers);
+        send(codec.take());
+      };
       // Ends the session now: a peer that does not answer the close handshake must not hold it.
       const fail = (why) => {
         error ??= why;
@@ -293,7 +306,7 @@ class Runner {
         if (session.ended) return;
         session.ended = true;
         this.#frame = null;
-        decoder.free?.();
+        codec.free?.();
         for (const t of timers) clearInterval(t);
         // Closing the outbox channels puts what RabbitMQ did not confirm back, in order, for
         // the next session; inbound messages not acked go back to RabbitMQ's queue.
@@ -332,7 +345,7 @@ class Runner {
             const limit = 2 * Math.max(hb, sx) + 1000;
             timers.push(setInterval(() => Date.now() - lastHeard > limit && fail(`no heart-beat from RabbitMQ for ${limit} ms`), limit / 2));
           }
-          this.#open(session, frame, send, fail).catch((e) => fail(`the local broker refused the bridge: ${e?.message ?? e}`));
+          this.#open(session, codec, frame, send, fail).catch((e) => fail(`the local broker refused the bridge: ${e?.message ?? e}`));
         },
         ERROR: (f) => {
           const message = f.headers.get('message') ?? 'error';
@@ -346,7 +359,7 @@ class Runner {
         const bytes = typeof e.data === 'string' ? new TextEncoder().encode(e.data) : new Uint8Array(e.data);
         let frames;
         try {
-          frames = decoder.push(bytes);
+          frames = codec.push(bytes);
         } catch (err) {
           fail(`malformed frame from RabbitMQ: ${err?.message ?? err}`);
           return;
@@ -357,7 +370,7 @@ class Runner {
             if (handlers[f.command]) handlers[f.command](f);
             else this.#frame?.(f);
           } catch (err) {
-            fail(`could not handle a ${f.command} frame: ${err?.message ?? err}`);
+            fail(`could not handle a ${f.command ?? 'RECEIPT'} frame: ${err?.message ?? err}`);
           }
         }
       };
@@ -365,10 +378,10 @@ class Runner {
   }
 
   /** After CONNECTED: subscribes the inbound rules and starts sending the outboxes. */
-  async #open(session, frame, send, fail) {
+  async #open(session, codec, frame, send, fail) {
     const config = this.#config;
-    const binding = this.#opts.binding();
     const s = this.#s;
+    // SENDs not confirmed yet: receipt id → message.
     const pending = new Map();
     let receipts = 0;
     const subs = new Map();
@@ -379,27 +392,50 @@ class Runner {
       if (session.ended) ch.close().catch(() => {});
       return !session.ended;
     };
+    // The outbound pipeline. A rule has at most `prefetch` SENDs not acked locally (its
+    // window); its outbox channel's prefetch is twice that, so the next messages are already
+    // delivered when a receipt frees a place: the pipe to RabbitMQ stays full without waiting
+    // for the local ack → delivery round trip. Deliveries and receipts only schedule a flush,
+    // which runs after the WebSocket and broker events queued meanwhile (a task, not a
+    // microtask: RabbitMQ's Web-STOMP sends each RECEIPT in a WebSocket message of its own).
+    // A flush acks each rule's confirmed messages from the oldest on in one ack (allUpTo: a
+    // receipt that comes before an older one's waits for it, and on a reconnect both are sent
+    // again, as unconfirmed ones are), and puts every SEND it can into one WebSocket message:
+    // RabbitMQ's Web-STOMP reads a frame and goes on with the rest of the bytes
+    // (rabbit_web_stomp_handler:handle_data1/2). `rules` holds each outbound rule's part.
+    const rules = [];
+    let flushing = null;
+    const flush = () => {
+      flushing = null;
+      let acked = false;
+      for (const f of rules) if (!session.ended) acked = f() || acked;
+      if (session.ended) return;
+      s.outbound.pending = pending.size;
+      const bytes = codec.take();
+      if (bytes.length) send(bytes);
+      // Nothing unconfirmed left after this flush: nothing waits either.
+      this.#changed(acked && !pending.size ? 25 : 250);
+    };
+    const schedule = () => {
+      flushing ??= setTimeout(flush, 0);
+    };
     if (config.inbound.length) {
       inbound = await this.#conn.createConfirmChannel();
       if (!track(inbound)) return;
     }
     this.#frame = (f) => {
-      if (f.command === 'RECEIPT') {
-        const id = f.headers.get('receipt-id');
-        const p = pending.get(id);
-        if (!p) return;
-        pending.delete(id);
-        s.outbound.pending = pending.size;
+      if (typeof f === 'string') {
+        // A RECEIPT: the codec answers its receipt-id only.
+        if (!pending.delete(f)) return;
         s.outbound.confirmed += 1;
-        p.ch.ack(p.msg);
-        this.#changed();
+        schedule();
       } else if (f.command === 'MESSAGE') {
         const rule = subs.get(f.headers.get('subscription'));
         const ackId = f.headers.get('ack');
         if (!rule || !ackId) return;
         s.inbound.received += 1;
         this.#changed();
-        const { content, properties } = f.message;
+        const { content, properties, fields } = f.message;
         const options = { ...properties, persistent: true };
         const settle = (err) => {
           if (!err) {
@@ -417,7 +453,7 @@ class Runner {
         };
         try {
           if (rule.to.queue !== undefined) inbound.sendToQueue(rule.to.queue, content, options, settle);
-          else inbound.publish(rule.to.exchange, rule.to.routingKey ?? f.routingKey, content, options, settle);
+          else inbound.publish(rule.to.exchange, rule.to.routingKey ?? fields.routingKey, content, options, settle);
         } catch (err) {
           settle(err);
         }
@@ -440,30 +476,39 @@ class Runner {
       // it, so that the message ids it makes (`tabbit:<outbox>:<epoch>:<sequence>`) stay unique
       // when the queue is deleted and made again.
       const epoch = (await this.#opts.queueArguments(rule.queue))?.['x-tabbit-epoch'] ?? '0';
-      await ch.prefetch(config.prefetch);
+      await ch.prefetch(Math.min(2 * config.prefetch, 65535));
       if (session.ended) return;
+      const withKey = /^\/exchange\/[^/]+$/.test(rule.to);
+      // Messages delivered and not sent yet; [receipt, message] sent and not acked locally yet, in delivery order.
+      const ready = [];
+      const sent = [];
+      rules.push(() => {
+        let upTo = null;
+        while (sent.length && !pending.has(sent[0][0])) upTo = sent.shift()[1];
+        if (upTo) ch.ack(upTo, true);
+        while (sent.length < config.prefetch && ready.length) {
+          const msg = ready.shift();
+          const receipt = `r${++receipts}`;
+          const messageId = msg.properties.messageId ?? `tabbit:${rule.queue}:${epoch}:${msg.fields.sequence}`;
+          try {
+            s.outbound.skippedHeaders += codec.send(withKey ? `${rule.to}/${msg.fields.routingKey}` : rule.to, receipt, messageId, msg.content, msg.properties);
+          } catch (err) {
+            fail(`could not send a message of '${rule.queue}': ${err?.message ?? err}`);
+            return;
+          }
+          pending.set(receipt, msg);
+          sent.push([receipt, msg]);
+          s.outbound.sent += 1;
+        }
+        return upTo;
+      });
       await ch.consume(rule.queue, (msg) => {
         if (!msg) {
           fail(`the outbox queue '${rule.queue}' was deleted`);
           return;
         }
-        const receipt = `r${++receipts}`;
-        const messageId = msg.properties.messageId ?? `tabbit:${rule.queue}:${epoch}:${msg.fields.sequence}`;
-        const { 'x-delivery-count': _, ...headers } = msg.properties.headers ?? {};
-        const to = /^\/exchange\/[^/]+$/.test(rule.to) ? `${rule.to}/${msg.fields.routingKey}` : rule.to;
-        let out;
-        try {
-          out = binding.stompSend(to, receipt, messageId, msg.content, { ...msg.properties, headers });
-        } catch (err) {
-          fail(`could not send a message of '${rule.queue}': ${err?.message ?? err}`);
-          return;
-        }
-        if (out.skipped.length) s.outbound.skippedHeaders += out.skipped.length;
-        pending.set(receipt, { ch, msg });
-        s.outbound.pending = pending.size;
-        s.outbound.sent += 1;
-        send(out.frame);
-        this.#changed();
+        ready.push(msg);
+        schedule();
       });
     }
   }

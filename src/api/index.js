@@ -2,13 +2,13 @@
 // the wasm on first use. The classes here only turn the binding's answers into promises
 // and events; every decision is in Rust (src/api/channel.rs and below).
 import init, {
-  RawBroker, version as wasmVersion, onPanic, resourcePrefix, StompDecoder, stompFrame, stompSend, stompDestinationError,
+  RawBroker, version as wasmVersion, onPanic, resourcePrefix, StompCodec, stompDestinationError,
 } from './tabbit.js';
 import { Bridge, bridgeConfig, declareOutboxes, runBridges } from './bridge.js';
 
 /** The wasm binding in use: the one imported above, or a fresh instance after a panic. */
 let binding = {
-  init, RawBroker, version: wasmVersion, onPanic, resourcePrefix, StompDecoder, stompFrame, stompSend, stompDestinationError,
+  init, RawBroker, version: wasmVersion, onPanic, resourcePrefix, StompCodec, stompDestinationError,
 };
 let loading;
 /** What the wasm was loaded from, to load a fresh instance from after a panic. */
@@ -26,8 +26,8 @@ function load(wasm) {
         const m = await import(/* @vite-ignore */ /* webpackIgnore: true */ `./tabbit.js?instance=${++instances}`);
         binding = {
           init: m.default, RawBroker: m.RawBroker, version: m.version, onPanic: m.onPanic,
-          resourcePrefix: m.resourcePrefix, StompDecoder: m.StompDecoder,
-          stompFrame: m.stompFrame, stompSend: m.stompSend, stompDestinationError: m.stompDestinationError,
+          resourcePrefix: m.resourcePrefix, StompCodec: m.StompCodec,
+          stompDestinationError: m.stompDestinationError,
         };
       } catch (e) {
         throw failed(`${broken.message} (a fresh instance could not be loaded: ${e?.message ?? e}; reload the page)`, 541);

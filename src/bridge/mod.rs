@@ -51,65 +51,61 @@ const FRAME_HEADERS: &[&str] = &[
 /// What RabbitMQ shows in a MESSAGE's `reply-to` for a plain queue name given by an AMQP client.
 const REPLY_QUEUE: &str = "/reply-queue/";
 
-/// Why a custom header was left out of a SEND frame.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Skipped {
-    /// Its name is one STOMP or RabbitMQ reads itself.
-    Reserved(String),
-    /// Its value (bytes, an array, a table, void) has no text form.
-    NotText(String),
-}
-
-/// A SEND frame for a message: AMQP properties become the headers RabbitMQ's STOMP plugin
-/// turns back into the same properties, custom headers become text headers. `message_id`
-/// is the `amqp-message-id` (the message's own messageId, or one the bridge made for it).
-/// `user-id` is not sent: RabbitMQ refuses a message whose user-id is not the user logged in.
-pub fn send_frame(
+/// Appends to `out` a SEND frame for a message: AMQP properties become the headers RabbitMQ's
+/// STOMP plugin turns back into the same properties, custom headers become text headers.
+/// `message_id` is the `amqp-message-id` (the message's own messageId, or one the bridge made
+/// for it). `user-id` is not sent: RabbitMQ refuses a message whose user-id is not the user
+/// logged in. Answers how many custom headers were left out (see [`put_properties`]).
+pub fn encode_send(
+    out: &mut Vec<u8>,
     destination: &str,
     receipt: &str,
     message_id: &str,
     p: &Properties,
     body: &[u8],
-) -> (Frame, Vec<Skipped>) {
+) -> u32 {
     let mut f = Frame::new("SEND").header("destination", destination).header("receipt", receipt);
     if !message_id.is_empty() {
         f.headers.push(("amqp-message-id".into(), message_id.to_owned()));
     }
     let skipped = put_properties(&mut f, p);
-    (f.body(body.to_vec()), skipped)
+    f.encode_into(out, body);
+    skipped
 }
 
-/// Adds the headers for a message's AMQP properties to `f`, as [`send_frame`] sends
+/// Adds the headers for a message's AMQP properties to `f`, as [`encode_send`] sends
 /// them and RabbitMQ's MESSAGE frames carry them (`persistent:true` for delivery mode
 /// 2); neither `user-id` nor `amqp-message-id`, which differ between the two. Answers
-/// the custom headers left out.
-pub fn put_properties(f: &mut Frame, p: &Properties) -> Vec<Skipped> {
-    let mut put = |name: &str, v: &Option<String>| {
+/// how many custom headers were left out: those whose name STOMP or RabbitMQ reads itself
+/// (`FRAME_HEADERS`), and those whose value (bytes, an array, a table, void) has no text form.
+pub fn put_properties(f: &mut Frame, p: &Properties) -> u32 {
+    let texts = [
+        ("content-type", &p.content_type),
+        ("content-encoding", &p.content_encoding),
+        ("correlation-id", &p.correlation_id),
+        ("reply-to", &p.reply_to),
+        ("expiration", &p.expiration),
+        ("type", &p.kind),
+        ("app-id", &p.app_id),
+    ];
+    for (name, v) in texts {
         if let Some(v) = v {
-            f.headers.push((name.to_owned(), v.clone()));
+            f.headers.push((name.into(), v.clone()));
         }
-    };
-    put("content-type", &p.content_type);
-    put("content-encoding", &p.content_encoding);
-    put("correlation-id", &p.correlation_id);
-    put("reply-to", &p.reply_to);
-    put("expiration", &p.expiration);
-    put("type", &p.kind);
-    put("app-id", &p.app_id);
-    put("priority", &p.priority.map(|n| n.to_string()));
-    put("timestamp", &p.timestamp.map(|n| n.to_string()));
+    }
+    for (name, n) in [("priority", p.priority.map(u64::from)), ("timestamp", p.timestamp)] {
+        if let Some(n) = n {
+            f.headers.push((name.into(), n.to_string()));
+        }
+    }
     if p.persistent {
         f.headers.push(("persistent".into(), "true".into()));
     }
-    let mut skipped = Vec::new();
+    let mut skipped = 0;
     for (k, v) in &p.headers {
-        if FRAME_HEADERS.contains(&k.as_str()) {
-            skipped.push(Skipped::Reserved(k.clone()));
-            continue;
-        }
         match text(v) {
-            Some(t) => f.headers.push((k.clone(), t)),
-            None => skipped.push(Skipped::NotText(k.clone())),
+            Some(t) if !FRAME_HEADERS.contains(&k.as_str()) => f.headers.push((k.clone(), t)),
+            _ => skipped += 1,
         }
     }
     skipped
@@ -238,13 +234,18 @@ mod tests {
         p.headers.insert("ok".into(), FieldValue::Bool(true));
         p.headers.insert("blob".into(), FieldValue::Bytes(vec![1]));
         p.headers.insert("destination".into(), FieldValue::Str("/queue/evil".into()));
-        let (f, skipped) = send_frame("/amq/queue/q", "r1", "tabbit-1", &p, b"body");
-        assert_eq!(skipped, vec![Skipped::NotText("blob".into()), Skipped::Reserved("destination".into())]);
+        let mut bytes = b"previous frame\0".to_vec();
+        let skipped = encode_send(&mut bytes, "/amq/queue/q", "r1", "tabbit-1", &p, b"body");
+        assert_eq!(skipped, 2, "blob (no text form) and destination (reserved)");
+        assert_eq!(&bytes[..15], b"previous frame\0", "appended");
+        let f = stomp::Decoder::new(1 << 20).push(&bytes[15..]).unwrap().remove(0);
+        assert_eq!(f.body, b"body");
         assert_eq!(f.get("destination"), Some("/amq/queue/q"));
+        assert!(f.get("blob").is_none() && f.headers.iter().filter(|(k, _)| k == "destination").count() == 1);
         assert_eq!(f.get("amqp-message-id"), Some("tabbit-1"));
         assert_eq!(f.get("user-id"), None);
         // What RabbitMQ sends back in a MESSAGE carries the same headers.
-        let back = properties(&stomp::Decoder::new(1 << 20).push(&f.encode()).unwrap()[0]);
+        let back = properties(&f);
         assert_eq!(back.content_type, p.content_type);
         assert_eq!(back.content_encoding, p.content_encoding);
         assert!(back.persistent);
@@ -260,6 +261,20 @@ mod tests {
         assert_eq!(back.headers.get("n"), Some(&FieldValue::Str("5".into())));
         assert_eq!(back.headers.get("ok"), Some(&FieldValue::Str("true".into())));
         assert!(!back.headers.contains_key("receipt") && !back.headers.contains_key("content-length"));
+    }
+
+    #[test]
+    fn sends_gathered_into_one_buffer_decode_in_order() {
+        // The bytes of one WebSocket message: RabbitMQ's Web-STOMP reads every frame in it.
+        let mut bytes = Vec::new();
+        let p = Properties { persistent: true, ..Properties::default() };
+        for (i, body) in [&b"a\0b"[..], b"", b"third"].iter().enumerate() {
+            encode_send(&mut bytes, "/exchange/x/k", &format!("r{i}"), &format!("id-{i}"), &p, body);
+        }
+        let frames = stomp::Decoder::new(1 << 20).push(&bytes).unwrap();
+        let got: Vec<_> = frames.iter().map(|f| (f.get("receipt").unwrap(), f.body.as_slice())).collect();
+        assert_eq!(got, [("r0", &b"a\0b"[..]), ("r1", b""), ("r2", b"third")]);
+        assert!(frames.iter().all(|f| f.command == "SEND" && f.get("persistent") == Some("true")));
     }
 
     #[test]

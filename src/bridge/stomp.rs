@@ -90,28 +90,36 @@ impl Frame {
     /// The frame's bytes. A `content-length` header is added for a non-empty body (so that
     /// a body may hold NUL bytes); one given by the caller is dropped in its favour.
     pub fn encode(&self) -> Vec<u8> {
-        let raw = Frame::raw_headers(&self.command);
         let mut out = Vec::with_capacity(self.command.len() + 64 + self.body.len());
+        self.encode_into(&mut out, &self.body);
+        out
+    }
+
+    /// Appends the frame's bytes to `out`, as [`Frame::encode`] makes them, with `body` for
+    /// its body: a message's body goes from where it is straight into the bytes to send, and
+    /// several frames into one buffer (one WebSocket message).
+    pub fn encode_into(&self, out: &mut Vec<u8>, body: &[u8]) {
+        let raw = Frame::raw_headers(&self.command);
+        out.reserve(self.command.len() + 64 + body.len());
         out.extend_from_slice(self.command.as_bytes());
         out.push(b'\n');
         for (k, v) in &self.headers {
             if k == "content-length" {
                 continue;
             }
-            escape_into(&mut out, k, raw);
+            escape_into(out, k, raw);
             out.push(b':');
-            escape_into(&mut out, v, raw);
+            escape_into(out, v, raw);
             out.push(b'\n');
         }
-        if !self.body.is_empty() {
+        if !body.is_empty() {
             out.extend_from_slice(b"content-length:");
-            out.extend_from_slice(self.body.len().to_string().as_bytes());
+            out.extend_from_slice(body.len().to_string().as_bytes());
             out.push(b'\n');
         }
         out.push(b'\n');
-        out.extend_from_slice(&self.body);
+        out.extend_from_slice(body);
         out.push(0);
-        out
     }
 }
 

@@ -7,7 +7,8 @@
 //     properties mapped; a tab → local exchange 'to-rabbit' → outbox → RabbitMQ queue 'tasks' →
 //     pika's basic_consume; three tabs make one WebSocket; a client tab sees the status;
 //   - offline outbox: RabbitMQ stopped, a tab publishes N (confirmed: stored locally), the tab is
-//     closed and another opened; RabbitMQ starts; all N arrive once, in order;
+//     closed and another opened; RabbitMQ starts; all N arrive once, in order (sent several
+//     SEND frames to a WebSocket message);
 //   - the host tab is crashed mid-stream both ways: the bridge moves to another tab; nothing lost;
 //   - wrong credentials and a refused connection: the status says so; then it connects.
 import { after, before, test } from 'node:test';
@@ -201,9 +202,25 @@ test('offline outbox: published while RabbitMQ is down, sent once and in order w
   // Pika declares the queue again (it was not durable) and consumes.
   const consumer = pikaReceive('offline', N);
   await rabbitQueue('offline');
+  // The next tab counts the STOMP SEND frames its WebSocket sends, and in how many messages.
+  await context.addInitScript(() => {
+    const send = WebSocket.prototype.send;
+    globalThis.__sends = { frames: 0, messages: 0 };
+    WebSocket.prototype.send = function (data) {
+      const text = typeof data === 'string' ? data : new TextDecoder('latin1').decode(data);
+      const frames = text.split('\0').filter((f) => /^\n*SEND\n/.test(f)).length;
+      __sends.frames += frames;
+      __sends.messages += frames ? 1 : 0;
+      return send.call(this, data);
+    };
+  });
   const b = await tab(context, name, config);
   const lines = await consumer.done;
   assert.deepEqual(lines.map((l) => l.body), ids, 'all N, once, in order');
+  // Several SENDs in one WebSocket message: RabbitMQ's Web-STOMP took every one of them.
+  const sends = await b.page.evaluate(() => __sends);
+  assert.ok(sends.frames >= N && sends.messages < sends.frames, `${sends.frames} SENDs in ${sends.messages} WebSocket messages`);
+  t.diagnostic(`${sends.frames} SENDs in ${sends.messages} WebSocket messages`);
   await waitUntil('the outbox drained', async () => {
     const q = (await b.page.evaluate(() => __bridge.stats())).queues.find((x) => x.name === 'bridge.default.to-rabbit.offline.#');
     return q && q.ready === 0 && q.unacked === 0;
