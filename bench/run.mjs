@@ -43,12 +43,17 @@
 //   (s0) a Durable Object in workerd (SQLite-backed and KV-backed): one awaited put per message;
 //   (s1) put + sync() per message (durable before the next); (s) tabbit persistent publish with
 //        confirms on tabbit/storage/durable-object (bench/edge-workerd.mjs).
+//   (t0) RabbitMQ's Web-STOMP on loopback: persistent SEND → RECEIPT, window 100, and (t0') SEND →
+//        MESSAGE to a consumer that acks each (client-individual, prefetch 100); (t) and (t') the
+//        same over Web-STOMP to tabbit's serveStomp() in Deno and to the TabbitBroker Durable Object
+//        in workerd, one client for all (@stomp/stompjs), ratios to (t0) / (t0') of the same run
+//        (bench/edge-stomp.mjs); skipped without rabbitmq-server.
 // Throughputs are medians of --reps rounds (fresh database each), rounds interleaved so that the
 // machine's noise hits every row alike; ratios are to the raw baseline of the same run and
 // message size: (a) for IndexedDB and tabbit alone or persistent, (g) for transient across tabs.
 // IndexedDB is on disk: a persistent browser profile in a temporary directory.
 //
-//   node bench/run.mjs [--quick] [--reps N] [--memory-n N] [--profile]
+//   node bench/run.mjs [--quick] [--reps N] [--memory-n N] [--profile] [--rows p,r,s,t]
 //     --quick      ~1 minute: fewer messages, no memory row unless --memory-n (smoke use)
 //     --reps       rounds per throughput figure (default 7, --quick 3)
 //     --memory-n   messages queued for (e) (default 1,000,000)
@@ -56,6 +61,9 @@
 //                  with a build that keeps function names (scripts/bench --profile builds it into
 //                  target/bench-pkg-profiling) and print the top self-time functions (for (g),
 //                  only how busy the tabs were)
+//     --rows       only these rows, of those that need no browser page: p (native core), r (Deno
+//                  KV), s (Durable Objects), t (Web-STOMP round trips), comma-separated; the
+//                  report is the same, with just them
 import { execFile } from 'node:child_process';
 import { cp, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
@@ -71,9 +79,13 @@ const option = (name, fallback) => {
   const i = args.indexOf(name);
   return i >= 0 ? Number(args[i + 1]) : fallback;
 };
-const known = ['--quick', '--reps', '--memory-n', '--profile'];
-if (flag('--help') || args.some((a) => a.startsWith('--') && !known.includes(a)) || !(option('--reps', 3) >= 1)) {
-  console.log('usage: scripts/bench [--quick] [--reps N] [--memory-n N] [--profile]');
+const known = ['--quick', '--reps', '--memory-n', '--profile', '--rows'];
+// --rows: only the named rows (those without a browser page); null: every row.
+const only = args.includes('--rows') ? (args[args.indexOf('--rows') + 1] ?? '').split(',').filter(Boolean) : null;
+const ROWS_ALONE = ['p', 'r', 's', 't'];
+const want = (id) => !only || only.includes(id);
+if (flag('--help') || args.some((a) => a.startsWith('--') && !known.includes(a)) || !(option('--reps', 3) >= 1) || only?.some((r) => !ROWS_ALONE.includes(r)) || only?.length === 0) {
+  console.log('usage: scripts/bench [--quick] [--reps N] [--memory-n N] [--profile] [--rows p,r,s,t]');
   process.exit(flag('--help') ? 0 : 2);
 }
 const quick = flag('--quick');
@@ -89,6 +101,7 @@ const config = {
   peerN: quick ? 1_000 : 5_000, // messages for (m), of either size
   bindings: 1_000, // for (o)
   bridgeN: quick ? 2_000 : 10_000, // messages to RabbitMQ per round of (q)
+  stompN: quick ? 1_000 : 5_000, // messages per round and server of (t)
   memoryN: option('--memory-n', quick ? 0 : 1_000_000),
   profile: flag('--profile'),
 };
@@ -130,8 +143,8 @@ const MB = 1024 * 1024;
 const log = (msg) => process.stderr.write(`bench: ${msg}\n`);
 
 // (p) first, while the machine is otherwise idle; its rows go last.
-log('(p) the native core benchmark: cargo run --profile bench-native --example bench_core');
-const core = await coreBench();
+if (want('p')) log('(p) the native core benchmark: cargo run --profile bench-native --example bench_core');
+const core = want('p') ? await coreBench() : { header: '(not run)', figures: [] };
 const peerVersion = JSON.parse(await readFile(join(ROOT, 'tests/node_modules/broadcast-channel/package.json'))).version;
 await snapshotPkg();
 const server = await startServer();
@@ -251,6 +264,8 @@ let profile = null;
 let machine;
 try {
   const main = await benchPage();
+  // With --rows, the rows of pages (a)–(q) are skipped (the block is not indented, to keep the diff small).
+  if (!only) {
 
   // (a), (a'), (b), (c) for 100-byte messages, then 1 KB: rounds interleave the workloads.
   for (const [size, n, tag] of [
@@ -523,10 +538,12 @@ try {
     log('(q) skipped: rabbitmq-server is not installed (scripts/setup installs it)');
   }
 
+  } // !only
+
   // (r) and (s): the edge. Persistent publish with confirms through the storage adapters, in the
   // real runtimes (npm's deno and workerd), against the runtime's raw write of one message at a
   // time in the same run (bench/edge-deno.mjs, bench/edge-workerd.mjs).
-  try {
+  if (want('r')) try {
     const { benchDenoKv } = await import('./edge-deno.mjs');
     log('(r) Deno KV');
     const [raw, tabbit] = await benchDenoKv({ n: config.n, reps: config.reps, log });
@@ -535,7 +552,7 @@ try {
   } catch (e) {
     log(`(r) skipped: ${e.message}`);
   }
-  try {
+  if (want('s')) try {
     const { benchDurableObject } = await import('./edge-workerd.mjs');
     log('(s) Durable Objects in workerd');
     const doRows = await benchDurableObject({ n: config.n, reps: config.reps });
@@ -552,6 +569,24 @@ try {
     }
   } catch (e) {
     log(`(s) skipped: ${e.message}`);
+  }
+
+  // (t) Web-STOMP round trips to the edge brokers against RabbitMQ's Web-STOMP, one client.
+  if (want('t')) try {
+    const { benchEdgeStomp } = await import('./edge-stomp.mjs');
+    const stomp = await benchEdgeStomp({ n: config.stompN, reps: config.reps, log });
+    for (const r of stomp) {
+      const consume = r.id.endsWith('-consume') ? "'" : '';
+      const base = `t0${consume}`;
+      if (!r.base) {
+        row(base, `(t0${consume}) ${r.name}`, 'msg/s', r.samples, { ratio: 1, base });
+        continue;
+      }
+      const range = `${Math.min(...r.ratios).toFixed(2)}–${Math.max(...r.ratios).toFixed(2)}`;
+      vs(row(`t${consume}-${r.id}`, `(t${consume})${consume ? ' ' : '  '}${r.name}`, 'msg/s', r.samples, { note: `per round ${range}× RabbitMQ's` }), base);
+    }
+  } catch (e) {
+    log(`(t) skipped: ${e.message}`);
   }
 
   core.figures.forEach(({ label, value, unit }, x) => {
