@@ -43,6 +43,11 @@
 //   (s0) a Durable Object in workerd (SQLite-backed and KV-backed): one awaited put per message;
 //   (s1) put + sync() per message (durable before the next); (s) tabbit persistent publish with
 //        confirms on tabbit/storage/durable-object (bench/edge-workerd.mjs).
+//   (t0) RabbitMQ's Web-STOMP on loopback: persistent SEND → RECEIPT, window 100, and (t0') SEND →
+//        MESSAGE to a consumer that acks each (client-individual, prefetch 100); (t) and (t') the
+//        same over Web-STOMP to tabbit's serveStomp() in Deno and to the TabbitBroker Durable Object
+//        in workerd, one client for all (@stomp/stompjs), ratios to (t0) / (t0') of the same run
+//        (bench/edge-stomp.mjs); skipped without rabbitmq-server.
 // Throughputs are medians of --reps rounds (fresh database each), rounds interleaved so that the
 // machine's noise hits every row alike; ratios are to the raw baseline of the same run and
 // message size: (a) for IndexedDB and tabbit alone or persistent, (g) for transient across tabs.
@@ -92,6 +97,7 @@ const config = {
   peerN: quick ? 1_000 : 5_000, // messages for (m), of either size
   bindings: 1_000, // for (o)
   bridgeN: quick ? 2_000 : 10_000, // messages to RabbitMQ per round of (q)
+  stompN: quick ? 1_000 : 5_000, // messages per round and server of (t)
   memoryN: option('--memory-n', quick ? 0 : 1_000_000),
   profile: flag('--profile'),
 };
@@ -254,6 +260,8 @@ let profile = null;
 let machine;
 try {
   const main = await benchPage();
+  // With --rows, the rows of pages (a)–(q) are skipped (the block is not indented, to keep the diff small).
+  if (!only) {
 
   // (a), (a'), (b), (c) for 100-byte messages, then 1 KB: rounds interleave the workloads.
   if (want('a', 'b', 'c')) {
@@ -548,6 +556,8 @@ try {
     log('(q) skipped: rabbitmq-server is not installed (scripts/setup installs it)');
   }
 
+  } // !only
+
   // (r) and (s): the edge. Persistent publish with confirms through the storage adapters, in the
   // real runtimes (npm's deno and workerd), against the runtime's raw write of one message at a
   // time in the same run (bench/edge-deno.mjs, bench/edge-workerd.mjs).
@@ -581,6 +591,24 @@ try {
     } catch (e) {
       log(`(s) skipped: ${e.message}`);
     }
+  }
+
+  // (t) Web-STOMP round trips to the edge brokers against RabbitMQ's Web-STOMP, one client.
+  if (want('t')) try {
+    const { benchEdgeStomp } = await import('./edge-stomp.mjs');
+    const stomp = await benchEdgeStomp({ n: config.stompN, reps: config.reps, log });
+    for (const r of stomp) {
+      const consume = r.id.endsWith('-consume') ? "'" : '';
+      const base = `t0${consume}`;
+      if (!r.base) {
+        row(base, `(t0${consume}) ${r.name}`, 'msg/s', r.samples, { ratio: 1, base });
+        continue;
+      }
+      const range = `${Math.min(...r.ratios).toFixed(2)}–${Math.max(...r.ratios).toFixed(2)}`;
+      vs(row(`t${consume}-${r.id}`, `(t${consume})${consume ? ' ' : '  '}${r.name}`, 'msg/s', r.samples, { note: `per round ${range}× RabbitMQ's` }), base);
+    }
+  } catch (e) {
+    log(`(t) skipped: ${e.message}`);
   }
 
   core.figures.forEach(({ label, value, unit }, x) => {

@@ -1,7 +1,7 @@
 // Types of 'tabbit/durable-object' (js/durable-object.js): a Durable Object class hosting one
 // tabbit broker per object. Declared without `@cloudflare/workers-types`; at run time the class
 // extends `DurableObject` from 'cloudflare:workers', so its methods are callable on a stub (RPC).
-import type { Connection, GetMessageFields, MessageProperties, Options } from './index.js';
+import type { Connection, GetMessageFields, MessageProperties, Options, StompEndpointOptions, StompLimits } from './index.js';
 import type { DurableObjectStorageOptions } from './storage/durable-object.js';
 
 /** A message as get() answers it over RPC: plain data, and the handle to ack or nack it by. */
@@ -22,6 +22,17 @@ export interface TabbitBrokerOptions {
   label?: string;
   /** durableObjectStorage()'s options (`backend`, `prefix`). */
   storage?: DurableObjectStorageOptions;
+  /**
+   * Serves Web-STOMP on this path (e.g. `'/ws'`): fetch() upgrades WebSocket requests to it, as
+   * hibernatable WebSockets whose sessions outlive the object's eviction. Unset: no STOMP.
+   */
+  stompPath?: string;
+  /** Whether a CONNECT's credentials are good (`request`: the upgrade request). Needed unless `allowAnonymous`. */
+  authenticate?: StompEndpointOptions['authenticate'];
+  /** Let a CONNECT without `login` in (default false). */
+  allowAnonymous?: boolean;
+  /** The STOMP endpoint's limits (frames, connections, subscriptions, connect timeout). */
+  stompLimits?: StompLimits;
 }
 
 export declare class TabbitBroker {
@@ -63,6 +74,11 @@ export declare class TabbitBroker {
   /** Resolves `true` once every write made so far is stored. */
   flush(): Promise<true>;
 
-  /** Always a 404: the object has no HTTP API. */
-  fetch(request: Request): Response;
+  /** Web-STOMP on `options.stompPath` (a WebSocket upgrade: 101, or 426 without one); a 404 for anything else. */
+  fetch(request: Request): Promise<Response>;
+
+  /** The hibernatable WebSocket API's handlers, for the STOMP sockets (a subclass that overrides one calls super). */
+  webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void>;
+  webSocketClose(ws: WebSocket, code: number, reason: string, wasClean: boolean): Promise<void>;
+  webSocketError(ws: WebSocket, error: unknown): Promise<void>;
 }

@@ -23,6 +23,30 @@
 // next wake-up (Connection.nextWakeup()). The alarm wakes the object; alarm() opens the broker,
 // which runs what is due (expiring, dead-lettering), waits until that is stored, and sets the
 // next alarm. A subclass that overrides alarm() calls super.alarm().
+//
+// Web-STOMP. With `static options = { stompPath: '/ws', authenticate }`, fetch() upgrades
+// WebSocket requests to that path and serves STOMP on them (conn.stompEndpoint(), the protocol
+// in the wasm), with the hibernatable WebSocket API: the object accepts each socket with
+// ctx.acceptWebSocket(), and the runtime calls webSocketMessage / webSocketClose /
+// webSocketError. An object that handles no event for a while (10 s today) and has no timer set
+// may be evicted from memory while its sockets stay connected ("hibernation"); the next event
+// runs the constructor again (developers.cloudflare.com/durable-objects/concepts/
+// durable-object-lifecycle/: "No setTimeout/setInterval scheduled callbacks are set" is one of
+// the conditions). What survives is each socket's attachment, "a copy of value in memory (not
+// on disk) to survive hibernation" (developers.cloudflare.com/durable-objects/api/websockets/,
+// serializeAttachment), of at most 16 KiB serialized (MAX_ATTACHMENT_SIZE in workerd's
+// src/workerd/api/web-socket.h). So each STOMP session keeps its state there (version, login,
+// virtual host, heart-beats, each subscription's SUBSCRIBE headers: ack mode, prefetch, ...;
+// never the passcode), and when the object opens its broker again it makes every session again
+// from ctx.getWebSockets(). Messages a session had not acked went back to their queues when the
+// broker's memory went (as when a connection goes in RabbitMQ), so they come again with
+// redelivered:true and new ack ids; an ACK or NACK of an old id gets an ERROR that says so.
+// Heart-beats: the object sets ctx.setWebSocketAutoResponse('\n' → '\n'), so the runtime answers
+// each heart-beat of a client with one, without waking the object (workerd's
+// legacy-hibernation-manager.c++ readLoop answers a matching text message itself, awake or
+// not), and CONNECTED says the server sends as often as the client does. No timer runs for a
+// connected session, so it does not keep the object in memory; a dead client is left to the
+// runtime, which closes the socket (webSocketClose / webSocketError).
 import { DurableObject } from 'cloudflare:workers';
 import { connect } from './index.js';
 import { durableObjectStorage } from './storage/durable-object.js';
@@ -36,7 +60,28 @@ const MIN_ALARM_MS = 100;
 /** alarm() waits at most this many times for the broker's timer to run what is due. */
 const MAX_DUE_ROUNDS = 20;
 
+/**
+ * Each object's open connection in this isolate, by object id. An evicted object's instance is
+ * dropped, but the isolate (and so this module, and the broker the instance opened) may stay, and
+ * the next instance of the object runs in it: that one closes its predecessor's broker (whose
+ * storage is gone) and opens its own under a name of its own.
+ */
+const live = new Map();
+let instances = 0;
+
 const utf8 = new TextEncoder();
+const utf8Strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * The WebSocket subprotocols of STOMP, the highest first: as RabbitMQ's Web-STOMP
+ * (rabbit_web_stomp_handler.erl), the highest the client offers is chosen.
+ */
+const STOMP_PROTOCOLS = ['v12.stomp', 'v11.stomp', 'v10.stomp'];
+
+/** A STOMP ERROR frame (STOMP 1.2, ERROR), as text. */
+function stompError(message, detail) {
+  return `ERROR\nmessage:${message}\ncontent-type:text/plain\nversion:1.0,1.1,1.2\n\n${detail}\0`;
+}
 const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 
 function failed(message, code) {
@@ -75,6 +120,22 @@ export class TabbitBroker extends DurableObject {
   /** The alarm as last set (ms since the epoch, or null), so that it is written only when it changes. */
   #alarmAt;
   #timer = null;
+  /** The STOMP endpoint (conn.stompEndpoint()), made on first use when `stompPath` is set. */
+  #endpoint = null;
+  /** Served sockets: WebSocket → { id, socket } (socket: the endpoint's receive / closed). */
+  #sockets = new WeakMap();
+  /** The same by the id kept in each socket's attachment, for a WebSocket object met anew. */
+  #byId = new Map();
+
+  constructor(ctx, env) {
+    super(ctx, env);
+    const { stompPath } = this.constructor.options ?? {};
+    // The runtime answers each STOMP heart-beat (an end-of-line) with one, even while the
+    // object is evicted (see the comment at the top).
+    if (stompPath !== undefined && typeof WebSocketRequestResponsePair === 'function') {
+      ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair('\n', '\n'));
+    }
+  }
 
   /**
    * The Connection to this object's broker (opened on the first call): for subclass methods that
@@ -90,8 +151,11 @@ export class TabbitBroker extends DurableObject {
 
   async #open() {
     const { limits, label, storage } = this.constructor.options ?? {};
+    const id = this.ctx.id.toString();
+    const before = live.get(id);
+    if (before) before.close().catch(() => {});
     const conn = await connect({
-      name: this.ctx.id.toString(),
+      name: `${id}.${++instances}`,
       storage: durableObjectStorage(this.ctx.storage, storage),
       wasm,
       mesh: false,
@@ -101,7 +165,102 @@ export class TabbitBroker extends DurableObject {
     this.#alarmAt = await this.ctx.storage.getAlarm();
     this.#instance = crypto.randomUUID().slice(0, 8);
     this.#conn = conn;
+    live.set(id, conn);
+    this.#restoreSockets();
     return conn;
+  }
+
+  /** The STOMP endpoint of `stompPath` (made once; throws, saying what to change, on bad options). */
+  #stomp() {
+    if (this.#endpoint) return this.#endpoint;
+    const { authenticate, allowAnonymous, stompLimits } = this.constructor.options ?? {};
+    this.#endpoint = this.#conn.stompEndpoint({ authenticate, allowAnonymous, limits: stompLimits, hibernatable: true });
+    return this.#endpoint;
+  }
+
+  /**
+   * After the object was evicted with sockets open: each STOMP session is made again from the
+   * state its socket's attachment kept, before any event is handled.
+   */
+  #restoreSockets() {
+    if ((this.constructor.options ?? {}).stompPath === undefined) return;
+    for (const ws of this.ctx.getWebSockets()) {
+      let kept;
+      try {
+        kept = ws.deserializeAttachment();
+      } catch {
+        kept = null;
+      }
+      if (!kept || kept.tabbitStomp !== 1 || this.#byId.has(kept.id)) continue;
+      if (typeof kept.state !== 'string') {
+        // Evicted before its CONNECT was answered: the request its credentials were to be checked with is gone.
+        this.#refuse(ws, 'Server restarted', 'the broker restarted before this connection was let in: connect again');
+        continue;
+      }
+      try {
+        this.#serve(ws, kept.id, null, kept.state);
+      } catch (e) {
+        this.#refuse(ws, 'Server error', `this connection could not be served again after the broker restarted (${e?.message ?? e}): connect again`);
+      }
+    }
+  }
+
+  #refuse(ws, message, detail) {
+    try {
+      ws.send(stompError(message, detail));
+      ws.close(1011, message);
+    } catch {
+      // closed already
+    }
+  }
+
+  /** Serves hibernatable WebSocket `ws` (new, or with the `state` its session saved). */
+  #serve(ws, id, request, state) {
+    const socket = this.#stomp().open({
+      send: (bytes) => {
+        let text;
+        try {
+          text = utf8Strict.decode(bytes);
+        } catch {
+          // Not UTF-8: a binary message.
+        }
+        try {
+          ws.send(text ?? bytes);
+        } catch {
+          // The socket is closing: its close event ends the session.
+        }
+      },
+      close: () => {
+        try {
+          ws.close(1000, 'STOMP session ended');
+        } catch {
+          // closed already
+        }
+      },
+      request,
+      // A few hundred bytes, at most the endpoint's 8 KiB: within the attachment's 16 KiB.
+      save: (saved) => ws.serializeAttachment({ tabbitStomp: 1, id, state: saved }),
+      state: state ?? undefined,
+    });
+    const entry = { id, socket };
+    this.#sockets.set(ws, entry);
+    this.#byId.set(id, entry);
+    return entry;
+  }
+
+  /** The served socket `ws` is, or null. */
+  #entry(ws) {
+    const known = this.#sockets.get(ws);
+    if (known) return known;
+    let kept;
+    try {
+      kept = ws.deserializeAttachment();
+    } catch {
+      return null;
+    }
+    const entry = kept && this.#byId.get(kept.id);
+    if (entry) this.#sockets.set(ws, entry);
+    return entry ?? null;
   }
 
   /** Channel `kind`, made again if it was closed (a channel error closes it). */
@@ -310,11 +469,83 @@ export class TabbitBroker extends DurableObject {
     });
   }
 
-  /** No HTTP API: the object answers RPC calls on its stub. Every request gets a 404 that says so. */
-  fetch() {
-    return Response.json(
-      { error: 'TabbitBroker has no HTTP API: call its methods on the stub (await stub.publish(...), stub.get(...)) from your worker' },
-      { status: 404 },
-    );
+  /**
+   * Web-STOMP on `options.stompPath` (a WebSocket upgrade); no other HTTP API: the object answers
+   * RPC calls on its stub, and every other request gets a 404 that says so.
+   */
+  async fetch(request) {
+    const { stompPath } = this.constructor.options ?? {};
+    const path = new URL(request.url).pathname;
+    if (stompPath === undefined || path !== stompPath) {
+      const stomp = stompPath === undefined ? '' : ` and Web-STOMP on ${stompPath}`;
+      return Response.json(
+        { error: `TabbitBroker has no HTTP API${stomp}: call its methods on the stub (await stub.publish(...), stub.get(...)) from your worker` },
+        { status: 404 },
+      );
+    }
+    if ((request.headers.get('upgrade') ?? '').toLowerCase() !== 'websocket') {
+      return new Response(`${stompPath} is a Web-STOMP endpoint: open a WebSocket to it, with subprotocol v12.stomp\n`, {
+        status: 426,
+        headers: { upgrade: 'websocket' },
+      });
+    }
+    try {
+      await this.connection();
+      this.#stomp();
+    } catch (e) {
+      return Response.json({ error: `TabbitBroker cannot serve STOMP: ${e?.message ?? e}` }, { status: 500 });
+    }
+    const offered = (request.headers.get('sec-websocket-protocol') ?? '').split(',').map((p) => p.trim());
+    const protocol = STOMP_PROTOCOLS.find((p) => offered.includes(p));
+    const [client, server] = Object.values(new WebSocketPair());
+    this.ctx.acceptWebSocket(server);
+    const id = crypto.randomUUID();
+    // Marks the socket as a STOMP one before its CONNECT (its session then saves its state here).
+    server.serializeAttachment({ tabbitStomp: 1, id, state: null });
+    this.#serve(server, id, request, null);
+    return new Response(null, { status: 101, webSocket: client, headers: protocol ? { 'sec-websocket-protocol': protocol } : {} });
+  }
+
+  /** A message on a STOMP socket (the hibernatable WebSocket API's handler). */
+  async webSocketMessage(ws, message) {
+    await this.connection();
+    const entry = this.#entry(ws);
+    if (!entry) return this.#refuse(ws, 'Server error', 'this socket is not served by the broker: connect again');
+    // A heart-beat other than the '\n' the runtime answers (say '\r\n') is answered here.
+    if (typeof message === 'string' && /^[\r\n]+$/.test(message)) {
+      try {
+        ws.send('\n');
+      } catch {
+        // closing
+      }
+    }
+    // A SEND may bring a deadline (a TTL): the alarm follows.
+    return this.#call(async () => entry.socket.receive(message));
+  }
+
+  /** A STOMP socket closed: its session ends, and its unacked messages go back to their queues. */
+  async webSocketClose(ws, code, reason) {
+    await this.#gone(ws);
+    try {
+      // Before the compatibility date 2026-04-07 the runtime does not answer a close itself
+      // (web_socket_auto_reply_to_close in workerd's compatibility-date.capnp).
+      ws.close(code === 1005 || code === 1006 ? 1000 : code, reason);
+    } catch {
+      // closed already
+    }
+  }
+
+  /** A STOMP socket failed: as webSocketClose. */
+  async webSocketError(ws) {
+    await this.#gone(ws);
+  }
+
+  async #gone(ws) {
+    await this.connection();
+    const entry = this.#entry(ws);
+    if (!entry) return;
+    this.#sockets.delete(ws);
+    this.#byId.delete(entry.id);
+    await this.#call(async () => entry.socket.closed());
   }
 }

@@ -720,3 +720,85 @@ fn frames_may_come_several_to_a_message_or_split_across_messages() {
     }
     assert_eq!(bodies(&m.take(c)), ["one", "two"]);
 }
+
+/// A hibernatable session (a Durable Object's): its state, kept beside the socket, makes it
+/// again once the broker's memory is gone. Here the old session's end stands for the broker's
+/// restart (its unacked messages go back to their queue, flagged redelivered).
+#[test]
+fn a_restored_session_keeps_login_and_subscriptions_and_refuses_old_ack_ids_clearly() {
+    let mut m = Edge::new();
+    m.cfg.saved_state_bytes = 8 * 1024;
+    fill(&mut m, "w", 4);
+    let c = m.open();
+    m.frame(
+        c,
+        Stomp::new("CONNECT")
+            .header("accept-version", "1.2")
+            .header("host", "/v")
+            .header("login", "guest")
+            .header("passcode", "guest")
+            .header("heart-beat", "5000,20000"),
+    );
+    // Heart-beats are the transport's: the server sends as often as the client does, and runs no timer.
+    assert_eq!(m.take(c)[0].get("heart-beat"), Some("5000,5000"));
+    assert_eq!(m.client(c).s.next_wakeup(), None);
+    let sub = subscribe("s1", "/queue/w", "client-individual").header("prefetch-count", "2").header("receipt", "r1");
+    m.frame(c, sub);
+    let got = m.take(c);
+    assert_eq!(bodies(&got), ["m0", "m1"]);
+    assert_eq!(commands(&got).iter().filter(|c| **c == "RECEIPT").count(), 1);
+    m.frame(c, ack(&got.iter().find(|f| f.command == "MESSAGE").unwrap().clone()));
+    assert_eq!(bodies(&m.take(c)), ["m2"]);
+    let saved = m.client(c).saved.clone().expect("the session said its state");
+    let text = String::from_utf8_lossy(&saved).into_owned();
+    assert!(text.contains("login:guest") && text.contains("host:/v") && text.contains("prefetch-count:2"), "{text}");
+    assert!(!text.contains("passcode") && !text.contains("receipt"), "{text}");
+    let old: Vec<Stomp> = got.into_iter().filter(|f| f.command == "MESSAGE").collect();
+
+    // The broker's memory goes; the socket stays. The restored session says nothing to the
+    // client for the restore, subscribes again with the same ack mode and prefetch, and gets
+    // the unacked messages again, redelivered, under new ack ids.
+    m.drop_socket(c);
+    let r = m.restore(&saved).expect("restored");
+    let again = m.take(r);
+    assert_eq!(commands(&again), ["MESSAGE", "MESSAGE"], "{again:?}");
+    assert_eq!(bodies(&again), ["m1", "m2"]);
+    assert!(again.iter().all(|f| f.get("redelivered") == Some("true") && f.get("subscription") == Some("s1")));
+    assert_ne!(again[0].get("ack"), old[1].get("ack"));
+    // The old id of a message that went back gets an ERROR that says what happened.
+    m.frame(r, ack(&old[1]));
+    let (message, detail) = error_of(&m.take(r));
+    assert_eq!(message, "Message not found");
+    assert!(detail.contains("before the broker restarted") && detail.contains("redelivered:true"), "{detail}");
+    assert!(m.client(r).closed);
+
+    // Restored again (from the restored session's state): acks by the new ids work.
+    let state = m.client(r).saved.clone().unwrap();
+    let r2 = m.restore(&state).unwrap();
+    let third = m.take(r2);
+    assert_eq!(bodies(&third), ["m1", "m2"]);
+    m.frame(r2, ack(&third[0]));
+    m.frame(r2, ack(&third[1]));
+    assert_eq!(bodies(&m.take(r2)), ["m3"]);
+    // Publishes keep the login's checks: user-id must be the login.
+    m.frame(r2, send("/queue/w", "x").header("user-id", "guest").header("receipt", "p"));
+    assert!(commands(&m.take(r2)).contains(&"RECEIPT"));
+    assert!(m.restore(b"garbage").unwrap_err().contains("cannot be read"));
+    still_serving(&mut m);
+}
+
+#[test]
+fn a_hibernatable_session_refuses_subscriptions_its_saved_state_cannot_hold() {
+    let mut m = Edge::new();
+    m.cfg.saved_state_bytes = 600;
+    let c = m.connect();
+    let long = "x".repeat(150);
+    m.frame(c, subscribe("a", "/queue/a", "auto").header("x-note", long.as_str()));
+    m.frame(c, subscribe("b", "/queue/b", "auto").header("x-note", long.as_str()));
+    assert!(m.take(c).iter().all(|f| f.command != "ERROR"));
+    m.frame(c, subscribe("c", "/queue/c", "auto").header("x-note", long.as_str()));
+    let (message, detail) = error_of(&m.take(c));
+    assert_eq!(message, "Too many subscriptions");
+    assert!(detail.contains("over the 600 bytes"), "{detail}");
+    still_serving(&mut m);
+}

@@ -26,6 +26,12 @@ const LIMITS: [(&str, u64, u64); 4] = [
     ("connectTimeoutMs", 10_000, 3_600_000),
 ];
 
+/// The most state a hibernatable endpoint's session keeps beside its socket, in UTF-8 bytes:
+/// half of what workerd lets a WebSocket's attachment weigh ("A WebSocket 'attachment' cannot
+/// be larger than" `MAX_ATTACHMENT_SIZE`, 16 KiB, serialized: workerd's api/web-socket.h), as
+/// V8 serializes a string with non-Latin-1 characters in two bytes each.
+const HIBERNATABLE_STATE_BYTES: usize = 8 * 1024;
+
 fn refused(what: String) -> JsValue {
     to_js(AmqpError::precondition(format!("stompEndpoint(): {what}")))
 }
@@ -64,6 +70,10 @@ impl RawStompEndpoint {
             v if v.is_undefined() => false,
             v => v.as_bool().ok_or_else(|| refused("'allowAnonymous' must be true or false".into()))?,
         };
+        let hibernatable = match get(&options, "hibernatable") {
+            v if v.is_undefined() => false,
+            v => v.as_bool().ok_or_else(|| refused("'hibernatable' must be true or false".into()))?,
+        };
         if authenticate.is_none() && !allow_anonymous {
             return Err(refused(
                 "give 'authenticate', a function (login, passcode, host, request) that says whether the credentials \
@@ -95,6 +105,7 @@ impl RawStompEndpoint {
             max_frame_bytes: max_frame as usize,
             max_subscriptions: max_subscriptions as usize,
             connect_timeout_ms: connect_timeout,
+            saved_state_bytes: if hibernatable { HIBERNATABLE_STATE_BYTES } else { 0 },
             ..Config::default()
         };
         let cfg = EndpointConfig {
@@ -111,10 +122,19 @@ impl RawStompEndpoint {
 #[wasm_bindgen]
 impl RawStompEndpoint {
     /// Serves a new socket: tabbit calls `send(Uint8Array)` with each STOMP frame (or
-    /// heart-beat) to send and `close()` to close it; `request` goes to `authenticate`.
+    /// heart-beat) to send and `close()` to close it; `request` goes to `authenticate`. On a
+    /// hibernatable endpoint, `save(state)` gets the session's state as it changes, and
+    /// `state` (one that `save` got) makes a session again on a socket that stayed open.
     /// Returns the socket's number, for `receive` and `closed`.
-    pub fn open(&self, send: Function, close: Function, request: JsValue) -> Result<u32, JsValue> {
-        let ctx = self.link.open_session(&self.cfg, send, close, request)?;
+    pub fn open(
+        &self,
+        send: Function,
+        close: Function,
+        request: JsValue,
+        save: Option<Function>,
+        state: Option<String>,
+    ) -> Result<u32, JsValue> {
+        let ctx = self.link.open_session(&self.cfg, (send, close, save), request, state)?;
         Ok((ctx & !SESSION_BIT) as u32)
     }
 

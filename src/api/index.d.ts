@@ -921,6 +921,13 @@ export interface StompEndpointOptions {
   authenticate?: (login: string, passcode: string | null, host: string, request: unknown) => boolean | Promise<boolean>;
   /** Let a CONNECT without `login` in, without asking `authenticate` (default false). */
   allowAnonymous?: boolean;
+  /**
+   * For sockets that outlive the broker's memory (a Durable Object's hibernatable WebSockets, as
+   * TabbitBroker serves them): sessions say their state to `open()`'s `save` so that they can be
+   * made again, heart-beats are answered by the transport (one end-of-line for each the client
+   * sends), and connected sessions run no timer. Default false.
+   */
+  hibernatable?: boolean;
   limits?: StompLimits;
 }
 
@@ -946,7 +953,15 @@ export class StompEndpoint {
    * and `close()` to close it. Hand what the socket receives to `receive`, and call `closed()`
    * when it closes (the session's unacked messages go back to their queues).
    */
-  open(socket: { send(bytes: Uint8Array): void; close(): void; request?: unknown }): {
+  open(socket: {
+    send(bytes: Uint8Array): void;
+    close(): void;
+    request?: unknown;
+    /** A hibernatable endpoint's: called with the session's state whenever it changes; keep the last one beside the socket. */
+    save?(state: string): void;
+    /** A state `save` got: the session is made again (connected, subscribed) on this socket, which stayed open. */
+    state?: string;
+  }): {
     receive(data: Uint8Array | ArrayBuffer | string): void;
     closed(): void;
   };

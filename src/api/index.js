@@ -789,12 +789,16 @@ export class StompEndpoint {
   /**
    * Serves a socket of yours: tabbit calls `send(Uint8Array)` for each frame to send and `close()`
    * to close it. Give what it receives to `receive(data)` and call `closed()` when it closes.
+   * A hibernatable endpoint calls `save(state)` with the session's state (a string) as it
+   * changes; `state`, one that `save` got, makes that session again on a socket that stayed open.
    */
-  open({ send, close, request } = {}) {
+  open({ send, close, request, save, state } = {}) {
     if (typeof send !== 'function' || typeof close !== 'function') {
       throw failed('stompEndpoint().open({ send, close, request }): send and close must be functions', 406);
     }
-    const n = guard(() => this.#raw.open(send, close, request));
+    if (save !== undefined && typeof save !== 'function') throw failed('stompEndpoint().open(): save must be a function (state) => void', 406);
+    if (state !== undefined && typeof state !== 'string') throw failed('stompEndpoint().open(): state must be a string that save() got', 406);
+    const n = guard(() => this.#raw.open(send, close, request, save, state));
     return { receive: (data) => guard(() => this.#raw.receive(n, data)), closed: () => guard(() => this.#raw.closed(n)) };
   }
 

@@ -49,6 +49,9 @@ use crate::mesh::frame::{Command, Frame, WireDelivery, WireEvent};
 const CONN: u32 = 1;
 const CHAN: u32 = 1;
 
+/// How many earlier session ids a restored session recognises in ACK and NACK frames.
+const FORMER_IDS: usize = 4;
+
 /// The STOMP versions served, as RabbitMQ's processor lists them (`?SUPPORTED_VERSIONS`).
 const VERSIONS: &str = "1.0,1.1,1.2";
 
@@ -71,6 +74,13 @@ pub struct Config {
     pub connect_timeout_ms: u64,
     /// The `server` header of `CONNECTED`.
     pub server: String,
+    /// For a socket that outlives the session's memory (a Durable Object's hibernatable
+    /// WebSocket): the session says its state ([`Output::Saved`]) so that
+    /// [`StompSession::restore`] can make it again, refuses subscriptions whose state would be
+    /// over this many bytes, and runs no timer once connected: heart-beats are answered by the
+    /// transport (an end-of-line for each one the client sends) and a dead client is left for
+    /// the transport to notice. 0: an ordinary session.
+    pub saved_state_bytes: usize,
 }
 
 impl Default for Config {
@@ -82,6 +92,7 @@ impl Default for Config {
             heart_beat: (1000, 1000),
             connect_timeout_ms: 10_000,
             server: concat!("tabbit/", env!("CARGO_PKG_VERSION")).into(),
+            saved_state_bytes: 0,
         }
     }
 }
@@ -102,6 +113,10 @@ pub enum Output {
     Authenticate { login: Option<String>, passcode: Option<String>, host: String },
     /// Close the socket. Nothing more comes out of the session.
     Close,
+    /// Keep this beside the socket: the session's state (version, login, virtual host,
+    /// heart-beats, subscriptions), for [`StompSession::restore`]. Only with
+    /// [`Config::saved_state_bytes`]; each replaces the one before.
+    Saved(Vec<u8>),
 }
 
 /// `ack` of a SUBSCRIBE (RabbitMQ's docs, ACK and NACK).
@@ -117,6 +132,9 @@ enum AckMode {
 #[derive(Debug)]
 struct Subscription {
     ack: AckMode,
+    /// The SUBSCRIBE's headers but `receipt`, to make it again on restore (none for a
+    /// temporary queue's, which does not outlive the broker's memory).
+    saved: Option<Vec<(String, String)>>,
     /// A durable topic subscription's queue, deleted by an UNSUBSCRIBE that says `durable:true`.
     durable_queue: Option<String>,
 }
@@ -150,6 +168,11 @@ pub struct StompSession {
     /// The negotiated version: "1.0", "1.1" or "1.2".
     version: &'static str,
     login: Option<String>,
+    /// The virtual host the CONNECT asked for (`/` if none).
+    host: String,
+    /// The ids this socket's session had before it was restored, the latest last: the ack
+    /// ids of their MESSAGEs name messages that went back to their queues.
+    former: Vec<String>,
     now: u64,
     /// Heart-beats: intervals (0: none) and when bytes last went out and came in.
     send_every: u64,
@@ -350,6 +373,8 @@ impl StompSession {
             phase: Phase::Connect,
             version: "1.2",
             login: None,
+            host: String::new(),
+            former: Vec::new(),
             now,
             send_every: 0,
             recv_every: 0,
@@ -365,6 +390,74 @@ impl StompSession {
             temp_queues: FxMap::default(),
             made: 0,
             out: VecDeque::new(),
+        }
+    }
+
+    /// A session made again from the last [`Output::Saved`] of one whose memory is gone (a
+    /// Durable Object evicted while its hibernatable WebSocket stayed open), on the same
+    /// socket: connected, as the same login to the same virtual host, with the same
+    /// heart-beats, and its subscriptions (ack mode, prefetch, every header) made again.
+    /// Nothing is sent to the client for it. Messages the old session had not settled went
+    /// back to their queues when the broker restarted, as when a connection goes, so they
+    /// come again with `redelivered:true` and new ack ids; an ACK or NACK of an old id gets
+    /// an ERROR that says so. Temporary queues, which do not outlive the broker, are not made
+    /// again until used.
+    pub fn restore(cfg: Config, saved: &[u8], now: u64) -> Result<StompSession, String> {
+        let bad = |why: &str| format!("this socket's saved session cannot be read ({why}): connect again");
+        let mut frames = Decoder::new(saved.len() + 1).push(saved).map_err(|e| bad(&e.to_string()))?.into_iter();
+        let head = frames.next().filter(|f| f.command == "SESSION").ok_or_else(|| bad("no SESSION frame"))?;
+        let mut s = StompSession::new(cfg, now);
+        s.version = match head.get("version") {
+            Some("1.0") => "1.0",
+            Some("1.1") => "1.1",
+            Some("1.2") => "1.2",
+            _ => return Err(bad("no version")),
+        };
+        s.login = head.get("login").map(str::to_owned);
+        s.host = head.get("host").unwrap_or("/").to_owned();
+        (s.send_every, s.recv_every) =
+            head.get("heart-beat").and_then(heart_beat).ok_or_else(|| bad("no heart-beat"))?;
+        let mut former: Vec<String> =
+            head.get("former").unwrap_or_default().split(',').filter(|x| !x.is_empty()).map(str::to_owned).collect();
+        former.extend(head.get("session").map(str::to_owned));
+        s.former = former.split_off(former.len().saturating_sub(FORMER_IDS));
+        s.phase = Phase::Open;
+        s.out.push_back(Output::Host(Frame::OpenChannel { conn: CONN, chan: CHAN, confirm: true }));
+        for f in frames {
+            s.frame(f);
+        }
+        s.save();
+        Ok(s)
+    }
+
+    fn hibernatable(&self) -> bool {
+        self.cfg.saved_state_bytes > 0
+    }
+
+    /// The state [`StompSession::restore`] reads: a SESSION frame, then the SUBSCRIBE frames.
+    fn snapshot(&self) -> Vec<u8> {
+        let mut head = Stomp::new("SESSION")
+            .header("version", self.version)
+            .header("session", self.cfg.session_id.clone())
+            .header("host", self.host.clone())
+            .header("heart-beat", format!("{},{}", self.send_every, self.recv_every));
+        if let Some(l) = &self.login {
+            head = head.header("login", l.clone());
+        }
+        if !self.former.is_empty() {
+            head = head.header("former", self.former.join(","));
+        }
+        let mut out = head.encode();
+        for h in self.subs.values().filter_map(|s| s.saved.as_ref()) {
+            out.extend(Stomp { command: "SUBSCRIBE".into(), headers: h.clone(), body: Vec::new() }.encode());
+        }
+        out
+    }
+
+    fn save(&mut self) {
+        if self.hibernatable() && matches!(self.phase, Phase::Open) {
+            let state = self.snapshot();
+            self.out.push_back(Output::Saved(state));
         }
     }
 
@@ -394,6 +487,7 @@ impl StompSession {
         match self.phase {
             Phase::Closed => None,
             Phase::Connect | Phase::Auth { .. } => Some(self.connect_deadline),
+            Phase::Open | Phase::Disconnecting { .. } if self.hibernatable() => None,
             Phase::Open | Phase::Disconnecting { .. } => {
                 let send = (self.send_every > 0).then(|| self.last_sent.saturating_add(self.send_every));
                 let recv = (self.recv_every > 0).then(|| self.last_heard.saturating_add(2 * self.recv_every));
@@ -415,6 +509,7 @@ impl StompSession {
                     self.fail(("Connect timeout", format!("no CONNECT (and login) within {ms} ms")), None);
                 }
             }
+            Phase::Open | Phase::Disconnecting { .. } if self.hibernatable() => {}
             Phase::Open | Phase::Disconnecting { .. } => {
                 if self.recv_every > 0 && now >= self.last_heard.saturating_add(2 * self.recv_every) {
                     let detail = format!(
@@ -487,8 +582,14 @@ impl StompSession {
         // the other wants, 0 on either side meaning none. CONNECTED carries the result, as
         // RabbitMQ's does (its `ensure_heartbeats`), so a client reads the intervals as they are.
         let (sx, sy) = self.cfg.heart_beat;
-        self.send_every = if sx == 0 || cy == 0 { 0 } else { sx.max(cy) };
-        self.recv_every = if sy == 0 || cx == 0 { 0 } else { sy.max(cx) };
+        if self.hibernatable() {
+            // The transport answers each heart-beat of the client with one (a Durable Object's
+            // WebSocket auto-response): the server sends as often as the client does.
+            (self.send_every, self.recv_every) = (cx, cx);
+        } else {
+            self.send_every = if sx == 0 || cy == 0 { 0 } else { sx.max(cy) };
+            self.recv_every = if sy == 0 || cx == 0 { 0 } else { sy.max(cx) };
+        }
         self.last_heard = now;
         self.out.push_back(Output::Host(Frame::OpenChannel { conn: CONN, chan: CHAN, confirm: true }));
         let connected = Stomp::new("CONNECTED")
@@ -497,6 +598,7 @@ impl StompSession {
             .header("heart-beat", format!("{},{}", self.send_every, self.recv_every))
             .header("server", self.cfg.server.clone());
         self.send(connected);
+        self.save();
         for f in held {
             if !matches!(self.phase, Phase::Open) {
                 return;
@@ -650,6 +752,7 @@ impl StompSession {
         // RabbitMQ: `host` is optional, the default virtual host `/` when absent (its docs,
         // Connection and Virtual Hosts).
         let host = f.get("host").unwrap_or("/").to_owned();
+        self.host = host.clone();
         self.phase = Phase::Auth { login: login.clone(), heart_beat: hb, held: Vec::new(), held_bytes: 0 };
         self.out.push_back(Output::Authenticate { login, passcode, host });
     }
@@ -773,7 +876,7 @@ impl StompSession {
         let consume =
             Consume { queue: queue.clone(), consumer_tag: format!("T_{id}"), no_ack: true, ..Default::default() };
         self.call(Command::Consume(consume), None);
-        let sub = Subscription { ack: AckMode::Auto, durable_queue: None };
+        let sub = Subscription { ack: AckMode::Auto, saved: None, durable_queue: None };
         self.subs.insert(id, sub);
         self.temp_queues.insert(name.to_owned(), queue.clone());
         Ok(queue)
@@ -822,7 +925,20 @@ impl StompSession {
             return Err(("Missing Header", "Header 'id' is required for durable subscriptions".into()));
         }
         let arguments = queue_arguments(&f)?;
-        let mut sub = Subscription { ack, durable_queue: None };
+        let saved: Vec<(String, String)> = f.headers.iter().filter(|(k, _)| k != "receipt").cloned().collect();
+        let limit = self.cfg.saved_state_bytes;
+        if limit > 0 {
+            let bytes = self.snapshot().len()
+                + Stomp { command: "SUBSCRIBE".into(), headers: saved.clone(), body: Vec::new() }.encode().len();
+            if bytes > limit {
+                let detail = format!(
+                    "this session's subscriptions would take {bytes} bytes to keep beside its socket, over the {limit} bytes \
+                     it has (so that they outlive the broker's memory): UNSUBSCRIBE some, or subscribe with fewer headers"
+                );
+                return Err(("Too many subscriptions", detail));
+            }
+        }
+        let mut sub = Subscription { ack, saved: Some(saved), durable_queue: None };
         let queue =
             match dest {
                 Dest::Queue(q) => {
@@ -854,6 +970,7 @@ impl StompSession {
             Consume { queue, consumer_tag: format!("T_{id}"), no_ack: ack == AckMode::Auto, ..Default::default() };
         self.call(Command::Consume(consume), f.get("receipt").map(str::to_owned));
         self.subs.insert(id, sub);
+        self.save();
         Ok(())
     }
 
@@ -923,6 +1040,7 @@ impl StompSession {
             }
             _ => self.call(Command::Cancel(format!("T_{id}")), receipt),
         }
+        self.save();
         Ok(())
     }
 
@@ -937,11 +1055,21 @@ impl StompSession {
         // (Read with prefixes and suffixes: a search for "@@" would cost the wasm a substring
         // searcher.)
         let (head, tag) = value.split_at(value.len() - value.bytes().rev().take_while(u8::is_ascii_digit).count());
-        let sub = head
-            .strip_suffix("@@")
-            .and_then(|h| h.strip_suffix(self.cfg.session_id.as_str()))
-            .and_then(|h| h.strip_suffix("@@"))
-            .and_then(|h| h.strip_prefix("T_"));
+        let of = |id: &str| {
+            head.strip_suffix("@@")
+                .and_then(|h| h.strip_suffix(id))
+                .and_then(|h| h.strip_suffix("@@"))?
+                .strip_prefix("T_")
+        };
+        if self.former.iter().any(|id| of(id).is_some()) {
+            let detail = format!(
+                "{command} {header}:{value} names a message delivered before the broker restarted (it was evicted \
+                 from memory): that message went back to its queue and comes again, with redelivered:true and a \
+                 new '{header}': settle that one"
+            );
+            return Err(("Message not found", detail));
+        }
+        let sub = of(&self.cfg.session_id);
         let tag = match (tag.parse::<u64>().ok(), sub) {
             (Some(tag), Some(sub)) => match self.unacked.get(&tag) {
                 Some((s, _)) if s == sub => tag,

@@ -33,6 +33,8 @@ pub struct Client {
     pub closed: bool,
     /// Credentials it asked to check, and not answered yet (`auto_auth` off).
     pub asked: Option<(Option<String>, Option<String>, String)>,
+    /// The state it last said to keep (`Output::Saved`).
+    pub saved: Option<Vec<u8>>,
 }
 
 pub struct Edge {
@@ -82,19 +84,35 @@ impl Edge {
 
     /// A new socket: its context id.
     pub fn open(&mut self) -> u64 {
+        let now = self.now;
+        self.add(|cfg| Ok(StompSession::new(cfg, now))).unwrap()
+    }
+
+    /// A session made again from `saved` (`StompSession::restore`) on a new context: its id,
+    /// or why the state was refused.
+    pub fn restore(&mut self, saved: &[u8]) -> Result<u64, String> {
+        let now = self.now;
+        let ctx = self.add(|cfg| StompSession::restore(cfg, saved, now))?;
+        self.pump();
+        Ok(ctx)
+    }
+
+    /// A client on a new context, its session made by `make` with the context's config.
+    fn add(&mut self, make: impl FnOnce(Config) -> Result<StompSession, String>) -> Result<u64, String> {
         let ctx = self.next_ctx;
         self.next_ctx += 1;
-        let cfg = Config { session_id: format!("session-{ctx}"), ..self.cfg.clone() };
+        let s = make(Config { session_id: format!("session-{ctx}"), ..self.cfg.clone() })?;
         let client = Client {
-            s: StompSession::new(cfg.clone(), self.now),
+            s,
             decoder: Decoder::new(64 << 20),
             got: Vec::new(),
             heartbeats: 0,
             closed: false,
             asked: None,
+            saved: None,
         };
         self.clients.insert(ctx, client);
-        ctx
+        Ok(ctx)
     }
 
     /// A new session, connected as guest with STOMP 1.2: its context id.
@@ -250,6 +268,7 @@ impl Edge {
                         }
                     }
                     SessionOutput::Close => self.client(ctx).closed = true,
+                    SessionOutput::Saved(state) => self.client(ctx).saved = Some(state),
                 }
             }
         }

@@ -13,64 +13,15 @@
 //     and the broker goes on serving another client.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client } from '@stomp/stompjs';
 import WebSocket from 'ws';
 import { assertExported, needPackage } from '../runtimes/helpers.mjs';
 import { stompServer as setup } from '../runtimes/deno/stomp-run.mjs';
+import { publish, sleep, stompClient as client, until } from '../runtimes/stomp-client.mjs';
 
 const TIMEOUT = 120_000;
 
-const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
-
-/** Resolves once `cond()` holds (polled), or rejects after `ms` saying `what`. */
-async function until(cond, what, ms = 60_000) {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
-/**
- * A @stomp/stompjs client of the server on `port` (STOMP 1.2 over a WebSocket with the
- * subprotocols stompjs offers). `connected` resolves on CONNECTED and rejects on an ERROR or a
- * close before it; `errors` collects ERROR frames; `closed` resolves when the socket closes.
- */
-function stompClient(port, { login = 'alice', passcode = 'secret' } = {}) {
-  const errors = [];
-  let closedNow;
-  const closed = new Promise((ok) => (closedNow = ok));
-  const client = new Client({
-    webSocketFactory: () => new WebSocket(`ws://127.0.0.1:${port}/ws`, ['v12.stomp', 'v11.stomp', 'v10.stomp']),
-    connectHeaders: login === null ? {} : { login, passcode },
-    reconnectDelay: 0,
-    heartbeatIncoming: 0,
-    heartbeatOutgoing: 0,
-  });
-  const connected = new Promise((ok, fail) => {
-    client.onConnect = ok;
-    client.onStompError = (f) => {
-      errors.push(f);
-      fail(new Error(`ERROR ${f.headers.message}: ${f.body}`));
-    };
-    client.onWebSocketClose = (e) => {
-      closedNow(e);
-      fail(new Error('the socket closed before CONNECTED'));
-    };
-  });
-  connected.catch(() => {});
-  client.activate();
-  return { client, connected, errors, closed, stop: () => client.deactivate() };
-}
-
-let receipts = 0;
-/** Publishes with a receipt; resolves when the RECEIPT comes. */
-function publish(client, destination, body, headers = {}) {
-  const receipt = `r${++receipts}`;
-  const got = new Promise((ok) => client.watchForReceipt(receipt, ok));
-  client.publish({ destination, body, headers: { ...headers, receipt } });
-  return got;
-}
+/** A @stomp/stompjs client of the server on `port` (tests/runtimes/stomp-client.mjs). */
+const stompClient = (port, options) => client(`ws://127.0.0.1:${port}/ws`, options);
 
 /**
  * A round trip on `client`'s socket: a persistent SEND with a receipt to a queue nobody reads.

@@ -29,6 +29,8 @@ pub(crate) struct EndpointConfig {
 pub(super) struct Session {
     session: StompSession,
     io: Rc<(Function, Function)>,
+    /// Called with the session's state as it changes (a hibernatable endpoint's).
+    save: Option<Function>,
     request: JsValue,
     endpoint: Rc<EndpointConfig>,
     /// Counted in `endpoint.open` (a socket refused for the limit is not).
@@ -45,13 +47,14 @@ extern "C" {
 }
 
 impl Link {
-    /// A new socket of `endpoint`, served from now on: its context id.
+    /// A new socket of `endpoint`, served from now on (or, with `restore`, a socket whose
+    /// session is made again from the state it saved): its context id.
     pub(crate) fn open_session(
         self: &Rc<Self>,
         endpoint: &Rc<EndpointConfig>,
-        send: Function,
-        close: Function,
+        (send, close, save): (Function, Function, Option<Function>),
         request: JsValue,
+        restore: Option<String>,
     ) -> Result<u64, JsValue> {
         if !self.hosting() || self.closed.get() {
             return Err(to_js(not_hosting()));
@@ -69,7 +72,14 @@ impl Link {
         let ctx = SESSION_BIT | n;
         let at = now();
         let cfg = Config { session_id: format!("{:x}-{n}", self.me), ..endpoint.session.clone() };
-        let mut session = StompSession::new(cfg, at);
+        let mut session = match restore {
+            None => StompSession::new(cfg, at),
+            Some(state) => StompSession::restore(cfg.clone(), state.as_bytes(), at).unwrap_or_else(|why| {
+                let mut s = StompSession::new(cfg, at);
+                s.refuse("Cannot restore session", why, at);
+                s
+            }),
+        };
         let counted = endpoint.open.get() < endpoint.max_connections;
         if counted {
             endpoint.open.set(endpoint.open.get() + 1);
@@ -89,6 +99,7 @@ impl Link {
         let s = Session {
             session,
             io: Rc::new((send, close)),
+            save,
             request,
             endpoint: endpoint.clone(),
             counted,
@@ -163,10 +174,10 @@ impl Link {
     fn drive(self: &Rc<Self>, ctx: u64) {
         loop {
             let next = match self.sessions.borrow_mut().get_mut(&ctx) {
-                Some(s) => s.session.poll_output().map(|o| (o, s.io.clone())),
+                Some(s) => s.session.poll_output().map(|o| (o, s.io.clone(), s.save.clone())),
                 None => return,
             };
-            let Some((out, io)) = next else { break };
+            let Some((out, io, save)) = next else { break };
             match out {
                 SessionOutput::Send(bytes) => {
                     if let Err(e) = io.0.call1(&JsValue::NULL, &Uint8Array::from(&bytes[..])) {
@@ -179,6 +190,12 @@ impl Link {
                 SessionOutput::Authenticate { login, passcode, host } => self.authenticate(ctx, login, passcode, host),
                 SessionOutput::Close => {
                     if let Err(e) = io.1.call0(&JsValue::NULL) {
+                        convert::report_uncaught(&e);
+                    }
+                }
+                SessionOutput::Saved(state) => {
+                    let state = JsValue::from_str(&String::from_utf8_lossy(&state));
+                    if let Err(e) = save.map_or(Ok(JsValue::UNDEFINED), |f| f.call1(&JsValue::NULL, &state)) {
                         convert::report_uncaught(&e);
                     }
                 }

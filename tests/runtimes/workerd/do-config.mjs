@@ -41,6 +41,7 @@ const BROKER_CLASSES = [
  * `classes` ({className, binding, sql}; default broker-do.js's two) on local disk `disk` (an
  * existing directory); one HTTP socket on `address`. `preventEviction` keeps idle objects in
  * memory (workerd only), so that a test's unacked deliveries stay with their channel.
+ * `compatibilityFlags`: the worker's (e.g. 'unsafe_module', with workerd's --experimental).
  */
 export async function writeDurableObjectConfig(
   file,
@@ -51,6 +52,7 @@ export async function writeDurableObjectConfig(
     pkg = join(root, 'pkg'),
     address = '127.0.0.1:8787',
     compatibilityDate = '2025-09-01',
+    compatibilityFlags = [],
     preventEviction = true,
   } = {},
 ) {
@@ -74,6 +76,7 @@ export async function writeDurableObjectConfig(
     by: 'tests/runtimes/workerd/do-config.mjs',
     services: [`(name = "do-disk", disk = (path = ${q(resolve(disk))}, writable = true))`],
     fields: [
+      ...(compatibilityFlags.length ? [`compatibilityFlags = ${q(compatibilityFlags)}`] : []),
       `durableObjectNamespaces = [\n${namespaces.join('')}  ]`,
       'durableObjectStorage = (localDisk = "do-disk")',
       `bindings = [\n${bindings.join('')}  ]`,

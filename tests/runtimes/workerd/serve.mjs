@@ -10,15 +10,15 @@ const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 /**
  * `writeConfig(file, address)` writes the config; it goes to `dir`, the process's working
  * directory. Tries another port if the one picked was taken meanwhile. `t` (optional) ends
- * the process after the test; `timeoutMs` bounds its life.
+ * the process after the test; `timeoutMs` bounds its life; `args`: more options of `workerd serve`.
  * @returns {Promise<{url: string, proc: ReturnType<typeof start>}>}
  */
-export async function serveWorkerd(t, workerd, dir, writeConfig, { timeoutMs = 50_000 } = {}) {
+export async function serveWorkerd(t, workerd, dir, writeConfig, { timeoutMs = 50_000, args = [] } = {}) {
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     const config = join(dir, `tabbit-${port}.capnp`);
     await writeConfig(config, `127.0.0.1:${port}`);
-    const proc = start(workerd, ['serve', '--verbose', config], { t, timeoutMs, cwd: dir });
+    const proc = start(workerd, ['serve', '--verbose', ...args, config], { t, timeoutMs, cwd: dir });
     const url = `http://127.0.0.1:${port}`;
     const deadline = Date.now() + 20_000;
     let exited = false;

@@ -1,0 +1,45 @@
+// A worker that serves Web-STOMP from the package's Durable Object class, TabbitBroker
+// ('tabbit/durable-object': pkg/durable-object.js, as scripts/build-pkg ships it), on
+// hibernatable WebSockets. tests/node/edge-do-stomp.test.mjs and bench/edge-stomp.mjs drive it:
+//
+//   GET  /ws        a WebSocket upgrade: STOMP, handed to the object `main` (users alice/secret, bob/hunter2)
+//   POST /evict     evicts the object from memory with its sockets kept open (hibernated), as the
+//                   runtime does with an idle object: workerd:unsafe's evict() (workerd's
+//                   src/workerd/api/unsafe.h: "simulating the runtime tearing it down when it goes
+//                   idle"; needs the compatibility flag unsafe_module and `workerd serve --experimental`)
+//   GET  /stats     the broker's stats (over RPC)
+//
+// Anything else gets a 404 without touching the object, so that "is workerd up" probes wake none.
+import { TabbitBroker } from './pkg/durable-object.js';
+import unsafe from 'workerd:unsafe';
+
+const users = new Map([
+  ['alice', 'secret'],
+  ['bob', 'hunter2'],
+]);
+
+export class Broker extends TabbitBroker {
+  static options = {
+    stompPath: '/ws',
+    authenticate: (login, passcode) => users.get(login) === passcode,
+    stompLimits: { maxSubscriptions: 8 },
+  };
+}
+
+export default {
+  async fetch(request, env) {
+    const { pathname } = new URL(request.url);
+    const stub = () => env.BROKER.get(env.BROKER.idFromName('main'));
+    if (pathname === '/ws') return stub().fetch(request);
+    if (pathname === '/stats') return Response.json(await stub().stats());
+    if (pathname === '/evict' && request.method === 'POST') {
+      try {
+        await unsafe.evict(stub());
+        return new Response('evicted\n');
+      } catch (e) {
+        return new Response(`${e?.message ?? e}\n`, { status: 409 });
+      }
+    }
+    return new Response('GET /ws (STOMP), POST /evict, GET /stats\n', { status: 404 });
+  },
+};
