@@ -182,7 +182,7 @@ test('webkit: the package loads, a durable queue publishes with confirms and get
   console.log(`webkit storageInfo: ${JSON.stringify(first.info)}; persist() answered ${first.answer}`);
   if (!first.features.storageManager) {
     assert.equal(first.answer, null, 'no persist() to ask: conn.persist() is null');
-    assert.deepEqual(first.info, { kind: 'indexeddb', persisted: null, usage: null, quota: null, persist: 'unavailable' });
+    assert.deepEqual(first.info, { kind: 'indexeddb', persisted: null, usage: null, quota: null, persist: 'unavailable', emptied: null });
   } else {
     assert.equal(typeof first.answer, 'boolean', 'persist() answered');
     assert.equal(first.info.persist, first.answer ? 'granted' : 'denied');
