@@ -411,7 +411,7 @@ impl<'a> Reader<'a> {
         }
         // Each entry takes at least 2 bytes: an empty key and a tag.
         let n = self.count(2)?;
-        let mut t = Table::new();
+        let mut t = Table::with_capacity(n);
         let mut last: Option<&str> = None;
         for _ in 0..n {
             let at = self.pos;
