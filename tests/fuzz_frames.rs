@@ -101,14 +101,15 @@ fn value() -> BoxedStrategy<FieldValue> {
     leaf.prop_recursive(4, 16, 3, |inner| {
         prop_oneof![
             vec(inner.clone(), 0..3).prop_map(FieldValue::Array),
-            btree_map(text(), inner, 0..3).prop_map(FieldValue::Table),
+            btree_map(text(), inner, 0..3).prop_map(|m| FieldValue::Table(m.into_iter().collect())),
         ]
     })
     .boxed()
 }
 
 fn table() -> BoxedStrategy<Table> {
-    prop_oneof![2 => Just(Table::new()), 1 => btree_map(text(), value(), 1..4)].boxed()
+    prop_oneof![2 => Just(Table::new()), 1 => btree_map(text(), value(), 1..4).prop_map(|m| m.into_iter().collect())]
+        .boxed()
 }
 
 fn opt_text() -> BoxedStrategy<Option<String>> {

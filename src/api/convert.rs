@@ -203,14 +203,16 @@ fn table_at(v: &JsValue, what: &str, depth: u32) -> Result<Table> {
     if !v.is_object() || Array::is_array(&v) {
         return Err(bad(what, "a plain object"));
     }
-    let mut t = Table::new();
+    let mut entries = Vec::new();
     for entry in Object::entries(v.unchecked_ref()).iter() {
         let pair: Array = entry.unchecked_into();
         let key = pair.get(0).as_string().unwrap_or_default();
         let value = field_value(&pair.get(1), &format!("{what}.{key}"), depth)?;
-        t.insert(key, value);
+        entries.push((key, value));
     }
-    Ok(t)
+    // Sorted once (a table is a sorted `Vec`: inserting an object's keys one by one in
+    // their own order would move entries for each).
+    Ok(entries.into_iter().collect())
 }
 
 fn field_value(v: &JsValue, what: &str, depth: u32) -> Result<FieldValue> {

@@ -153,7 +153,7 @@ impl QueueArgs {
     /// every argument tabbit acts on must be the same, present or absent alike.
     pub fn check_equivalent(queue: &str, current: &Table, requested: &Table) -> Result<()> {
         for key in EQUIVALENCE_KEYS {
-            let (a, b) = (current.get(*key), requested.get(*key));
+            let (a, b) = (current.get(key), requested.get(key));
             let same = match (a, b) {
                 (Some(x), Some(y)) => x == y || (x.as_int().is_some() && x.as_int() == y.as_int()),
                 (None, None) => true,

@@ -979,7 +979,7 @@ impl Broker {
             q.paged_from = u64::MAX;
             b.paged_queues.remove(&id);
             let mut removed: Vec<Entry> = q.ready.drain().collect();
-            removed.extend(std::mem::take(&mut q.delayed).into_values());
+            removed.extend(q.delayed.drain_sorted());
             q.counters.purged += removed.len() as u64;
             let qname = q.name.clone();
             for e in &removed {
@@ -1181,7 +1181,7 @@ impl Broker {
         }
         match ready_at {
             Some(t) if t > now => {
-                q.delayed.insert((t, seq), entry);
+                q.delayed.insert(t, entry);
             }
             _ => {
                 q.ready.push_back(entry);
@@ -1726,8 +1726,8 @@ impl Broker {
             }
             let Some(q) = self.queues.get_mut(&qid) else { continue };
             let mut released = false;
-            while let Some(entry) = q.delayed.first_entry().filter(|e| e.key().0 <= now) {
-                q.ready.requeue(entry.remove());
+            while let Some(entry) = q.delayed.pop_due(now) {
+                q.ready.requeue(entry);
                 released = true;
             }
             self.expire(qid, now);
@@ -1745,7 +1745,7 @@ impl Broker {
             .values()
             .flat_map(|q| {
                 let expiry = q.args.expires.filter(|_| q.consumers.is_empty()).map(|e| q.last_used.saturating_add(e));
-                [q.ready.next_expiry(), q.delayed.keys().next().map(|k| k.0), expiry]
+                [q.ready.next_expiry(), q.delayed.next_time(), expiry]
             })
             .flatten()
             .min()

@@ -62,7 +62,7 @@ pub fn dead_lettered(
     headers.insert("x-death".into(), FieldValue::Array(deaths));
 
     for (key, value) in [("reason", reason_str), ("queue", queue), ("exchange", &original.exchange)] {
-        headers.entry(format!("x-first-death-{key}")).or_insert_with(|| value.into());
+        headers.get_or_insert_with(format!("x-first-death-{key}"), || value.into());
         headers.insert(format!("x-last-death-{key}"), value.into());
     }
 

@@ -411,7 +411,7 @@ impl<'a> Reader<'a> {
         }
         // Each entry takes at least 2 bytes: an empty key and a tag.
         let n = self.count(2)?;
-        let mut t = Table::new();
+        let mut t = Table::with_capacity(n);
         let mut last: Option<&str> = None;
         for _ in 0..n {
             let at = self.pos;
@@ -947,13 +947,13 @@ mod proptests {
         leaf.prop_recursive(4, 48, 6, |inner| {
             prop_oneof![
                 vec(inner.clone(), 0..6).prop_map(FieldValue::Array),
-                btree_map(".{0,6}", inner, 0..6).prop_map(FieldValue::Table),
+                btree_map(".{0,6}", inner, 0..6).prop_map(|m| FieldValue::Table(m.into_iter().collect())),
             ]
         })
     }
 
     fn table() -> impl Strategy<Value = Table> {
-        btree_map(".{0,8}", value(), 0..5)
+        btree_map(".{0,8}", value(), 0..5).prop_map(|m| m.into_iter().collect())
     }
 
     fn s() -> impl Strategy<Value = Option<String>> {

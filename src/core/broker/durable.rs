@@ -84,7 +84,7 @@ impl Broker {
                     None => paged.push(e.seq),
                 }
             }
-            for (&(at, _), e) in q.delayed.iter().filter(|(_, e)| e.durable) {
+            for (at, e) in q.delayed.iter().filter(|(_, e)| e.durable) {
                 if let Some(m) = &e.message {
                     let ready_at = Some(at);
                     let (delivered, delivery_count) = (e.redelivered, e.delivery_count);

@@ -60,10 +60,7 @@ impl Broker {
         let mut held = Vec::new();
         for &seq in seqs {
             let ready = q.ready.remove(seq).is_some();
-            let delayed = !ready && {
-                let key = q.delayed.iter().find(|(_, e)| e.seq == seq).map(|(k, _)| *k);
-                key.and_then(|k| q.delayed.remove(&k)).is_some()
-            };
+            let delayed = !ready && q.delayed.remove_seq(seq).is_some();
             n += (ready || delayed) as usize;
             if !ready && !delayed {
                 held.push(seq);

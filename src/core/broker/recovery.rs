@@ -143,7 +143,7 @@ impl Broker {
         q.counters.enqueued += 1;
         match m.ready_at {
             Some(t) if t > now => {
-                q.delayed.insert((t, m.seq), entry);
+                q.delayed.insert(t, entry);
             }
             _ => q.ready.requeue(entry),
         }
