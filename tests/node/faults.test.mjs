@@ -385,6 +385,9 @@ async function runSchedule(index, seed) {
 
   const crash = async (slot) => {
     slot.dying();
+    // Page.crash runs on the page's own main thread: in a tab starved 100x on a loaded machine it
+    // took over 10 s (soak seed 20261219, schedule 43). An OS kill does not wait for the tab.
+    await unthrottle(slot);
     await crashPage(slot.page);
     await slot.page.close().catch(() => {});
     slot.dead();
