@@ -31,8 +31,8 @@ function openRaw(name, stores) {
   });
 }
 
-// A mark that database `name` was created, kept outside IndexedDB (localStorage: windows only):
-// a database created again while its mark stands was deleted meanwhile. Chromium deletes an
+// A mark that database `name` exists, kept outside IndexedDB (localStorage: windows only), set
+// when a page first opens it: a database created while its mark stands was deleted meanwhile. Chromium deletes an
 // origin's IndexedDB alone when it cannot open its backing store (seen under a quota below what
 // it needs after a crash), or when the site's IndexedDB data is cleared; localStorage stays then.
 // Cleared with the rest of the origin's data (eviction, the user clearing the site), the mark goes
@@ -80,8 +80,10 @@ export class Db {
       // mark stands: deleted while no broker ran (emptiedAtOpen, read once recovered).
       if (this.opened) this.emptied = true;
       else this.emptiedAtOpen = marked(this.name);
-      mark(this.name);
     }
+    // At every open, not only at creation: a database a worker created gets its mark when a
+    // page first opens it.
+    if (!this.opened || created) mark(this.name);
     this.opened = true;
     this.db = db;
     // A newer version opened elsewhere: step aside now, reopen on the next write.
