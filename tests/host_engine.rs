@@ -708,3 +708,20 @@ fn a_store_found_emptied_by_a_read_loses_only_what_was_paged_out() {
     let (_, got) = recovered(&t.store, "q");
     assert_eq!(got.into_iter().map(|g| g.0).collect::<Vec<_>>(), ["m1", "m2", "m7"]);
 }
+
+/// First deliveries wait for a delivery horizon whose write finds the store emptied: the
+/// rewrite carries the horizon asked for, and they go out once it commits.
+#[test]
+fn deliveries_waiting_for_a_horizon_go_on_after_the_rewrite() {
+    let (mut t, _) = stored_queue(2);
+    let c = t.channel();
+    t.consume(c, "q", 10);
+    assert_eq!(t.bodies(), Vec::<String>::new(), "they wait for the horizon");
+    t.store = MemoryStore::new();
+    t.write(emptied());
+    assert_eq!(t.bodies(), Vec::<String>::new());
+    let rewrite = t.poll().expect("the rewrite");
+    assert!(rewrite.clear);
+    t.end(rewrite, WriteOutcome::Committed);
+    assert_eq!(t.bodies(), ["m1", "m2"]);
+}

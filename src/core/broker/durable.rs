@@ -131,9 +131,12 @@ impl Broker {
                     ops.push(StoreOp::Delivered { queue, seq });
                 }
             }
+            // The horizon asked for too: the write that carried it went to the lost store, and
+            // first deliveries wait for it (a higher horizon only flags more after a crash).
             let q = &self.queues[&id];
-            if q.horizon > 0 {
-                ops.push(StoreOp::Horizon { queue: name.clone(), through: q.horizon });
+            let through = q.horizon.max(q.horizon_asked);
+            if through > 0 {
+                ops.push(StoreOp::Horizon { queue: name.clone(), through });
             }
             // Paged out: the body was only in the store that is gone.
             let q = self.queues.get_mut(&id).expect("listed queue exists");
