@@ -15,6 +15,7 @@
 //
 // Needs pkg/ (scripts/build-pkg) and /usr/bin/chromium
 // (scripts/setup installs it; CHROMIUM=/path overrides). playwright-core never downloads a browser.
+import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -135,6 +136,24 @@ export async function setQuota(page, origin, bytes) {
   const session = await cdpSession(page);
   const params = bytes == null ? { origin } : { origin, quotaSize: bytes };
   await session.send('Storage.overrideQuotaForOrigin', params);
+}
+
+/**
+ * A static server and a headless Chromium for the tests of one file: started before them and
+ * closed after them, handed to `set(server, browser)` once both are up.
+ */
+export function useServerAndBrowser(set) {
+  let server;
+  let browser;
+  before(async () => {
+    server = await startServer();
+    browser = await launchBrowser();
+    set(server, browser);
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+  });
 }
 
 /** A new empty temporary directory (for userDataDir); remove it with removeDir. */

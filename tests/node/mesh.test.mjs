@@ -17,24 +17,17 @@
 // Each test has its own browser context (BroadcastChannel and Web Locks are per storage
 // partition) and its own broker name. The chaos test prints its seed: MESH_SEED=<seed> replays
 // its random choices (not its timing), MESH_SCHEDULES=<n> sets how many schedules (default 20).
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
-import { BLANK, CHROMIUM, CHROMIUM_ARGS, TEST_TIMEOUT, crashPage, launchBrowser, openPage, prng, startServer, waitUntil } from './browser.mjs';
+import { BLANK, CHROMIUM, CHROMIUM_ARGS, TEST_TIMEOUT, crashPage, openPage, prng, useServerAndBrowser, waitUntil } from './browser.mjs';
 
 const QUEUE = 'jobs';
 const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 
 let server;
 let browser;
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+useServerAndBrowser((s, b) => ([server, browser] = [s, b]));
 
 // ---- helpers --------------------------------------------------------------------------------
 

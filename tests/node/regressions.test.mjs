@@ -14,22 +14,15 @@
 //    are still there (no null, nothing in the 'failover' event's `cancelled`), their queues keep
 //    their names and bindings, and every message published afterwards reaches both.
 
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BLANK, TEST_TIMEOUT, crashPage, launchBrowser, openPage, startServer, waitUntil } from './browser.mjs';
+import { BLANK, TEST_TIMEOUT, crashPage, openPage, useServerAndBrowser, waitUntil } from './browser.mjs';
 
 const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 
 let server;
 let browser;
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+useServerAndBrowser((s, b) => ([server, browser] = [s, b]));
 
 /** A fresh browser context (one storage partition: its own BroadcastChannels and Web Locks). */
 async function newContext(t) {

@@ -6,20 +6,13 @@
 //   while no broker ran (indexedDB.deleteDatabase with the tabs closed), the next host finds it
 //   new while the mark kept in localStorage says it existed, and says so: stats().storageEmptied
 //   with lost null, and conn.problems.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BLANK, TEST_TIMEOUT, launchBrowser, openPage, startServer } from './browser.mjs';
+import { BLANK, TEST_TIMEOUT, openPage, useServerAndBrowser } from './browser.mjs';
 
 let server;
 let browser;
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+useServerAndBrowser((s, b) => ([server, browser] = [s, b]));
 
 /** In the page: connects to broker `name` (into globalThis.__conn), a confirm channel (__ch) with durable queue 'q'. */
 const join = (page, name) =>

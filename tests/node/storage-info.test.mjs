@@ -7,20 +7,13 @@
 // ({name: 'persistent-storage'}, https://chromedevtools.github.io/devtools-protocol/tot/Browser/#method-setPermission):
 // playwright's context.grantPermissions() does not know 'persistent-storage' ("Unknown
 // permission"). Without it, headless Chromium answers persist() false (no site engagement).
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BLANK, TEST_TIMEOUT, launchBrowser, openPage, startServer } from './browser.mjs';
+import { BLANK, TEST_TIMEOUT, openPage, useServerAndBrowser } from './browser.mjs';
 
 let server;
 let browser;
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+useServerAndBrowser((s, b) => ([server, browser] = [s, b]));
 
 let names = 0;
 const brokerName = (tag) => `storage-info-${tag}-${Date.now()}-${++names}`;
