@@ -7,20 +7,14 @@
 //   - a receipt that comes before an older one's frees nothing until the older one's comes;
 //   - across a reconnect: what was not acked locally is sent again, in order, with the same
 //     amqp-message-id; what was acked is not; nothing is lost; the outbox ends empty.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocketServer } from 'ws';
-import { BLANK, TEST_TIMEOUT, launchBrowser, openPage, startServer, waitUntil } from './browser.mjs';
+import { BLANK, TEST_TIMEOUT, openPage, useServerAndBrowser, waitUntil } from './browser.mjs';
 
 let server;
 let browser;
-before(async () => {
-  [server, browser] = await Promise.all([startServer(), launchBrowser()]);
-});
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+useServerAndBrowser((s, b) => ([server, browser] = [s, b]));
 
 const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 

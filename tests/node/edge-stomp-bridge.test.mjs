@@ -5,22 +5,16 @@
 //   - device A's exchange 'to-rabbit' → its outbox → the edge queue 'shared' → device B's 'inbox';
 //   - the offline outbox: with deno stopped (SIGKILL), A publishes (confirmed locally); deno starts
 //     again on the same KV: everything arrives at B once and in order.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client } from '@stomp/stompjs';
 import WebSocket from 'ws';
-import { BLANK, TEST_TIMEOUT, launchBrowser, openPage, startServer, waitUntil } from './browser.mjs';
+import { BLANK, TEST_TIMEOUT, openPage, useServerAndBrowser, waitUntil } from './browser.mjs';
 import { stompServer } from '../runtimes/deno/stomp-run.mjs';
 
 let server;
 let browser;
-before(async () => {
-  [server, browser] = await Promise.all([startServer(), launchBrowser()]);
-});
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+useServerAndBrowser((s, b) => ([server, browser] = [s, b]));
 
 /** A tab of a new device (its own browser context, so its own IndexedDB and mesh), bridged with `bridge`. */
 async function device(t, bridge) {
