@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use super::{Broker, DropReason, QueueId};
+use super::{Broker, DropReason, Entry, QueueId};
 use crate::core::effect::StoreOp;
 use crate::core::sort;
 
@@ -70,48 +70,33 @@ impl Broker {
         for (id, name) in queues {
             let mut held: Vec<Held> = Vec::new();
             let mut paged = Vec::new();
-            let q = &self.queues[&id];
-            for e in q.ready.iter().filter(|e| e.durable) {
-                match &e.message {
-                    Some(m) => held.push(Held {
-                        seq: e.seq,
-                        message: m.clone(),
-                        expires_at: e.expires_at,
-                        ready_at: None,
-                        delivered: e.redelivered,
-                        delivery_count: e.delivery_count,
-                    }),
-                    None => paged.push(e.seq),
-                }
-            }
-            for (at, e) in q.delayed.iter().filter(|(_, e)| e.durable) {
+            // An entry whose body is in memory, ready at `ready_at`, handed out if `delivered`
+            // or flagged redelivered.
+            let mut hold = |e: &Entry, ready_at: Option<u64>, delivered: bool| {
                 if let Some(m) = &e.message {
-                    let ready_at = Some(at);
-                    let (delivered, delivery_count) = (e.redelivered, e.delivery_count);
                     held.push(Held {
                         seq: e.seq,
                         message: m.clone(),
                         expires_at: e.expires_at,
                         ready_at,
-                        delivered,
-                        delivery_count,
+                        delivered: delivered || e.redelivered,
+                        delivery_count: e.delivery_count,
                     });
                 }
+            };
+            let q = &self.queues[&id];
+            for e in q.ready.iter().filter(|e| e.durable) {
+                match e.message {
+                    Some(_) => hold(e, None, false),
+                    None => paged.push(e.seq),
+                }
+            }
+            for (at, e) in q.delayed.iter().filter(|(_, e)| e.durable) {
+                hold(e, Some(at), false);
             }
             for c in self.channels.values() {
                 for (_, u) in c.unacked.iter().filter(|(_, u)| u.queue == id && u.entry.durable) {
-                    let e = &u.entry;
-                    if let Some(m) = &e.message {
-                        let (expires_at, delivery_count) = (e.expires_at, e.delivery_count);
-                        held.push(Held {
-                            seq: e.seq,
-                            message: m.clone(),
-                            expires_at,
-                            ready_at: None,
-                            delivered: true,
-                            delivery_count,
-                        });
-                    }
+                    hold(&u.entry, None, true);
                 }
             }
             // The log takes a queue's messages in position order.
