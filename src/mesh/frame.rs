@@ -490,7 +490,8 @@ fn answer(w: &mut Writer, a: &Answer) {
             // 0: never; lost + 1, 0 if not known.
             let (at, lost) = s.storage_emptied.unwrap_or((0, None));
             w.uvar(at);
-            w.uvar(lost.map_or(0, |n| n.saturating_add(1)));
+            // A count of u64::MAX is written as u64::MAX - 1: no store holds that many.
+            w.uvar(lost.map_or(0, |n| n.min(u64::MAX - 1) + 1));
             for (r, t) in s.rates.iter().zip(&s.totals) {
                 w.f64(*r);
                 w.uvar(*t);
@@ -943,6 +944,9 @@ fn read_answer(r: &mut Reader) -> R<Answer> {
             let storage = string(r)?;
             let dropped_posts = r.uvar()?;
             let (emptied_at, lost) = (r.uvar()?, r.uvar()?);
+            if emptied_at == 0 && lost != 0 {
+                return bad("a loss count without the time the store was emptied", r);
+            }
             let storage_emptied = (emptied_at > 0).then_some((emptied_at, lost.checked_sub(1)));
             let (mut rates, mut totals) = ([0f64; 6], [0u64; 6]);
             for (rate, total) in rates.iter_mut().zip(&mut totals) {
