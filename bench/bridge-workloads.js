@@ -101,7 +101,7 @@ export async function bridged({ url, n, size, window }) {
     if (i % 1000 === 999) await ch.waitForConfirms();
   }
   await ch.waitForConfirms();
-  // The bridge tells its status within 25 ms of the outbox draining (src/api/bridge.js); each
+  // The bridge tells its status within 25 ms of the outbox draining (js/bridge.js); each
   // read builds every bridge's status, so a read per 5 ms, not per 1, to leave the page to the bridge.
   while (bridge.status.outbound.confirmed < n) await new Promise((r) => setTimeout(r, 5));
   const ms = performance.now() - t0;

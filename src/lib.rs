@@ -1,6 +1,6 @@
 //! Modules: [`core`], the sans-IO broker state machine (commands in, effects out; time is
 //! an argument); [`host`], what a context that hosts a broker decides (the sans-IO
-//! [`host::Engine`]) and its driver in browsers (wasm32 only); `api` (wasm32 only), the
+//! [`host::Engine`]) and its driver in browsers (wasm32 only); `wasm` (wasm32 only), the
 //! JavaScript binding.
 #![doc = include_str!("../README.md")]
 
@@ -11,4 +11,4 @@ pub mod mesh;
 pub mod store;
 
 #[cfg(target_arch = "wasm32")]
-pub mod api;
+pub mod wasm;

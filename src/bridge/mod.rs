@@ -2,7 +2,7 @@
 //! message's AMQP properties map to STOMP headers and back, the way RabbitMQ's STOMP plugin
 //! maps them (checked against RabbitMQ 3.10 with pika on the other side: see the README's
 //! table). The connection itself (WebSocket, receipts, acks, reconnects) is driven from
-//! `src/api/bridge.js` in the hosting context.
+//! `js/bridge.js` in the hosting context.
 
 pub mod server;
 pub mod stomp;

@@ -1,4 +1,4 @@
-//! The bridge registry of the mesh (`conn.bridge()`, src/api/bridge.js), sans-IO.
+//! The bridge registry of the mesh (`conn.bridge()`, js/bridge.js), sans-IO.
 //!
 //! A context declares a bridge to its host (a `DeclareBridge` frame: its name and its
 //! configuration), and lets it go (`UndeclareBridge`). The host keeps a [`Registry`]: each
@@ -11,7 +11,7 @@
 //! channels), so the new host runs them. Every context keeps its own declarations and the
 //! statuses it was told in [`Declared`].
 //!
-//! The configuration is what bridgeConfig (src/api/bridge.js) made of the app's options,
+//! The configuration is what bridgeConfig (js/bridge.js) made of the app's options,
 //! carried as a field [`Table`] (strings, whole numbers, booleans, arrays and tables, the
 //! wire's strictly decoded table format; no JSON). The mesh only compares two of them
 //! (a table's keys are sorted, so equal options are equal tables whatever their order in

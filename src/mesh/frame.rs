@@ -945,7 +945,7 @@ fn read_answer(r: &mut Reader) -> R<Answer> {
             let dropped_posts = r.uvar()?;
             let (emptied_at, lost) = (r.uvar()?, r.uvar()?);
             if emptied_at == 0 && lost != 0 {
-                return bad("a loss count without the time the store was emptied", r);
+                return bad("emptied: a loss count without a time", r);
             }
             let storage_emptied = (emptied_at > 0).then_some((emptied_at, lost.checked_sub(1)));
             let (mut rates, mut totals) = ([0f64; 6], [0u64; 6]);

@@ -5,7 +5,7 @@
 //! context, [`host::HostState`] in the hosting one), the wire format ([`frame`]), topology
 //! recovery ([`topology`]), the bridge registry ([`bridge`]) and the names of the
 //! origin-wide resources. The browser's driver
-//! (BroadcastChannel, Web Locks, the app's JS) is `src/api/link.rs` with `src/api/glue.js`.
+//! (BroadcastChannel, Web Locks, the app's JS) is `src/wasm/link.rs` with `js/glue.js`.
 
 pub mod bridge;
 pub mod client;

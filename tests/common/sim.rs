@@ -1,8 +1,8 @@
 //! A native deterministic simulation of the whole mesh (issue 16, item 7), in the manner
 //! of FoundationDB's simulator and TigerBeetle's VOPR: N contexts (2 to 5) of one origin,
 //! each with a [`ClientState`] and, in the one holding the host lock, a [`HostState`]
-//! over an [`Engine`], glued as the browser driver (`src/api/link.rs`,
-//! `src/api/link/serve.rs`) glues them; a simulated BroadcastChannel, Web Locks and
+//! over an [`Engine`], glued as the browser driver (`src/wasm/link.rs`,
+//! `src/wasm/link/serve.rs`) glues them; a simulated BroadcastChannel, Web Locks and
 //! IndexedDB; and a seeded schedule that picks every step.
 //!
 //! The world:

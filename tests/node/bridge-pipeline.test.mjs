@@ -1,4 +1,4 @@
-// The bridge's outbound pipeline (src/api/bridge.js) against a scripted STOMP server: a stand-in
+// The bridge's outbound pipeline (js/bridge.js) against a scripted STOMP server: a stand-in
 // that decides when each receipt comes, in which order, and when the connection drops, which a
 // real RabbitMQ does not let a test decide (tests/node/bridge.test.mjs runs the bridge against
 // RabbitMQ itself). What it checks:

@@ -157,12 +157,12 @@ function surfaceOf(object) {
 const missing = (have, want) => [...want].filter((n) => !have.has(n)).sort();
 
 const needPkg = () => assert.ok(existsSync(join(PKG, 'index.js')), 'pkg/ missing: run scripts/build-pkg');
-const dts = () => declarations(['src', 'api', 'index.d.ts']);
+const dts = () => declarations(['js', 'index.d.ts']);
 
 test('surface: every export of pkg/index.js is declared in index.d.ts, and every declared value is exported', async () => {
   needPkg();
   const mod = await import(pathToFileURL(join(PKG, 'index.js')));
-  const text = blank(read('src', 'api', 'index.d.ts'), { blankStrings: false });
+  const text = blank(read('js', 'index.d.ts'), { blankStrings: false });
   const declaredValues = new Set([...text.matchAll(/export\s+(?:declare\s+)?(?:function|class|const|let)\s+([\w$]+)/g)].map((m) => m[1]));
   const exported = new Set(Object.keys(mod).filter((k) => k !== 'default'));
   assert.deepEqual(missing(declaredValues, exported), [], 'exported by pkg/index.js, not declared in index.d.ts');
@@ -196,7 +196,7 @@ test('surface: every method and property of the exported classes is typed, and e
 test('surface: the callback API: its connection and channels as callback_api.d.ts types them', async () => {
   needPkg();
   const amqp = (await import(pathToFileURL(join(PKG, 'callback_api.js')))).default;
-  const decls = declarations(['src', 'api', 'callback_api.d.ts']);
+  const decls = declarations(['js', 'callback_api.d.ts']);
   const call = (fn) => new Promise((ok, fail) => fn((err, v) => (err ? fail(err) : ok(v))));
   const conn = await call((cb) => amqp.connect({ name: 'surface', storage: 'memory', mesh: false }, cb));
   try {
@@ -257,21 +257,21 @@ test("surface: every option the package's JS reads is declared in its Options in
     bridge: 'BridgeOptions',
     bridgeConfig: 'BridgeOptions',
   };
-  const reads = optionsRead(['src', 'api', 'index.js']);
-  for (const [fn, names] of optionsRead(['src', 'api', 'bridge.js'])) reads.set(fn, new Set([...(reads.get(fn) ?? []), ...names]));
+  const reads = optionsRead(['js', 'index.js']);
+  for (const [fn, names] of optionsRead(['js', 'bridge.js'])) reads.set(fn, new Set([...(reads.get(fn) ?? []), ...names]));
   assert.ok(reads.get('connect')?.has('storage'), `the parser found no options read by connect(): ${[...reads.keys()]}`);
   for (const [fn, names] of reads) {
     assert.ok(typedBy[fn], `${fn}() reads options ${[...names]}: add it to typedBy with the interface that declares them`);
     assert.deepEqual(missing(declaredOn(decls, typedBy[fn]), names), [], `${fn}() reads options that ${typedBy[fn]} does not declare`);
   }
   // bridge(): the options it accepts are listed once, in bridgeConfig's `known`.
-  const known = read('src', 'api', 'bridge.js').match(/const known = \[([^\]]*)\]/);
+  const known = read('js', 'bridge.js').match(/const known = \[([^\]]*)\]/);
   assert.ok(known, "bridge.js's list of known bridge options not found");
   const names = [...known[1].matchAll(/'([\w$]+)'/g)].map((k) => k[1]);
   assert.deepEqual(missing(declaredOn(decls, 'BridgeOptions'), names), [], 'bridge options bridge.js accepts, not in BridgeOptions');
   assert.deepEqual(missing(new Set(names), declaredOn(decls, 'BridgeOptions')), [], 'BridgeOptions declares options bridge.js refuses');
   // Its rules' fields.
-  const bridgeJs = blank(read('src', 'api', 'bridge.js'), { blankStrings: true });
+  const bridgeJs = blank(read('js', 'bridge.js'), { blankStrings: true });
   for (const [rules, type] of [['outbound', 'BridgeOutbound'], ['inbound', 'BridgeInbound']]) {
     const at = bridgeJs.indexOf(`${rules}.forEach(`);
     const fields = new Set([...body(bridgeJs, bridgeJs.indexOf('{', at)).matchAll(/\brule\.(?:to\.)?([\w$]+)/g)].map((r) => r[1]));
@@ -282,8 +282,8 @@ test("surface: every option the package's JS reads is declared in its Options in
   }
 });
 
-test('surface: the option names the Rust binding reads are declared (while src/api/convert.rs converts by hand)', (t) => {
-  const path = join(ROOT, 'src', 'api', 'convert.rs');
+test('surface: the option names the Rust binding reads are declared (while src/wasm/convert.rs converts by hand)', (t) => {
+  const path = join(ROOT, 'src', 'wasm', 'convert.rs');
   const rust = existsSync(path) ? readFileSync(path, 'utf8') : '';
   const keys = new Set([
     ...[...rust.matchAll(/\b(?:opt_bool|opt_string|opt_uint|get)\(\s*(?:options|opts),\s*"([\w$]+)"/g)].map((m) => m[1]),
@@ -291,11 +291,11 @@ test('surface: the option names the Rust binding reads are declared (while src/a
     ...[...rust.matchAll(/^\s*"([\w$]+)"(?:\s*\|\s*"[\w$]+")*\s*=>/gm)].map((m) => m[1]),
     ...[...rust.matchAll(/\("([\w$]+)",\s*"x-[\w-]+"\)/g)].map((m) => m[1]),
   ]);
-  if (keys.size === 0) return t.skip('src/api/convert.rs no longer reads options by name: the types of its options come from Rust');
+  if (keys.size === 0) return t.skip('src/wasm/convert.rs no longer reads options by name: the types of its options come from Rust');
   const decls = dts();
   const options = new Set();
   for (const [name, d] of decls) if (name.startsWith('Options.')) for (const n of d.names) options.add(n);
-  assert.deepEqual(missing(options, keys), [], 'option names src/api/convert.rs reads that no Options interface declares');
+  assert.deepEqual(missing(options, keys), [], 'option names src/wasm/convert.rs reads that no Options interface declares');
 });
 
 test('surface: ReplyCode lists every code of the Rust error enum and every code the JS raises, and no other', () => {
@@ -305,11 +305,11 @@ test('surface: ReplyCode lists every code of the Rust error enum and every code 
   assert.ok(rustCodes.has(404) && rustCodes.size >= 8, `parsed ${[...rustCodes]} from src/core/error.rs`);
   const jsCodes = new Set();
   for (const file of ['index.js', 'bridge.js', 'callback_api.js']) {
-    const code = read('src', 'api', file);
+    const code = read('js', file);
     for (const m of code.matchAll(/\bfailed\((?:[^()]|\([^()]*\))*?,\s*(\d{3})\s*\)/gs)) jsCodes.add(Number(m[1]));
   }
   assert.ok(jsCodes.has(540), `the JS's own codes (540 for no WebSocket) not found: ${[...jsCodes]}`);
-  const dtsText = blank(read('src', 'api', 'index.d.ts'), { blankStrings: false });
+  const dtsText = blank(read('js', 'index.d.ts'), { blankStrings: false });
   const union = dtsText.match(/export\s+type\s+ReplyCode\s*=\s*([^;]*);/);
   assert.ok(union, 'no `export type ReplyCode = …;` in index.d.ts');
   const typed = new Set(union[1].split('|').map((s) => Number(s.trim())));

@@ -1,4 +1,4 @@
-// The package's hand-written types (src/api/index.d.ts and callback_api.d.ts, shipped in pkg/)
+// The package's hand-written types (js/index.d.ts and callback_api.d.ts, shipped in pkg/)
 // under strict tsc, no browser, no pkg/:
 // - tests/types/tsconfig.json, a browser project (DOM lib): example.ts uses the whole API,
 //   callback.ts the callback API, amqplib.ts code written for @types/amqplib; their correct
@@ -40,7 +40,7 @@ test(
     const dir = mkdtempSync(join(tmpdir(), 'tabbit-types-'));
     try {
       const base = JSON.parse(readFileSync(join(ROOT, 'tests', 'types', 'tsconfig.node.json'), 'utf8').replace(/^\s*\/\/.*$/gm, ''));
-      const api = join(ROOT, 'src', 'api');
+      const api = join(ROOT, 'js');
       base.compilerOptions.types = ['node'];
       base.compilerOptions.typeRoots = [join(ROOT, 'tests', 'node_modules', '@types')];
       base.compilerOptions.paths = { tabbit: [join(api, 'index.d.ts')], 'tabbit/callback_api': [join(api, 'callback_api.d.ts')] };

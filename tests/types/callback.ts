@@ -1,4 +1,4 @@
-// amqplib/callback_api-style code, type-checked (never run) against src/api/callback_api.d.ts
+// amqplib/callback_api-style code, type-checked (never run) against js/callback_api.d.ts
 // by tests/node/types.test.mjs: only the import differs from amqplib's.
 import amqp from 'tabbit/callback_api';
 

@@ -1,5 +1,5 @@
 // A program using the whole of tabbit's API as an amqplib user would, type-checked (never run)
-// against src/api/index.d.ts by tests/node/types.test.mjs. The `@ts-expect-error` lines prove
+// against js/index.d.ts by tests/node/types.test.mjs. The `@ts-expect-error` lines prove
 // that wrong usage is rejected: tsc fails if one of them compiles.
 import {
   Emitter,

@@ -3,7 +3,7 @@
 //! consumer cancelled by the broker.
 
 use js_sys::{Array, Function, Promise};
-use tabbit::api::RawBroker;
+use tabbit::wasm::RawBroker;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;

@@ -2,7 +2,7 @@
 //! does, and what other scripts of the origin post on its channel cannot hurt it.
 
 use js_sys::{Array, Function, Promise, Uint8Array};
-use tabbit::api::RawBroker;
+use tabbit::wasm::RawBroker;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;

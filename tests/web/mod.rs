@@ -2,8 +2,8 @@
 //! to wasm, and the JS binding, exercised through wasm-bindgen.
 
 use js_sys::{Function, Promise, Reflect};
-use tabbit::api::{RawBroker, RawChannel, RawConnection};
 use tabbit::core::*;
+use tabbit::wasm::{RawBroker, RawChannel, RawConnection};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::*;
 
@@ -139,7 +139,7 @@ pub fn prop(v: &JsValue, key: &str) -> JsValue {
 
 #[wasm_bindgen_test]
 fn version_matches_the_crate_version() {
-    assert_eq!(tabbit::api::version(), env!("CARGO_PKG_VERSION"));
+    assert_eq!(tabbit::wasm::version(), env!("CARGO_PKG_VERSION"));
 }
 
 #[wasm_bindgen_test]

@@ -1,6 +1,6 @@
-// Types of tabbit's main module (src/api/index.js, shipped as pkg/index.js): amqplib's API
+// Types of tabbit's main module (js/index.js, shipped as pkg/index.js): amqplib's API
 // (the shapes of @types/amqplib) over a broker that runs in this JS context. Hand-written:
-// keep in step with src/api/index.js, src/api/channel.rs and src/api/convert.rs.
+// keep in step with js/index.js, src/wasm/channel.rs and src/wasm/convert.rs.
 //
 // Errors. Every error tabbit raises is an `Error` with the AMQP reply `code` (see
 // `TabbitError`), and a message that says what to change. Two kinds:

@@ -1,6 +1,6 @@
 // tabbit's main module: amqplib's API over the broker compiled to wasm. `connect()` loads
 // the wasm on first use. The classes here only turn the binding's answers into promises
-// and events; every decision is in Rust (src/api/channel.rs and below).
+// and events; every decision is in Rust (src/wasm/channel.rs and below).
 import init, {
   RawBroker, version as wasmVersion, onPanic, resourcePrefix, StompCodec, stompDestinationError,
 } from './tabbit.js';

@@ -35,7 +35,7 @@ use crate::mesh::client::{ClientState, Notice, Track};
 use crate::mesh::frame::{self, Answer, Command, Frame, PostWriter, Stats, WireDelivery};
 use crate::mesh::host::HostState;
 
-#[wasm_bindgen(module = "/src/api/glue.js")]
+#[wasm_bindgen(module = "/js/glue.js")]
 extern "C" {
     #[wasm_bindgen(js_name = meshAvailable)]
     fn mesh_available() -> bool;

@@ -11,7 +11,7 @@
 // frames between contexts like any other, a new host runs what the live contexts declare
 // again. Here is only what drives the WebSocket: the Runner, started and stopped as the host
 // state says (runBridges). The STOMP codec and the mapping of properties to headers are in
-// Rust (src/bridge/, src/api/stomp.rs).
+// Rust (src/bridge/, src/wasm/stomp.rs).
 
 /** WebSocket subprotocols, as RabbitMQ's Web-STOMP plugin accepts them. */
 const PROTOCOLS = ['v12.stomp'];
@@ -184,7 +184,7 @@ class Runner {
     this.#config = config;
     this.#opts = opts;
     this.#report = report;
-    // What the host state tells every context, with the configuration (src/api/bridges.rs).
+    // What the host state tells every context, with the configuration (src/wasm/bridges.rs).
     this.#s = {
       state: 'connecting',
       error: null,

@@ -21,7 +21,7 @@ thread_local! {
     static ON_PANIC: std::cell::RefCell<Option<js_sys::Function>> = const { std::cell::RefCell::new(None) };
 }
 
-#[wasm_bindgen(module = "/src/api/glue.js")]
+#[wasm_bindgen(module = "/js/glue.js")]
 extern "C" {
     #[wasm_bindgen(js_name = closeAllPorts)]
     fn close_all_ports();

@@ -1,5 +1,5 @@
 //! Bridge declarations and statuses between JS and the mesh's structures
-//! (`crate::mesh::bridge`): the configuration bridgeConfig (src/api/bridge.js) made, the
+//! (`crate::mesh::bridge`): the configuration bridgeConfig (js/bridge.js) made, the
 //! Runner's status, and `stats().bridges` (`BridgeStatus` in index.d.ts, whose `rules` are
 //! the configuration without its passcode).
 

@@ -115,7 +115,7 @@ export function reportUncaught(e) {
 // ---------------------------------------------------------------- the mesh's transport
 // What the broker needs from the platform to span the contexts of an origin: a
 // BroadcastChannel to carry posts, and Web Locks to pick the host and to learn that a
-// context died. Every decision is in Rust (src/api/link.rs).
+// context died. Every decision is in Rust (src/wasm/link.rs).
 
 /** Whether this context can join a mesh (Web Locks and BroadcastChannel). */
 export function meshAvailable() {

@@ -3,8 +3,8 @@
 //! and stop as the host state says, and tell it their status.
 
 use super::*;
-use crate::api::bridges::{config_from_js, status_to_js};
 use crate::mesh::bridge::BridgeStatus;
+use crate::wasm::bridges::{config_from_js, status_to_js};
 
 impl Link {
     pub(crate) fn set_on_bridge(&self, f: Option<Function>) {

@@ -342,7 +342,7 @@ pub fn message(exchange: &str, routing_key: &str, content_value: &JsValue, opts:
     Ok((message, mandatory))
 }
 
-#[wasm_bindgen(module = "/src/api/glue.js")]
+#[wasm_bindgen(module = "/js/glue.js")]
 extern "C" {
     #[wasm_bindgen(js_name = peekFields)]
     fn peek_fields(exchange: &str, routing_key: &str) -> JsValue;
