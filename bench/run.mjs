@@ -260,8 +260,8 @@ let profile = null;
 let machine;
 try {
   const main = await benchPage();
-  // With --rows, the rows of pages (a)–(q) are skipped (the block is not indented, to keep the diff small).
-  if (!only) {
+  // (a)–(q), each part only if --rows wants it (the block is not indented, to keep the diff small).
+  {
 
   // (a), (a'), (b), (c) for 100-byte messages, then 1 KB: rounds interleave the workloads.
   if (want('a', 'b', 'c')) {
@@ -556,7 +556,7 @@ try {
     log('(q) skipped: rabbitmq-server is not installed (scripts/setup installs it)');
   }
 
-  } // !only
+  } // (a)–(q)
 
   // (r) and (s): the edge. Persistent publish with confirms through the storage adapters, in the
   // real runtimes (npm's deno and workerd), against the runtime's raw write of one message at a

@@ -9,6 +9,9 @@ use std::time::Instant;
 
 use tabbit::core::exchange::{Routing, TopicRouter};
 use tabbit::core::*;
+use tabbit::host::engine::Engine;
+use tabbit::mesh::frame::{self, Command, Frame, PostWriter, WireEvent};
+use tabbit::mesh::host::{HostState, Output};
 
 const RUNS: usize = 7;
 
@@ -158,13 +161,97 @@ fn topic_publish(b: &mut Broker, ch: ChannelRef, keys: &[String]) -> (usize, f64
     r
 }
 
+/// The frames of a post as context `me` reads them (as the browser link does).
+fn read(post: &[u8], me: u64) -> Vec<Frame> {
+    let Ok(Some(dir)) = frame::directory(post, post.len(), me) else { return Vec::new() };
+    let mut out = Vec::new();
+    for (n, start, end) in dir.sections {
+        out.extend(frame::section(&post[start..end], n).expect("a post the host wrote"));
+    }
+    out
+}
+
+/// The mesh's part of a transient message across tabs, natively: publisher context P posts
+/// `window` publishes at a time to the hosting context H, which decodes them, runs them on
+/// its engine and posts the deliveries to consumer context C, which decodes them and posts
+/// one ack per message back (what rows (h) of `scripts/bench` does between three tabs, less
+/// the platform: BroadcastChannel, the JS API, wasm).
+fn mesh_transient(n: usize, window: usize, size: usize) -> usize {
+    const H: u64 = 1;
+    const P: u64 = 100;
+    const C: u64 = 200;
+    let core = Broker::new(BrokerConfig { seed: 1, ..Default::default() });
+    let mut e = Engine::new(core, None, None);
+    let mut s = HostState::new(H, "host".into(), "memory", &mut e, false, 0);
+    let mut to_c = PostWriter::default();
+    let run = |s: &mut HostState, e: &mut Engine, from: u64, post: &[u8], to_c: &mut PostWriter| {
+        s.heard_from(from);
+        for f in read(post, H) {
+            s.receive(e, from, f, 0);
+        }
+        s.take_events(e);
+        while let Some(o) = s.poll_output() {
+            if let Output::Post { to, frame } = o {
+                to_c.push(to, &frame);
+            }
+        }
+        to_c.finish(H)
+    };
+    let post = |from: u64, frames: Vec<Frame>| {
+        let mut w = PostWriter::default();
+        for f in &frames {
+            w.push(H, f);
+        }
+        w.finish(from)
+    };
+    let open = |chan| Frame::OpenChannel { conn: 1, chan, confirm: false };
+    let declare = Command::DeclareQueue(QueueDeclare { name: "q".into(), ..Default::default() });
+    let p0 = post(P, vec![open(1), Frame::Call { id: 1, chan: 1, cmd: declare }]);
+    run(&mut s, &mut e, P, &p0, &mut to_c);
+    let consume = Command::Consume(Consume { queue: "q".into(), ..Default::default() });
+    let c0 = post(C, vec![open(1), Frame::Call { id: 1, chan: 1, cmd: consume }]);
+    run(&mut s, &mut e, C, &c0, &mut to_c);
+    let body = vec![7u8; size];
+    let mut got = 0;
+    while got < n {
+        let k = window.min(n - got);
+        let publishes = (0..k)
+            .map(|_| {
+                let cmd = Command::Publish { message: Box::new(Message::new("", "q", body.clone())), mandatory: false };
+                Frame::Call { id: 0, chan: 1, cmd }
+            })
+            .collect();
+        let to_host = post(P, publishes);
+        let deliveries = run(&mut s, &mut e, P, &to_host, &mut to_c);
+        let acks: Vec<Frame> = read(&deliveries, C)
+            .into_iter()
+            .filter_map(|f| match f {
+                Frame::Event { event: WireEvent::Deliver(d), .. } => {
+                    got += 1;
+                    black_box(&d.message.body);
+                    Some(Frame::Call { id: 0, chan: 1, cmd: Command::Ack { tag: d.delivery_tag, multiple: false } })
+                }
+                _ => None,
+            })
+            .collect();
+        let acked = post(C, acks);
+        run(&mut s, &mut e, C, &acked, &mut to_c);
+    }
+    got
+}
+
 fn main() {
-    let n = 1_000_000;
+    // BENCH_N: fewer messages, e.g. under `valgrind --tool=callgrind`.
+    let n = std::env::var("BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     println!("tabbit core benchmark: median of {RUNS} runs, one thread, 16-byte bodies");
     let single = measure(|| timed(|| publish_deliver_ack_single(n)));
     println!("{:<58} {:>12.0} msg/s", "publish -> deliver -> ack (single acks, one queue)", single);
     let batched = measure(|| timed(|| publish_deliver_ack_batched(n)));
     println!("{:<58} {:>12.0} msg/s", "publish -> deliver -> ack (multiple ack per 100)", batched);
+    let mesh = measure(|| timed(|| mesh_transient(n / 4, 1000, 100)));
+    println!("{:<58} {:>12.0} msg/s", "mesh P -> H -> C transient, posts encoded, window 1000", mesh);
+    let mesh_kb = measure(|| timed(|| mesh_transient(n / 4, 1000, 1024)));
+    println!("{:<58} {:>12.0} msg/s", "the same, 1 KB bodies", mesh_kb);
     let patterns = topic_patterns(10_000);
     let keys = topic_keys(200_000);
     let mut router = TopicRouter::default();
