@@ -7,12 +7,12 @@
 use std::rc::Rc;
 
 use super::bridge::{read_config, read_status, write_config, write_status, BridgeConfig, BridgeStatus};
+use crate::codec::{DecodeError, Reader, Writer};
 pub use crate::core::InFlight;
 use crate::core::{
     AmqpError, BindingInfo, Consume, ExchangeDeclare, ExchangeInfo, Message, QueueCounters, QueueDeclare,
     QueueDeclareOk, QueueInfo, ReplyCode, Table,
 };
-use crate::store::codec::{DecodeError, Reader, Writer};
 
 /// First byte of every post.
 pub const MAGIC: u8 = 0xB7;
