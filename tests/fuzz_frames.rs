@@ -33,9 +33,9 @@ use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
 use proptest::test_runner::TestCaseError;
+use tabbit::codec::{Writer, MAX_DEPTH};
 use tabbit::core::*;
 use tabbit::mesh::frame::*;
-use tabbit::store::codec::{Writer, MAX_DEPTH};
 
 // ---- values ----------------------------------------------------------------------------------
 

@@ -19,8 +19,8 @@
 //! runs it checks it again with bridgeConfig before it uses it, so that a declaration no
 //! `bridge()` made stops with an error in its status.
 
+use crate::codec::{DecodeError, Reader, Writer};
 use crate::core::{AmqpError, Table};
-use crate::store::codec::{DecodeError, Reader, Writer};
 
 use super::frame::Frame;
 

@@ -7,12 +7,12 @@
 use std::rc::Rc;
 
 use super::bridge::{read_config, read_status, write_config, write_status, BridgeConfig, BridgeStatus};
+use crate::codec::{DecodeError, Reader, Writer};
 pub use crate::core::InFlight;
 use crate::core::{
     AmqpError, BindingInfo, Consume, ExchangeDeclare, ExchangeInfo, Message, QueueCounters, QueueDeclare,
     QueueDeclareOk, QueueInfo, ReplyCode, Table,
 };
-use crate::store::codec::{DecodeError, Reader, Writer};
 
 /// First byte of every post.
 pub const MAGIC: u8 = 0xB7;
@@ -334,13 +334,65 @@ pub enum Dropped {
     Corrupt(DecodeError),
 }
 
-// ---------------------------------------------------------------- encoding
+// ---------------------------------------------------------------- decoding helpers
+
+type R<T> = Result<T, DecodeError>;
+
+fn bad<T>(what: &'static str, r: &Reader) -> R<T> {
+    Err(DecodeError { what, at: r.pos() })
+}
+
+fn string(r: &mut Reader) -> R<String> {
+    Ok(r.str()?.to_owned())
+}
+
+fn u32v(r: &mut Reader) -> R<u32> {
+    let v = r.uvar()?;
+    u32::try_from(v).or_else(|_| bad("number out of range", r))
+}
+
+fn usize_v(r: &mut Reader) -> R<usize> {
+    let v = r.uvar()?;
+    usize::try_from(v).or_else(|_| bad("number out of range", r))
+}
+
+fn flags(r: &mut Reader, max: u8) -> R<u8> {
+    let f = r.u8()?;
+    if f > max {
+        return bad("unknown flag bits", r);
+    }
+    Ok(f)
+}
+
+// ---------------------------------------------------------------- each part: its encoder, then its decoder
 
 fn error(w: &mut Writer, e: &AmqpError) {
     w.uvar(e.code.code() as u64);
     w.str(&e.message);
     w.uvar(e.method.0 as u64);
     w.uvar(e.method.1 as u64);
+}
+
+fn read_error(r: &mut Reader) -> R<AmqpError> {
+    let code = match r.uvar()? {
+        312 => ReplyCode::NoRoute,
+        320 => ReplyCode::ConnectionForced,
+        403 => ReplyCode::AccessRefused,
+        404 => ReplyCode::NotFound,
+        405 => ReplyCode::ResourceLocked,
+        406 => ReplyCode::PreconditionFailed,
+        501 => ReplyCode::FrameError,
+        503 => ReplyCode::CommandInvalid,
+        504 => ReplyCode::ChannelError,
+        506 => ReplyCode::ResourceError,
+        530 => ReplyCode::NotAllowed,
+        541 => ReplyCode::InternalError,
+        _ => return bad("unknown reply code", r),
+    };
+    let message = string(r)?;
+    let mut id = || u16::try_from(r.uvar()?).or_else(|_| bad("method id out of range", r));
+    let method = (id()?, id()?);
+    Ok(AmqpError::new(code, message).in_method(method))
 }
 
 fn table_args(w: &mut Writer, a: &str, b: &str, c: &str, t: &Table) {
@@ -356,6 +408,16 @@ fn consume(w: &mut Writer, c: &Consume) {
     w.bool(c.no_ack);
     w.bool(c.exclusive);
     w.table(&c.arguments);
+}
+
+fn read_consume(r: &mut Reader) -> R<Consume> {
+    Ok(Consume {
+        queue: string(r)?,
+        consumer_tag: string(r)?,
+        no_ack: r.bool()?,
+        exclusive: r.bool()?,
+        arguments: r.table()?,
+    })
 }
 
 fn command(w: &mut Writer, c: &Command) {
@@ -446,6 +508,79 @@ fn command(w: &mut Writer, c: &Command) {
     }
 }
 
+fn read_command(r: &mut Reader) -> R<Command> {
+    let four =
+        |r: &mut Reader| -> R<(String, String, String, Table)> { Ok((string(r)?, string(r)?, string(r)?, r.table()?)) };
+    Ok(match r.u8()? {
+        0 => {
+            let name = string(r)?;
+            let f = flags(r, 15)?;
+            Command::DeclareQueue(QueueDeclare {
+                name,
+                passive: f & 1 != 0,
+                durable: f & 2 != 0,
+                exclusive: f & 4 != 0,
+                auto_delete: f & 8 != 0,
+                arguments: r.table()?,
+            })
+        }
+        1 => {
+            let name = string(r)?;
+            let f = flags(r, 3)?;
+            Command::DeleteQueue { name, if_unused: f & 1 != 0, if_empty: f & 2 != 0 }
+        }
+        2 => Command::PurgeQueue(string(r)?),
+        3 => {
+            let (queue, source, pattern, args) = four(r)?;
+            Command::BindQueue { queue, source, pattern, args }
+        }
+        4 => {
+            let (queue, source, pattern, args) = four(r)?;
+            Command::UnbindQueue { queue, source, pattern, args }
+        }
+        5 => {
+            let (name, kind) = (string(r)?, string(r)?);
+            let f = flags(r, 15)?;
+            Command::DeclareExchange(ExchangeDeclare {
+                name,
+                kind,
+                passive: f & 1 != 0,
+                durable: f & 2 != 0,
+                auto_delete: f & 4 != 0,
+                internal: f & 8 != 0,
+                arguments: r.table()?,
+            })
+        }
+        6 => Command::DeleteExchange { name: string(r)?, if_unused: r.bool()? },
+        7 => {
+            let (destination, source, pattern, args) = four(r)?;
+            Command::BindExchange { destination, source, pattern, args }
+        }
+        8 => {
+            let (destination, source, pattern, args) = four(r)?;
+            Command::UnbindExchange { destination, source, pattern, args }
+        }
+        9 => {
+            let mandatory = r.bool()?;
+            Command::Publish { mandatory, message: Box::new(r.message()?) }
+        }
+        10 => Command::Consume(read_consume(r)?),
+        11 => Command::Cancel(string(r)?),
+        12 => Command::Get { queue: string(r)?, no_ack: r.bool()? },
+        13 => Command::Ack { tag: r.uvar()?, multiple: r.bool()? },
+        14 => {
+            let tag = r.uvar()?;
+            let f = flags(r, 3)?;
+            Command::Nack { tag, multiple: f & 1 != 0, requeue: f & 2 != 0 }
+        }
+        15 => Command::Reject { tag: r.uvar()?, requeue: r.bool()? },
+        16 => Command::Prefetch { count: u32v(r)?, global: r.bool()? },
+        17 => Command::Recover,
+        18 => Command::Close,
+        _ => return bad("unknown command", r),
+    })
+}
+
 fn delivery(w: &mut Writer, d: &WireDelivery) {
     w.opt_str(d.consumer_tag.as_deref());
     w.uvar(d.delivery_tag);
@@ -454,6 +589,18 @@ fn delivery(w: &mut Writer, d: &WireDelivery) {
     w.str(&d.queue);
     w.uvar(d.seq);
     w.message(&d.message);
+}
+
+fn read_delivery(r: &mut Reader) -> R<WireDelivery> {
+    Ok(WireDelivery {
+        consumer_tag: r.opt_str()?.map(Into::into),
+        delivery_tag: r.uvar()?,
+        redelivered: r.bool()?,
+        delivery_count: u32v(r)?,
+        queue: r.str()?.into(),
+        seq: r.uvar()?,
+        message: Rc::new(r.message()?),
+    })
 }
 
 fn counters(w: &mut Writer, c: &QueueCounters) {
@@ -566,364 +713,6 @@ fn answer(w: &mut Writer, a: &Answer) {
             w.table(t);
         }
     }
-}
-
-fn channel_state(w: &mut Writer, s: &ChannelState) {
-    w.uvar(s.next_delivery_tag);
-    w.opt_uvar(s.confirm_seq);
-    w.uvar(s.consumer_prefetch as u64);
-    w.uvar(s.channel_prefetch as u64);
-    w.uvar(s.consumers.len() as u64);
-    for c in &s.consumers {
-        consume(w, c);
-    }
-    w.uvar(s.in_flight.len() as u64);
-    for f in &s.in_flight {
-        in_flight(w, f);
-    }
-    w.uvar(s.settled.len() as u64);
-    for (f, ack) in &s.settled {
-        in_flight(w, f);
-        w.bool(*ack);
-    }
-}
-
-fn in_flight(w: &mut Writer, f: &InFlight) {
-    w.str(&f.queue);
-    w.uvar(f.seq);
-    w.uvar(f.delivery_tag);
-    w.opt_str(f.consumer_tag.as_deref());
-}
-
-/// Appends one frame.
-pub fn frame(w: &mut Writer, f: &Frame) {
-    match f {
-        Frame::Hello { label } => {
-            w.u8(0);
-            w.str(label);
-        }
-        Frame::OpenChannel { conn, chan, confirm } => {
-            w.u8(1);
-            w.uvar(*conn as u64);
-            w.uvar(*chan as u64);
-            w.bool(*confirm);
-        }
-        Frame::CloseConnection { conn } => {
-            w.u8(2);
-            w.uvar(*conn as u64);
-        }
-        Frame::Call { id, chan, cmd } => {
-            w.u8(3);
-            w.uvar(*id as u64);
-            w.uvar(*chan as u64);
-            command(w, cmd);
-        }
-        Frame::Stats { id } => {
-            w.u8(4);
-            w.uvar(*id as u64);
-        }
-        Frame::Flush { id } => {
-            w.u8(5);
-            w.uvar(*id as u64);
-        }
-        Frame::Peek { id, queue, count } => {
-            w.u8(11);
-            w.uvar(*id as u64);
-            w.str(queue);
-            w.uvar(*count as u64);
-        }
-        Frame::Resume { id, conn, chan, state } => {
-            w.u8(6);
-            w.uvar(*id as u64);
-            w.uvar(*conn as u64);
-            w.uvar(*chan as u64);
-            channel_state(w, state);
-        }
-        Frame::Restore { id, conn, commands } => {
-            w.u8(12);
-            w.uvar(*id as u64);
-            w.uvar(*conn as u64);
-            w.uvar(commands.len() as u64);
-            for c in commands {
-                command(w, c);
-            }
-        }
-        Frame::Resumed => w.u8(7),
-        Frame::QueueArguments { id, queue } => {
-            w.u8(13);
-            w.uvar(*id as u64);
-            w.str(queue);
-        }
-        Frame::DeclareBridge { id, config } => {
-            w.u8(14);
-            w.uvar(*id as u64);
-            write_config(w, config);
-        }
-        Frame::UndeclareBridge { name } => {
-            w.u8(15);
-            w.str(name);
-        }
-        Frame::BridgeStatus { config, status } => {
-            w.u8(16);
-            write_config(w, config);
-            write_status(w, status);
-        }
-        Frame::BridgeGone { name } => {
-            w.u8(17);
-            w.str(name);
-        }
-        Frame::Host { since } => {
-            w.u8(8);
-            w.uvar(*since);
-        }
-        Frame::Reply { id, result } => {
-            w.u8(9);
-            w.uvar(*id as u64);
-            match result {
-                Ok(a) => {
-                    w.u8(0);
-                    answer(w, a);
-                }
-                Err(e) => {
-                    w.u8(1);
-                    error(w, e);
-                }
-            }
-        }
-        Frame::Event { chan, event } => {
-            w.u8(10);
-            w.uvar(*chan as u64);
-            match event {
-                WireEvent::Deliver(d) => {
-                    w.u8(0);
-                    delivery(w, d);
-                }
-                WireEvent::Confirm { seq, error: e } => {
-                    w.u8(1);
-                    w.uvar(*seq);
-                    match e {
-                        None => w.u8(0),
-                        Some(e) => {
-                            w.u8(1);
-                            error(w, e);
-                        }
-                    }
-                }
-                WireEvent::Return { code, text, message } => {
-                    w.u8(2);
-                    w.uvar(*code as u64);
-                    w.str(text);
-                    w.message(message);
-                }
-                WireEvent::Cancelled(tag) => {
-                    w.u8(3);
-                    w.str(tag);
-                }
-                WireEvent::Closed(e) => {
-                    w.u8(4);
-                    error(w, e);
-                }
-            }
-        }
-    }
-}
-
-/// Builds posts: `section(to)` starts the frames for one receiver, `frame` appends.
-#[derive(Default)]
-pub struct PostWriter {
-    /// Per receiver: its encoded frames and their count.
-    sections: Vec<(u64, Writer, u64)>,
-}
-
-impl PostWriter {
-    pub fn is_empty(&self) -> bool {
-        self.sections.is_empty()
-    }
-
-    /// Bytes of frames so far.
-    pub fn len(&self) -> usize {
-        self.sections.iter().map(|(_, w, _)| w.len()).sum()
-    }
-
-    pub fn push(&mut self, to: u64, f: &Frame) {
-        let i = match self.sections.iter().position(|(t, _, _)| *t == to) {
-            Some(i) => i,
-            None => {
-                self.sections.push((to, Writer::new(), 0));
-                self.sections.len() - 1
-            }
-        };
-        let (_, w, n) = &mut self.sections[i];
-        frame(w, f);
-        *n += 1;
-    }
-
-    /// The post's bytes; the writer is empty after. A directory (receiver, frame count,
-    /// length of each section) comes first, so that a receiver reads only its sections.
-    pub fn finish(&mut self, from: u64) -> Vec<u8> {
-        let mut w = Writer::with_capacity(16 + self.sections.iter().map(|(_, s, _)| s.len() + 12).sum::<usize>());
-        w.u8(MAGIC);
-        w.u8(VERSION);
-        w.uvar(from);
-        w.uvar(self.sections.len() as u64);
-        for (to, s, n) in &self.sections {
-            w.uvar(*to);
-            w.uvar(*n);
-            w.uvar(s.len() as u64);
-        }
-        let mut out = w.into_bytes();
-        for (_, s, _) in self.sections.drain(..) {
-            out.extend_from_slice(s.as_bytes());
-        }
-        out
-    }
-}
-
-// ---------------------------------------------------------------- decoding
-
-type R<T> = Result<T, DecodeError>;
-
-fn bad<T>(what: &'static str, r: &Reader) -> R<T> {
-    Err(DecodeError { what, at: r.pos() })
-}
-
-fn string(r: &mut Reader) -> R<String> {
-    Ok(r.str()?.to_owned())
-}
-
-fn u32v(r: &mut Reader) -> R<u32> {
-    let v = r.uvar()?;
-    u32::try_from(v).or_else(|_| bad("number out of range", r))
-}
-
-fn read_error(r: &mut Reader) -> R<AmqpError> {
-    let code = match r.uvar()? {
-        312 => ReplyCode::NoRoute,
-        320 => ReplyCode::ConnectionForced,
-        403 => ReplyCode::AccessRefused,
-        404 => ReplyCode::NotFound,
-        405 => ReplyCode::ResourceLocked,
-        406 => ReplyCode::PreconditionFailed,
-        501 => ReplyCode::FrameError,
-        503 => ReplyCode::CommandInvalid,
-        504 => ReplyCode::ChannelError,
-        506 => ReplyCode::ResourceError,
-        530 => ReplyCode::NotAllowed,
-        541 => ReplyCode::InternalError,
-        _ => return bad("unknown reply code", r),
-    };
-    let message = string(r)?;
-    let mut id = || u16::try_from(r.uvar()?).or_else(|_| bad("method id out of range", r));
-    let method = (id()?, id()?);
-    Ok(AmqpError::new(code, message).in_method(method))
-}
-
-fn flags(r: &mut Reader, max: u8) -> R<u8> {
-    let f = r.u8()?;
-    if f > max {
-        return bad("unknown flag bits", r);
-    }
-    Ok(f)
-}
-
-fn read_consume(r: &mut Reader) -> R<Consume> {
-    Ok(Consume {
-        queue: string(r)?,
-        consumer_tag: string(r)?,
-        no_ack: r.bool()?,
-        exclusive: r.bool()?,
-        arguments: r.table()?,
-    })
-}
-
-fn read_command(r: &mut Reader) -> R<Command> {
-    let four =
-        |r: &mut Reader| -> R<(String, String, String, Table)> { Ok((string(r)?, string(r)?, string(r)?, r.table()?)) };
-    Ok(match r.u8()? {
-        0 => {
-            let name = string(r)?;
-            let f = flags(r, 15)?;
-            Command::DeclareQueue(QueueDeclare {
-                name,
-                passive: f & 1 != 0,
-                durable: f & 2 != 0,
-                exclusive: f & 4 != 0,
-                auto_delete: f & 8 != 0,
-                arguments: r.table()?,
-            })
-        }
-        1 => {
-            let name = string(r)?;
-            let f = flags(r, 3)?;
-            Command::DeleteQueue { name, if_unused: f & 1 != 0, if_empty: f & 2 != 0 }
-        }
-        2 => Command::PurgeQueue(string(r)?),
-        3 => {
-            let (queue, source, pattern, args) = four(r)?;
-            Command::BindQueue { queue, source, pattern, args }
-        }
-        4 => {
-            let (queue, source, pattern, args) = four(r)?;
-            Command::UnbindQueue { queue, source, pattern, args }
-        }
-        5 => {
-            let (name, kind) = (string(r)?, string(r)?);
-            let f = flags(r, 15)?;
-            Command::DeclareExchange(ExchangeDeclare {
-                name,
-                kind,
-                passive: f & 1 != 0,
-                durable: f & 2 != 0,
-                auto_delete: f & 4 != 0,
-                internal: f & 8 != 0,
-                arguments: r.table()?,
-            })
-        }
-        6 => Command::DeleteExchange { name: string(r)?, if_unused: r.bool()? },
-        7 => {
-            let (destination, source, pattern, args) = four(r)?;
-            Command::BindExchange { destination, source, pattern, args }
-        }
-        8 => {
-            let (destination, source, pattern, args) = four(r)?;
-            Command::UnbindExchange { destination, source, pattern, args }
-        }
-        9 => {
-            let mandatory = r.bool()?;
-            Command::Publish { mandatory, message: Box::new(r.message()?) }
-        }
-        10 => Command::Consume(read_consume(r)?),
-        11 => Command::Cancel(string(r)?),
-        12 => Command::Get { queue: string(r)?, no_ack: r.bool()? },
-        13 => Command::Ack { tag: r.uvar()?, multiple: r.bool()? },
-        14 => {
-            let tag = r.uvar()?;
-            let f = flags(r, 3)?;
-            Command::Nack { tag, multiple: f & 1 != 0, requeue: f & 2 != 0 }
-        }
-        15 => Command::Reject { tag: r.uvar()?, requeue: r.bool()? },
-        16 => Command::Prefetch { count: u32v(r)?, global: r.bool()? },
-        17 => Command::Recover,
-        18 => Command::Close,
-        _ => return bad("unknown command", r),
-    })
-}
-
-fn read_delivery(r: &mut Reader) -> R<WireDelivery> {
-    Ok(WireDelivery {
-        consumer_tag: r.opt_str()?.map(Into::into),
-        delivery_tag: r.uvar()?,
-        redelivered: r.bool()?,
-        delivery_count: u32v(r)?,
-        queue: r.str()?.into(),
-        seq: r.uvar()?,
-        message: Rc::new(r.message()?),
-    })
-}
-
-fn usize_v(r: &mut Reader) -> R<usize> {
-    let v = r.uvar()?;
-    usize::try_from(v).or_else(|_| bad("number out of range", r))
 }
 
 fn read_answer(r: &mut Reader) -> R<Answer> {
@@ -1067,6 +856,26 @@ fn read_answer(r: &mut Reader) -> R<Answer> {
     })
 }
 
+fn channel_state(w: &mut Writer, s: &ChannelState) {
+    w.uvar(s.next_delivery_tag);
+    w.opt_uvar(s.confirm_seq);
+    w.uvar(s.consumer_prefetch as u64);
+    w.uvar(s.channel_prefetch as u64);
+    w.uvar(s.consumers.len() as u64);
+    for c in &s.consumers {
+        consume(w, c);
+    }
+    w.uvar(s.in_flight.len() as u64);
+    for f in &s.in_flight {
+        in_flight(w, f);
+    }
+    w.uvar(s.settled.len() as u64);
+    for (f, ack) in &s.settled {
+        in_flight(w, f);
+        w.bool(*ack);
+    }
+}
+
 fn read_channel_state(r: &mut Reader) -> R<ChannelState> {
     let next_delivery_tag = r.uvar()?;
     let confirm_seq = r.opt_uvar()?;
@@ -1098,8 +907,148 @@ fn read_channel_state(r: &mut Reader) -> R<ChannelState> {
     })
 }
 
+fn in_flight(w: &mut Writer, f: &InFlight) {
+    w.str(&f.queue);
+    w.uvar(f.seq);
+    w.uvar(f.delivery_tag);
+    w.opt_str(f.consumer_tag.as_deref());
+}
+
 fn read_in_flight(r: &mut Reader) -> R<InFlight> {
     Ok(InFlight { queue: string(r)?, seq: r.uvar()?, delivery_tag: r.uvar()?, consumer_tag: r.opt_str()? })
+}
+
+/// Appends one frame.
+pub fn frame(w: &mut Writer, f: &Frame) {
+    match f {
+        Frame::Hello { label } => {
+            w.u8(0);
+            w.str(label);
+        }
+        Frame::OpenChannel { conn, chan, confirm } => {
+            w.u8(1);
+            w.uvar(*conn as u64);
+            w.uvar(*chan as u64);
+            w.bool(*confirm);
+        }
+        Frame::CloseConnection { conn } => {
+            w.u8(2);
+            w.uvar(*conn as u64);
+        }
+        Frame::Call { id, chan, cmd } => {
+            w.u8(3);
+            w.uvar(*id as u64);
+            w.uvar(*chan as u64);
+            command(w, cmd);
+        }
+        Frame::Stats { id } => {
+            w.u8(4);
+            w.uvar(*id as u64);
+        }
+        Frame::Flush { id } => {
+            w.u8(5);
+            w.uvar(*id as u64);
+        }
+        Frame::Peek { id, queue, count } => {
+            w.u8(11);
+            w.uvar(*id as u64);
+            w.str(queue);
+            w.uvar(*count as u64);
+        }
+        Frame::Resume { id, conn, chan, state } => {
+            w.u8(6);
+            w.uvar(*id as u64);
+            w.uvar(*conn as u64);
+            w.uvar(*chan as u64);
+            channel_state(w, state);
+        }
+        Frame::Restore { id, conn, commands } => {
+            w.u8(12);
+            w.uvar(*id as u64);
+            w.uvar(*conn as u64);
+            w.uvar(commands.len() as u64);
+            for c in commands {
+                command(w, c);
+            }
+        }
+        Frame::Resumed => w.u8(7),
+        Frame::QueueArguments { id, queue } => {
+            w.u8(13);
+            w.uvar(*id as u64);
+            w.str(queue);
+        }
+        Frame::DeclareBridge { id, config } => {
+            w.u8(14);
+            w.uvar(*id as u64);
+            write_config(w, config);
+        }
+        Frame::UndeclareBridge { name } => {
+            w.u8(15);
+            w.str(name);
+        }
+        Frame::BridgeStatus { config, status } => {
+            w.u8(16);
+            write_config(w, config);
+            write_status(w, status);
+        }
+        Frame::BridgeGone { name } => {
+            w.u8(17);
+            w.str(name);
+        }
+        Frame::Host { since } => {
+            w.u8(8);
+            w.uvar(*since);
+        }
+        Frame::Reply { id, result } => {
+            w.u8(9);
+            w.uvar(*id as u64);
+            match result {
+                Ok(a) => {
+                    w.u8(0);
+                    answer(w, a);
+                }
+                Err(e) => {
+                    w.u8(1);
+                    error(w, e);
+                }
+            }
+        }
+        Frame::Event { chan, event } => {
+            w.u8(10);
+            w.uvar(*chan as u64);
+            match event {
+                WireEvent::Deliver(d) => {
+                    w.u8(0);
+                    delivery(w, d);
+                }
+                WireEvent::Confirm { seq, error: e } => {
+                    w.u8(1);
+                    w.uvar(*seq);
+                    match e {
+                        None => w.u8(0),
+                        Some(e) => {
+                            w.u8(1);
+                            error(w, e);
+                        }
+                    }
+                }
+                WireEvent::Return { code, text, message } => {
+                    w.u8(2);
+                    w.uvar(*code as u64);
+                    w.str(text);
+                    w.message(message);
+                }
+                WireEvent::Cancelled(tag) => {
+                    w.u8(3);
+                    w.str(tag);
+                }
+                WireEvent::Closed(e) => {
+                    w.u8(4);
+                    error(w, e);
+                }
+            }
+        }
+    }
 }
 
 fn read_frame(r: &mut Reader) -> R<Frame> {
@@ -1163,6 +1112,59 @@ fn read_frame(r: &mut Reader) -> R<Frame> {
         }
         _ => return bad("unknown frame", r),
     })
+}
+
+// ---------------------------------------------------------------- posts
+
+/// Builds posts: `section(to)` starts the frames for one receiver, `frame` appends.
+#[derive(Default)]
+pub struct PostWriter {
+    /// Per receiver: its encoded frames and their count.
+    sections: Vec<(u64, Writer, u64)>,
+}
+
+impl PostWriter {
+    pub fn is_empty(&self) -> bool {
+        self.sections.is_empty()
+    }
+
+    /// Bytes of frames so far.
+    pub fn len(&self) -> usize {
+        self.sections.iter().map(|(_, w, _)| w.len()).sum()
+    }
+
+    pub fn push(&mut self, to: u64, f: &Frame) {
+        let i = match self.sections.iter().position(|(t, _, _)| *t == to) {
+            Some(i) => i,
+            None => {
+                self.sections.push((to, Writer::new(), 0));
+                self.sections.len() - 1
+            }
+        };
+        let (_, w, n) = &mut self.sections[i];
+        frame(w, f);
+        *n += 1;
+    }
+
+    /// The post's bytes; the writer is empty after. A directory (receiver, frame count,
+    /// length of each section) comes first, so that a receiver reads only its sections.
+    pub fn finish(&mut self, from: u64) -> Vec<u8> {
+        let mut w = Writer::with_capacity(16 + self.sections.iter().map(|(_, s, _)| s.len() + 12).sum::<usize>());
+        w.u8(MAGIC);
+        w.u8(VERSION);
+        w.uvar(from);
+        w.uvar(self.sections.len() as u64);
+        for (to, s, n) in &self.sections {
+            w.uvar(*to);
+            w.uvar(*n);
+            w.uvar(s.len() as u64);
+        }
+        let mut out = w.into_bytes();
+        for (_, s, _) in self.sections.drain(..) {
+            out.extend_from_slice(s.as_bytes());
+        }
+        out
+    }
 }
 
 /// A post's header: who sent it, and where the sections for one receiver are.

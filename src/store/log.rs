@@ -34,8 +34,8 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use super::codec::{DecodeError, Reader, Writer};
 use super::range_set::RangeSet;
+use crate::codec::{DecodeError, Reader, Writer};
 use crate::core::fxhash::FxMap;
 use crate::core::sort;
 use crate::core::{Broker, Message, StoreDestination, StoreOp, StoredMessage, Table};

@@ -1,9 +1,8 @@
-//! Durable state: the stored layout and its bookkeeping ([`log`], sans-IO, tested
-//! natively), the record codec, and the backends: memory here, IndexedDB in browsers
+//! Durable state: the stored layout, its records and its bookkeeping ([`log`], sans-IO,
+//! tested natively, the records built from [`crate::codec`]), and the backends: memory here, IndexedDB in browsers
 //! and workers (`indexeddb`, wasm32 only), and a storage object the app hands in
 //! (`adapter`, wasm32 only).
 
-pub mod codec;
 pub mod log;
 pub mod memory;
 pub mod range_set;

@@ -4,8 +4,8 @@ use js_sys::{Array, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
+use crate::codec::MAX_DEPTH;
 use crate::core::{AmqpError, Consume, ExchangeDeclare, FieldValue, Message, Properties, QueueDeclare, Table};
-use crate::store::codec::MAX_DEPTH;
 
 pub type Result<T> = std::result::Result<T, AmqpError>;
 

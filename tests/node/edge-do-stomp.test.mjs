@@ -190,7 +190,7 @@ test('edge DO stomp: receipted messages survive SIGKILL of workerd; unacked ones
   assert.deepEqual([...names].sort(), bodies.filter((x) => !acked.includes(x)).sort());
   // Each delivered but not acked comes back flagged. (So may a few never delivered: the broker
   // flags what is under the delivery horizon it stored ahead of its deliveries, as RabbitMQ's
-  // redelivered means "may have been delivered before": src/core/broker.rs, BrokerConfig.)
+  // redelivered means "may have been delivered before": src/core/broker/mod.rs, BrokerConfig.)
   for (const m of again.filter((x) => held.includes(x.body))) assert.equal(m.headers.redelivered, 'true', m.body);
   const flagged = again.filter((m) => m.headers.redelivered === 'true').length;
   t.diagnostic(`after SIGKILL: ${names.length} delivered, ${flagged} flagged redelivered (${held.length} were held unacked)`);

@@ -1,9 +1,12 @@
-//! What the management view reads: exchanges, bindings, and each connection's load.
-//! Read-only; nothing here changes the broker.
+//! What the management view and the host read: a queue's state, exchanges, bindings, each
+//! connection's load, names, and peeks at ready messages. Read-only; nothing here changes
+//! the broker.
 
 use std::rc::Rc;
 
-use super::{Broker, ConnId, Destination};
+use super::{Broker, ChannelRef, ConnId, Destination, QueueId};
+use crate::core::message::Message;
+use crate::core::queue::QueueCounters;
 use crate::core::sort;
 use crate::core::value::Table;
 
@@ -34,6 +37,26 @@ pub struct ConnectionInfo {
     pub channels: usize,
     pub consumers: usize,
     pub unacked: usize,
+}
+
+/// A queue's state, for stats and tests.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueueInfo {
+    pub name: Rc<str>,
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+    pub arguments: Table,
+    /// The most ready messages it takes: its `x-max-length`, else `limits.maxQueueLength`.
+    pub effective_max_length: Option<u64>,
+    pub ready: usize,
+    pub ready_bytes: usize,
+    /// Ready messages whose bodies are paged out to the store.
+    pub paged: usize,
+    pub delayed: usize,
+    pub unacked: usize,
+    pub consumers: usize,
+    pub counters: QueueCounters,
 }
 
 impl Broker {
@@ -99,6 +122,59 @@ impl Broker {
             }
         }
         Some(info)
+    }
+
+    pub fn queue_info(&self, name: &str) -> Option<QueueInfo> {
+        let q = &self.queues[self.queue_ids.get(name)?];
+        Some(QueueInfo {
+            name: q.name.clone(),
+            durable: q.durable,
+            exclusive: q.exclusive_owner.is_some(),
+            auto_delete: q.auto_delete,
+            arguments: q.raw_args.clone(),
+            effective_max_length: q.effective_max_length(self.limits.max_queue_length),
+            ready: q.ready.len(),
+            ready_bytes: q.ready.bytes(),
+            paged: q.paged,
+            delayed: q.delayed.len(),
+            unacked: q.unacked,
+            consumers: q.consumers.len(),
+            counters: q.counters,
+        })
+    }
+
+    /// The name of a queue by id.
+    pub fn queue_name(&self, id: QueueId) -> Option<Rc<str>> {
+        self.queues.get(&id).map(|q| q.name.clone())
+    }
+
+    /// Names of every queue, sorted.
+    pub fn queue_names(&self) -> Vec<Rc<str>> {
+        let mut v: Vec<Rc<str>> = self.queue_ids.keys().cloned().collect();
+        sort::sort(&mut v);
+        v
+    }
+
+    pub fn has_exchange(&self, name: &str) -> bool {
+        self.exchange_ids.contains_key(name)
+    }
+
+    pub fn has_channel(&self, ch: ChannelRef) -> bool {
+        self.channels.contains_key(&ch)
+    }
+
+    /// Unacked deliveries of a channel, or `None` when it is closed.
+    pub fn channel_unacked(&self, ch: ChannelRef) -> Option<usize> {
+        self.channels.get(&ch).map(|c| c.unacked.len())
+    }
+
+    /// Ready messages of a queue, in delivery order, without consuming them (the
+    /// console's peek).
+    pub fn peek(&self, queue: &str, max: usize) -> Vec<Rc<Message>> {
+        self.queue_ids
+            .get(queue)
+            .map(|id| self.queues[id].ready.iter().take(max).filter_map(|e| e.message.clone()).collect())
+            .unwrap_or_default()
     }
 }
 

@@ -1,5 +1,8 @@
-//! A compact, deterministic binary codec for the records tabbit keeps in IndexedDB
-//! (stored as `Uint8Array`s).
+//! A compact, deterministic binary codec: the primitives of the records tabbit stores
+//! (`crate::store`, kept as `Uint8Array`s) and of the posts between contexts
+//! (`crate::mesh::frame`); each of those keeps its own encodings, built from these. This
+//! file holds the scalars, [`Writer`] and [`Reader`]; `value.rs` the field values and
+//! tables, `message.rs` the messages, each with its encoder beside its decoder.
 //!
 //! The format, all integers little endian:
 //!
@@ -22,46 +25,21 @@
 //! an error before anything is allocated, as are nesting deeper than [`MAX_DEPTH`],
 //! non-minimal or overlong varints, booleans other than 0/1, duplicate or unsorted table
 //! keys, unknown tags and unknown property bits.
+//!
+//! [`FieldValue`]: crate::core::FieldValue
+//! [`Table`]: crate::core::Table
+//! [`Message`]: crate::core::Message
 
-use crate::core::{FieldValue, Message, Properties, Table};
 use std::fmt;
+
+mod message;
+mod value;
+pub use message::prop;
+pub use value::tag;
 
 /// The deepest nesting of arrays and tables a record may have; a top-level table or array
 /// is level 1. The [`Writer`] does not check it (it cannot fail): validate on input.
 pub const MAX_DEPTH: u32 = 64;
-
-/// The one-byte tags of [`FieldValue`] variants.
-pub mod tag {
-    pub const VOID: u8 = 0;
-    pub const BOOL: u8 = 1;
-    pub const INT: u8 = 2;
-    pub const FLOAT: u8 = 3;
-    pub const STR: u8 = 4;
-    pub const BYTES: u8 = 5;
-    pub const TIMESTAMP: u8 = 6;
-    pub const ARRAY: u8 = 7;
-    pub const TABLE: u8 = 8;
-}
-
-/// The bits of a message's property presence mask, commonest first so that typical
-/// messages need a one-byte mask.
-pub mod prop {
-    pub const PERSISTENT: u16 = 1 << 0;
-    pub const CONTENT_TYPE: u16 = 1 << 1;
-    pub const HEADERS: u16 = 1 << 2;
-    pub const PRIORITY: u16 = 1 << 3;
-    pub const CORRELATION_ID: u16 = 1 << 4;
-    pub const REPLY_TO: u16 = 1 << 5;
-    pub const MESSAGE_ID: u16 = 1 << 6;
-    pub const TIMESTAMP: u16 = 1 << 7;
-    pub const EXPIRATION: u16 = 1 << 8;
-    pub const CONTENT_ENCODING: u16 = 1 << 9;
-    pub const KIND: u16 = 1 << 10;
-    pub const USER_ID: u16 = 1 << 11;
-    pub const APP_ID: u16 = 1 << 12;
-    /// Every defined bit; any other bit makes a record corrupt.
-    pub const ALL: u16 = (1 << 13) - 1;
-}
 
 /// Why a record could not be decoded: what failed, and the byte offset where the item that
 /// failed starts.
@@ -150,102 +128,6 @@ impl Writer {
                 self.uvar(v);
             }
         }
-    }
-
-    /// The entry count, then the entries in key order.
-    pub fn table(&mut self, t: &Table) {
-        self.uvar(t.len() as u64);
-        for (k, v) in t {
-            self.str(k);
-            self.value(v);
-        }
-    }
-
-    pub fn value(&mut self, v: &FieldValue) {
-        match v {
-            FieldValue::Void => self.u8(tag::VOID),
-            FieldValue::Bool(b) => {
-                self.u8(tag::BOOL);
-                self.bool(*b);
-            }
-            FieldValue::Int(i) => {
-                self.u8(tag::INT);
-                self.ivar(*i);
-            }
-            FieldValue::Float(f) => {
-                self.u8(tag::FLOAT);
-                self.f64(*f);
-            }
-            FieldValue::Str(s) => {
-                self.u8(tag::STR);
-                self.str(s);
-            }
-            FieldValue::Bytes(b) => {
-                self.u8(tag::BYTES);
-                self.bytes(b);
-            }
-            FieldValue::Timestamp(t) => {
-                self.u8(tag::TIMESTAMP);
-                self.uvar(*t);
-            }
-            FieldValue::Array(a) => {
-                self.u8(tag::ARRAY);
-                self.uvar(a.len() as u64);
-                for x in a {
-                    self.value(x);
-                }
-            }
-            FieldValue::Table(t) => {
-                self.u8(tag::TABLE);
-                self.table(t);
-            }
-        }
-    }
-
-    /// The property mask, exchange, routing key, the present properties, the body.
-    pub fn message(&mut self, m: &Message) {
-        let p = &m.properties;
-        let mut mask = 0u16;
-        let mut set = |bit: u16, present: bool| {
-            if present {
-                mask |= bit;
-            }
-        };
-        set(prop::PERSISTENT, p.persistent);
-        set(prop::CONTENT_TYPE, p.content_type.is_some());
-        set(prop::HEADERS, !p.headers.is_empty());
-        set(prop::PRIORITY, p.priority.is_some());
-        set(prop::CORRELATION_ID, p.correlation_id.is_some());
-        set(prop::REPLY_TO, p.reply_to.is_some());
-        set(prop::MESSAGE_ID, p.message_id.is_some());
-        set(prop::TIMESTAMP, p.timestamp.is_some());
-        set(prop::EXPIRATION, p.expiration.is_some());
-        set(prop::CONTENT_ENCODING, p.content_encoding.is_some());
-        set(prop::KIND, p.kind.is_some());
-        set(prop::USER_ID, p.user_id.is_some());
-        set(prop::APP_ID, p.app_id.is_some());
-        self.uvar(mask as u64);
-        self.str(&m.exchange);
-        self.str(&m.routing_key);
-        if let Some(s) = &p.content_type {
-            self.str(s);
-        }
-        if !p.headers.is_empty() {
-            self.table(&p.headers);
-        }
-        if let Some(v) = p.priority {
-            self.u8(v);
-        }
-        for s in [&p.correlation_id, &p.reply_to, &p.message_id].into_iter().flatten() {
-            self.str(s);
-        }
-        if let Some(t) = p.timestamp {
-            self.uvar(t);
-        }
-        for s in [&p.expiration, &p.content_encoding, &p.kind, &p.user_id, &p.app_id].into_iter().flatten() {
-            self.str(s);
-        }
-        self.bytes(&m.body);
     }
 
     pub fn len(&self) -> usize {
@@ -385,16 +267,6 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A table. Keys must be strictly ascending, as the writer emits them: a duplicate key
-    /// (or an unsorted one) is rejected rather than silently keeping one of the values.
-    pub fn table(&mut self) -> Result<Table, DecodeError> {
-        self.table_at(1)
-    }
-
-    pub fn value(&mut self) -> Result<FieldValue, DecodeError> {
-        self.value_at(1)
-    }
-
     /// A count of items each at least `min` bytes long, checked against the input left.
     pub fn count(&mut self, min: u64) -> Result<usize, DecodeError> {
         let at = self.pos;
@@ -403,113 +275,6 @@ impl<'a> Reader<'a> {
             return self.err("count exceeds record", at);
         }
         Ok(n as usize)
-    }
-
-    fn table_at(&mut self, level: u32) -> Result<Table, DecodeError> {
-        if level > MAX_DEPTH {
-            return self.err("nesting too deep", self.pos);
-        }
-        // Each entry takes at least 2 bytes: an empty key and a tag.
-        let n = self.count(2)?;
-        let mut t = Table::with_capacity(n);
-        let mut last: Option<&str> = None;
-        for _ in 0..n {
-            let at = self.pos;
-            let k = self.str()?;
-            if last.is_some_and(|l| l >= k) {
-                return self.err("duplicate or unsorted table key", at);
-            }
-            last = Some(k);
-            let v = self.value_at(level + 1)?;
-            t.insert(k.to_owned(), v);
-        }
-        Ok(t)
-    }
-
-    fn value_at(&mut self, level: u32) -> Result<FieldValue, DecodeError> {
-        let at = self.pos;
-        Ok(match self.u8()? {
-            tag::VOID => FieldValue::Void,
-            tag::BOOL => FieldValue::Bool(self.bool()?),
-            tag::INT => FieldValue::Int(self.ivar()?),
-            tag::FLOAT => FieldValue::Float(self.f64()?),
-            tag::STR => FieldValue::Str(self.str()?.to_owned()),
-            tag::BYTES => FieldValue::Bytes(self.bytes()?.to_vec()),
-            tag::TIMESTAMP => FieldValue::Timestamp(self.uvar()?),
-            tag::ARRAY => {
-                if level > MAX_DEPTH {
-                    return self.err("nesting too deep", at);
-                }
-                let n = self.count(1)?;
-                let mut a = Vec::with_capacity(n);
-                for _ in 0..n {
-                    a.push(self.value_at(level + 1)?);
-                }
-                FieldValue::Array(a)
-            }
-            tag::TABLE => FieldValue::Table(self.table_at(level)?),
-            _ => return self.err("unknown value tag", at),
-        })
-    }
-
-    fn string(&mut self) -> Result<String, DecodeError> {
-        Ok(self.str()?.to_owned())
-    }
-
-    /// A message as [`Writer::message`] wrote it.
-    pub fn message(&mut self) -> Result<Message, DecodeError> {
-        let at = self.pos;
-        let m = self.uvar()?;
-        if m > prop::ALL as u64 {
-            return self.err("unknown property bits", at);
-        }
-        let mask = m as u16;
-        let has = |bit: u16| mask & bit != 0;
-        let exchange = self.string()?;
-        let routing_key = self.string()?;
-        let mut p = Properties { persistent: has(prop::PERSISTENT), ..Properties::default() };
-        if has(prop::CONTENT_TYPE) {
-            p.content_type = Some(self.string()?);
-        }
-        if has(prop::HEADERS) {
-            let at = self.pos;
-            p.headers = self.table_at(1)?;
-            if p.headers.is_empty() {
-                return self.err("empty headers marked present", at);
-            }
-        }
-        if has(prop::PRIORITY) {
-            p.priority = Some(self.u8()?);
-        }
-        if has(prop::CORRELATION_ID) {
-            p.correlation_id = Some(self.string()?);
-        }
-        if has(prop::REPLY_TO) {
-            p.reply_to = Some(self.string()?);
-        }
-        if has(prop::MESSAGE_ID) {
-            p.message_id = Some(self.string()?);
-        }
-        if has(prop::TIMESTAMP) {
-            p.timestamp = Some(self.uvar()?);
-        }
-        if has(prop::EXPIRATION) {
-            p.expiration = Some(self.string()?);
-        }
-        if has(prop::CONTENT_ENCODING) {
-            p.content_encoding = Some(self.string()?);
-        }
-        if has(prop::KIND) {
-            p.kind = Some(self.string()?);
-        }
-        if has(prop::USER_ID) {
-            p.user_id = Some(self.string()?);
-        }
-        if has(prop::APP_ID) {
-            p.app_id = Some(self.string()?);
-        }
-        let body = self.bytes()?.to_vec();
-        Ok(Message { exchange, routing_key, properties: p, body })
     }
 
     pub fn is_at_end(&self) -> bool {
@@ -534,6 +299,7 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
     use crate::core::value::same_table;
+    use crate::core::{FieldValue, Message, Properties, Table};
 
     fn enc_value(v: &FieldValue) -> Vec<u8> {
         let mut w = Writer::new();
@@ -930,6 +696,7 @@ mod tests {
 mod proptests {
     use super::*;
     use crate::core::value::same_table;
+    use crate::core::{FieldValue, Message, Properties, Table};
     use proptest::collection::{btree_map, vec};
     use proptest::option;
     use proptest::prelude::*;
