@@ -5,6 +5,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use crate::codec::MAX_DEPTH;
+use crate::core::map::Map;
 use crate::core::{AmqpError, Consume, ExchangeDeclare, FieldValue, Message, Properties, QueueDeclare, Table};
 
 pub type Result<T> = std::result::Result<T, AmqpError>;
@@ -13,9 +14,26 @@ fn bad(what: &str, expected: &str) -> AmqpError {
     AmqpError::precondition(format!("{what}: expected {expected}"))
 }
 
-/// A property name as a JS string, converted once per name (`intern`).
+thread_local! {
+    /// Property names already made JS strings, by name.
+    static NAMES: std::cell::RefCell<Map<Box<str>, JsValue>> = Default::default();
+}
+
+/// A property name as a JS string, converted once per name: property names cross into JS
+/// once, not on every get and publish (decoding them was ~20% of publish and get time,
+/// scripts/bench). The keys are the binding's own names (and `limits` names, checked against
+/// a fixed list first), so the cache stays small. It is ours rather than wasm-bindgen's
+/// `enable-interning`, whose std `HashMap` brings hashbrown, SipHash and a random seed
+/// (~3 KB of wasm) and makes every other string sent to JS look itself up first.
 fn name(key: &str) -> JsValue {
-    JsValue::from_str(wasm_bindgen::intern(key))
+    NAMES.with(|names| {
+        if let Some(v) = names.borrow().get(key) {
+            return v.clone();
+        }
+        let v = JsValue::from_str(key);
+        names.borrow_mut().insert(key.into(), v.clone());
+        v
+    })
 }
 
 pub fn get(obj: &JsValue, key: &str) -> JsValue {
