@@ -188,22 +188,24 @@ pub fn routing_key(destination: &str) -> &str {
 /// destination kinds with a name. The error says what to write instead.
 pub fn check_destination(d: &str, subscribe: bool) -> Result<(), String> {
     let kinds = ["/queue/", "/amq/queue/", "/topic/", "/exchange/"];
-    let Some(kind) = kinds.iter().find(|k| d.starts_with(**k)) else {
+    let Some((kind, rest)) = kinds.iter().find_map(|k| Some((*k, d.strip_prefix(*k)?))) else {
         return Err(format!(
             "'{d}' is not a RabbitMQ STOMP destination: use /amq/queue/<queue> (a queue that exists), \
              /queue/<queue> (declared durable if missing), /exchange/<exchange>[/<routing key>] or /topic/<routing key>"
         ));
     };
-    let rest = &d[kind.len()..];
     if rest.is_empty() || rest.starts_with('/') {
         return Err(format!("'{d}' names no {}: write {kind}<name>", kind.trim_matches('/')));
     }
-    if subscribe && *kind == "/exchange/" && !rest.contains('/') {
+    if subscribe && kind == "/exchange/" && !rest.contains('/') {
         // RabbitMQ binds with an empty key then, which a topic exchange matches only for ''.
         return Ok(());
     }
     if d.len() > 255 * 2 + 16 {
-        return Err(format!("destination '{}…' is too long", &d[..32.min(d.len())]));
+        // Its first 32 bytes or fewer, cut at a character (slicing at byte 32 would panic
+        // inside a character).
+        let cut = (0..=32).rev().find(|&n| d.is_char_boundary(n)).unwrap_or(0);
+        return Err(format!("destination '{}…' is too long", d.get(..cut).unwrap_or_default()));
     }
     Ok(())
 }
@@ -306,5 +308,16 @@ content-type:text/plain\ncontent-length:12\n\nHello World!\0\n";
             let e = check_destination(bad, false).unwrap_err();
             assert!(e.contains(bad), "{e}");
         }
+    }
+
+    #[test]
+    fn a_long_destination_is_quoted_up_to_a_character() {
+        // Byte 32 falls inside the first 'é' (bytes 31 and 32).
+        let d = format!("/queue/{}{}", "a".repeat(24), "é".repeat(300));
+        let e = check_destination(&d, false).unwrap_err();
+        assert_eq!(e, format!("destination '/queue/{}…' is too long", "a".repeat(24)));
+        let d = format!("/queue/{}", "a".repeat(600));
+        let e = check_destination(&d, false).unwrap_err();
+        assert_eq!(e, format!("destination '/queue/{}…' is too long", "a".repeat(25)));
     }
 }

@@ -1054,7 +1054,9 @@ impl StompSession {
         // `T_<subscription>@@<session>@@<delivery tag>`, as RabbitMQ writes message ids.
         // (Read with prefixes and suffixes: a search for "@@" would cost the wasm a substring
         // searcher.)
-        let (head, tag) = value.split_at(value.len() - value.bytes().rev().take_while(u8::is_ascii_digit).count());
+        // (`split_at_checked`: ASCII digits end at a character boundary, and it cannot panic.)
+        let digits = value.bytes().rev().take_while(u8::is_ascii_digit).count();
+        let (head, tag) = value.split_at_checked(value.len() - digits).unwrap_or((value, ""));
         let of = |id: &str| {
             head.strip_suffix("@@")
                 .and_then(|h| h.strip_suffix(id))
