@@ -1,12 +1,14 @@
 // A/B of package builds in one headless Chromium, rounds interleaved (the variants' order rotates
 // each round), for figures of several builds taken in the same minutes of a noisy machine:
-//   node bench/ab.mjs [--reps 7] [--n 20000] [--kb] [--no-mesh] [--no-single] dir...
+//   node bench/ab.mjs [--reps 7] [--n 20000] [--kb] [--no-mesh] [--no-single] [--bystander] dir...
 // Each dir is a package under target/ab/ (scripts/build-pkg, then `cp -a pkg target/ab/NAME`).
 // Rows, as scripts/bench's (bench/workloads.js, bench/mesh-workloads.js): (a) IndexedDB baseline,
 // (b) publish + confirms, (c) get + ack + flush, (g) BroadcastChannel P → C, (h') P = H → C and
 // (h) P → H → C; ratios per round to that round's baseline; "µs" rows: CPU time of the tab's main
 // thread per message (CDP Performance ThreadTime: robust to other processes' load, unlike rates);
 // "÷" rows: each round's rate over the first variant's in the same round. Median [min–max].
+// --bystander: a fourth tab L joins the broker during (h) and does nothing: "h L µs" is what a tab
+// pays per message for the posts between other tabs that BroadcastChannel hands it too.
 import { BLANK, launchBrowser, openPage, removeDir, startServer, tempDir } from '../tests/node/browser.mjs';
 
 const args = process.argv.slice(2);
@@ -42,7 +44,7 @@ const push = (v, r, x) => (((res[v] ??= {})[r] ??= []).push(x));
 const tabs = {};
 for (const v of variants) {
   tabs[v] = { main: await page(v, '/bench/workloads.js') };
-  if (!flag('--no-mesh')) for (const t of ['H', 'P', 'C']) tabs[v][t] = await page(v, '/bench/mesh-workloads.js');
+  if (!flag('--no-mesh')) for (const t of ['H', 'P', 'C', ...(flag('--bystander') ? ['L'] : [])]) tabs[v][t] = await page(v, '/bench/mesh-workloads.js');
 }
 let brokers = 0;
 async function crossTab(from, to, opts) {
@@ -57,7 +59,7 @@ try {
     const order = variants.map((_, i) => variants[(i + r) % variants.length]);
     process.stderr.write(`round ${r + 1}/${reps}: ${order.join(' ')}\n`);
     for (const v of order) {
-      const { main, H, P, C } = tabs[v];
+      const { main, H, P, C, L } = tabs[v];
       if (!flag('--no-single')) {
         const a = rate((await main.run('idbWrite', { n, size })).ms);
         let t0 = await main.cpu();
@@ -78,8 +80,9 @@ try {
         await H.run('join', { name });
         await P.run('join', { name });
         await C.run('join', { name });
+        await L?.run('join', { name });
         const h = { via: 'tabbit', queue: 't', n, size, window: 1000, every: 500, key: name };
-        const cpus = async () => Promise.all([H.cpu(), P.cpu(), C.cpu()]);
+        const cpus = async () => Promise.all([H.cpu(), P.cpu(), C.cpu(), L?.cpu() ?? 0]);
         let c0 = await cpus();
         const hh = rate(await crossTab(H, C, h));
         let c1 = await cpus();
@@ -90,6 +93,8 @@ try {
         push(v, 'h H µs', ((c0[0] - c1[0]) * 1e6) / n);
         push(v, 'h P µs', ((c0[1] - c1[1]) * 1e6) / n);
         push(v, 'h C µs', ((c0[2] - c1[2]) * 1e6) / n);
+        if (L) push(v, 'h L µs', ((c0[3] - c1[3]) * 1e6) / n);
+        await L?.run('leave');
         await C.run('leave');
         await P.run('leave');
         await H.run('leave', { drop: true });
