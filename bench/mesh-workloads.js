@@ -1,8 +1,8 @@
 // The in-page workloads of the cross-tab rows (g)–(n) of scripts/bench. Every tab of a test loads
 // this module (it re-exports load() of bench/workloads.js); bench/run.mjs starts each tab's part in
 // turn: the receiving tabs listen, the sending tab sends and answers when it is done, then the
-// receiving tabs answer what they got. `via` is 'bc' (a raw BroadcastChannel named `key`),
-// 'broadcast-channel' (the npm package of that name, the peer, with its `method` 'native' or 'idb',
+// receiving tabs answer what they got. `via` is 'bc' (a raw BroadcastChannel named `key`), 'port'
+// (a raw MessagePort between two tabs, from pair({ key })), 'broadcast-channel' (the npm package of that name, the peer, with its `method` 'native' or 'idb',
 // on channel `key`) or 'tabbit' (queue `queue` of the broker this tab joined, or with `exchange`
 // a queue of its own bound to that exchange; `key` is then the broker's name).
 //
@@ -33,6 +33,7 @@ const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 const progressChannel = (key) => new BroadcastChannel(`bench:${key}:progress`);
 
 let mesh = null; // {name, conn, plain, confirm} of join()
+const ports = new Map(); // key -> this tab's end of the MessageChannel pair() got
 let pending = null; // what received() answers
 
 let peerModule = null;
@@ -50,6 +51,23 @@ async function peerChannel(key, method) {
   const bc = new (await peer())(key, { type: method });
   if (bc.type !== method) throw new Error(`broadcast-channel chose method '${bc.type}', not '${method}'`);
   return bc;
+}
+
+/**
+ * Gets this tab's end of a MessageChannel to the other tab that calls pair() with the same `key`,
+ * from the SharedWorker bench/port-switchboard.js (for listen() and send() with via 'port').
+ */
+export function pair({ key }) {
+  const worker = new SharedWorker('/bench/port-switchboard.js', { name: 'bench-switchboard' });
+  return new Promise((ok) => {
+    worker.port.onmessage = ({ data, ports: [port] }) => {
+      if (data !== 'paired') return;
+      ports.set(key, port);
+      worker.port.close();
+      ok(true);
+    };
+    worker.port.postMessage({ key });
+  });
 }
 
 /** Connects to broker `name` with a plain and a confirm channel for send(). */
@@ -117,6 +135,12 @@ export async function listen({ via, key, method, queue, durable = false, exchang
     pending = r.done.finally(() => bc.close());
     return;
   }
+  if (via === 'port') {
+    const port = ports.get(key);
+    port.onmessage = ({ data }) => (Array.isArray(data) ? r.take(data[0], data.length) : r.take(data));
+    pending = r.done.finally(() => port.close());
+    return;
+  }
   if (via === 'broadcast-channel') {
     const bc = await peerChannel(key, method);
     bc.onmessage = (body) => r.take(body);
@@ -150,7 +174,7 @@ export async function listen({ via, key, method, queue, durable = false, exchang
  * confirm channel. `gap`: ms to wait before each message after the first. → {t0, t1}, t1 when
  * everything was sent (and confirmed, or for 'broadcast-channel' handed on: written, for 'idb').
  */
-export async function send({ via, key, method, queue, durable = false, exchange = '', type, keys = [queue ?? ''], n, size, perPost = 1, persistent = false, window = Infinity, confirmWindow = Infinity, receivers = 1, gap = 0, stamps = false }) {
+export async function send({ via, key, method, transfer = false, queue, durable = false, exchange = '', type, keys = [queue ?? ''], n, size, perPost = 1, persistent = false, window = Infinity, confirmWindow = Infinity, receivers = 1, gap = 0, stamps = false }) {
   if (via === 'tabbit' && exchange) await mesh.plain.assertExchange(exchange, type, { durable });
   else if (via === 'tabbit') await mesh.plain.assertQueue(queue, { durable });
   let seen = 0; // messages the slowest receiver reported
@@ -178,6 +202,16 @@ export async function send({ via, key, method, queue, durable = false, exchange 
     flush = () => {
       if (batch.length) bc.postMessage(batch);
       bc.close(); // what was posted is on its way
+    };
+  } else if (via === 'port') {
+    // Cloned as BroadcastChannel's are; with `transfer`, each post's bytes copied into buffers of
+    // their own and transferred, as a sender that builds a post and gives it away would.
+    const port = ports.get(key);
+    const batch = [];
+    const give = (bodies) => port.postMessage(bodies.length === 1 ? bodies[0] : bodies, transfer ? bodies.map((b) => b.buffer) : []);
+    post = (body) => batch.push(transfer ? body.slice() : body) === perPost && (give(batch), (batch.length = 0));
+    flush = () => {
+      if (batch.length) give(batch);
     };
   } else if (via === 'broadcast-channel') {
     const bc = await peerChannel(key, method);

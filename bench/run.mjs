@@ -12,6 +12,9 @@
 // tab that joined the broker first and hosts it; P and C are clients unless said otherwise):
 //   (g)  raw BroadcastChannel P → C, one message per postMessage (the baseline across tabs);
 //   (g') the same with 100 messages per postMessage;
+//   (g-port), (g-port') the same over a MessagePort between P and C (the two ends of a
+//        MessageChannel a SharedWorker hands out, bench/port-switchboard.js), cloned as (g)'s:
+//        a point-to-point transport's baseline;
 //   (h)  tabbit transient P → H → C: plain channel, at most 1,000 messages sent and not yet
 //        received (C reports its count every 500 on a BroadcastChannel of its own), C acks each;
 //        and again with a window of 5,000 (the round trip P → H → C → P bounds the first);
@@ -232,6 +235,8 @@ const topic = (() => {
 const meshRuns = (size, n) => ({
   g: { via: 'bc', n, size }, // no flow control
   gBatch: { via: 'bc', n, size, perPost: 100 },
+  gPort: { via: 'port', n, size },
+  gPortBatch: { via: 'port', n, size, perPost: 100 },
   h: { via: 'tabbit', queue: 't', n, size, window: config.window, every: config.window / 2 },
   // The same with 5× the window: (h) is bound by window ÷ round trip (P → H → C → P).
   hWide: { via: 'tabbit', queue: 't', n, size, window: 5 * config.window, every: (5 * config.window) / 2 },
@@ -356,12 +361,20 @@ try {
     [100, config.n, ''],
     [1024, config.nKb, ', 1 KB'],
   ]) {
-    const s = { g: [], gBatch: [], l: [], m: [], h: [], hWide: [], hHost: [], i: [] };
+    const s = { g: [], gBatch: [], gPort: [], gPortBatch: [], l: [], m: [], h: [], hWide: [], hHost: [], i: [] };
     const runs = meshRuns(size, n);
     for (let r = 0; r < config.reps; r++) {
       log(`across tabs, ${size} B messages, round ${r + 1}/${config.reps}`);
       s.g.push(rate(n, (await crossTab(P, C, { ...runs.g, key: meshName('bc') })).ms));
       s.gBatch.push(rate(n, (await crossTab(P, C, { ...runs.gBatch, key: meshName('bc') })).ms));
+      for (const [samples, opts] of [
+        [s.gPort, runs.gPort],
+        [s.gPortBatch, runs.gPortBatch],
+      ]) {
+        const key = meshName('port');
+        await Promise.all([P.run('pair', { key }), C.run('pair', { key })]);
+        samples.push(rate(n, (await crossTab(P, C, { ...opts, key })).ms));
+      }
       s.l.push(rate(n, (await crossTab(P, C, { ...runs.l, key: meshName('peer') })).ms));
       s.m.push(rate(runs.m.n, (await crossTab(P, C, { ...runs.m, key: meshName('peer') })).ms));
       const b = await joinBroker(H, P, C);
@@ -398,6 +411,8 @@ try {
     const goal = (times, base) => (tag ? {} : { goal: `≥ ${times}× (${base})`, pass: (r) => r.ratio >= times });
     row(`g${k}`, `(g)  BroadcastChannel P → C, 1 msg/post${tag}`, 'msg/s', s.g, { ratio: 1, base: 'g' });
     vs(row(`g-batch${k}`, `(g') BroadcastChannel P → C, 100 msgs/post${tag}`, 'msg/s', s.gBatch), `g${k}`);
+    vs(row(`g-port${k}`, `(g-port) MessagePort P → C, 1 msg/post${tag}`, 'msg/s', s.gPort), `g${k}`);
+    vs(row(`g-port-batch${k}`, `(g-port') MessagePort P → C, 100 msgs/post${tag}`, 'msg/s', s.gPortBatch), `g${k}`);
     const h = vs(row(`h${k}`, `(h)  tabbit transient P → H → C, window ${config.window}${tag}`, 'msg/s', s.h, goal(4, 'g')), `g${k}`);
     vs(row(`h-wide${k}`, `(h) with window ${5 * config.window}${tag}`, 'msg/s', s.hWide), `g${k}`);
     vs(row(`h-host${k}`, `(h') tabbit transient P = H → C, window ${config.window}${tag}`, 'msg/s', s.hHost, goal(4, 'g')), `g${k}`);
