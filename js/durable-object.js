@@ -297,6 +297,19 @@ export class TabbitBroker extends DurableObject {
   }
 
   /**
+   * As #call, answering once what `f` changed is stored (conn.flush()): the storage adapter
+   * writes a turn's batch a macrotask later (js/storage/durable-object.js, "Group commit"), so
+   * the output gate alone no longer holds the answer until the commit.
+   */
+  #stored(f) {
+    return this.#call(async () => {
+      const out = await f();
+      await this.#conn.flush();
+      return out;
+    });
+  }
+
+  /**
    * Sets the object's alarm to the broker's next wake-up if that changed, and follows it with a
    * timer while the object is in memory (a deadline the broker's own timer brings, such as a
    * dead-lettered message's TTL in its new queue, moves the alarm too).
@@ -417,7 +430,7 @@ export class TabbitBroker extends DurableObject {
 
   /** amqplib's assertQueue: `{ queue, messageCount, consumerCount }`. */
   assertQueue(queue, options) {
-    return this.#call(async () => ({ ...(await (await this.#channel('admin')).assertQueue(queue, options)) }));
+    return this.#stored(async () => ({ ...(await (await this.#channel('admin')).assertQueue(queue, options)) }));
   }
 
   /** amqplib's checkQueue. */
@@ -427,22 +440,22 @@ export class TabbitBroker extends DurableObject {
 
   /** amqplib's deleteQueue: `{ messageCount }`. */
   deleteQueue(queue, options) {
-    return this.#call(async () => ({ ...(await (await this.#channel('admin')).deleteQueue(queue, options)) }));
+    return this.#stored(async () => ({ ...(await (await this.#channel('admin')).deleteQueue(queue, options)) }));
   }
 
   /** amqplib's purgeQueue: `{ messageCount }`. */
   purgeQueue(queue) {
-    return this.#call(async () => ({ ...(await (await this.#channel('admin')).purgeQueue(queue)) }));
+    return this.#stored(async () => ({ ...(await (await this.#channel('admin')).purgeQueue(queue)) }));
   }
 
   /** amqplib's assertExchange: `{ exchange }`. */
   assertExchange(exchange, type, options) {
-    return this.#call(async () => ({ ...(await (await this.#channel('admin')).assertExchange(exchange, type, options)) }));
+    return this.#stored(async () => ({ ...(await (await this.#channel('admin')).assertExchange(exchange, type, options)) }));
   }
 
   /** amqplib's bindQueue. */
   bindQueue(queue, source, pattern, args) {
-    return this.#call(async () => {
+    return this.#stored(async () => {
       await (await this.#channel('admin')).bindQueue(queue, source, pattern, args);
       return true;
     });
@@ -450,7 +463,7 @@ export class TabbitBroker extends DurableObject {
 
   /** amqplib's unbindQueue. */
   unbindQueue(queue, source, pattern, args) {
-    return this.#call(async () => {
+    return this.#stored(async () => {
       await (await this.#channel('admin')).unbindQueue(queue, source, pattern, args);
       return true;
     });
