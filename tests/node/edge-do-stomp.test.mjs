@@ -18,48 +18,10 @@
 //   client does, and a client that wants heart-beats every 500 ms stays connected.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
-import { PKG, ROOT, needBin, needPackage, removeDir, tempDir } from '../runtimes/helpers.mjs';
-import { needAdapterBuild, writeDurableObjectConfig } from '../runtimes/workerd/do-config.mjs';
-import { serveWorkerd } from '../runtimes/workerd/serve.mjs';
+import { doStompServer, kill9 } from '../runtimes/workerd/do-stomp-run.mjs';
 import { publish, sleep, stompClient, until } from '../runtimes/stomp-client.mjs';
-import { stat } from 'node:fs/promises';
 
 const TIMEOUT = 180_000;
-const WORKER = join(ROOT, 'tests/runtimes/workerd/do-stomp-worker.js');
-
-async function setup(t) {
-  await needPackage();
-  await needAdapterBuild();
-  const built = await stat(join(PKG, 'durable-object.js')).catch(() => null);
-  const source = await stat(join(ROOT, 'js/durable-object.js'));
-  if (!built || built.mtimeMs < source.mtimeMs) throw new Error('pkg/durable-object.js is missing or older than js/durable-object.js: rebuild the package with scripts/build-pkg');
-  const workerd = await needBin('workerd');
-  const dir = await tempDir('tabbit-do-stomp-');
-  t.after(() => removeDir(dir));
-  const disk = join(dir, 'disk');
-  await mkdir(disk);
-  const env = { workerd, dir, disk };
-  /** workerd serving the worker, the object on `disk`: { url, ws, proc }. */
-  env.serve = async () => {
-    const classes = [{ className: 'Broker', binding: 'BROKER', sql: true }];
-    const write = (file, address) =>
-      writeDurableObjectConfig(file, { disk, address, worker: WORKER, classes, preventEviction: false, compatibilityFlags: ['unsafe_module'] });
-    const { url, proc } = await serveWorkerd(t, workerd, dir, write, { timeoutMs: 170_000, args: ['--experimental'] });
-    return { url, ws: `${url.replace('http', 'ws')}/ws`, proc };
-  };
-  return env;
-}
-
-async function kill9(proc) {
-  try {
-    process.kill(-proc.child.pid, 'SIGKILL');
-  } catch {
-    // already gone
-  }
-  await proc.exited;
-}
 
 /** The queue's counts from the broker's stats. */
 async function queue(url, name) {
@@ -78,7 +40,7 @@ function subscribeHeld(c, destination, prefetch, id = 'jobs') {
 }
 
 test('edge DO stomp: stompjs with receipts, client-individual acks and prefetch; evicted with sockets open, sessions come back and unacked messages are redelivered', { timeout: TIMEOUT }, async (t) => {
-  const env = await setup(t);
+  const env = await doStompServer(t);
   const { url, ws, proc } = await env.serve();
   const a = stompClient(ws);
   await a.connected;
@@ -158,7 +120,7 @@ test('edge DO stomp: stompjs with receipts, client-individual acks and prefetch;
 });
 
 test('edge DO stomp: receipted messages survive SIGKILL of workerd; unacked ones come back redelivered', { timeout: TIMEOUT }, async (t) => {
-  const env = await setup(t);
+  const env = await doStompServer(t);
   let { ws, proc } = await env.serve();
   const a = stompClient(ws);
   await a.connected;
@@ -199,7 +161,7 @@ test('edge DO stomp: receipted messages survive SIGKILL of workerd; unacked ones
 });
 
 test('edge DO stomp: wrong or no credentials get an ERROR and the broker serves on; heart-beats are the runtime’s', { timeout: TIMEOUT }, async (t) => {
-  const env = await setup(t);
+  const env = await doStompServer(t);
   const { ws, proc } = await env.serve();
   const wrong = stompClient(ws, { passcode: 'nope' });
   await assert.rejects(wrong.connected, /Bad CONNECT/);
