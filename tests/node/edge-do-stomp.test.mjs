@@ -5,7 +5,8 @@
 //
 // - stompjs publishes persistently with receipts, subscribes with client-individual acks and
 //   prefetch-count 3 (three unacked at most), acks; the object is then evicted from memory with
-//   its sockets open (workerd:unsafe's evict(), as the runtime does with an idle object): the
+//   its sockets open (workerd:unsafe's evict(), as the runtime may do at any time; the class is
+//   LeanBroker, `keepAliveWhileUnacked: false`, which does not keep itself in memory): the
 //   next frame wakes it, and both sessions are made again from their sockets' attachments
 //   (login, subscription, ack mode, prefetch): the unacked messages come again on the same
 //   socket with redelivered:true and new ack ids, acks by those ids work, and an ACK of an old id
@@ -13,6 +14,11 @@
 // - workerd SIGKILLed with receipted messages queued and three delivered but not acked, then
 //   restarted on the same disk: the client connects again, and every receipted message not acked
 //   is delivered exactly once, the three with redelivered:true;
+// - a consumer slower than the runtime's idle window (it holds an unacked message ~25 s without a
+//   frame; workerd hibernates an idle object after 10 s: src/workerd/server/server.c++,
+//   handleShutdown): the object stays in memory while the delivery is unacked, so the late ACK
+//   works and nothing comes again; once nothing is unacked, the object hibernates as before (its
+//   broker's stats name another host), its socket still open;
 // - wrong or no credentials get an ERROR frame, and the broker serves another client after;
 // - heart-beats are answered by the runtime: CONNECTED says the server sends as often as the
 //   client does, and a client that wants heart-beats every 500 ms stays connected.
@@ -41,7 +47,11 @@ function subscribeHeld(c, destination, prefetch, id = 'jobs') {
 
 test('edge DO stomp: stompjs with receipts, client-individual acks and prefetch; evicted with sockets open, sessions come back and unacked messages are redelivered', { timeout: TIMEOUT }, async (t) => {
   const env = await doStompServer(t);
-  const { url, ws, proc } = await env.serve();
+  const { proc } = await env.serve();
+  // LeanBroker (keepAliveWhileUnacked: false): evict() can take it while deliveries are unacked,
+  // as a deploy or the runtime's own eviction takes any object.
+  const url = `${env.url}/lean`;
+  const ws = `${url.replace('http', 'ws')}/ws`;
   const a = stompClient(ws);
   await a.connected;
   const bodies = Array.from({ length: 10 }, (_, i) => `job ${i}`);
@@ -182,6 +192,55 @@ test('edge DO stomp: wrong or no credentials get an ERROR and the broker serves 
   await publish(beating.client, '/queue/beat', 'still here');
   await until(() => seen.length === 1, 'a message');
   await beating.stop();
+  await proc.kill();
+  assert.doesNotMatch(proc.output(), /uncaught/i);
+});
+
+/** Longer than workerd's idle window (10 s) plus the endpoint's CONNECT timer (10 s) that keeps a new session's object awake. */
+const IDLE_MS = 25_000;
+
+test('edge DO stomp: a consumer slower than the idle window keeps its delivery; the object hibernates once nothing is unacked', { timeout: TIMEOUT }, async (t) => {
+  const env = await doStompServer(t);
+  const { url, ws, proc } = await env.serve();
+  const host = async () => (await (await fetch(`${url}/stats`)).json()).host;
+  const c = stompClient(ws);
+  await c.connected;
+  // A round trip on c's socket, or the ERROR that closed it.
+  const fence = () =>
+    Promise.race([
+      publish(c.client, '/queue/fence', 'fence'),
+      c.closed.then(() => assert.fail(`the connection closed: ${c.errors.map((e) => `ERROR ${e.headers.message}: ${e.body}`).join('; ')}`)),
+    ]);
+  for (const b of ['one', 'two']) await publish(c.client, '/queue/slow', b, { persistent: 'true' });
+  const { got } = subscribeHeld(c, '/queue/slow', 1, 'slow');
+  await until(() => got.length === 1, 'the first delivery');
+  const before = await host();
+
+  // Silent for longer than the idle window, the delivery unacked.
+  await sleep(IDLE_MS);
+  assert.equal(got.length, 1, 'nothing came meanwhile');
+  got[0].ack();
+  await fence();
+  assert.deepEqual(c.errors, [], 'the late ACK is taken');
+  assert.deepEqual(got.map((m) => [m.body, m.headers.redelivered]), [['one', 'false'], ['two', 'false']], 'nothing delivered again');
+  assert.equal(await host(), before, 'the object stayed in memory');
+  got[1].ack();
+  await fence();
+  const q = await queue(url, 'slow');
+  assert.deepEqual([q.ready, q.unacked], [0, 0]);
+
+  // Nothing unacked: the same silence lets the object hibernate (so the wait above was long
+  // enough to lose the delivery had it not kept itself in memory). Its socket stays open.
+  const awake = await host();
+  await sleep(IDLE_MS);
+  assert.notEqual(await host(), awake, 'hibernated while nothing was unacked');
+  assert.equal(c.isClosed(), false);
+  await publish(c.client, '/queue/slow', 'three', { persistent: 'true' });
+  await until(() => got.length === 3, 'a delivery after the hibernation');
+  assert.equal(got[2].body, 'three');
+  got[2].ack();
+  await fence();
+  await c.stop();
   await proc.kill();
   assert.doesNotMatch(proc.output(), /uncaught/i);
 });

@@ -1,10 +1,11 @@
 // How Node runs the package's Durable Object class with Web-STOMP (tests/runtimes/workerd/
 // do-stomp-worker.js: TabbitBroker with `stompPath`, SQLite-backed, on local disk, hibernatable
-// WebSockets) for tests/node/edge-do-*.test.mjs: a temporary directory for the objects, and a
+// WebSockets; and LeanBroker, the same with `keepAliveWhileUnacked: false`, under /lean/) for
+// tests/node/edge-do-*.test.mjs: a temporary directory for the objects, and a
 // port kept across restarts, so that clients (a tab's conn.bridge()) reconnect to the same URL.
 //
 //   const edge = await doStompServer(t);
-//   let { url, ws, proc } = await edge.serve();   // url: http://127.0.0.1:<port>, ws: ws://…/ws
+//   let { url, ws, proc } = await edge.serve();   // url: http://127.0.0.1:<port>, ws: ws://…/ws (LeanBroker: ws://…/lean/ws)
 //   await kill9(proc);                            // SIGKILL, as a crash
 //   ({ proc } = await edge.serve());              // the same port and disk
 import { mkdir, stat } from 'node:fs/promises';
@@ -33,7 +34,10 @@ export async function doStompServer(t) {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const ws = `ws://127.0.0.1:${port}/ws`;
-  const classes = [{ className: 'Broker', binding: 'BROKER', sql: true }];
+  const classes = [
+    { className: 'Broker', binding: 'BROKER', sql: true },
+    { className: 'LeanBroker', binding: 'BROKER_LEAN', sql: true },
+  ];
   const write = (file, address) =>
     writeDurableObjectConfig(file, { disk, address, worker: WORKER, classes, preventEviction: false, compatibilityFlags: ['unsafe_module'] });
   const serve = async () => {
