@@ -4,7 +4,9 @@
 //   raw put+sync  the same with an awaited ctx.storage.sync() after each put: each message
 //                 durable before the next, as a confirm per message promises;
 //   tabbit        persistent publish to a durable queue on a confirm channel, at most `window`
-//                 unconfirmed, through 'tabbit/storage/durable-object' (js/storage/durable-object.js).
+//                 unconfirmed, through 'tabbit/storage/durable-object' (js/storage/durable-object.js);
+//   unstored      the same on a broker whose adapter stores nothing (write() resolves at once):
+//                 the broker's own cost, the ceiling of what any adapter could reach.
 // Each for a SQLite-backed object ('sql' backend) and a key-value one ('kv' backend; in workerd
 // both keep their data in SQLite, so only the adapter's code path differs from 'sql' here).
 // Rounds are interleaved (every row once per round, a fresh queue each; the first rounds warm up
@@ -36,6 +38,7 @@ const WORKLOADS = [
   { id: 'raw', label: 'raw put/msg (awaited)' },
   { id: 'rawSync', label: 'raw put+sync()/msg' },
   { id: 'tabbit', label: 'tabbit persistent publish, confirms' },
+  { id: 'unstored', label: 'the same, an adapter that stores nothing' },
 ];
 
 /**
@@ -59,6 +62,7 @@ export async function benchDurableObject({ n = 5000, reps = 7, size = 100, windo
       raw: (kind) => callObject(url, kind, 'bench', 'benchRaw', n, size, false),
       rawSync: (kind) => callObject(url, kind, 'bench', 'benchRaw', n, size, true),
       tabbit: (kind) => callObject(url, kind, 'bench', 'benchBroker', 'bench', n, size, window),
+      unstored: (kind) => callObject(url, kind, 'bench', 'benchBroker', 'bench', n, size, window, true),
     };
     for (const kind of KINDS) {
       const info = await callObject(url, kind, 'bench', 'info');
@@ -118,6 +122,10 @@ if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1]
   for (const r of rows) {
     const lo = Math.min(...r.samples);
     const hi = Math.max(...r.samples);
-    console.log(`${r.name.padEnd(42)} ${fmt(r.value).padStart(9)} ${r.unit}  [${fmt(lo)} – ${fmt(hi)}]  ${r.ratio.toFixed(2)}× put, ${r.ratioDurable.toFixed(1)}× put+sync`);
+    // Rounds are interleaved: each round's figure against the raw put of the same round.
+    const raw = rows.find((x) => x.name.startsWith(r.name.slice(0, r.name.indexOf(':') + 1)));
+    const perRound = r.samples.map((x, i) => x / raw.samples[i]);
+    const range = `${Math.min(...perRound).toFixed(2)}–${Math.max(...perRound).toFixed(2)}`;
+    console.log(`${r.name.padEnd(50)} ${fmt(r.value).padStart(9)} ${r.unit}  [${fmt(lo)} – ${fmt(hi)}]  ${r.ratio.toFixed(2)}× put (per round ${range}), ${r.ratioDurable.toFixed(1)}× put+sync`);
   }
 }
