@@ -33,6 +33,13 @@ export interface TabbitBrokerOptions {
   allowAnonymous?: boolean;
   /** The STOMP endpoint's limits (frames, connections, subscriptions, connect timeout). */
   stompLimits?: StompLimits;
+  /**
+   * Default true: while deliveries are unacked (a STOMP consumer's, a get() not acked yet), the
+   * object keeps itself in memory (a timer, and an alarm at least every 50 s), so that a consumer
+   * slower than the runtime's idle window keeps its deliveries and its ack ids. False: the object
+   * may hibernate meanwhile; its unacked messages then come again, redelivered, with new ack ids.
+   */
+  keepAliveWhileUnacked?: boolean;
 }
 
 export declare class TabbitBroker {

@@ -59,6 +59,25 @@ import wasm from './tabbit_bg.wasm';
 const MIN_ALARM_MS = 100;
 /** alarm() waits at most this many times for the broker's timer to run what is due. */
 const MAX_DUE_ROUNDS = 20;
+/**
+ * Unacked deliveries. A delivery lives in the broker's memory: if the object goes, its message
+ * goes back to its queue and comes again, redelivered, under a new ack id (see "Web-STOMP"
+ * above). So a consumer slower than the runtime's idle window (it holds a message more than
+ * ~10 s without a frame) would see its message come again and its ACK refused. While deliveries
+ * are unacked, the object therefore keeps itself in memory, as a RabbitMQ node keeps a
+ * connection's deliveries: a pending timer keeps the runtime from hibernating it ("Hibernation
+ * will only occur if all of the below are true: No setTimeout/setInterval scheduled callbacks
+ * are set", developers.cloudflare.com/durable-objects/concepts/durable-object-lifecycle/), and
+ * its alarm comes at least every HOLD_ALARM_MS, since an object in memory that gets no request
+ * or event "after 70-140 seconds of inactivity" is evicted all the same (same page); an alarm is
+ * an event. It checks the broker's stats every HOLD_CHECK_MS while any delivery is unacked, and
+ * at most every HOLD_THROTTLE_MS after the events that come otherwise (stats() costs ~0.2 ms).
+ * Once none is unacked, no timer is left: the object may hibernate again. A subclass that
+ * prefers hibernating to keeping slow consumers' deliveries sets `keepAliveWhileUnacked: false`.
+ */
+const HOLD_CHECK_MS = 5_000;
+const HOLD_THROTTLE_MS = 1_000;
+const HOLD_ALARM_MS = 50_000;
 
 /**
  * Each object's open connection in this isolate, by object id. An evicted object's instance is
@@ -106,7 +125,8 @@ function needString(value, what, method) {
 export class TabbitBroker extends DurableObject {
   /**
    * What subclasses may set: `{ limits, label, storage: { backend, prefix } }` (connect()'s
-   * `limits` and `label`, durableObjectStorage()'s options).
+   * `limits` and `label`, durableObjectStorage()'s options), the Web-STOMP ones (`stompPath`,
+   * `authenticate`, `allowAnonymous`, `stompLimits`), and `keepAliveWhileUnacked` (HOLD_CHECK_MS).
    */
   static options = {};
 
@@ -120,6 +140,11 @@ export class TabbitBroker extends DurableObject {
   /** The alarm as last set (ms since the epoch, or null), so that it is written only when it changes. */
   #alarmAt;
   #timer = null;
+  /** Whether deliveries were unacked at the last check; the timer and the check under way (see HOLD_CHECK_MS). */
+  #holding = false;
+  #holdTimer = null;
+  #holdCheck = null;
+  #holdCheckedAt = -Infinity;
   /** The STOMP endpoint (conn.stompEndpoint()), made on first use when `stompPath` is set. */
   #endpoint = null;
   /** Served sockets: WebSocket → { id, socket } (socket: the endpoint's receive / closed). */
@@ -297,20 +322,75 @@ export class TabbitBroker extends DurableObject {
   }
 
   /**
+   * As #call, answering once what `f` changed is stored (conn.flush()): the storage adapter
+   * writes a turn's batch a macrotask later (js/storage/durable-object.js, "Group commit"), so
+   * the output gate alone no longer holds the answer until the commit.
+   */
+  #stored(f) {
+    return this.#call(async () => {
+      const out = await f();
+      await this.#conn.flush();
+      return out;
+    });
+  }
+
+  /**
    * Sets the object's alarm to the broker's next wake-up if that changed, and follows it with a
    * timer while the object is in memory (a deadline the broker's own timer brings, such as a
    * dead-lettered message's TTL in its new queue, moves the alarm too).
    */
   async #arm() {
+    this.#watchHolds();
     const next = this.#conn.nextWakeup();
-    const at = next === null ? null : Math.max(next, Date.now() + MIN_ALARM_MS);
+    let at = next === null ? null : Math.max(next, Date.now() + MIN_ALARM_MS);
     clearTimeout(this.#timer);
     if (next !== null) this.#timer = setTimeout(() => this.#arm().catch(() => {}), at - Date.now() + 1);
+    if (this.#holding) {
+      // An alarm within HOLD_ALARM_MS: the one set, if it is (so that it is not rewritten on every call).
+      const now = Date.now();
+      const keep = this.#alarmAt !== null && this.#alarmAt > now && this.#alarmAt <= now + HOLD_ALARM_MS ? this.#alarmAt : now + HOLD_ALARM_MS;
+      at = at === null ? keep : Math.min(at, keep);
+    }
     if (at === this.#alarmAt) return;
     // Chosen and issued in one turn: of two calls, the later one's alarm is the one that stays.
     this.#alarmAt = at;
     if (at === null) await this.ctx.storage.deleteAlarm();
     else await this.ctx.storage.setAlarm(at);
+  }
+
+  /** Checks whether deliveries are unacked (see HOLD_CHECK_MS), unless a check is under way or due. */
+  #watchHolds() {
+    if (!this.#conn || this.#holdTimer !== null || this.#holdCheck !== null) return;
+    if ((this.constructor.options ?? {}).keepAliveWhileUnacked === false) return;
+    const wait = this.#holdCheckedAt + HOLD_THROTTLE_MS - Date.now();
+    if (wait > 0) {
+      this.#holdTimer = setTimeout(() => {
+        this.#holdTimer = null;
+        this.#watchHolds();
+      }, wait);
+      return;
+    }
+    this.#holdCheckedAt = Date.now();
+    this.#holdCheck = this.#checkHolds()
+      .catch(() => {})
+      .finally(() => (this.#holdCheck = null));
+  }
+
+  async #checkHolds() {
+    const conn = this.#conn;
+    const { queues } = await conn.stats();
+    if (conn !== this.#conn) return;
+    const holding = queues.some((q) => q.unacked > 0);
+    const changed = holding !== this.#holding;
+    this.#holding = holding;
+    if (holding) {
+      this.#holdTimer = setTimeout(() => {
+        this.#holdTimer = null;
+        this.#watchHolds();
+      }, HOLD_CHECK_MS);
+    }
+    // The alarm follows: within HOLD_ALARM_MS while holding, the broker's next deadline otherwise.
+    if (changed) await this.#arm();
   }
 
   /**
@@ -417,7 +497,7 @@ export class TabbitBroker extends DurableObject {
 
   /** amqplib's assertQueue: `{ queue, messageCount, consumerCount }`. */
   assertQueue(queue, options) {
-    return this.#call(async () => ({ ...(await (await this.#channel('admin')).assertQueue(queue, options)) }));
+    return this.#stored(async () => ({ ...(await (await this.#channel('admin')).assertQueue(queue, options)) }));
   }
 
   /** amqplib's checkQueue. */
@@ -427,22 +507,22 @@ export class TabbitBroker extends DurableObject {
 
   /** amqplib's deleteQueue: `{ messageCount }`. */
   deleteQueue(queue, options) {
-    return this.#call(async () => ({ ...(await (await this.#channel('admin')).deleteQueue(queue, options)) }));
+    return this.#stored(async () => ({ ...(await (await this.#channel('admin')).deleteQueue(queue, options)) }));
   }
 
   /** amqplib's purgeQueue: `{ messageCount }`. */
   purgeQueue(queue) {
-    return this.#call(async () => ({ ...(await (await this.#channel('admin')).purgeQueue(queue)) }));
+    return this.#stored(async () => ({ ...(await (await this.#channel('admin')).purgeQueue(queue)) }));
   }
 
   /** amqplib's assertExchange: `{ exchange }`. */
   assertExchange(exchange, type, options) {
-    return this.#call(async () => ({ ...(await (await this.#channel('admin')).assertExchange(exchange, type, options)) }));
+    return this.#stored(async () => ({ ...(await (await this.#channel('admin')).assertExchange(exchange, type, options)) }));
   }
 
   /** amqplib's bindQueue. */
   bindQueue(queue, source, pattern, args) {
-    return this.#call(async () => {
+    return this.#stored(async () => {
       await (await this.#channel('admin')).bindQueue(queue, source, pattern, args);
       return true;
     });
@@ -450,7 +530,7 @@ export class TabbitBroker extends DurableObject {
 
   /** amqplib's unbindQueue. */
   unbindQueue(queue, source, pattern, args) {
-    return this.#call(async () => {
+    return this.#stored(async () => {
       await (await this.#channel('admin')).unbindQueue(queue, source, pattern, args);
       return true;
     });

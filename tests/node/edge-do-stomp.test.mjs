@@ -5,7 +5,8 @@
 //
 // - stompjs publishes persistently with receipts, subscribes with client-individual acks and
 //   prefetch-count 3 (three unacked at most), acks; the object is then evicted from memory with
-//   its sockets open (workerd:unsafe's evict(), as the runtime does with an idle object): the
+//   its sockets open (workerd:unsafe's evict(), as the runtime may do at any time; the class is
+//   LeanBroker, `keepAliveWhileUnacked: false`, which does not keep itself in memory): the
 //   next frame wakes it, and both sessions are made again from their sockets' attachments
 //   (login, subscription, ack mode, prefetch): the unacked messages come again on the same
 //   socket with redelivered:true and new ack ids, acks by those ids work, and an ACK of an old id
@@ -13,53 +14,20 @@
 // - workerd SIGKILLed with receipted messages queued and three delivered but not acked, then
 //   restarted on the same disk: the client connects again, and every receipted message not acked
 //   is delivered exactly once, the three with redelivered:true;
+// - a consumer slower than the runtime's idle window (it holds an unacked message ~25 s without a
+//   frame; workerd hibernates an idle object after 10 s: src/workerd/server/server.c++,
+//   handleShutdown): the object stays in memory while the delivery is unacked, so the late ACK
+//   works and nothing comes again; once nothing is unacked, the object hibernates as before (its
+//   broker's stats name another host), its socket still open;
 // - wrong or no credentials get an ERROR frame, and the broker serves another client after;
 // - heart-beats are answered by the runtime: CONNECTED says the server sends as often as the
 //   client does, and a client that wants heart-beats every 500 ms stays connected.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
-import { PKG, ROOT, needBin, needPackage, removeDir, tempDir } from '../runtimes/helpers.mjs';
-import { needAdapterBuild, writeDurableObjectConfig } from '../runtimes/workerd/do-config.mjs';
-import { serveWorkerd } from '../runtimes/workerd/serve.mjs';
+import { doStompServer, kill9 } from '../runtimes/workerd/do-stomp-run.mjs';
 import { publish, sleep, stompClient, until } from '../runtimes/stomp-client.mjs';
-import { stat } from 'node:fs/promises';
 
 const TIMEOUT = 180_000;
-const WORKER = join(ROOT, 'tests/runtimes/workerd/do-stomp-worker.js');
-
-async function setup(t) {
-  await needPackage();
-  await needAdapterBuild();
-  const built = await stat(join(PKG, 'durable-object.js')).catch(() => null);
-  const source = await stat(join(ROOT, 'js/durable-object.js'));
-  if (!built || built.mtimeMs < source.mtimeMs) throw new Error('pkg/durable-object.js is missing or older than js/durable-object.js: rebuild the package with scripts/build-pkg');
-  const workerd = await needBin('workerd');
-  const dir = await tempDir('tabbit-do-stomp-');
-  t.after(() => removeDir(dir));
-  const disk = join(dir, 'disk');
-  await mkdir(disk);
-  const env = { workerd, dir, disk };
-  /** workerd serving the worker, the object on `disk`: { url, ws, proc }. */
-  env.serve = async () => {
-    const classes = [{ className: 'Broker', binding: 'BROKER', sql: true }];
-    const write = (file, address) =>
-      writeDurableObjectConfig(file, { disk, address, worker: WORKER, classes, preventEviction: false, compatibilityFlags: ['unsafe_module'] });
-    const { url, proc } = await serveWorkerd(t, workerd, dir, write, { timeoutMs: 170_000, args: ['--experimental'] });
-    return { url, ws: `${url.replace('http', 'ws')}/ws`, proc };
-  };
-  return env;
-}
-
-async function kill9(proc) {
-  try {
-    process.kill(-proc.child.pid, 'SIGKILL');
-  } catch {
-    // already gone
-  }
-  await proc.exited;
-}
 
 /** The queue's counts from the broker's stats. */
 async function queue(url, name) {
@@ -78,8 +46,12 @@ function subscribeHeld(c, destination, prefetch, id = 'jobs') {
 }
 
 test('edge DO stomp: stompjs with receipts, client-individual acks and prefetch; evicted with sockets open, sessions come back and unacked messages are redelivered', { timeout: TIMEOUT }, async (t) => {
-  const env = await setup(t);
-  const { url, ws, proc } = await env.serve();
+  const env = await doStompServer(t);
+  const { proc } = await env.serve();
+  // LeanBroker (keepAliveWhileUnacked: false): evict() can take it while deliveries are unacked,
+  // as a deploy or the runtime's own eviction takes any object.
+  const url = `${env.url}/lean`;
+  const ws = `${url.replace('http', 'ws')}/ws`;
   const a = stompClient(ws);
   await a.connected;
   const bodies = Array.from({ length: 10 }, (_, i) => `job ${i}`);
@@ -158,7 +130,7 @@ test('edge DO stomp: stompjs with receipts, client-individual acks and prefetch;
 });
 
 test('edge DO stomp: receipted messages survive SIGKILL of workerd; unacked ones come back redelivered', { timeout: TIMEOUT }, async (t) => {
-  const env = await setup(t);
+  const env = await doStompServer(t);
   let { ws, proc } = await env.serve();
   const a = stompClient(ws);
   await a.connected;
@@ -199,7 +171,7 @@ test('edge DO stomp: receipted messages survive SIGKILL of workerd; unacked ones
 });
 
 test('edge DO stomp: wrong or no credentials get an ERROR and the broker serves on; heart-beats are the runtime’s', { timeout: TIMEOUT }, async (t) => {
-  const env = await setup(t);
+  const env = await doStompServer(t);
   const { ws, proc } = await env.serve();
   const wrong = stompClient(ws, { passcode: 'nope' });
   await assert.rejects(wrong.connected, /Bad CONNECT/);
@@ -220,6 +192,57 @@ test('edge DO stomp: wrong or no credentials get an ERROR and the broker serves 
   await publish(beating.client, '/queue/beat', 'still here');
   await until(() => seen.length === 1, 'a message');
   await beating.stop();
+  await proc.kill();
+  assert.doesNotMatch(proc.output(), /uncaught/i);
+});
+
+/** Longer than workerd's idle window (10 s) plus the endpoint's CONNECT timer (10 s) that keeps a new session's object awake. */
+const IDLE_MS = 25_000;
+
+test('edge DO stomp: a consumer slower than the idle window keeps its delivery; the object hibernates once nothing is unacked', { timeout: TIMEOUT }, async (t) => {
+  const env = await doStompServer(t);
+  const { url, ws, proc } = await env.serve();
+  const host = async () => (await (await fetch(`${url}/stats`)).json()).host;
+  const c = stompClient(ws);
+  await c.connected;
+  // A round trip on c's socket (a persistent SEND: its RECEIPT comes after a commit), or the ERROR that closed it.
+  const fence = () =>
+    Promise.race([
+      publish(c.client, '/queue/fence', 'fence', { persistent: 'true' }),
+      c.closed.then(() => assert.fail(`the connection closed: ${c.errors.map((e) => `ERROR ${e.headers.message}: ${e.body}`).join('; ')}`)),
+    ]);
+  for (const b of ['one', 'two']) await publish(c.client, '/queue/slow', b, { persistent: 'true' });
+  const { got } = subscribeHeld(c, '/queue/slow', 1, 'slow');
+  await until(() => got.length === 1, 'the first delivery');
+  const before = await host();
+
+  // Silent for longer than the idle window, the delivery unacked.
+  await sleep(IDLE_MS);
+  assert.equal(got.length, 1, 'nothing came meanwhile');
+  got[0].ack();
+  // 'two' is delivered once the ACK is in (and its delivery horizon stored: src/store/log.rs).
+  await until(() => got.length >= 2 || c.isClosed(), 'the second message once the first is acked');
+  await fence();
+  assert.deepEqual(c.errors, [], 'the late ACK is taken');
+  assert.deepEqual(got.map((m) => [m.body, m.headers.redelivered]), [['one', 'false'], ['two', 'false']], 'nothing delivered again');
+  assert.equal(await host(), before, 'the object stayed in memory');
+  got[1].ack();
+  await fence();
+  const q = await queue(url, 'slow');
+  assert.deepEqual([q.ready, q.unacked], [0, 0]);
+
+  // Nothing unacked: the same silence lets the object hibernate (so the wait above was long
+  // enough to lose the delivery had it not kept itself in memory). Its socket stays open.
+  const awake = await host();
+  await sleep(IDLE_MS);
+  assert.notEqual(await host(), awake, 'hibernated while nothing was unacked');
+  assert.equal(c.isClosed(), false);
+  await publish(c.client, '/queue/slow', 'three', { persistent: 'true' });
+  await until(() => got.length === 3, 'a delivery after the hibernation');
+  assert.equal(got[2].body, 'three');
+  got[2].ack();
+  await fence();
+  await c.stop();
   await proc.kill();
   assert.doesNotMatch(proc.output(), /uncaught/i);
 });

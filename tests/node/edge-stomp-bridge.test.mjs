@@ -9,21 +9,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client } from '@stomp/stompjs';
 import WebSocket from 'ws';
-import { BLANK, TEST_TIMEOUT, openPage, useServerAndBrowser, waitUntil } from './browser.mjs';
+import { TEST_TIMEOUT, useServerAndBrowser, waitUntil } from './browser.mjs';
+import { device } from './edge-devices.mjs';
 import { stompServer } from '../runtimes/deno/stomp-run.mjs';
 
 let server;
 let browser;
 useServerAndBrowser((s, b) => ([server, browser] = [s, b]));
-
-/** A tab of a new device (its own browser context, so its own IndexedDB and mesh), bridged with `bridge`. */
-async function device(t, bridge) {
-  const context = await browser.browser.newContext();
-  t.after(() => context.close());
-  const { page, errors } = await openPage(context, `${server.url}${BLANK}`);
-  await page.evaluate((a) => import('/tests/node/bridge-page.js').then((m) => m.join(a)), { name: `edge-${Date.now()}`, bridge });
-  return { page, errors };
-}
 
 /**
  * A persistent SEND with a receipt through the edge (@stomp/stompjs): once its RECEIPT is in, the
@@ -52,8 +44,8 @@ test('edge stomp: two devices exchange messages through the deno broker with con
   const edge = await stompServer(t);
   let deno = await edge.serve();
   const common = { url: edge.url, login: 'alice', passcode: 'secret', reconnect: { initialMs: 200, maxMs: 1000 } };
-  const a = await device(t, { ...common, outbound: [{ exchange: 'to-rabbit', to: '/queue/shared' }] });
-  const b = await device(t, { ...common, inbound: [{ from: '/queue/shared', to: { queue: 'inbox' } }] });
+  const a = await device(t, { server, browser }, { ...common, outbound: [{ exchange: 'to-rabbit', to: '/queue/shared' }] });
+  const b = await device(t, { server, browser }, { ...common, inbound: [{ from: '/queue/shared', to: { queue: 'inbox' } }] });
   for (const d of [a, b]) await waitUntil('both bridges connected', async () => (await status(d.page))?.state === 'connected');
   await b.page.evaluate(() => __bridge.consume('inbox'));
 

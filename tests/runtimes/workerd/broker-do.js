@@ -135,9 +135,22 @@ export class BrokerSql extends DurableObject {
     return true;
   }
 
-  /** Publishes `n` persistent messages of `size` bytes with confirms, at most `window` unconfirmed. */
-  async benchBroker(queue, n, size, window) {
-    const ch = this.channel;
+  /**
+   * Publishes `n` persistent messages of `size` bytes with confirms, at most `window` unconfirmed.
+   * `nothingStored`: on a second broker of the object whose adapter stores nothing (its write()
+   * resolves at once), which measures what the broker itself costs without the storage.
+   */
+  async benchBroker(queue, n, size, window, nothingStored = false) {
+    let ch = this.channel;
+    if (nothingStored) {
+      this.unstored ??= connect({ name: `${this.ctx.id}-nothing-stored`, wasm, storage: { load: () => [], write: () => {} } }).then(async (conn) => {
+        const c = await conn.createConfirmChannel();
+        await c.assertQueue(queue, { durable: true });
+        return c;
+      });
+      ch = await this.unstored;
+      await ch.purgeQueue(queue);
+    }
     const body = new Uint8Array(size).fill(120);
     for (let sent = 0; sent < n; ) {
       const upTo = Math.min(n, sent + window);

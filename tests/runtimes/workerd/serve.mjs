@@ -9,13 +9,14 @@ const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 
 /**
  * `writeConfig(file, address)` writes the config; it goes to `dir`, the process's working
- * directory. Tries another port if the one picked was taken meanwhile. `t` (optional) ends
- * the process after the test; `timeoutMs` bounds its life; `args`: more options of `workerd serve`.
+ * directory. Tries another port if the one picked was taken meanwhile, unless `port` fixes it
+ * (a server started again where its clients reconnect). `t` (optional) ends the process after
+ * the test; `timeoutMs` bounds its life; `args`: more options of `workerd serve`.
  * @returns {Promise<{url: string, proc: ReturnType<typeof start>}>}
  */
-export async function serveWorkerd(t, workerd, dir, writeConfig, { timeoutMs = 50_000, args = [] } = {}) {
+export async function serveWorkerd(t, workerd, dir, writeConfig, { timeoutMs = 50_000, args = [], port: fixed } = {}) {
   for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
+    const port = fixed ?? (await freePort());
     const config = join(dir, `tabbit-${port}.capnp`);
     await writeConfig(config, `127.0.0.1:${port}`);
     const proc = start(workerd, ['serve', '--verbose', ...args, config], { t, timeoutMs, cwd: dir });
@@ -32,7 +33,7 @@ export async function serveWorkerd(t, workerd, dir, writeConfig, { timeoutMs = 5
       await sleep(100);
     }
     await proc.kill();
-    if (attempt < 3 && /address already in use/i.test(proc.output())) continue;
+    if (attempt < 3 && fixed === undefined && /address already in use/i.test(proc.output())) continue;
     throw new Error(`workerd did not serve ${url} within 20 s:\n${proc.output().slice(-4000)}`);
   }
 }
