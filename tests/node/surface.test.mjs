@@ -15,6 +15,22 @@ const PKG = join(ROOT, 'pkg');
 const read = (...p) => readFileSync(join(ROOT, ...p), 'utf8');
 
 /**
+ * The package's JS sources under js/ that `entries` are made of: each entry and the local modules
+ * it imports, transitively (index.js is split into modules that scripts/build-pkg bundles back
+ * into it; bridge.js, which it imports, is among them). Paths relative to js/.
+ */
+function sourcesOf(...entries) {
+  const found = new Set();
+  const visit = (file) => {
+    if (found.has(file) || !existsSync(join(ROOT, 'js', file))) return; // ./tabbit.js: wasm-bindgen's, not under js/
+    found.add(file);
+    for (const m of read('js', file).matchAll(/^\s*(?:import|export)\b[^;]*?\bfrom\s*'\.\/([\w./-]+\.js)'/gm)) visit(m[1]);
+  };
+  entries.forEach(visit);
+  return [...found];
+}
+
+/**
  * `source` with its comments blanked out (and, with `blankStrings`, the contents of its string
  * and template literals too), every other character in place, so that braces can be matched.
  */
@@ -257,8 +273,12 @@ test("surface: every option the package's JS reads is declared in its Options in
     bridge: 'BridgeOptions',
     bridgeConfig: 'BridgeOptions',
   };
-  const reads = optionsRead(['js', 'index.js']);
-  for (const [fn, names] of optionsRead(['js', 'bridge.js'])) reads.set(fn, new Set([...(reads.get(fn) ?? []), ...names]));
+  const reads = new Map();
+  const files = sourcesOf('index.js');
+  assert.ok(files.includes('connection.js') && files.includes('bridge.js'), `index.js's modules not found: ${files}`);
+  for (const file of files) {
+    for (const [fn, names] of optionsRead(['js', file])) reads.set(fn, new Set([...(reads.get(fn) ?? []), ...names]));
+  }
   assert.ok(reads.get('connect')?.has('storage'), `the parser found no options read by connect(): ${[...reads.keys()]}`);
   for (const [fn, names] of reads) {
     assert.ok(typedBy[fn], `${fn}() reads options ${[...names]}: add it to typedBy with the interface that declares them`);
@@ -304,7 +324,7 @@ test('surface: ReplyCode lists every code of the Rust error enum and every code 
   const rustCodes = new Set([...body(enumBody, enumBody.indexOf('{')).matchAll(/=\s*(\d+)/g)].map((m) => Number(m[1])));
   assert.ok(rustCodes.has(404) && rustCodes.size >= 8, `parsed ${[...rustCodes]} from src/core/error.rs`);
   const jsCodes = new Set();
-  for (const file of ['index.js', 'bridge.js', 'callback_api.js']) {
+  for (const file of sourcesOf('index.js', 'callback_api.js')) {
     const code = read('js', file);
     for (const m of code.matchAll(/\bfailed\((?:[^()]|\([^()]*\))*?,\s*(\d{3})\s*\)/gs)) jsCodes.add(Number(m[1]));
   }
