@@ -224,7 +224,14 @@ impl Link {
             self.hosted(|h, e, at| h.client_gone(e, ctx, at));
             return;
         }
-        let Some(at) = s.session.next_wakeup() else { return };
+        let Some(at) = s.session.next_wakeup() else {
+            // Nothing to wake up for (the CONNECT came, no heart-beats): a timer left pending
+            // would keep a Durable Object from hibernating until it fires.
+            if let Some((_, id)) = s.timer.take() {
+                clear_timeout(&id);
+            }
+            return;
+        };
         if s.timer.as_ref().is_some_and(|(t, _)| *t <= at) {
             return;
         }
