@@ -135,16 +135,17 @@ const alike = (a, b) =>
 
 /**
  * Runs the bridges the host state says to while this context hosts `broker` (a RawBroker):
- * `broker.onBridge` starts a Runner with a configuration and stops it with `null`; each
- * Runner tells its status to the host state, which tells every context. A configuration
- * came from any context as a field table (src/mesh/bridge.rs): it runs only if bridgeConfig
- * makes the same of it again, else its status says why it does not.
+ * `declared(name, config)`, called with what `broker.onBridge` reports, starts a Runner with a
+ * configuration and stops it with `null`; each Runner tells its status to the host state, which
+ * tells every context. A configuration came from any context as a field table
+ * (src/mesh/bridge.rs): it runs only if bridgeConfig makes the same of it again, else its status
+ * says why it does not.
  * @param {object} opts { openConnection(): Connection, binding(): the wasm binding, check(options): bridgeConfig's config }
- * @returns {() => void} stops every Runner (after a panic: the instance can run none)
+ * @returns {{declared: (name: string, config: object | null) => void, stop: () => void}} stop() stops every Runner (after a panic: the instance can run none)
  */
-export function runBridges(broker, opts) {
+export function bridgeRunner(broker, opts) {
   const running = new Map();
-  broker.onBridge((name, declared) => {
+  const declared = (name, declared) => {
     running.get(name)?.stop();
     running.delete(name);
     if (!declared) return;
@@ -163,8 +164,8 @@ export function runBridges(broker, opts) {
     });
     running.set(name, runner);
     runner.start(error);
-  });
-  return () => running.forEach((r) => r.stop());
+  };
+  return { declared, stop: () => running.forEach((r) => r.stop()) };
 }
 
 /** One bridge's connection to RabbitMQ, in the hosting context: reconnects with backoff until stopped. */

@@ -1,15 +1,65 @@
 // connect() and amqplib's Connection: one broker per name in this context, shared by every
 // connect() to it; the Connection's channels, bridges (bridge.js runs them), storage checks and
 // Web-STOMP endpoints (StompEndpoint).
-import { Bridge, bridgeConfig, declareOutboxes, runBridges } from './bridge.js';
 import { failed } from './errors.js';
 import { binding, broken, load, guard, promise, DEAD, brokers, closing } from './loader.js';
 import { Emitter } from './emitter.js';
 import { OWNER, PERSISTENT, requestPersist, storageInfo, checkStorage } from './persistence.js';
 import { Channel, ConfirmChannel } from './channel.js';
 
+/**
+ * bridge.js, loaded on first use (a bridge() call, or a bridge declared to a broker this context
+ * hosts): an app that never bridges does not download it. Its `import()` stays a separate file in
+ * the package and in an app's bundle.
+ */
+let bridgeModule = null;
+function bridging() {
+  bridgeModule ??= import('./bridge.js').catch((e) => {
+    bridgeModule = null; // tried again on the next use
+    throw failed(`tabbit's bridge code (bridge.js, beside its main module) could not be loaded: ${e?.message ?? e}`, 541);
+  });
+  return bridgeModule;
+}
+
 /** bridge()'s options checked and completed (406 with what to change), STOMP destinations by the binding. */
-const checkBridge = (options) => bridgeConfig(options, failed, (d, subscribe) => guard(() => binding.stompDestinationError(d, subscribe)) ?? null);
+const checkBridge = (bridgeConfig, options) =>
+  bridgeConfig(options, failed, (d, subscribe) => guard(() => binding.stompDestinationError(d, subscribe)) ?? null);
+
+/**
+ * The host's bridge declarations for broker `b` (what `b.onBridge` reports), run by bridge.js once
+ * it is loaded, in the order they came; `entry.stopBridges` stops them. If bridge.js cannot be
+ * loaded, each bridge declared meanwhile says so in its status.
+ */
+function runBridgesLazily(b, entry) {
+  let queued = [];
+  let runner = null;
+  return (name, declared) => {
+    if (runner) return runner.declared(name, declared);
+    queued.push([name, declared]);
+    if (queued.length > 1) return;
+    bridging().then(
+      (m) => {
+        if (broken) return; // the instance panicked meanwhile: it runs no bridge
+        runner = m.bridgeRunner(b, {
+          // The bridges' own connection: not counted, so it never keeps the broker open.
+          openConnection: () => new Connection(b, () => Promise.resolve()),
+          binding: () => binding,
+          check: (options) => checkBridge(m.bridgeConfig, options),
+        });
+        entry.stopBridges = runner.stop;
+        for (const [n, d] of queued) runner.declared(n, d);
+        queued = [];
+      },
+      (e) => {
+        const last = new Map(queued);
+        queued = [];
+        for (const [n, d] of last) {
+          if (d) guard(() => b.bridgeStatus(n, 'stopped', e.message, Date.now(), null, new Float64Array(8)));
+        }
+      },
+    );
+  };
+}
 
 /**
  * Connects to broker `name` (default 'default') of this origin, in namespace `app` (default: none,
@@ -50,12 +100,7 @@ export async function connect(options = {}) {
     brokers.set(key, entry);
     entry.broker.then(
       (b) => {
-        entry.stopBridges = runBridges(b, {
-          // The bridges' own connection: not counted, so it never keeps the broker open.
-          openConnection: () => new Connection(b, () => Promise.resolve()),
-          binding: () => binding,
-          check: checkBridge,
-        });
+        b.onBridge(runBridgesLazily(b, entry));
         b.onFailover((info) => entry.open.forEach((c) => c.emit('failover', info)));
       },
       () => brokers.delete(key),
@@ -201,7 +246,8 @@ export class Connection extends Emitter {
    */
   async bridge(options) {
     if (this.#closed) throw failed('connection is closed: connect again', 504);
-    const config = checkBridge(options);
+    const { Bridge, bridgeConfig, declareOutboxes } = await bridging();
+    const config = checkBridge(bridgeConfig, options);
     if (typeof WebSocket !== 'function') {
       throw failed('bridge(): this runtime has no WebSocket: bridge from a browser page or worker, Deno or workerd', 540);
     }

@@ -25,6 +25,8 @@ function sourcesOf(...entries) {
     if (found.has(file) || !existsSync(join(ROOT, 'js', file))) return; // ./tabbit.js: wasm-bindgen's, not under js/
     found.add(file);
     for (const m of read('js', file).matchAll(/^\s*(?:import|export)\b[^;]*?\bfrom\s*'\.\/([\w./-]+\.js)'/gm)) visit(m[1]);
+    // And what it loads on first use.
+    for (const m of read('js', file).matchAll(/\bimport\(\s*'\.\/([\w./-]+\.js)'\s*\)/g)) visit(m[1]);
   };
   entries.forEach(visit);
   return [...found];
