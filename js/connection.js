@@ -16,7 +16,7 @@ let bridgeModule = null;
 function bridging() {
   bridgeModule ??= import('./bridge.js').catch((e) => {
     bridgeModule = null; // tried again on the next use
-    throw failed(`tabbit's bridge code (bridge.js, beside its main module) could not be loaded: ${e?.message ?? e}`, 541);
+    throw failed(`tabbit's bridge code (bridge.js, beside its main module) could not be loaded: ${e?.message ?? e}`, 506);
   });
   return bridgeModule;
 }
@@ -53,8 +53,10 @@ function runBridgesLazily(b, entry) {
       (e) => {
         const last = new Map(queued);
         queued = [];
-        for (const [n, d] of last) {
-          if (d) guard(() => b.bridgeStatus(n, 'stopped', e.message, Date.now(), null, new Float64Array(8)));
+        try {
+          for (const [n, d] of last) if (d) guard(() => b.bridgeStatus(n, 'stopped', e.message, Date.now(), null, new Float64Array(8)));
+        } catch {
+          // The instance panicked or the broker closed meanwhile: no one to tell.
         }
       },
     );

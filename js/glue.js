@@ -100,7 +100,8 @@ let poolUsed = 0;
 export function newContent(length) {
   if (NodeBuffer) return NodeBuffer.allocUnsafeSlow(length);
   if (length >= POOLED_BELOW) return new Content(length);
-  if (pool === null || poolUsed + length > POOL_BYTES) {
+  // A pool whose buffer an app transferred away (detached: byteLength 0) is replaced.
+  if (pool === null || pool.byteLength === 0 || poolUsed + length > POOL_BYTES) {
     pool = new ArrayBuffer(POOL_BYTES);
     poolUsed = 0;
   }

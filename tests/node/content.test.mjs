@@ -3,7 +3,8 @@
 // Node's Buffer.allocUnsafe() carves small Buffers out of its pool; larger ones have a buffer of
 // their own. Checked here: every content holds its message's bytes and nothing else, whatever
 // its size and whether it is pooled; writing into one changes no other; slice() gives a copy with
-// a buffer of its own, still a Content.
+// a buffer of its own, still a Content; after an app transfers a content's buffer away (detaching
+// the pool), later contents come whole from a new pool.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BLANK, TEST_TIMEOUT, openPage, useServerAndBrowser } from './browser.mjs';
@@ -47,13 +48,26 @@ const roundTrip = (page, name, sizes) =>
       const own = got.filter((c) => c.length >= 4096 && c.buffer.byteLength === c.length && c.byteOffset === 0).length;
       const copy = got[4].slice();
       copy[0] = 1;
+      const original = got[4][0];
+      // An app that transfers a content's buffer away detaches the pool (and the contents in it):
+      // later contents come from a new one.
+      const current = got[sizes.length - 1].buffer; // the pool the next contents would come from
+      structuredClone(current, { transfer: [current] });
+      const later = [5, 50, 500];
+      for (const n of later) ch.sendToQueue(q, Uint8Array.from({ length: n }, (_, j) => j & 255));
+      const deadline = Date.now() + 5000;
+      while (got.length < sizes.length + later.length && Date.now() < deadline) await new Promise((ok) => setTimeout(ok, 5));
+      if (got.length < sizes.length + later.length) wrong.push(`after the transfer, ${got.length - sizes.length} of ${later.length} messages came`);
+      got.slice(sizes.length).forEach((c, i) => {
+        if (c.length !== later[i] || c.some((b, j) => b !== (j & 255))) wrong.push(`after the transfer, message ${i}: ${c.length} bytes`);
+      });
       const text = new (got[1].constructor)(new TextEncoder().encode('héllo')).toString();
       await conn.close();
       return {
         wrong,
         pooled,
         own,
-        copy: { content: copy.constructor === got[0].constructor, own: copy.buffer.byteLength === copy.length, original: got[4][0] },
+        copy: { content: copy.constructor === got[0].constructor, own: copy.buffer.byteLength === copy.length, original },
         text,
       };
     },
