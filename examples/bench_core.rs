@@ -161,14 +161,9 @@ fn topic_publish(b: &mut Broker, ch: ChannelRef, keys: &[String]) -> (usize, f64
     r
 }
 
-/// The frames of a post as context `me` reads them (as the browser link does).
+/// The frames of a post for context `me`.
 fn read(post: &[u8], me: u64) -> Vec<Frame> {
-    let Ok(Some(dir)) = frame::directory(post, post.len(), me) else { return Vec::new() };
-    let mut out = Vec::new();
-    for (n, start, end) in dir.sections {
-        out.extend(frame::section(&post[start..end], n).expect("a post the host wrote"));
-    }
-    out
+    frame::decode(post, me).expect("a post the bench wrote").1
 }
 
 /// The mesh's part of a transient message across tabs, natively: publisher context P posts

@@ -10,7 +10,7 @@
 // declared them, is the mesh's registry (src/mesh/bridge.rs): declarations and statuses are
 // frames between contexts like any other, a new host runs what the live contexts declare
 // again. Here is only what drives the WebSocket: the Runner, started and stopped as the host
-// state says (runBridges). The STOMP codec and the mapping of properties to headers are in
+// state says (bridgeRunner). The STOMP codec and the mapping of properties to headers are in
 // Rust (src/bridge/, src/wasm/stomp.rs).
 
 /** WebSocket subprotocols, as RabbitMQ's Web-STOMP plugin accepts them. */
