@@ -224,20 +224,19 @@ impl Link {
             self.hosted(|h, e, at| h.client_gone(e, ctx, at));
             return;
         }
-        let Some(at) = s.session.next_wakeup() else {
-            // Nothing to wake up for (the CONNECT came, no heart-beats): a timer left pending
-            // would keep a Durable Object from hibernating until it fires.
-            if let Some((_, id)) = s.timer.take() {
-                clear_timeout(&id);
+        let next = s.session.next_wakeup();
+        if let (Some(at), Some((t, _))) = (next, &s.timer) {
+            if *t <= at {
+                return;
             }
-            return;
-        };
-        if s.timer.as_ref().is_some_and(|(t, _)| *t <= at) {
-            return;
         }
+        // Replaced by an earlier one, or cleared when there is nothing to wake up for (the
+        // CONNECT came, no heart-beats): a timer left pending would keep a Durable Object from
+        // hibernating until it fires.
         if let Some((_, id)) = s.timer.take() {
             clear_timeout(&id);
         }
+        let Some(at) = next else { return };
         let delay = at.saturating_sub(now()).min(i32::MAX as u64) as i32;
         let id = set_timeout(s.on_timer.as_ref(), delay);
         s.timer = Some((at, id));
